@@ -1,0 +1,177 @@
+import type {InterceptSession, NetworkAttachment} from './session.js'
+
+/** Extension API version this sdk speaks. A descriptor's apiVersion must fall in the supported range. */
+export const API_VERSION = 1
+export const SUPPORTED_API_VERSIONS = {min: 1, max: 1} as const
+
+export type ExtensionPoint = 'handlers' | 'volume-providers' | 'daemon-backends'
+export const HOOK_NAMES: Record<ExtensionPoint, string> = {
+  handlers: 'tp:handlers',
+  'volume-providers': 'tp:volume-providers',
+  'daemon-backends': 'tp:daemon-backends',
+}
+
+/** What an implementation module exports as default: a factory given the plugin context. */
+export type Factory<T> = (context: PluginContext) => T | Promise<T>
+
+/**
+ * What a plugin's hook returns: a description, never an instance. The host imports the
+ * implementation (`load`) only when this extension is chosen.
+ */
+export interface Descriptor<T> {
+  name: string
+  apiVersion: number
+  summary: string
+  load: () => Promise<{default: Factory<T>}>
+}
+
+export interface Logger {
+  info(message: string): void
+  warn(message: string): void
+  debug(message: string): void
+}
+
+/** Given to every implementation factory. */
+export interface PluginContext {
+  /** tp's version (images and plugins are tied to it). */
+  tpVersion: string
+  /** Directory for caches (connection records, env files): ~/.cache/tp unless configured. */
+  cacheDir: string
+  log: Logger
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/** A CLI flag a handler owns. The host adds it to `tp intercept`. */
+export interface HandlerFlag {
+  type: 'boolean' | 'string'
+  description: string
+  multiple?: boolean
+  /** Value placeholder for help, e.g. `<context>`. */
+  helpValue?: string
+  /** Name of a boolean flag this flag implies (e.g. docker-build implies docker-run). */
+  implies?: string
+}
+
+export interface HandlerDescriptor extends Descriptor<Handler> {
+  /** Flags this handler owns, by name without dashes. */
+  flags: Record<string, HandlerFlag>
+  /** The flag whose presence selects this handler (e.g. `docker-run`). */
+  selectedBy: string
+  /**
+   * Lower wins when several handlers are selected by implied flags (docker-build implies docker-run;
+   * docker-build must win). Defaults to 100.
+   */
+  precedence?: number
+  /** JSON schema for this handler's section of an intercept specification. */
+  specSchema?: Record<string, unknown>
+}
+
+export interface HandlerRequest {
+  workload: string
+  /** Values of the flags this handler owns (and any others), keyed by flag name. */
+  flags: Record<string, unknown>
+  /** Everything after `--` on the command line. */
+  args: string[]
+  /** Kind of daemon the intercept will use; known before the intercept exists. */
+  daemonKind: 'container' | 'host'
+  /** Requested local port (from --port). */
+  localPort: number
+  /** Requested container port (host daemon `--port L:C`); equals localPort otherwise. */
+  containerPort: number
+  cwd: string
+}
+
+export interface HandlerIO {
+  stdin: NodeJS.ReadableStream
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+/** Extra `docker run` arguments other parts contribute at run time (volumes). */
+export interface RunExtras {
+  dockerRunArgs: string[]
+}
+
+/** The result of `prepare`: everything that could fail has been checked; nothing exists yet. */
+export interface PreparedHandler {
+  /** One line describing what will run, e.g. `docker run frontend-v2 (sha256:…)`. */
+  describe: string
+  /** Whether the handler wants remote mounts turned into Docker volumes. */
+  wantsVolumes: boolean
+  /** Runs in the foreground; resolves with the exit code tp should exit with. */
+  run(session: InterceptSession, io: HandlerIO, extras: RunExtras): Promise<number>
+  /** Ends `run` early (Ctrl-C, `tp leave`, `tp quit`); idempotent; safe before run starts. */
+  stop(reason: string): Promise<void>
+  /** Removes whatever prepare created (e.g. a temporary build). Called on every path. */
+  dispose?(): Promise<void>
+}
+
+export interface Handler {
+  prepare(request: HandlerRequest): Promise<PreparedHandler>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volume providers
+
+export interface ProvidedVolumes {
+  /** e.g. ['-v', 'tp-…:/data'] */
+  dockerRunArgs: string[]
+  /** Removes the volumes; call after the container is gone; idempotent. */
+  release(): Promise<void>
+}
+
+export interface VolumeProvider {
+  /** Checks (and installs) what the provider needs, before the container starts. */
+  provide(session: InterceptSession): Promise<ProvidedVolumes>
+}
+
+export type VolumeProviderDescriptor = Descriptor<VolumeProvider> & {
+  /** Kind of daemon this provider serves. */
+  daemonKinds: Array<'container' | 'host'>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemon backends
+
+export interface ConnectOptions {
+  /** Connection name; `default` unless given. */
+  name: string
+  /** Namespace (Docker network) to connect to; undefined lets the backend choose. */
+  namespace?: string
+}
+
+/** What is kept (0600) in the cache directory about one live connection. */
+export interface ConnectionRecord {
+  name: string
+  backend: string
+  daemonId: string
+  namespace: string
+  api: {url: string; token: string}
+  /** Container id (container backend) or pid (host backend). */
+  containerId?: string
+  pid?: number
+  createdAt: string
+}
+
+export interface DaemonBackend {
+  kind: 'container' | 'host'
+  /** Starts a daemon for the connection, or returns the one that runs; replaces a stale one. */
+  ensure(options: ConnectOptions): Promise<ConnectionRecord>
+  /** The live connection of that name, or undefined (a stale record is removed). */
+  find(name: string): Promise<ConnectionRecord | undefined>
+  /** Stops the daemon and removes everything the connection created. */
+  quit(record: ConnectionRecord): Promise<void>
+  /** How a handler container joins this connection's network. */
+  attachment(record: ConnectionRecord): NetworkAttachment
+}
+
+export type DaemonBackendDescriptor = Descriptor<DaemonBackend>
+
+/** Structural checks, used instead of instanceof across packages. */
+export function isDescriptor(value: unknown): value is Descriptor<unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const d = value as Record<string, unknown>
+  return typeof d.name === 'string' && d.name.length > 0 && typeof d.apiVersion === 'number' && typeof d.load === 'function'
+}

@@ -1,0 +1,201 @@
+import {request} from 'node:http'
+import {BugError, UserError} from './errors.js'
+import type {InterceptSession} from './session.js'
+
+/** The daemon's HTTP+JSON API (v1). Every request carries `Authorization: Bearer <token>`. */
+
+export interface WorkloadPort {
+  port: number
+  name?: string
+  protocol: 'tcp' | 'udp'
+}
+
+export interface WorkloadInfo {
+  name: string
+  /** Container name (a workload may also be known by its network aliases). */
+  container: string
+  containerId: string
+  aliases: string[]
+  ports: WorkloadPort[]
+  /** Intercepts active on this workload. */
+  intercepts: Array<{name: string; servicePort: number}>
+}
+
+export interface InterceptInfo {
+  name: string
+  id: string
+  workload: string
+  servicePort: number
+  localPort: number
+  /** `waiting` until the handler answers on the local port; then `active` (traffic switched). */
+  state: 'waiting' | 'active'
+  agentContainer: string
+  createdAt: string
+}
+
+export interface DaemonStatus {
+  daemonId: string
+  connection: string
+  namespace: string
+  version: string
+  intercepts: InterceptInfo[]
+}
+
+export interface CreateInterceptRequest {
+  workload: string
+  /** Intercept name; defaults to the workload name (plus `-<port>` when the workload has several ports). */
+  name?: string
+  localPort: number
+  containerPort?: number
+  /** Service port by number or name; may be omitted when the workload exposes exactly one. */
+  servicePort?: string
+  /** Whether to export the workload's volumes (false with --mount=false). */
+  mounts: boolean
+}
+
+/** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */
+export type InterceptEvent =
+  | {type: 'session'; session: InterceptSession}
+  | {type: 'active'}
+  | {type: 'heartbeat'}
+  | {type: 'ended'; reason: string}
+  | {type: 'error'; error: ApiErrorBody}
+
+export interface ApiErrorBody {
+  kind: 'user' | 'bug'
+  message: string
+  next?: string
+}
+
+export interface DaemonEndpoint {
+  url: string
+  token: string
+}
+
+/** Converts an error body sent by the daemon back into a typed error. */
+export function errorFromApi(body: ApiErrorBody): Error {
+  return body.kind === 'user' ? new UserError(body.message, body.next) : new BugError(`daemon: ${body.message}`)
+}
+
+export class DaemonUnreachableError extends UserError {
+  constructor(url: string, cause: unknown) {
+    super(`the tp daemon at ${url} does not answer (${(cause as Error)?.message ?? cause})`, 'run `tp status` to check the connection, or `tp quit` and connect again', {cause})
+  }
+}
+
+/** A lease on one intercept: events as they come; closing it ends the intercept. */
+export interface InterceptLease {
+  session: InterceptSession
+  /** Resolves once the handler answers and traffic is switched. */
+  active: Promise<void>
+  /** Resolves with the reason when the daemon ends the intercept (leave, quit, agent gone). */
+  ended: Promise<string>
+  /** Ends the intercept by dropping the lease. */
+  close(): void
+}
+
+export class DaemonClient {
+  constructor(readonly endpoint: DaemonEndpoint, private readonly timeoutMs = 30_000) {}
+
+  status(): Promise<DaemonStatus> {
+    return this.json('GET', '/v1/status')
+  }
+
+  workloads(): Promise<WorkloadInfo[]> {
+    return this.json('GET', '/v1/workloads')
+  }
+
+  async leave(name: string): Promise<void> {
+    await this.json('DELETE', `/v1/intercepts/${encodeURIComponent(name)}`)
+  }
+
+  async quit(): Promise<void> {
+    await this.json('POST', '/v1/quit')
+  }
+
+  /** Creates an intercept and holds its lease until `close()` or until the daemon ends it. */
+  createIntercept(body: CreateInterceptRequest): Promise<InterceptLease> {
+    const url = new URL('/v1/intercepts', this.endpoint.url)
+    return new Promise((resolve, reject) => {
+      let settled = false
+      let resolveActive!: () => void
+      let resolveEnded!: (reason: string) => void
+      const active = new Promise<void>((r) => (resolveActive = r))
+      const ended = new Promise<string>((r) => (resolveEnded = r))
+      const req = request(url, {
+        method: 'POST',
+        headers: {authorization: `Bearer ${this.endpoint.token}`, 'content-type': 'application/json'},
+      })
+      const fail = (error: Error) => {
+        if (!settled) {
+          settled = true
+          reject(error)
+        } else resolveEnded(`connection to the daemon lost: ${error.message}`)
+      }
+      req.on('error', (error) => fail(settled ? error : new DaemonUnreachableError(this.endpoint.url, error)))
+      req.on('response', (res) => {
+        if (res.statusCode !== 200) {
+          let text = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => (text += c))
+          res.on('end', () => fail(parseErrorResponse(res.statusCode ?? 0, text)))
+          return
+        }
+        let buffer = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          buffer += chunk
+          let nl: number
+          while ((nl = buffer.indexOf('\n')) !== -1) {
+            const line = buffer.slice(0, nl)
+            buffer = buffer.slice(nl + 1)
+            if (!line.trim()) continue
+            const event = JSON.parse(line) as InterceptEvent
+            if (event.type === 'session' && !settled) {
+              settled = true
+              resolve({session: event.session, active, ended, close: () => req.destroy()})
+            } else if (event.type === 'error') fail(errorFromApi(event.error))
+            else if (event.type === 'active') resolveActive()
+            else if (event.type === 'ended') resolveEnded(event.reason)
+          }
+        })
+        res.on('close', () => fail(new Error('the daemon closed the intercept stream')))
+      })
+      req.end(JSON.stringify(body))
+    })
+  }
+
+  private json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const url = new URL(path, this.endpoint.url)
+    return new Promise((resolve, reject) => {
+      const req = request(url, {
+        method,
+        timeout: this.timeoutMs,
+        headers: {authorization: `Bearer ${this.endpoint.token}`, 'content-type': 'application/json'},
+      })
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs / 1000}s`)))
+      req.on('error', (error) => reject(new DaemonUnreachableError(this.endpoint.url, error)))
+      req.on('response', (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (text += c))
+        res.on('end', () => {
+          if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) {
+            resolve((text ? JSON.parse(text) : undefined) as T)
+          } else reject(parseErrorResponse(res.statusCode ?? 0, text))
+        })
+      })
+      req.end(body === undefined ? undefined : JSON.stringify(body))
+    })
+  }
+}
+
+function parseErrorResponse(status: number, text: string): Error {
+  try {
+    const parsed = JSON.parse(text) as {error?: ApiErrorBody}
+    if (parsed.error) return errorFromApi(parsed.error)
+  } catch {
+    // not JSON: fall through
+  }
+  return new BugError(`daemon answered HTTP ${status}: ${text.slice(0, 300)}`)
+}

@@ -1,0 +1,18 @@
+/** Labels on every Docker object tp creates, so the daemon and `tp gc` can always find them. */
+export const LABEL_MANAGED = 'tp.managed'
+export const LABEL_CONNECTION = 'tp.connection'
+export const LABEL_INTERCEPT = 'tp.intercept'
+/** What the object is: daemon, agent, handler, volume, image, fixture, demo. */
+export const LABEL_ROLE = 'tp.role'
+
+export function tpLabels(fields: {connection?: string; intercept?: string; role: string}): Record<string, string> {
+  const labels: Record<string, string> = {[LABEL_MANAGED]: 'true', [LABEL_ROLE]: fields.role}
+  if (fields.connection) labels[LABEL_CONNECTION] = fields.connection
+  if (fields.intercept) labels[LABEL_INTERCEPT] = fields.intercept
+  return labels
+}
+
+/** `--label k=v` arguments for the docker CLI. */
+export function labelArgs(labels: Record<string, string>): string[] {
+  return Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+}

@@ -1,0 +1,150 @@
+import {
+  type Descriptor,
+  type ExtensionPoint,
+  type Factory,
+  type PluginContext,
+  SUPPORTED_API_VERSIONS,
+  isDescriptor,
+} from './contracts.js'
+import {BugError, UserError} from './errors.js'
+
+/** The plugin a descriptor came from. */
+export interface PluginRef {
+  name: string
+  version: string
+}
+
+/**
+ * The outcome of running one extension-point hook across all plugins, as oclif's
+ * `config.runHook` reports it (kept structural so the sdk does not depend on oclif).
+ */
+export interface HookOutcome {
+  successes: Array<{plugin: PluginRef; result: unknown}>
+  failures: Array<{plugin: PluginRef; error: Error}>
+}
+
+export interface RegisteredExtension<T> {
+  point: ExtensionPoint
+  descriptor: Descriptor<T>
+  plugin: PluginRef
+}
+
+export interface RegistryProblem {
+  point: ExtensionPoint
+  plugin: PluginRef
+  /** Extension name where known. */
+  name?: string
+  reason: 'duplicate' | 'api-version' | 'hook-failed' | 'malformed'
+  message: string
+}
+
+/** The extensions of one extension point, collected from every plugin. */
+export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
+  private readonly byName = new Map<string, RegisteredExtension<T> & {descriptor: D}>()
+  readonly problems: RegistryProblem[] = []
+  /** Names claimed by more than one plugin: unusable until one plugin is removed. */
+  private readonly duplicates = new Map<string, PluginRef[]>()
+
+  constructor(readonly point: ExtensionPoint, outcome: HookOutcome) {
+    for (const failure of outcome.failures) {
+      this.problems.push({
+        point,
+        plugin: failure.plugin,
+        reason: 'hook-failed',
+        message: `plugin ${pluginLabel(failure.plugin)} failed to register its ${point}: ${failure.error?.message ?? String(failure.error)}`,
+      })
+    }
+    for (const success of outcome.successes) {
+      const result = success.result
+      if (result === undefined || result === null) continue // the plugin does not extend this point
+      const items = Array.isArray(result) ? result : [result]
+      for (const item of items) this.add(success.plugin, item)
+    }
+  }
+
+  private add(plugin: PluginRef, item: unknown): void {
+    if (!isDescriptor(item)) {
+      this.problems.push({
+        point: this.point,
+        plugin,
+        reason: 'malformed',
+        message: `plugin ${pluginLabel(plugin)} returned something that is not a ${this.point} descriptor (it needs name, apiVersion, summary and load)`,
+      })
+      return
+    }
+    const descriptor = item as D
+    const {min, max} = SUPPORTED_API_VERSIONS
+    if (descriptor.apiVersion < min || descriptor.apiVersion > max) {
+      this.problems.push({
+        point: this.point,
+        plugin,
+        name: descriptor.name,
+        reason: 'api-version',
+        message: `plugin ${pluginLabel(plugin)} provides ${this.point} "${descriptor.name}" for extension API ${descriptor.apiVersion}, but this tp supports API ${min === max ? min : `${min}–${max}`}; it was not loaded. Install a version of the plugin built for this tp.`,
+      })
+      return
+    }
+    const existing = this.byName.get(descriptor.name)
+    const claimedBy = this.duplicates.get(descriptor.name)
+    if (existing || claimedBy) {
+      const claimants = claimedBy ?? [existing!.plugin]
+      claimants.push(plugin)
+      this.duplicates.set(descriptor.name, claimants)
+      this.byName.delete(descriptor.name)
+      this.problems.push({
+        point: this.point,
+        plugin,
+        name: descriptor.name,
+        reason: 'duplicate',
+        message: `${this.point} "${descriptor.name}" is provided by more than one plugin: ${claimants.map(pluginLabel).join(' and ')}. Uninstall one of them (tp plugins uninstall <name>).`,
+      })
+      return
+    }
+    this.byName.set(descriptor.name, {point: this.point, descriptor, plugin})
+  }
+
+  list(): Array<RegisteredExtension<T> & {descriptor: D}> {
+    return [...this.byName.values()].sort((a, b) => a.descriptor.name.localeCompare(b.descriptor.name))
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name)
+  }
+
+  get(name: string): RegisteredExtension<T> & {descriptor: D} {
+    const found = this.byName.get(name)
+    if (found) return found
+    const claimants = this.duplicates.get(name)
+    if (claimants) {
+      throw new UserError(
+        `${this.point} "${name}" is provided by more than one plugin: ${claimants.map(pluginLabel).join(' and ')}`,
+        'uninstall one of them with `tp plugins uninstall <plugin>`',
+      )
+    }
+    const known = this.list().map((e) => e.descriptor.name)
+    throw new UserError(
+      `no ${this.point.replace(/s$/, '')} named "${name}" is installed`,
+      known.length > 0 ? `installed: ${known.join(', ')} (see \`tp extensions\`)` : 'install a plugin that provides one (`tp plugins install <name>`)',
+    )
+  }
+
+  /** Imports the implementation of the named extension and builds it. */
+  async load(name: string, context: PluginContext): Promise<T> {
+    const entry = this.get(name)
+    let module: {default?: unknown}
+    try {
+      module = await entry.descriptor.load()
+    } catch (error) {
+      throw new BugError(`plugin ${pluginLabel(entry.plugin)} could not load ${this.point} "${name}": ${(error as Error).message}`, {cause: error})
+    }
+    const factory = module?.default
+    if (typeof factory !== 'function') {
+      throw new BugError(`plugin ${pluginLabel(entry.plugin)}: the module of ${this.point} "${name}" has no default export factory`)
+    }
+    return (factory as Factory<T>)(context)
+  }
+}
+
+export function pluginLabel(plugin: PluginRef): string {
+  return `${plugin.name}@${plugin.version}`
+}
