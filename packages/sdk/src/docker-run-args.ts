@@ -9,6 +9,9 @@ const BOOLEAN_LONG = new Set([
   'rm', 'init', 'interactive', 'privileged', 'publish-all', 'quiet', 'read-only', 'sig-proxy', 'tty',
   'detach', 'no-healthcheck', 'oom-kill-disable', 'disable-content-trust', 'help', 'use-api-socket',
 ])
+/** The spellings docker (Go's strconv.ParseBool) accepts for a boolean option's value. */
+const BOOLEAN_VALUES = new Set(['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'])
+const FALSE_VALUES = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False'])
 /** Short options that take no value. */
 const BOOLEAN_SHORT = new Set(['d', 'i', 't', 'P', 'q'])
 /** Short options that take a value: -a attach, -c cpu-shares, -e env, -h hostname, -l label, -m memory, -p publish, -u user, -v volume, -w workdir. */
@@ -57,7 +60,9 @@ export function scanDockerRunArgs(args: readonly string[]): DockerRunScan {
       const eq = arg.indexOf('=')
       const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
       if (BOOLEAN_LONG.has(name)) {
-        options.push({name, value: eq === -1 ? 'true' : arg.slice(eq + 1), index: i})
+        const value = eq === -1 ? 'true' : arg.slice(eq + 1)
+        if (!BOOLEAN_VALUES.has(value)) errors.push(`docker run option --${name} takes true or false, not "${value}"`)
+        options.push({name, value, index: i})
         i++
       } else if (eq !== -1) {
         options.push({name, value: arg.slice(eq + 1), index: i})
@@ -79,6 +84,13 @@ export function scanDockerRunArgs(args: readonly string[]): DockerRunScan {
         const letter = arg[k]
         const name = SHORT_TO_LONG[letter] ?? letter
         if (BOOLEAN_SHORT.has(letter)) {
+          if (arg[k + 1] === '=') {
+            // -d=false, -it=false: the rest of the cluster is this flag's value (docker accepts it)
+            const value = arg.slice(k + 2)
+            if (!BOOLEAN_VALUES.has(value)) errors.push(`docker run option -${letter} takes true or false, not "${value}"`)
+            options.push({name, value, index: i})
+            break
+          }
           options.push({name, value: 'true', index: i})
           continue
         }
@@ -130,7 +142,7 @@ export function allOptions(scan: DockerRunScan, name: string): ScannedOption[] {
 export function booleanOption(scan: DockerRunScan, name: string): boolean | undefined {
   const option = lastOption(scan, name)
   if (!option) return undefined
-  return !['false', '0', 'f', 'F', 'FALSE', 'False'].includes(option.value)
+  return !FALSE_VALUES.has(option.value)
 }
 
 /** Docker's rule for container names. */
