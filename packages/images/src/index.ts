@@ -1,1 +1,2 @@
 export * from './rootfs.js'
+export * from './fixtures.js'
