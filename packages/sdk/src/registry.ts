@@ -64,17 +64,19 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
 
   private add(plugin: PluginRef, item: unknown): void {
     if (!isDescriptor(item)) {
+      const named = typeof (item as {name?: unknown})?.name === 'string' ? (item as {name: string}).name : undefined
       this.problems.push({
         point: this.point,
         plugin,
+        ...(named ? {name: named} : {}),
         reason: 'malformed',
-        message: `plugin ${pluginLabel(plugin)} returned something that is not a ${this.point} descriptor (it needs name, apiVersion, summary and load)`,
+        message: `plugin ${pluginLabel(plugin)} returned ${named ? `"${named}", ` : ''}something that is not a ${this.point} descriptor (${describeShapeProblem(item)}; a descriptor needs name, apiVersion, summary and load)`,
       })
       return
     }
     const descriptor = item as D
     const {min, max} = SUPPORTED_API_VERSIONS
-    if (descriptor.apiVersion < min || descriptor.apiVersion > max) {
+    if (!Number.isInteger(descriptor.apiVersion) || descriptor.apiVersion < min || descriptor.apiVersion > max) {
       this.problems.push({
         point: this.point,
         plugin,
@@ -86,6 +88,16 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
     }
     const existing = this.byName.get(descriptor.name)
     const claimedBy = this.duplicates.get(descriptor.name)
+    if (existing && existing.plugin.name === plugin.name && !claimedBy) {
+      this.problems.push({
+        point: this.point,
+        plugin,
+        name: descriptor.name,
+        reason: 'duplicate',
+        message: `plugin ${pluginLabel(plugin)} registers ${this.point} "${descriptor.name}" twice; the first one is used. This is a bug in that plugin.`,
+      })
+      return
+    }
     if (existing || claimedBy) {
       const claimants = claimedBy ?? [existing!.plugin]
       claimants.push(plugin)
@@ -147,4 +159,15 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
 
 export function pluginLabel(plugin: PluginRef): string {
   return `${plugin.name}@${plugin.version}`
+}
+
+/** Says what is wrong with something a hook returned instead of a descriptor. */
+function describeShapeProblem(item: unknown): string {
+  if (typeof item !== 'object' || item === null) return `got ${item === null ? 'null' : typeof item}`
+  const d = item as Record<string, unknown>
+  const wrong: string[] = []
+  if (typeof d.name !== 'string' || d.name.length === 0) wrong.push('name is not a non-empty string')
+  if (typeof d.apiVersion !== 'number') wrong.push('apiVersion is not a number')
+  if (typeof d.load !== 'function') wrong.push('load is not a function')
+  return wrong.join(', ') || 'unknown shape'
 }
