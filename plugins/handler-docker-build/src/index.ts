@@ -1,1 +1,5 @@
-export {}
+export {buildImage, buildSummary, BUILT_BY_LABEL, type BuildRequest, type BuiltImage} from './build.js'
+export {resolveBuildContext, type BuildContext} from './context.js'
+export {ignoreRules, parseDockerignore, readDockerignore, type IgnoreRules} from './dockerignore.js'
+export {parseBuildOptions, SUPPORTED_BUILD_OPTIONS, type BuildOptions} from './options.js'
+export {listContext, packContext, type PackedContext} from './pack.js'
