@@ -1,2 +1,3 @@
 export * from './rootfs.js'
 export * from './fixtures.js'
+export * from './demo.js'
