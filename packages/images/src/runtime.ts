@@ -1,0 +1,92 @@
+import {readFileSync} from 'node:fs'
+import {stat} from 'node:fs/promises'
+import {fileURLToPath} from 'node:url'
+import type Dockerode from 'dockerode'
+import {UserError} from '@tp/sdk'
+import {ensureImportedImage, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec} from './rootfs.js'
+
+/**
+ * tp's runtime image: node, iptables (nft), busybox, sftp-server and the bundled agent and daemon.
+ * One image serves both roles (`node /opt/tp/agent.cjs`, `node /opt/tp/daemon.cjs`); it is tagged
+ * with this package's version so the CLI, daemon and agent never skew.
+ */
+export const RUNTIME_REPO = 'tp-runtime'
+export const RUNTIME_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+export const AGENT_ENTRY = '/opt/tp/agent.cjs'
+export const DAEMON_ENTRY = '/opt/tp/daemon.cjs'
+
+export type RuntimeBundle = 'agent' | 'daemon'
+
+/** Where `npm run -w @tp/images bundle` writes the bundles (packages/images/bundle/). */
+export function bundlePath(which: RuntimeBundle): string {
+  return fileURLToPath(new URL(`../bundle/${which}.cjs`, import.meta.url))
+}
+
+export function imagesPackageVersion(): string {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {version: string}
+  return pkg.version
+}
+
+const XTABLES = '/usr/sbin/xtables-nft-multi'
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  )
+}
+
+/**
+ * The rootfs of the runtime image. The iptables names are copies of xtables-nft-multi (it picks
+ * its mode from argv[0]), which keeps the image independent of the host's alternatives links.
+ */
+export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>>): Promise<RootfsSpec> {
+  const files: NonNullable<RootfsSpec['files']> = {
+    '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n'},
+    '/etc/group': {content: 'root:x:0:\nnogroup:x:65534:\n'},
+  }
+  for (const name of ['iptables', 'iptables-save', 'iptables-restore']) files[`/usr/sbin/${name}`] = {source: XTABLES, mode: 0o755}
+  if (bundles.agent) files[AGENT_ENTRY] = {source: bundles.agent}
+  if (bundles.daemon) files[DAEMON_ENTRY] = {source: bundles.daemon}
+  return {
+    binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server'],
+    hostPaths: ['/usr/lib/x86_64-linux-gnu/xtables'],
+    busybox: STATIC_BUSYBOX,
+    dirs: ['/root', '/opt/tp', '/run', '/var/run'],
+    files,
+  }
+}
+
+export interface RuntimeImageOptions {
+  /** Tag; defaults to the version of @tp/images. */
+  version?: string
+  /**
+   * Bundles that must be in the image (default: agent and daemon). A missing required bundle is
+   * an error; a bundle that is not required is added when it exists.
+   */
+  require?: RuntimeBundle[]
+}
+
+/** Builds (or reuses, when nothing changed) `tp-runtime:<version>`. */
+export async function ensureRuntimeImage(docker: Dockerode, options: RuntimeImageOptions = {}): Promise<ImportedImage> {
+  const required = options.require ?? ['agent', 'daemon']
+  const bundles: Partial<Record<RuntimeBundle, string>> = {}
+  for (const which of ['agent', 'daemon'] as const) {
+    const path = bundlePath(which)
+    if (await exists(path)) bundles[which] = path
+    else if (required.includes(which)) {
+      throw new UserError(
+        `tp's ${which} bundle is missing (${path}); it is made when tp is built`,
+        'run `npm run build` in the tp checkout (it runs `npm run -w @tp/images bundle`)',
+      )
+    }
+  }
+  return ensureImportedImage(docker, {
+    repo: RUNTIME_REPO,
+    tag: options.version ?? imagesPackageVersion(),
+    spec: await runtimeSpec(bundles),
+    changes: [`ENV PATH=${RUNTIME_PATH}`, 'WORKDIR /'],
+    labels: {'tp.image': 'runtime'},
+    what: 'runtime',
+  })
+}
