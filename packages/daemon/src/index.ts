@@ -1,1 +1,3 @@
-export {}
+export * from './config.js'
+export * from './daemon.js'
+export * from './intercepts.js'

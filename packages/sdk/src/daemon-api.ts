@@ -58,7 +58,8 @@ export type InterceptEvent =
   | {type: 'session'; session: InterceptSession}
   | {type: 'active'}
   | {type: 'heartbeat'}
-  | {type: 'ended'; reason: string}
+  /** `normal`: ended on purpose (tp leave, tp quit); otherwise something failed (agent or workload gone). */
+  | {type: 'ended'; reason: string; normal: boolean}
   | {type: 'error'; error: ApiErrorBody}
 
 export interface ApiErrorBody {
@@ -88,8 +89,8 @@ export interface InterceptLease {
   session: InterceptSession
   /** Resolves once the handler answers and traffic is switched. */
   active: Promise<void>
-  /** Resolves with the reason when the daemon ends the intercept (leave, quit, agent gone). */
-  ended: Promise<string>
+  /** Resolves when the daemon ends the intercept (leave, quit, agent gone) or the daemon is lost. */
+  ended: Promise<{reason: string; normal: boolean}>
   /** Ends the intercept by dropping the lease. */
   close(): void
 }
@@ -119,9 +120,9 @@ export class DaemonClient {
     return new Promise((resolve, reject) => {
       let settled = false
       let resolveActive!: () => void
-      let resolveEnded!: (reason: string) => void
+      let resolveEnded!: (end: {reason: string; normal: boolean}) => void
       const active = new Promise<void>((r) => (resolveActive = r))
-      const ended = new Promise<string>((r) => (resolveEnded = r))
+      const ended = new Promise<{reason: string; normal: boolean}>((r) => (resolveEnded = r))
       const req = request(url, {
         method: 'POST',
         headers: {authorization: `Bearer ${this.endpoint.token}`, 'content-type': 'application/json'},
@@ -130,7 +131,7 @@ export class DaemonClient {
         if (!settled) {
           settled = true
           reject(error)
-        } else resolveEnded(`connection to the daemon lost: ${error.message}`)
+        } else resolveEnded({reason: `connection to the daemon lost: ${error.message}`, normal: false})
       }
       req.on('error', (error) => fail(settled ? error : new DaemonUnreachableError(this.endpoint.url, error)))
       req.on('response', (res) => {
@@ -156,7 +157,7 @@ export class DaemonClient {
               resolve({session: event.session, active, ended, close: () => req.destroy()})
             } else if (event.type === 'error') fail(errorFromApi(event.error))
             else if (event.type === 'active') resolveActive()
-            else if (event.type === 'ended') resolveEnded(event.reason)
+            else if (event.type === 'ended') resolveEnded({reason: event.reason, normal: event.normal})
           }
         })
         res.on('close', () => fail(new Error('the daemon closed the intercept stream')))

@@ -1,1 +1,1 @@
-export {}
+export {ContainerBackend, daemonContainerName} from './backend.js'

@@ -1,0 +1,28 @@
+import {Flags} from '@oclif/core'
+import {TpCommand} from '../base-command.js'
+import {Connections} from '../connections.js'
+
+export default class Connect extends TpCommand {
+  static override summary = 'Connect to a namespace: start (or reuse) the daemon of a connection'
+  static override description = `With --docker the daemon runs in a container (tp-<name>-cn) on the namespace's Docker network, so nothing on this machine's own network changes.
+Without --namespace: $TP_NAMESPACE, else the only user-defined network that has containers.`
+  static override examples = ['<%= config.bin %> connect --docker', '<%= config.bin %> connect --docker --namespace tp-demo --name demo']
+  static override flags = {
+    docker: Flags.boolean({description: 'run the daemon in a container (the container daemon backend)'}),
+    namespace: Flags.string({char: 'n', description: 'namespace (Docker network) to connect to'}),
+    name: Flags.string({description: 'connection name', default: 'default'}),
+    json: Flags.boolean({description: 'print the connection as JSON'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Connect)
+    const connections = new Connections(await this.registries(), this.pluginContext())
+    const {record} = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
+    if (flags.json) {
+      const {api, ...shown} = record
+      this.log(JSON.stringify({...shown, api: {url: api.url}}, null, 2))
+      return
+    }
+    this.log(`Connected "${record.name}" to namespace ${record.namespace} (${record.backend} daemon${record.backend === 'container' ? ` tp-${record.name}-cn` : ''}).`)
+  }
+}

@@ -1,0 +1,232 @@
+import {writeFile} from 'node:fs/promises'
+import {Args, Flags} from '@oclif/core'
+import {
+  type HandlerDescriptor,
+  type InterceptLease,
+  type InterceptSession,
+  type PreparedHandler,
+  type ProvidedVolumes,
+  UserError,
+  formatEnv,
+  ENV_SYNTAXES,
+  type EnvSyntax,
+} from '@tp/sdk'
+import {TpCommand} from '../base-command.js'
+import {Connections, type LiveConnection} from '../connections.js'
+import {parsePortSpec} from '../port-spec.js'
+
+// oclif's flag types are too precise for a map built at run time
+type FlagMap = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The flags handlers own become flags of `tp intercept`. */
+function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
+  const flags: FlagMap = {}
+  for (const d of descriptors) {
+    for (const [name, spec] of Object.entries(d.flags ?? {})) {
+      flags[name] =
+        spec.type === 'boolean'
+          ? Flags.boolean({description: spec.description})
+          : spec.multiple
+            ? Flags.string({description: spec.description, helpValue: spec.helpValue, multiple: true})
+            : Flags.string({description: spec.description, helpValue: spec.helpValue})
+    }
+  }
+  return flags
+}
+
+export default class Intercept extends TpCommand {
+  static override summary = 'Intercept a workload: its traffic goes to a handler on your side'
+  static override description = `Without a handler flag, the intercept sends the workload's traffic to <local port> in the daemon's network namespace and holds until Ctrl-C.
+With --docker-run, everything after -- is docker run arguments: tp runs that container with the workload's environment and volumes, routes the traffic to it, and ends the intercept when it exits.`
+  static override examples = [
+    '<%= config.bin %> intercept --docker frontend-v1 --port 8000 --docker-run -- frontend-v2',
+    '<%= config.bin %> intercept frontend-v1 --port 8000 --docker-build ./images/frontend-v2 --docker-build-opt tag=mytag -- IMAGE',
+    '<%= config.bin %> intercept frontend-v1 --port 8000 --output json',
+  ]
+  // handler flags are added at run time from the installed handlers; the rest is parsed by hand
+  static override strict = false
+  static override args = {workload: Args.string({description: 'workload to intercept', required: true})}
+  static override flags = {
+    port: Flags.string({char: 'p', description: 'local port, and optionally the service port: <local>[:<service port>]', default: '8080'}),
+    name: Flags.string({description: 'intercept name (default: the workload name, plus -<port> when it has several ports)'}),
+    docker: Flags.boolean({description: 'if not connected, connect with a container daemon'}),
+    namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
+    use: Flags.string({description: 'connection to use, when there are several'}),
+    mount: Flags.string({description: 'mount the workload\'s volumes in the handler', options: ['true', 'false'], default: 'true'}),
+    output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
+    'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
+    'env-syntax': Flags.string({description: 'syntax of --env-file', options: [...ENV_SYNTAXES], default: 'docker'}),
+    'env-json': Flags.string({description: 'write the intercepted environment to this file as JSON'}),
+  }
+
+  private stopHandler?: (reason: string) => Promise<void>
+
+  async run(): Promise<void> {
+    const separator = this.argv.indexOf('--')
+    const own = separator === -1 ? this.argv : this.argv.slice(0, separator)
+    const handlerArgs = separator === -1 ? [] : this.argv.slice(separator + 1)
+    const registries = await this.registries()
+    const descriptors = registries.handlers.list().map((e) => e.descriptor)
+    const {args, flags, argv} = await this.parse(
+      {flags: {...Intercept.flags, ...handlerFlags(descriptors)}, args: Intercept.args, strict: true},
+      own,
+    )
+    if (argv.length > 1) {
+      throw new UserError(`unexpected argument "${argv[1]}" before --`, 'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`')
+    }
+    const chosen = descriptors.filter((d) => Boolean((flags as Record<string, unknown>)[d.selectedBy]))
+    if (chosen.length > 1) {
+      throw new UserError(
+        `${chosen.map((d) => `--${d.selectedBy}`).join(' and ')} cannot be used together: each runs its own handler`,
+        chosen.some((d) => d.flags[d.selectedBy]?.implies) ? `--${chosen.find((d) => d.flags[d.selectedBy]?.implies)!.selectedBy} already implies --${chosen.find((d) => d.flags[d.selectedBy]?.implies)!.flags[chosen.find((d) => d.flags[d.selectedBy]?.implies)!.selectedBy].implies}: drop the other` : 'choose one',
+      )
+    }
+    const descriptor = chosen[0]
+    if (!descriptor && handlerArgs.length > 0) {
+      throw new UserError('arguments after -- are for a handler, but no handler was chosen', 'add --docker-run (or another handler flag, see `tp extensions`)')
+    }
+
+    const context = this.pluginContext()
+    const connections = new Connections(registries, context)
+    // which daemon kind the intercept will use is known before anything exists
+    const live = await connections.live()
+    let connection: LiveConnection | undefined = flags.use ? live.find((c) => c.record.name === flags.use) : live.length === 1 ? live[0] : undefined
+    if (!flags.use && live.length > 1) {
+      throw new UserError(`there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')})`, 'choose one with --use <name>')
+    }
+    const daemonKind = connection ? connection.backend.kind : (await connections.backend(connections.backendName(flags.docker))).kind
+    const port = parsePortSpec(flags.port, daemonKind)
+    if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax)) throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
+
+    // 1. the handler checks and resolves everything that can fail, before the intercept exists
+    let prepared: PreparedHandler | undefined
+    if (descriptor) {
+      const handler = await registries.handlers.load(descriptor.name, context)
+      prepared = await handler.prepare({
+        workload: args.workload,
+        flags: flags as Record<string, unknown>,
+        args: handlerArgs,
+        daemonKind,
+        localPort: port.local,
+        containerPort: port.container,
+        cwd: process.cwd(),
+      })
+    }
+    let lease: InterceptLease | undefined
+    let volumes: ProvidedVolumes | undefined
+    try {
+      // 2. connect (implicitly when needed)
+      connection ??= await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+      // 3. the intercept, held by this process's lease
+      lease = await connection.client.createIntercept({
+        workload: args.workload,
+        name: flags.name,
+        localPort: port.local,
+        containerPort: port.container,
+        servicePort: port.service,
+        mounts: flags.mount === 'true' && (prepared ? prepared.wantsVolumes : true),
+      })
+      const session = lease.session
+      await this.writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
+      if (!prepared) {
+        await this.hold(session, lease, flags.output === 'json')
+        return
+      }
+      // 4. volumes, 5. the handler in the foreground
+      if (prepared.wantsVolumes && session.mounts.length > 0 && flags.mount === 'true') {
+        volumes = await this.provideVolumes(registries, session, daemonKind)
+      }
+      this.printSession(session, prepared.describe)
+      void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`))
+      const exitCode = await this.runHandler(prepared, session, lease, volumes?.dockerRunArgs ?? [])
+      this.exitCode = exitCode
+    } finally {
+      // 6. tear down in reverse order, on every path
+      if (prepared) await prepared.stop('tp is ending the intercept').catch(() => undefined)
+      if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
+      if (lease && connection) {
+        await connection.client.leave(lease.session.name).catch(() => undefined)
+        lease.close()
+      }
+      if (prepared?.dispose) await prepared.dispose().catch(() => undefined)
+    }
+    if (this.exitCode) this.exit(this.exitCode)
+  }
+
+  private exitCode = 0
+
+  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession, kind: 'container' | 'host'): Promise<ProvidedVolumes> {
+    const candidates = registries.volumeProviders.list().filter((e) => e.descriptor.daemonKinds?.includes(kind))
+    if (candidates.length === 0) {
+      throw new UserError(
+        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no volume provider for a ${kind} daemon is installed`,
+        'install one (see `tp extensions`), or run without remote mounts: --mount=false',
+      )
+    }
+    const provider = await registries.volumeProviders.load(candidates[0].descriptor.name, this.pluginContext())
+    return provider.provide(session)
+  }
+
+  /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
+  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, extraArgs: string[]): Promise<number> {
+    let endedBy: {reason: string; normal: boolean} | undefined
+    const stop = (reason: string) => {
+      void prepared.stop(reason)
+    }
+    const onSignal = (signal: NodeJS.Signals) => {
+      endedBy ??= {reason: signal, normal: true}
+      process.stderr.write(`\n${signal}: stopping the handler and ending the intercept…\n`)
+      stop(signal)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    void lease.ended.then((end) => {
+      endedBy ??= end
+      process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
+      stop(end.reason)
+    })
+    try {
+      const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, {dockerRunArgs: extraArgs})
+      if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
+      if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, 'check `tp status`; run the intercept again')
+      return code
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+
+  /** No handler: print the session and keep the intercept until Ctrl-C or until it is ended elsewhere. */
+  private async hold(session: InterceptSession, lease: InterceptLease, json: boolean): Promise<void> {
+    if (json) this.log(JSON.stringify(session, null, 2))
+    else {
+      this.printSession(session)
+      process.stderr.write(`Waiting for something to answer on port ${session.ports.local} in the daemon's network (e.g. docker run ${session.network.dockerRunArgs.join(' ')} …); traffic switches when it does. Ctrl-C ends the intercept.\n`)
+      void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
+    }
+    const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
+      const onSignal = (signal: string) => resolve({reason: signal, normal: true})
+      process.once('SIGINT', onSignal)
+      process.once('SIGTERM', onSignal)
+      void lease.ended.then(resolve)
+    })
+    process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
+    if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, 'check `tp status`; run the intercept again')
+  }
+
+  private printSession(session: InterceptSession, handler?: string): void {
+    const lines = [
+      `Intercept ${session.name} (id ${session.id}): ${session.workload}:${session.ports.service}${session.ports.serviceName ? `/${session.ports.serviceName}` : ''} in ${session.namespace} → port ${session.ports.local}`,
+      `  connection ${session.daemon.connection} (${session.daemon.where})`,
+      `  environment: ${Object.keys(session.environment).join(' ')}`,
+      `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}`,
+    ]
+    if (handler) lines.push(`  handler: ${handler}`)
+    process.stderr.write(lines.join('\n') + '\n')
+  }
+
+  private async writeEnvFiles(session: InterceptSession, envFile: string | undefined, syntax: EnvSyntax, envJson: string | undefined): Promise<void> {
+    if (envFile) await writeFile(envFile, formatEnv(session.environment, syntax), {mode: 0o600})
+    if (envJson) await writeFile(envJson, JSON.stringify(session.environment, null, 2) + '\n', {mode: 0o600})
+  }
+}

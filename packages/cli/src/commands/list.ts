@@ -1,0 +1,34 @@
+import {Flags} from '@oclif/core'
+import {TpCommand} from '../base-command.js'
+import {Connections} from '../connections.js'
+
+export default class List extends TpCommand {
+  static override summary = 'List the workloads of the connected namespace, their ports and intercepts'
+  static override flags = {
+    use: Flags.string({description: 'connection to use (when there are several)'}),
+    docker: Flags.boolean({description: 'connect with a container daemon if not connected'}),
+    namespace: Flags.string({char: 'n', description: 'namespace to connect to if not connected'}),
+    json: Flags.boolean({description: 'print as JSON'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(List)
+    const connections = new Connections(await this.registries(), this.pluginContext())
+    const {client, record} = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+    const workloads = await client.workloads()
+    if (flags.json) {
+      this.log(JSON.stringify(workloads, null, 2))
+      return
+    }
+    if (workloads.length === 0) {
+      this.log(`No workloads in namespace ${record.namespace}.`)
+      return
+    }
+    const width = Math.max(...workloads.map((w) => w.name.length))
+    for (const w of workloads) {
+      const ports = w.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(', ') || 'no ports'
+      const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map((i) => `${i.name} on ${i.servicePort}`).join(', ')})` : 'ready to intercept'
+      this.log(`${w.name.padEnd(width)}  ports ${ports}  ${state}`)
+    }
+  }
+}

@@ -1,0 +1,137 @@
+import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
+import {timingSafeEqual} from 'node:crypto'
+import type {DockerCluster} from '@tp/cluster-docker'
+import {type ApiErrorBody, type CreateInterceptRequest, type DaemonStatus, type InterceptEvent, UserError, type WorkloadInfo, isUserError} from '@tp/sdk'
+import type {DaemonConfig} from './config.js'
+import type {InterceptManager} from './intercepts.js'
+
+/** The daemon's HTTP+JSON API (see DaemonClient in @tp/sdk for the other side). */
+export function createApi(options: {
+  config: DaemonConfig
+  cluster: DockerCluster
+  intercepts: InterceptManager
+  quit: () => Promise<void>
+  log: (m: string) => void
+}): Server {
+  const {config, cluster, intercepts} = options
+  const expected = Buffer.from(`Bearer ${config.token}`)
+
+  const authorized = (req: IncomingMessage): boolean => {
+    const given = Buffer.from(req.headers.authorization ?? '')
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  }
+
+  const routes = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://daemon')
+    const path = url.pathname
+    if (req.method === 'GET' && path === '/v1/status') {
+      const status: DaemonStatus = {
+        daemonId: config.id,
+        connection: config.connection,
+        namespace: config.namespace,
+        version: config.version,
+        intercepts: intercepts.list(),
+      }
+      return sendJson(res, 200, status)
+    }
+    if (req.method === 'GET' && path === '/v1/workloads') {
+      const active = intercepts.list()
+      const workloads: WorkloadInfo[] = (await cluster.workloads(config.namespace)).map((w) => ({
+        name: w.name,
+        container: w.container,
+        containerId: w.containerId,
+        aliases: w.aliases,
+        ports: w.ports,
+        intercepts: active.filter((i) => i.workload === w.name).map((i) => ({name: i.name, servicePort: i.servicePort})),
+      }))
+      return sendJson(res, 200, workloads)
+    }
+    if (req.method === 'POST' && path === '/v1/intercepts') {
+      const body = (await readJson(req)) as CreateInterceptRequest
+      return createIntercept(body, req, res)
+    }
+    const leave = path.match(/^\/v1\/intercepts\/([^/]+)$/)
+    if (req.method === 'DELETE' && leave) {
+      const name = decodeURIComponent(leave[1])
+      if (!intercepts.has(name)) {
+        const names = intercepts.list().map((i) => i.name)
+        throw new UserError(
+          `no intercept named "${name}" on connection ${config.connection}`,
+          names.length > 0 ? `active intercepts: ${names.join(', ')}` : 'there are no active intercepts (`tp status` lists them)',
+        )
+      }
+      await intercepts.remove(name, 'ended by tp leave', true)
+      return sendJson(res, 200, {removed: name})
+    }
+    if (req.method === 'POST' && path === '/v1/quit') {
+      sendJson(res, 200, {quitting: true})
+      setImmediate(() => void options.quit())
+      return
+    }
+    sendJson(res, 404, {error: {kind: 'bug', message: `no route ${req.method} ${path}`}})
+  }
+
+  const createIntercept = async (body: CreateInterceptRequest, req: IncomingMessage, res: ServerResponse) => {
+    let open = true
+    let name: string | undefined
+    const lease = {
+      send(event: InterceptEvent) {
+        if (open) res.write(JSON.stringify(event) + '\n')
+      },
+      end() {
+        if (open) res.end()
+        open = false
+      },
+    }
+    // The lease: when the CLI's request goes away (exit, Ctrl-C, kill -9), the intercept goes too.
+    res.on('close', () => {
+      open = false
+      if (name) void intercepts.remove(name, 'the tp command that created it has gone', false, true)
+    })
+    const session = await intercepts.create(body, lease)
+    name = session.name
+    if (!open) {
+      await intercepts.remove(name, 'the tp command that created it has gone', false, true)
+      return
+    }
+    res.writeHead(200, {'content-type': 'application/x-ndjson', 'cache-control': 'no-store'})
+    res.flushHeaders()
+    req.socket.setKeepAlive(true, 1000)
+    req.socket.setNoDelay(true)
+    lease.send({type: 'session', session})
+  }
+
+  const server = createServer((req, res) => {
+    if (!authorized(req)) {
+      sendJson(res, 401, {error: {kind: 'user', message: 'the daemon refused the request: wrong or missing token', next: 'reconnect with `tp quit` then `tp connect`'}})
+      return
+    }
+    routes(req, res).catch((error: unknown) => {
+      const body: ApiErrorBody = isUserError(error)
+        ? {kind: 'user', message: error.message, next: error.next}
+        : {kind: 'bug', message: (error as Error)?.stack ?? String(error)}
+      if (!isUserError(error)) options.log(`error: ${body.message}`)
+      if (res.headersSent) {
+        res.end(JSON.stringify({type: 'error', error: body}) + '\n')
+      } else sendJson(res, isUserError(error) ? 400 : 500, {error: body})
+    })
+  })
+  server.requestTimeout = 0 // lease streams live as long as their intercept
+  return server
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, {'content-type': 'application/json', 'content-length': Buffer.byteLength(text)})
+  res.end(text)
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let text = ''
+  for await (const chunk of req) text += chunk
+  try {
+    return JSON.parse(text || '{}')
+  } catch {
+    throw new UserError('the daemon received a request that is not JSON', 'use the tp CLI or DaemonClient from @tp/sdk')
+  }
+}

@@ -1,0 +1,242 @@
+import {randomBytes} from 'node:crypto'
+import {networkInterfaces} from 'node:os'
+import type {AgentServer, AgentSession} from '@tp/agent'
+import type {DockerCluster, Workload} from '@tp/cluster-docker'
+import {
+  type CreateInterceptRequest,
+  ENV_EXCLUDED,
+  type InterceptEvent,
+  type InterceptInfo,
+  type InterceptSession,
+  type RemoteMount,
+  UserError,
+  sortedEnv,
+  tpLabels,
+} from '@tp/sdk'
+import type {DaemonConfig} from './config.js'
+import {connectLocal, portAnswers} from './local-port.js'
+
+/** Where the lease's events go: the open response of the CLI that created the intercept. */
+export interface LeaseSink {
+  send(event: InterceptEvent): void
+  end(): void
+}
+
+interface Intercept {
+  info: InterceptInfo
+  session: InterceptSession
+  agent: AgentSession
+  agentContainerId: string
+  lease: LeaseSink
+  removing?: Promise<void>
+  stopWatching: () => void
+}
+
+const READINESS_POLL_MS = 150
+
+/** The daemon's intercepts: creates them (agent + lease), switches traffic when the handler answers, removes them. */
+export class InterceptManager {
+  private readonly intercepts = new Map<string, Intercept>()
+  /** workload/port pairs being created or intercepted → intercept name (guards concurrent creates). */
+  private readonly claims = new Map<string, string>()
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly cluster: DockerCluster,
+    private readonly agents: AgentServer,
+    private readonly log: (m: string) => void,
+    /** Removes what the CLI ran for an intercept (handler container, volumes) when the CLI is gone. */
+    private readonly removeOrphans: (intercept: string) => Promise<void> = async () => undefined,
+  ) {}
+
+  list(): InterceptInfo[] {
+    return [...this.intercepts.values()].map((i) => i.info)
+  }
+
+  /** Creates an intercept; its lifetime is the lease (the CLI's open request). */
+  async create(request: CreateInterceptRequest, lease: LeaseSink): Promise<InterceptSession> {
+    validateLocalPort(request.localPort)
+    const workload = await this.cluster.workload(this.config.namespace, request.workload)
+    const port = this.cluster.resolvePort(workload, request.servicePort)
+    const name = request.name ?? (workload.ports.length > 1 ? `${workload.name}-${port.port}` : workload.name)
+    if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(name)) {
+      throw new UserError(`"${name}" is not a usable intercept name`, 'use letters, digits, dots, dashes and underscores (--name)')
+    }
+    const claimKey = `${workload.containerId}/${port.port}`
+    const claimedBy = this.claims.get(claimKey)
+    if (claimedBy) {
+      throw new UserError(
+        `port ${port.port} of ${workload.name} is already intercepted by "${claimedBy}"`,
+        `end it first with \`tp leave ${claimedBy}\`, or intercept another port`,
+      )
+    }
+    if (this.intercepts.has(name) || [...this.claims.values()].includes(name)) {
+      throw new UserError(`an intercept named "${name}" already exists`, `choose another with --name, or end it with \`tp leave ${name}\``)
+    }
+    this.claims.set(claimKey, name)
+    try {
+      return await this.start(name, workload, port.port, port.name, request, lease)
+    } catch (error) {
+      this.claims.delete(claimKey)
+      throw error
+    }
+  }
+
+  private async start(
+    name: string,
+    workload: Workload,
+    servicePort: number,
+    serviceName: string | undefined,
+    request: CreateInterceptRequest,
+    lease: LeaseSink,
+  ): Promise<InterceptSession> {
+    const id = randomBytes(4).toString('hex')
+    const token = randomBytes(16).toString('hex')
+    const localPort = request.localPort
+    const exported = request.mounts ? workload.mounts : []
+    const agent = this.agents.expect(id, token, {connectLocal: () => connectLocal(localPort), readyTimeoutMs: 20_000})
+    const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
+    const {containerId} = await this.cluster.injectAgent({
+      workload,
+      image: this.config.runtimeImage,
+      name: agentName,
+      labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent'}),
+      env: {
+        TP_AGENT_DAEMON: `${ownAddress()}:${this.config.controlPort}`,
+        TP_AGENT_TOKEN: token,
+        TP_AGENT_INTERCEPT_ID: id,
+        TP_AGENT_SERVICE_PORT: String(servicePort),
+        TP_AGENT_MOUNTS: JSON.stringify(exported.map((m) => ({path: m.path, readOnly: m.readOnly}))),
+      },
+    })
+    let ready: Awaited<AgentSession['ready']>
+    try {
+      ready = await agent.ready
+    } catch (error) {
+      await this.cluster.removeAgent(containerId, 1).catch(() => undefined)
+      throw error
+    }
+
+    const mounts: RemoteMount[] =
+      ready.sftpPort === null
+        ? []
+        : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: ready.address, port: ready.sftpPort!, dir: m.path}}))
+    const environment: Record<string, string> = {}
+    for (const [key, value] of Object.entries(workload.environment)) {
+      if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
+    }
+    Object.assign(environment, {
+      TP_INTERCEPT_ID: id,
+      TP_INTERCEPT_NAME: name,
+      TP_WORKLOAD: workload.name,
+      TP_CONTAINER: workload.container,
+      TP_MOUNTS: mounts.map((m) => m.path).join(':'),
+    })
+    const session: InterceptSession = {
+      id,
+      name,
+      workload: workload.name,
+      namespace: this.config.namespace,
+      ports: {local: localPort, container: request.containerPort ?? localPort, service: servicePort, serviceName, protocol: 'tcp'},
+      environment: sortedEnv(environment),
+      mounts,
+      network: this.config.attachment,
+      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.backend, where: this.config.where},
+    }
+    const intercept: Intercept = {
+      info: {
+        name,
+        id,
+        workload: workload.name,
+        servicePort,
+        localPort,
+        state: 'waiting',
+        agentContainer: agentName,
+        createdAt: new Date().toISOString(),
+      },
+      session,
+      agent,
+      agentContainerId: containerId,
+      lease,
+      stopWatching: () => undefined,
+    }
+    this.intercepts.set(name, intercept)
+    this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → 127.0.0.1:${localPort}; agent ${agentName}`)
+    void agent.gone.then((reason) => this.remove(name, `the traffic agent went away (${reason})`))
+    intercept.stopWatching = this.watchHandler(intercept)
+    return session
+  }
+
+  /**
+   * Readiness gating: traffic stays with the workload until the handler answers on the local port;
+   * if the handler stops answering, traffic goes back to the workload until it answers again.
+   */
+  private watchHandler(intercept: Intercept): () => void {
+    let stopped = false
+    const loop = async () => {
+      while (!stopped) {
+        const answers = await portAnswers(intercept.info.localPort)
+        if (stopped) return
+        if (answers && intercept.info.state === 'waiting') {
+          intercept.agent.activate()
+          intercept.info.state = 'active'
+          intercept.lease.send({type: 'active'})
+          this.log(`intercept ${intercept.info.name}: handler answers, traffic switched`)
+        } else if (!answers && intercept.info.state === 'active') {
+          intercept.agent.deactivate()
+          intercept.info.state = 'waiting'
+          this.log(`intercept ${intercept.info.name}: handler stopped answering, traffic back to the workload`)
+        }
+        await new Promise((r) => setTimeout(r, intercept.info.state === 'active' ? 1000 : READINESS_POLL_MS))
+      }
+    }
+    void loop()
+    const heartbeat = setInterval(() => intercept.lease.send({type: 'heartbeat'}), 2000)
+    return () => {
+      stopped = true
+      clearInterval(heartbeat)
+    }
+  }
+
+  has(name: string): boolean {
+    return this.intercepts.has(name)
+  }
+
+  /** Ends an intercept: traffic back to the workload, agent removed, lease told why. Idempotent. */
+  remove(name: string, reason: string, normal = false, orphaned = false): Promise<void> {
+    const intercept = this.intercepts.get(name)
+    if (!intercept) return Promise.resolve()
+    intercept.removing ??= (async () => {
+      intercept.stopWatching()
+      this.log(`intercept ${name}: ending (${reason})`)
+      intercept.agent.deactivate()
+      await intercept.agent.release().catch(() => undefined)
+      await this.cluster.removeAgent(intercept.agentContainerId, 5).catch((error: Error) => this.log(`removing agent of ${name}: ${error.message}`))
+      if (orphaned) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
+      this.intercepts.delete(name)
+      for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
+      intercept.lease.send({type: 'ended', reason, normal})
+      intercept.lease.end()
+    })()
+    return intercept.removing
+  }
+
+  async removeAll(reason: string): Promise<void> {
+    await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, true)))
+  }
+}
+
+function validateLocalPort(port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new UserError(`local port ${port} is not a TCP port`, 'give --port a number from 1 to 65535')
+  }
+}
+
+/** This daemon's IPv4 address on its namespace network (the agents dial it). */
+export function ownAddress(): string {
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (name === 'lo') continue
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address
+  }
+  return '127.0.0.1'
+}

@@ -1,0 +1,198 @@
+import {randomBytes} from 'node:crypto'
+import {join} from 'node:path'
+import Docker from 'dockerode'
+import {DockerCluster} from '@tp/cluster-docker'
+import {ensureRuntimeImage} from '@tp/images'
+import {
+  type ConnectOptions,
+  type ConnectionRecord,
+  ConnectionStore,
+  DaemonClient,
+  type DaemonBackend,
+  LABEL_CONNECTION,
+  LABEL_MANAGED,
+  type NetworkAttachment,
+  type PluginContext,
+  SubprocessError,
+  UserError,
+  dockerEndpoint,
+  dockerUnreachable,
+  tail,
+  tpLabels,
+} from '@tp/sdk'
+
+const API_PORT = 4700
+const CONTROL_PORT = 4701
+const READY_TIMEOUT_MS = 20_000
+
+export function daemonContainerName(connection: string): string {
+  return `tp-${connection}-cn`
+}
+
+/** Runs each connection's daemon as container `tp-<connection>-cn` on the namespace network. */
+export class ContainerBackend implements DaemonBackend {
+  readonly kind = 'container' as const
+  private readonly docker = new Docker()
+  private readonly store: ConnectionStore
+
+  constructor(private readonly context: PluginContext) {
+    this.store = new ConnectionStore(join(context.cacheDir, 'connections'))
+  }
+
+  attachment(record: ConnectionRecord): NetworkAttachment {
+    return {kind: 'container', dockerRunArgs: ['--network', `container:${daemonContainerName(record.name)}`], canPublish: false}
+  }
+
+  async find(name: string): Promise<ConnectionRecord | undefined> {
+    const record = await this.store.get(name)
+    if (!record || record.backend !== 'container') return undefined
+    const container = await this.docker.getContainer(daemonContainerName(name)).inspect().catch(() => undefined)
+    if (container?.State?.Running && container.Id === record.containerId) return record
+    // the daemon is gone (killed, engine restarted): forget the record, remove what is left
+    await this.store.remove(name)
+    await this.removeLeftovers(name)
+    return undefined
+  }
+
+  async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
+    await this.docker.ping().catch((error: unknown) => {
+      throw dockerUnreachable(error)
+    })
+    const existing = await this.find(options.name)
+    if (existing) {
+      if (options.namespace && options.namespace !== existing.namespace) {
+        throw new UserError(
+          `connection "${options.name}" is connected to namespace ${existing.namespace}, not ${options.namespace}`,
+          `run \`tp quit --name ${options.name}\` first, or connect a second one with \`tp connect --docker --name <other> --namespace ${options.namespace}\``,
+        )
+      }
+      return existing
+    }
+    const namespace = await new DockerCluster(this.docker).resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
+    const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
+    const name = daemonContainerName(options.name)
+    // a lingering container of the same name (crash, engine restart) is replaced, not an error
+    await this.removeContainer(name)
+    const token = randomBytes(24).toString('hex')
+    const record: ConnectionRecord = {
+      name: options.name,
+      backend: 'container',
+      daemonId: options.name,
+      namespace,
+      api: {url: '', token},
+      createdAt: new Date().toISOString(),
+    }
+    const socketPath = dockerEndpoint().socketPath
+    if (!socketPath) {
+      throw new UserError(
+        `the container daemon needs the Docker engine's unix socket, but ${dockerEndpoint().where} is not one`,
+        'point DOCKER_HOST at a unix socket (unix:///var/run/docker.sock)',
+      )
+    }
+    const container = await this.docker.createContainer({
+      name,
+      Image: image.ref,
+      Cmd: ['node', '/opt/tp/daemon.cjs'],
+      Labels: tpLabels({connection: options.name, role: 'daemon'}),
+      Env: Object.entries({
+        TP_DAEMON_ID: record.daemonId,
+        TP_CONNECTION: options.name,
+        TP_NAMESPACE: namespace,
+        TP_DAEMON_TOKEN: token,
+        TP_API_PORT: String(API_PORT),
+        TP_CONTROL_PORT: String(CONTROL_PORT),
+        TP_RUNTIME_IMAGE: image.ref,
+        TP_VERSION: this.context.tpVersion,
+        TP_BACKEND: 'container',
+        TP_DAEMON_WHERE: `container ${name}`,
+        TP_ATTACHMENT: JSON.stringify(this.attachment(record)),
+      }).map(([k, v]) => `${k}=${v}`),
+      ExposedPorts: {[`${API_PORT}/tcp`]: {}},
+      HostConfig: {
+        NetworkMode: namespace,
+        PortBindings: {[`${API_PORT}/tcp`]: [{HostIp: '127.0.0.1', HostPort: ''}]},
+        Binds: [`${socketPath}:/var/run/docker.sock`],
+        AutoRemove: true,
+      },
+    })
+    try {
+      await container.start()
+      const info = await container.inspect()
+      const hostPort = info.NetworkSettings.Ports?.[`${API_PORT}/tcp`]?.[0]?.HostPort
+      if (!hostPort) throw new SubprocessError(`docker run ${name}`, undefined, 'the daemon API port was not published')
+      record.api.url = `http://127.0.0.1:${hostPort}`
+      record.containerId = info.Id
+      await this.waitUntilAnswering(record, container)
+      await this.store.save(record)
+      return record
+    } catch (error) {
+      await this.removeContainer(name)
+      throw error
+    }
+  }
+
+  private async waitUntilAnswering(record: ConnectionRecord, container: Docker.Container): Promise<void> {
+    const client = new DaemonClient(record.api, 2000)
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    let lastError: unknown
+    while (Date.now() < deadline) {
+      try {
+        await client.status()
+        return
+      } catch (error) {
+        lastError = error
+      }
+      const state = await container.inspect().catch(() => undefined)
+      if (!state?.State?.Running) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const logs = await container.logs({stdout: true, stderr: true, tail: 30}).catch(() => Buffer.from(''))
+    throw new SubprocessError(
+      `the tp daemon (${daemonContainerName(record.name)})`,
+      undefined,
+      tail(demux(logs)),
+      `the tp daemon did not start: ${(lastError as Error)?.message ?? 'its container exited'}`,
+    )
+  }
+
+  async quit(record: ConnectionRecord): Promise<void> {
+    await new DaemonClient(record.api, 15_000).quit().catch(() => undefined)
+    const container = this.docker.getContainer(daemonContainerName(record.name))
+    // the daemon exits by itself once its intercepts are gone; AutoRemove removes the container
+    const deadline = Date.now() + 15_000
+    while (Date.now() < deadline && (await container.inspect().catch(() => undefined))) await new Promise((r) => setTimeout(r, 200))
+    await this.store.remove(record.name)
+    await this.removeLeftovers(record.name)
+  }
+
+  /** Removes every object labelled with this connection (daemon, agents, handler containers, volumes). */
+  async removeLeftovers(connection: string): Promise<void> {
+    const filters = {label: [`${LABEL_MANAGED}=true`, `${LABEL_CONNECTION}=${connection}`]}
+    const containers = await this.docker.listContainers({all: true, filters}).catch(() => [])
+    await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)))
+    const {Volumes: volumes} = await this.docker.listVolumes({filters}).catch(() => ({Volumes: []}))
+    await Promise.all((volumes ?? []).map((v) => this.docker.getVolume(v.Name).remove({force: true}).catch(() => undefined)))
+  }
+
+  private async removeContainer(name: string): Promise<void> {
+    await this.docker.getContainer(name).remove({force: true}).catch(() => undefined)
+    // with AutoRemove the engine may still be removing it; wait until the name is free
+    for (let i = 0; i < 50 && (await this.docker.getContainer(name).inspect().catch(() => undefined)); i++) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+}
+
+/** `docker logs` of a non-TTY container interleaves 8-byte frame headers. */
+function demux(buffer: Buffer): string {
+  const out: Buffer[] = []
+  let offset = 0
+  while (offset + 8 <= buffer.length) {
+    const size = buffer.readUInt32BE(offset + 4)
+    out.push(buffer.subarray(offset + 8, offset + 8 + size))
+    offset += 8 + size
+  }
+  return Buffer.concat(out).toString('utf8')
+}
+
+export default (context: PluginContext) => new ContainerBackend(context)
