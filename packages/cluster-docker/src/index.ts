@@ -1,1 +1,2 @@
-export {}
+export * from './cluster.js'
+export * from './workload.js'

@@ -1,0 +1,201 @@
+import type Dockerode from 'dockerode'
+import {LABEL_MANAGED, UserError} from '@tp/sdk'
+import {describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
+
+/** Networks Docker creates itself; they are not namespaces. */
+const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none'])
+
+export interface DockerClusterOptions {
+  /**
+   * Which user-defined networks count as namespaces (default: all). Tests use it to stay within
+   * their own networks on a shared engine.
+   */
+  networkFilter?: (name: string) => boolean
+}
+
+export interface AgentSpec {
+  workload: Workload
+  image: string
+  name: string
+  labels: Record<string, string>
+  env: Record<string, string>
+}
+
+function list(items: string[]): string {
+  return items.length === 0 ? '(none)' : items.join(', ')
+}
+
+function statusCode(error: unknown): number | undefined {
+  return (error as {statusCode?: number})?.statusCode
+}
+
+/**
+ * The Docker cluster driver: a user-defined network is a namespace, each running container on it
+ * (except tp's own) a workload, its exposed ports the service ports.
+ */
+export class DockerCluster {
+  private readonly networkFilter: (name: string) => boolean
+
+  constructor(
+    private readonly docker: Dockerode,
+    options: DockerClusterOptions = {},
+  ) {
+    this.networkFilter = options.networkFilter ?? (() => true)
+  }
+
+  private async networkNames(): Promise<string[]> {
+    const networks = await this.docker.listNetworks()
+    return networks
+      .filter((n) => !BUILTIN_NETWORKS.has(n.Name) && n.Driver !== 'host' && n.Driver !== 'null' && this.networkFilter(n.Name))
+      .map((n) => n.Name)
+      .sort()
+  }
+
+  /** Running containers that are workloads (not tp's own), with the networks they are on. */
+  private async runningContainers(network?: string): Promise<Dockerode.ContainerInfo[]> {
+    const containers = await this.docker.listContainers({filters: network ? {network: [network]} : {}})
+    return containers.filter((c) => c.Labels?.[LABEL_MANAGED] !== 'true')
+  }
+
+  async namespaces(): Promise<Array<{name: string; workloads: number}>> {
+    const [names, containers] = await Promise.all([this.networkNames(), this.runningContainers()])
+    return names.map((name) => ({
+      name,
+      workloads: containers.filter((c) => c.NetworkSettings?.Networks?.[name] !== undefined).length,
+    }))
+  }
+
+  async resolveNamespace(requested?: string): Promise<string> {
+    const namespaces = await this.namespaces()
+    const describe = namespaces.map((n) => `${n.name} (${n.workloads} running)`)
+    if (requested !== undefined) {
+      if (namespaces.some((n) => n.name === requested)) return requested
+      if (BUILTIN_NETWORKS.has(requested)) {
+        throw new UserError(
+          `namespace "${requested}" is one of Docker's built-in networks; tp works on user-defined networks (they give containers names)`,
+          `pass --namespace with one of: ${list(describe)}`,
+        )
+      }
+      throw new UserError(`namespace "${requested}" does not exist: there is no user-defined Docker network of that name`, `pass --namespace with one of: ${list(describe)}`)
+    }
+    const withWorkloads = namespaces.filter((n) => n.workloads > 0)
+    if (withWorkloads.length === 1) return withWorkloads[0].name
+    if (withWorkloads.length === 0) {
+      throw new UserError(
+        'no user-defined Docker network has running containers, so there is no namespace to connect to',
+        namespaces.length === 0 ? 'start your stack (e.g. `docker-compose up -d`) and try again' : `start your stack, or pass --namespace with one of: ${list(describe)}`,
+      )
+    }
+    throw new UserError(
+      `several Docker networks have running containers: ${list(withWorkloads.map((n) => `${n.name} (${n.workloads} running)`))}`,
+      'pass --namespace <network> to choose one (or configure a default namespace)',
+    )
+  }
+
+  private async requireNamespace(namespace: string): Promise<void> {
+    const names = await this.networkNames()
+    if (!names.includes(namespace)) {
+      throw new UserError(`namespace "${namespace}" does not exist: there is no user-defined Docker network of that name`, `use one of: ${list(names)}`)
+    }
+  }
+
+  async workloads(namespace: string): Promise<Workload[]> {
+    await this.requireNamespace(namespace)
+    const containers = await this.runningContainers(namespace)
+    const inspected = await Promise.all(
+      containers.map((c) =>
+        this.docker
+          .getContainer(c.Id)
+          .inspect()
+          .catch((error: unknown) => {
+            // it stopped between list and inspect
+            if (statusCode(error) === 404) return undefined
+            throw error
+          }),
+      ),
+    )
+    return inspected
+      .filter((info): info is Dockerode.ContainerInspectInfo => info !== undefined && info.State.Running && info.NetworkSettings.Networks?.[namespace] !== undefined)
+      .map((info) => toWorkload(info, namespace))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.container.localeCompare(b.container))
+  }
+
+  /** A workload by name, alias or container name. */
+  async workload(namespace: string, name: string): Promise<Workload> {
+    const all = await this.workloads(namespace)
+    const byName = all.filter((w) => w.name === name || w.container === name)
+    const matches = byName.length > 0 ? byName : all.filter((w) => w.aliases.includes(name))
+    if (matches.length === 1) return matches[0]
+    if (matches.length > 1) {
+      throw new UserError(
+        `"${name}" names ${matches.length} containers in namespace ${namespace}: ${list(matches.map((w) => w.container))}`,
+        'name one container by its container name',
+      )
+    }
+    throw new UserError(
+      `no workload named "${name}" in namespace ${namespace}`,
+      all.length === 0 ? `namespace ${namespace} has no running containers` : `workloads there: ${list(all.map((w) => w.name))}`,
+    )
+  }
+
+  /** A service port by number or name; omitted → the workload's only TCP port. */
+  resolvePort(workload: Workload, spec?: string): WorkloadPort {
+    const tcp = workload.ports.filter((p) => p.protocol === 'tcp')
+    const known = `ports of ${workload.name}: ${list(workload.ports.map(describePort))}`
+    if (spec === undefined || spec === '') {
+      if (tcp.length === 1) return tcp[0]
+      if (tcp.length === 0) throw new UserError(`workload ${workload.name} exposes no TCP port, so there is nothing to intercept`, 'expose the port in its image or compose file (`expose:`/`ports:`)')
+      throw new UserError(`workload ${workload.name} exposes several ports; say which one to intercept`, `pass --port <local>:<service port> with one of the ${known}`)
+    }
+    const matches = /^\d+$/.test(spec) ? workload.ports.filter((p) => p.port === Number(spec)) : workload.ports.filter((p) => p.name === spec)
+    const tcpMatches = matches.filter((p) => p.protocol === 'tcp')
+    if (tcpMatches.length === 1) return tcpMatches[0]
+    if (tcpMatches.length > 1) throw new UserError(`service port "${spec}" of ${workload.name} is ambiguous`, `use a port number; ${known}`)
+    if (matches.length > 0) throw new UserError(`service port ${spec} of ${workload.name} is UDP; tp intercepts TCP only`, `choose a TCP port; ${known}`)
+    throw new UserError(`workload ${workload.name} has no service port "${spec}"`, known)
+  }
+
+  /** Starts the traffic agent in the workload's network namespace, with its volumes. */
+  async injectAgent(spec: AgentSpec): Promise<{containerId: string; name: string}> {
+    const container = await this.docker.createContainer({
+      name: spec.name,
+      Image: spec.image,
+      Cmd: ['node', '/opt/tp/agent.cjs'],
+      Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      Labels: spec.labels,
+      HostConfig: {
+        NetworkMode: `container:${spec.workload.containerId}`,
+        CapAdd: ['NET_ADMIN'],
+        VolumesFrom: [spec.workload.containerId],
+        AutoRemove: true,
+      },
+    })
+    try {
+      await container.start()
+    } catch (error) {
+      await container.remove({force: true}).catch(() => undefined)
+      throw error
+    }
+    return {containerId: container.id, name: spec.name}
+  }
+
+  /** Stops the agent (SIGTERM: it removes its rule and drains), then makes sure it is gone. */
+  async removeAgent(containerId: string, graceSeconds = 10): Promise<void> {
+    const container = this.docker.getContainer(containerId)
+    const gone = (error: unknown) => {
+      const code = statusCode(error)
+      // 404: no such container; 304: already stopped; 409: removal already in progress
+      if (code === 404 || code === 304 || code === 409) return
+      throw error
+    }
+    await container.stop({t: graceSeconds}).catch(gone)
+    // AutoRemove removes it shortly after it stops; don't wait forever if something keeps it
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      container.wait({condition: 'removed'}).catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, 5000))),
+    ])
+    clearTimeout(timer)
+    await container.remove({force: true}).catch(gone)
+  }
+}

@@ -1,0 +1,189 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {isUserError} from '@tp/sdk'
+import {DockerCluster, type Workload} from '@tp/cluster-docker'
+import {Fixtures, httpdCmd} from '../../agent/test/fixture.js'
+
+// Real engine. The engine is shared, so the driver is told to see only this test's networks.
+const PREFIX = 'tpt-driver-'
+const NET_A = `${PREFIX}a`
+const NET_B = `${PREFIX}b`
+const NET_EMPTY = `${PREFIX}empty`
+const fx = new Fixtures()
+const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX) && name !== NET_B})
+const withB = new DockerCluster(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX)})
+const onlyEmpty = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET_EMPTY})
+
+async function userError(promise: Promise<unknown> | (() => unknown)): Promise<{message: string; next?: string}> {
+  try {
+    await (typeof promise === 'function' ? promise() : promise)
+  } catch (error) {
+    expect(isUserError(error), String(error)).toBe(true)
+    return error as {message: string; next?: string}
+  }
+  throw new Error('expected a UserError')
+}
+
+let web: Workload
+let image: string
+
+beforeAll(async () => {
+  image = await fx.busybox()
+  await fx.network(NET_A)
+  await fx.network(NET_EMPTY)
+  const volume = await fx.volume(`${PREFIX}data`)
+  const onA = (aliases: string[] = []) => ({NetworkingConfig: {EndpointsConfig: {[NET_A]: {Aliases: aliases}}}})
+  await fx.container({
+    name: `${PREFIX}web`,
+    Image: image,
+    Cmd: httpdCmd('web'),
+    Env: ['GREETING=hello', 'EQUATION=a=b', 'EMPTY='],
+    ExposedPorts: {'80/tcp': {}, '8080/tcp': {}, '53/udp': {}},
+    Labels: {'tp.port-names': 'http:80,admin:8080'},
+    HostConfig: {NetworkMode: NET_A, Binds: [`${volume}:/data:ro`]},
+    ...onA(['web', 'www']),
+  })
+  // what docker-compose creates: service label and the service name as alias
+  await fx.container({
+    name: `${PREFIX}proj_api_1`,
+    Image: image,
+    Cmd: httpdCmd('api', 9000),
+    ExposedPorts: {'9000/tcp': {}},
+    Labels: {'com.docker.compose.service': 'api', 'com.docker.compose.project': 'proj'},
+    HostConfig: {NetworkMode: NET_A},
+    ...onA(['api']),
+  })
+  for (const n of [1, 2]) {
+    await fx.container({name: `${PREFIX}twin${n}`, Image: image, Cmd: httpdCmd(`twin${n}`), HostConfig: {NetworkMode: NET_A}, ...onA(['twin'])})
+  }
+  // tp's own containers and stopped containers are not workloads
+  await fx.container({name: `${PREFIX}agent`, Image: image, Cmd: httpdCmd('agent'), Labels: {'tp.managed': 'true'}, HostConfig: {NetworkMode: NET_A}})
+  await fx.container({name: `${PREFIX}stopped`, Image: image, Cmd: httpdCmd('stopped'), HostConfig: {NetworkMode: NET_A}}, false)
+  web = await cluster.workload(NET_A, 'web')
+})
+
+afterAll(async () => {
+  await fx.cleanup()
+})
+
+describe('namespaces', () => {
+  it('lists user-defined networks with their running, non-tp workloads', async () => {
+    expect(await cluster.namespaces()).toEqual([
+      {name: NET_A, workloads: 4},
+      {name: NET_EMPTY, workloads: 0},
+    ])
+  })
+
+  it('resolves a requested namespace that exists', async () => {
+    expect(await cluster.resolveNamespace(NET_EMPTY)).toBe(NET_EMPTY)
+  })
+
+  it('picks the only network that has workloads', async () => {
+    expect(await cluster.resolveNamespace()).toBe(NET_A)
+  })
+
+  it('refuses an unknown namespace, listing the networks', async () => {
+    const e = await userError(cluster.resolveNamespace('nope'))
+    expect(e.message).toContain('"nope" does not exist')
+    expect(e.next).toContain(NET_A)
+    expect(e.next).toContain(NET_EMPTY)
+  })
+
+  it("refuses Docker's built-in networks", async () => {
+    const e = await userError(cluster.resolveNamespace('bridge'))
+    expect(e.message).toContain('built-in')
+  })
+
+  it('says what to do when no network has workloads', async () => {
+    const e = await userError(onlyEmpty.resolveNamespace())
+    expect(e.message).toContain('no user-defined Docker network has running containers')
+    expect(e.next).toContain(NET_EMPTY)
+  })
+
+  it('lists the candidates and asks for --namespace when several have workloads', async () => {
+    await fx.network(NET_B)
+    await fx.container({name: `${PREFIX}other`, Image: image, Cmd: httpdCmd('other'), HostConfig: {NetworkMode: NET_B}})
+    const e = await userError(withB.resolveNamespace())
+    expect(e.message).toContain(NET_A)
+    expect(e.message).toContain(NET_B)
+    expect(e.next).toContain('--namespace')
+  })
+})
+
+describe('workloads', () => {
+  it('lists running workloads, not tp-managed or stopped containers', async () => {
+    const names = (await cluster.workloads(NET_A)).map((w) => `${w.name}/${w.container}`)
+    expect(names).toEqual([`api/${PREFIX}proj_api_1`, `${PREFIX}twin1/${PREFIX}twin1`, `${PREFIX}twin2/${PREFIX}twin2`, `${PREFIX}web/${PREFIX}web`])
+  })
+
+  it('reads ports, names, environment, mounts, address and aliases', async () => {
+    const info = await fx.docker.getContainer(`${PREFIX}web`).inspect()
+    expect(web.containerId).toBe(info.Id)
+    expect(web.aliases).toEqual(['web', 'www'])
+    expect(web.ports).toEqual([
+      {port: 53, protocol: 'udp'},
+      {port: 80, name: 'http', protocol: 'tcp'},
+      {port: 8080, name: 'admin', protocol: 'tcp'},
+    ])
+    expect(web.environment).toMatchObject({GREETING: 'hello', EQUATION: 'a=b', EMPTY: ''})
+    expect(web.mounts).toEqual([{path: '/data', readOnly: true, type: 'volume', source: `${PREFIX}data`}])
+    expect(web.address).toBe(info.NetworkSettings.Networks[NET_A].IPAddress)
+    expect(web.address).toMatch(/^\d+\.\d+\.\d+\.\d+$/)
+    expect(web.startedAt).toBe(info.State.StartedAt)
+  })
+
+  it('finds a workload by Compose service name, alias or container name', async () => {
+    expect((await cluster.workload(NET_A, 'api')).container).toBe(`${PREFIX}proj_api_1`)
+    expect((await cluster.workload(NET_A, `${PREFIX}proj_api_1`)).name).toBe('api')
+    expect((await cluster.workload(NET_A, 'www')).container).toBe(`${PREFIX}web`)
+  })
+
+  it('refuses an unknown workload, listing those that exist', async () => {
+    const e = await userError(cluster.workload(NET_A, 'nothing'))
+    expect(e.message).toContain('no workload named "nothing"')
+    expect(e.next).toContain('api')
+    expect(e.next).toContain(`${PREFIX}web`)
+  })
+
+  it('refuses a name shared by several containers, naming them', async () => {
+    const e = await userError(cluster.workload(NET_A, 'twin'))
+    expect(e.message).toContain(`${PREFIX}twin1`)
+    expect(e.message).toContain(`${PREFIX}twin2`)
+  })
+
+  it('refuses a namespace that does not exist', async () => {
+    const e = await userError(cluster.workloads('tpt-driver-missing'))
+    expect(e.message).toContain('does not exist')
+  })
+})
+
+describe('resolvePort', () => {
+  it('resolves by number and by name', () => {
+    expect(cluster.resolvePort(web, '8080')).toEqual({port: 8080, name: 'admin', protocol: 'tcp'})
+    expect(cluster.resolvePort(web, 'http')).toEqual({port: 80, name: 'http', protocol: 'tcp'})
+  })
+
+  it('takes the only TCP port when none is given', async () => {
+    expect(cluster.resolvePort(await cluster.workload(NET_A, 'api'))).toEqual({port: 9000, protocol: 'tcp'})
+  })
+
+  it('asks which port when there are several, listing them', async () => {
+    const e = await userError(() => cluster.resolvePort(web))
+    expect(e.message).toContain('several ports')
+    expect(e.next).toContain('80 (http)')
+    expect(e.next).toContain('8080 (admin)')
+  })
+
+  it('refuses unknown ports, listing the known ones', async () => {
+    for (const spec of ['81', 'grpc']) {
+      const e = await userError(() => cluster.resolvePort(web, spec))
+      expect(e.message).toContain(`"${spec}"`)
+      expect(e.next).toContain('8080 (admin)')
+    }
+  })
+
+  it('refuses UDP ports and workloads without ports', async () => {
+    expect((await userError(() => cluster.resolvePort(web, '53'))).message).toContain('UDP')
+    const twin = await cluster.workload(NET_A, `${PREFIX}twin1`)
+    expect((await userError(() => cluster.resolvePort(twin))).message).toContain('exposes no TCP port')
+  })
+})
