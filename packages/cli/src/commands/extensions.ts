@@ -1,0 +1,75 @@
+import type {ExtensionPoint, ExtensionRegistry, RegistryProblem} from '@tp/sdk'
+import {TpCommand} from '../base-command.js'
+
+export interface ExtensionRow {
+  point: ExtensionPoint
+  name: string
+  summary: string
+  apiVersion: number
+  plugin: string
+  pluginVersion: string
+  /** core (bundled), user (`tp plugins install`), link (`tp plugins link`), or unknown. */
+  pluginType: string
+}
+
+export interface ExtensionsReport {
+  handlers: ExtensionRow[]
+  'volume-providers': ExtensionRow[]
+  'daemon-backends': ExtensionRow[]
+  problems: RegistryProblem[]
+}
+
+const TITLES: Record<ExtensionPoint, string> = {
+  handlers: 'Handlers',
+  'volume-providers': 'Volume providers',
+  'daemon-backends': 'Daemon backends',
+}
+
+export default class Extensions extends TpCommand {
+  static override summary = 'List the handlers, volume providers and daemon backends of every loaded plugin'
+  static override description =
+    'Shows each extension with the plugin (and version) that provides it. Problems — two plugins claiming one name, a plugin built for another extension API, a plugin whose registration failed — are listed too, and make the command exit with status 1.'
+  static override enableJsonFlag = true
+
+  async run(): Promise<ExtensionsReport> {
+    await this.parse(Extensions)
+    const registries = await this.registries()
+    const pluginType = new Map(this.config.getPluginsList().map((p) => [p.name, p.type]))
+    const rows = (registry: ExtensionRegistry<unknown>): ExtensionRow[] =>
+      registry.list().map((e) => ({
+        point: registry.point,
+        name: e.descriptor.name,
+        summary: e.descriptor.summary ?? '',
+        apiVersion: e.descriptor.apiVersion,
+        plugin: e.plugin.name,
+        pluginVersion: e.plugin.version,
+        pluginType: pluginType.get(e.plugin.name) ?? 'unknown',
+      }))
+    const all = [registries.handlers, registries.volumeProviders, registries.daemonBackends] as Array<ExtensionRegistry<unknown>>
+    const report: ExtensionsReport = {
+      handlers: rows(all[0]),
+      'volume-providers': rows(all[1]),
+      'daemon-backends': rows(all[2]),
+      problems: all.flatMap((r) => r.problems),
+    }
+
+    for (const point of Object.keys(TITLES) as ExtensionPoint[]) {
+      this.log(`${TITLES[point]}:`)
+      const list = report[point]
+      if (list.length === 0) this.log('  (none)')
+      const nameWidth = Math.max(0, ...list.map((r) => r.name.length))
+      const pluginWidth = Math.max(0, ...list.map((r) => `${r.plugin}@${r.pluginVersion}`.length))
+      for (const r of list) {
+        this.log(`  ${r.name.padEnd(nameWidth)}  ${`${r.plugin}@${r.pluginVersion}`.padEnd(pluginWidth)}  ${r.pluginType.padEnd(4)}  ${r.summary}`)
+      }
+    }
+    if (report.problems.length > 0) {
+      // on stderr even with --json, so that a script reading stdout still shows why it failed
+      process.stderr.write(`\n${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} with installed plugins:\n`)
+      for (const p of report.problems) process.stderr.write(`  ✗ ${p.message}\n`)
+      // everything is printed first; then fail (exitCode rather than exit() so --json still prints)
+      process.exitCode = 1
+    }
+    return report
+  }
+}

@@ -1,0 +1,106 @@
+import {createRequire} from 'node:module'
+import {SUPPORTED_API_VERSIONS} from '@tp/sdk'
+import {TpCommand} from '../base-command.js'
+
+/** How long `tp version` waits for the Docker engine before saying it is unreachable. */
+const DOCKER_TIMEOUT_MS = 2000
+
+export interface PluginInfo {
+  name: string
+  version: string
+  /** core: bundled with tp; user: `tp plugins install`; link: `tp plugins link`; dev: tp's own dev plugins. */
+  type: string
+  root: string
+}
+
+export type EngineInfo =
+  | {reachable: true; where: string; version: string; apiVersion: string; os: string; arch: string}
+  | {reachable: false; where: string; reason: string}
+
+export interface VersionInfo {
+  tp: string
+  sdk: string
+  extensionApi: {min: number; max: number}
+  node: string
+  platform: string
+  plugins: PluginInfo[]
+  docker: EngineInfo
+}
+
+export default class Version extends TpCommand {
+  static override summary = "Show tp's version, its plugins and the Docker engine it talks to"
+  static override description =
+    'Lists every loaded plugin with its version and where it comes from (core: bundled, user: installed with `tp plugins install`, link: `tp plugins link`), and asks the Docker engine for its version. Include this output in bug reports.'
+  static override enableJsonFlag = true
+
+  async run(): Promise<VersionInfo> {
+    await this.parse(Version)
+    const require = createRequire(import.meta.url)
+    const info: VersionInfo = {
+      tp: this.config.version,
+      sdk: (require('@tp/sdk/package.json') as {version: string}).version,
+      extensionApi: {...SUPPORTED_API_VERSIONS},
+      node: process.version,
+      platform: `${this.config.platform}-${this.config.arch}`,
+      plugins: this.config
+        .getPluginsList()
+        .map((p) => ({name: p.name, version: p.version, type: p.type, root: p.root}))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+      docker: await dockerEngineInfo(),
+    }
+    const api = info.extensionApi.min === info.extensionApi.max ? `${info.extensionApi.min}` : `${info.extensionApi.min}–${info.extensionApi.max}`
+    this.log(`tp      ${info.tp}`)
+    this.log(`sdk     ${info.sdk} (extension API ${api})`)
+    this.log(`node    ${info.node} ${info.platform}`)
+    this.log(
+      info.docker.reachable
+        ? `docker  engine ${info.docker.version} (API ${info.docker.apiVersion}, ${info.docker.os}/${info.docker.arch}) at ${info.docker.where}`
+        : `docker  unreachable at ${info.docker.where}: ${info.docker.reason}`,
+    )
+    this.log('plugins')
+    const width = Math.max(...info.plugins.map((p) => p.name.length))
+    for (const p of info.plugins) this.log(`  ${p.name.padEnd(width)}  ${p.version.padEnd(8)}  ${p.type}`)
+    return info
+  }
+}
+
+/** Where dockerode (like the docker client) will look for the engine. */
+export function dockerEndpoint(): string {
+  return process.env.DOCKER_HOST || 'unix:///var/run/docker.sock'
+}
+
+/** Asks the engine for its version; never throws: an unreachable engine is described instead. */
+export async function dockerEngineInfo(timeoutMs = DOCKER_TIMEOUT_MS): Promise<EngineInfo> {
+  const where = dockerEndpoint()
+  const started = Date.now()
+  try {
+    // imported here so that commands which never talk to Docker do not pay for loading it
+    const {default: Docker} = await import('dockerode')
+    const version = await new Docker({timeout: timeoutMs}).version()
+    return {reachable: true, where, version: version.Version, apiVersion: version.ApiVersion, os: version.Os, arch: version.Arch}
+  } catch (error) {
+    // docker-modem ends a request that timed out with a bare "socket hang up": tell it by the clock
+    const timedOut = Date.now() - started >= timeoutMs * 0.9
+    return {reachable: false, where, reason: explainDockerError(error as NodeJS.ErrnoException, timeoutMs, timedOut)}
+  }
+}
+
+function explainDockerError(error: NodeJS.ErrnoException & {statusCode?: number}, timeoutMs: number, timedOut: boolean): string {
+  const source = process.env.DOCKER_HOST ? 'DOCKER_HOST' : 'the default socket; set DOCKER_HOST to use another engine'
+  switch (error.code) {
+    case 'ENOENT':
+      return `no socket there — is dockerd running? (${source})`
+    case 'ECONNREFUSED':
+      return `connection refused — is dockerd running and listening there? (${source})`
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied on the socket — run as a user in the docker group, or as root'
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `host name not found (${source})`
+    default:
+  }
+  if (timedOut || /timeout/i.test(error.message ?? '') || error.code === 'ETIMEDOUT') return `no answer within ${timeoutMs / 1000} s (${source})`
+  if (error.statusCode) return `the engine answered HTTP ${error.statusCode}: ${error.message}`
+  return `${error.message ?? String(error)} (${source})`
+}
