@@ -1,1 +1,12 @@
-export {}
+import {API_VERSION, type VolumeProviderDescriptor, defineVolumeProviders} from '@tp/sdk'
+
+/** Hook `tp:volume-providers`: remote volumes through the telemount Docker volume plugin. */
+export const telemountDescriptor: VolumeProviderDescriptor = {
+  name: 'telemount',
+  apiVersion: API_VERSION,
+  summary: 'Remote volumes as Docker volumes, mounted with sshfs over SFTP by a managed volume plugin',
+  daemonKinds: ['container'],
+  load: () => import('./provider.js'),
+}
+
+export default defineVolumeProviders([telemountDescriptor])

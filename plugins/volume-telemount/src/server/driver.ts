@@ -1,0 +1,201 @@
+import {mkdir, readFile, readdir, rename, rmdir, stat, writeFile} from 'node:fs/promises'
+import {dirname, join, posix} from 'node:path'
+import {type VolumeOptions, parseVolumeOptions} from '../options.js'
+import {KeyedLock} from './keyed-lock.js'
+import {SshfsMount, type SshfsSettings, type SshfsTarget} from './sshfs.js'
+
+/**
+ * The volume driver's state and rules, independent of HTTP.
+ *
+ * Sharing: ONE sshfs per (host, port, access mode), mounting the server's `/`; each volume is a
+ * subdirectory of it. An agent serves all of its workload's volumes on one port, so an intercept
+ * with several mounts opens one SFTP session instead of one per volume, and volumes of the same
+ * agent see each other's writes through one attribute cache. The access mode is part of the key
+ * because read-only must be enforced by the kernel (`-o ro`), not only by `:ro` on `docker run`.
+ *
+ * A mount is reused only after a liveness probe: a dead sshfs (process gone, mount gone, or the
+ * server no longer answering — the reference's "second mount after Ctrl-C fails") is stopped and a
+ * new one started in a fresh directory, so containers still bound to the old one are not disturbed.
+ */
+export interface VolumeRecord {
+  name: string
+  options: VolumeOptions
+  createdAt: string
+}
+
+export interface DriverSettings extends SshfsSettings {
+  /** Where mounts are made: the plugin's propagated mount (/mnt/volumes). */
+  mountRoot: string
+  /** File that keeps the volume list across plugin restarts; undefined keeps it in memory. */
+  stateFile?: string
+}
+
+export class VolumeDriver {
+  private readonly volumes = new Map<string, VolumeRecord>()
+  /** Which sshfs serves each (volume, caller id). */
+  private readonly callers = new Map<string, Map<string, SshfsMount>>()
+  /** The current sshfs per host:port:mode. */
+  private readonly mounts = new Map<string, SshfsMount>()
+  private readonly lock = new KeyedLock()
+  private generation = 0
+
+  constructor(private readonly settings: DriverSettings) {}
+
+  /** Loads saved volumes and removes empty mount directories a previous run left. */
+  async init(): Promise<void> {
+    await mkdir(this.settings.mountRoot, {recursive: true})
+    for (const entry of await readdir(this.settings.mountRoot).catch(() => [] as string[])) {
+      await rmdir(join(this.settings.mountRoot, entry)).catch(() => undefined)
+    }
+    if (!this.settings.stateFile) return
+    const saved = await readFile(this.settings.stateFile, 'utf8').catch(() => undefined)
+    if (!saved) return
+    try {
+      for (const record of JSON.parse(saved) as VolumeRecord[]) this.volumes.set(record.name, record)
+    } catch {
+      this.log(`ignoring unreadable state file ${this.settings.stateFile}`)
+    }
+  }
+
+  create(name: string, opts: Record<string, unknown> | null | undefined): Promise<void> {
+    const options = parseVolumeOptions(opts)
+    if (!name) throw new Error('a volume needs a name')
+    return this.lock.run(`volume:${name}`, async () => {
+      if (this.inUse(name)) throw new Error(`volume ${name} already exists and is in use`)
+      this.volumes.set(name, {name, options, createdAt: new Date().toISOString()})
+      await this.save()
+    })
+  }
+
+  remove(name: string): Promise<void> {
+    return this.lock.run(`volume:${name}`, async () => {
+      if (!this.volumes.has(name)) return // already gone: removal is idempotent
+      const users = this.callers.get(name)?.size ?? 0
+      if (users > 0) throw new Error(`volume ${name} is in use by ${users} container${users > 1 ? 's' : ''}; stop ${users > 1 ? 'them' : 'it'} first`)
+      this.volumes.delete(name)
+      this.callers.delete(name)
+      await this.save()
+    })
+  }
+
+  mount(name: string, id: string): Promise<string> {
+    return this.lock.run(`volume:${name}`, async () => {
+      const record = this.require(name)
+      const existing = this.callers.get(name)?.get(id)
+      if (existing && (await existing.alive())) return this.mountpointOf(existing, record)
+      if (existing) await this.release(name, id)
+
+      const target: SshfsTarget = {host: record.options.host, port: record.options.port, readOnly: record.options.readOnly}
+      const key = `${target.host}|${target.port}|${target.readOnly ? 'ro' : 'rw'}`
+      const mount = await this.lock.run(`sshfs:${key}`, async () => {
+        let current = this.mounts.get(key)
+        if (current && !(await current.alive())) {
+          this.log(`sshfs for ${current.label} is dead; starting a new one`)
+          this.mounts.delete(key)
+          await current.stop()
+          current = undefined
+        }
+        if (!current) {
+          current = await SshfsMount.start(target, this.newMountDir(target), this.settings)
+          this.mounts.set(key, current)
+        }
+        current.users.add(callerKey(name, id))
+        return current
+      })
+      let callers = this.callers.get(name)
+      if (!callers) this.callers.set(name, (callers = new Map()))
+      callers.set(id, mount)
+
+      const mountpoint = this.mountpointOf(mount, record)
+      const info = await stat(mountpoint).catch((error: NodeJS.ErrnoException) => error)
+      if (info instanceof Error || !info.isDirectory()) {
+        await this.release(name, id)
+        const why = info instanceof Error ? (info.code === 'ENOENT' ? 'does not exist' : info.message) : 'is not a directory'
+        throw new Error(`remote directory ${record.options.dir} on ${mount.label} ${why}`)
+      }
+      return mountpoint
+    })
+  }
+
+  unmount(name: string, id: string): Promise<void> {
+    return this.lock.run(`volume:${name}`, () => this.release(name, id))
+  }
+
+  /** Where the volume is mounted now, or undefined when no container uses it. */
+  path(name: string): string | undefined {
+    const record = this.require(name)
+    const mounts = [...(this.callers.get(name)?.values() ?? [])]
+    const latest = mounts.at(-1)
+    return latest ? this.mountpointOf(latest, record) : undefined
+  }
+
+  get(name: string): {record: VolumeRecord; mountpoint?: string; users: number} {
+    const record = this.require(name)
+    return {record, mountpoint: this.path(name), users: this.callers.get(name)?.size ?? 0}
+  }
+
+  list(): Array<{name: string; mountpoint?: string}> {
+    return [...this.volumes.keys()].sort().map((name) => ({name, mountpoint: this.path(name)}))
+  }
+
+  /** Stops every sshfs (plugin shutdown). */
+  async shutdown(): Promise<void> {
+    await Promise.all([...new Set([...this.mounts.values(), ...[...this.callers.values()].flatMap((m) => [...m.values()])])].map((m) => m.stop()))
+  }
+
+  private async release(name: string, id: string): Promise<void> {
+    const callers = this.callers.get(name)
+    const mount = callers?.get(id)
+    if (!callers || !mount) return // unknown caller: Unmount is idempotent
+    callers.delete(id)
+    if (callers.size === 0) this.callers.delete(name)
+    const key = `${mount.target.host}|${mount.target.port}|${mount.target.readOnly ? 'ro' : 'rw'}`
+    await this.lock.run(`sshfs:${key}`, async () => {
+      mount.users.delete(callerKey(name, id))
+      if (mount.users.size > 0) return
+      if (this.mounts.get(key) === mount) this.mounts.delete(key)
+      await mount.stop()
+    })
+  }
+
+  private require(name: string): VolumeRecord {
+    const record = this.volumes.get(name)
+    if (!record) throw new Error(`no such volume: ${name}`)
+    return record
+  }
+
+  private inUse(name: string): boolean {
+    return (this.callers.get(name)?.size ?? 0) > 0
+  }
+
+  private mountpointOf(mount: SshfsMount, record: VolumeRecord): string {
+    return posix.join(mount.dir, record.options.dir)
+  }
+
+  private newMountDir(target: SshfsTarget): string {
+    const host = target.host.replace(/[^0-9A-Za-z.]/g, '_')
+    // a fresh directory per sshfs: a replaced dead mount never shares a path with its successor
+    const unique = `${Date.now().toString(36)}${(this.generation++).toString(36)}`
+    return join(this.settings.mountRoot, `${host}_${target.port}_${target.readOnly ? 'ro' : 'rw'}_${unique}`)
+  }
+
+  private async save(): Promise<void> {
+    const file = this.settings.stateFile
+    if (!file) return
+    try {
+      await mkdir(dirname(file), {recursive: true})
+      await writeFile(`${file}.tmp`, JSON.stringify([...this.volumes.values()], null, 1))
+      await rename(`${file}.tmp`, file)
+    } catch (error) {
+      this.log(`could not save the volume list to ${file}: ${(error as Error).message}`)
+    }
+  }
+
+  private log(message: string): void {
+    this.settings.log?.(message)
+  }
+}
+
+function callerKey(name: string, id: string): string {
+  return `${name}\0${id}`
+}
