@@ -44,9 +44,9 @@ export class Fixtures {
   }
 
   /** Runs a command in a throwaway container on a network; returns its output and exit code. */
-  async run(image: string, network: string, cmd: string[], name: string): Promise<{output: string; code: number}> {
+  async run(image: string, network: string, cmd: string[], name: string, hostConfig: Dockerode.HostConfig = {}): Promise<{output: string; code: number}> {
     await this.docker.getContainer(name).remove({force: true}).catch(() => undefined)
-    const container = await this.docker.createContainer({name, Image: image, Cmd: cmd, Labels: FIXTURE_LABELS, HostConfig: {NetworkMode: network}})
+    const container = await this.docker.createContainer({name, Image: image, Cmd: cmd, Labels: FIXTURE_LABELS, HostConfig: {NetworkMode: network, ...hostConfig}})
     this.containers.push(container.id)
     await container.start()
     const {StatusCode} = (await container.wait()) as {StatusCode: number}

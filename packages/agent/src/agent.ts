@@ -1,0 +1,310 @@
+import {spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {connect, createServer, type Server, type Socket} from 'node:net'
+import {encode, readHeaderLine, readMessages, type AgentMessage} from './protocol.js'
+import {RedirectRule} from './iptables.js'
+import {splice} from './splice.js'
+
+export interface AgentConfig {
+  daemonHost: string
+  daemonPort: number
+  token: string
+  interceptId: string
+  servicePort: number
+  mounts: Array<{path: string; readOnly: boolean}>
+  leaseMs: number
+  drainMs: number
+  /** How long a redirected connection waits for the daemon's dial-back (default 5 s). */
+  dialTimeoutMs?: number
+  sftpServer?: string
+  iptables?: string
+  log?: (message: string) => void
+}
+
+/** Parses the agent's environment (TP_AGENT_*); throws with a message naming what is wrong. */
+export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
+  const need = (name: string): string => {
+    const value = env[name]
+    if (!value) throw new Error(`${name} is not set`)
+    return value
+  }
+  const daemon = need('TP_AGENT_DAEMON')
+  const colon = daemon.lastIndexOf(':')
+  const daemonPort = Number(daemon.slice(colon + 1))
+  if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535) throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
+  const servicePort = Number(need('TP_AGENT_SERVICE_PORT'))
+  if (!Number.isInteger(servicePort) || servicePort < 1 || servicePort > 65535) throw new Error(`TP_AGENT_SERVICE_PORT must be a port number, not ${env.TP_AGENT_SERVICE_PORT}`)
+  let mounts: AgentConfig['mounts'] = []
+  if (env.TP_AGENT_MOUNTS) {
+    const parsed = JSON.parse(env.TP_AGENT_MOUNTS) as unknown
+    if (!Array.isArray(parsed)) throw new Error('TP_AGENT_MOUNTS must be a JSON array of {path, readOnly}')
+    mounts = parsed.map((m: {path?: unknown; readOnly?: unknown}) => ({path: String(m.path), readOnly: m.readOnly === true}))
+  }
+  const millis = (name: string, fallback: number) => {
+    const n = Number(env[name] ?? fallback)
+    return Number.isFinite(n) && n > 0 ? n : fallback
+  }
+  return {
+    daemonHost: daemon.slice(0, colon).replace(/^\[(.*)\]$/, '$1'),
+    daemonPort,
+    token: need('TP_AGENT_TOKEN'),
+    interceptId: need('TP_AGENT_INTERCEPT_ID'),
+    servicePort,
+    mounts,
+    leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
+    drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
+  }
+}
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '0.0.0.0', () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address ? address.port : 0)
+    })
+  })
+}
+
+interface PendingDial {
+  client: Socket
+  timer: NodeJS.Timeout
+}
+
+/**
+ * The traffic agent. Lives in the workload's network namespace; redirects the service port to
+ * itself; passes connections to the app or, while active, to the daemon (dial-back); serves the
+ * workload's volumes over SFTP; gives the traffic back when the daemon goes away.
+ */
+export class Agent {
+  private readonly log: (m: string) => void
+  private readonly redirectServer: Server
+  private readonly dialServer: Server
+  private sftpServer?: Server
+  private control?: Socket
+  private rule?: RedirectRule
+  private mode: 'passthrough' | 'active' = 'passthrough'
+  private releasing?: Promise<void>
+  private readonly pending = new Map<string, PendingDial>()
+  /** Every open connection the agent serves (redirected, dialled back, SFTP), for draining. */
+  private readonly open = new Set<Socket>()
+  private lastHeard = Date.now()
+  private leaseTimer?: NodeJS.Timeout
+  private resolveDone!: (code: number) => void
+  /** Resolves with the exit code once the agent has released and drained. */
+  readonly done: Promise<number>
+
+  constructor(private readonly config: AgentConfig) {
+    this.log = config.log ?? ((m) => process.stderr.write(`tp-agent: ${m}\n`))
+    this.done = new Promise((resolve) => (this.resolveDone = resolve))
+    this.redirectServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => this.onRedirected(s))
+    this.dialServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => void this.onDialBack(s))
+    if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
+  }
+
+  /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
+  async start(): Promise<void> {
+    const redirectPort = await listen(this.redirectServer)
+    const dialPort = await listen(this.dialServer)
+    const sftpPort = this.sftpServer ? await listen(this.sftpServer) : null
+    this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}`)
+
+    this.control = await this.connectControl()
+    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort})
+    this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.iptables)
+    try {
+      await this.rule.install()
+    } catch (error) {
+      const message = (error as Error).message
+      this.log(message)
+      this.send({type: 'failed', message})
+      this.finish(1)
+      return
+    }
+    this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
+    this.send({type: 'ready'})
+    this.lastHeard = Date.now()
+    this.leaseTimer = setInterval(() => {
+      if (Date.now() - this.lastHeard > this.config.leaseMs) void this.release(`no word from the daemon for ${this.config.leaseMs} ms`)
+    }, Math.min(250, this.config.leaseMs / 4))
+  }
+
+  private connectControl(): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({host: this.config.daemonHost, port: this.config.daemonPort, noDelay: true})
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(new Error(`the daemon at ${this.config.daemonHost}:${this.config.daemonPort} did not answer within 10 s`))
+      }, 10_000)
+      socket.once('error', (e) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot reach the daemon at ${this.config.daemonHost}:${this.config.daemonPort}: ${e.message}`))
+      })
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.on('error', (e) => this.log(`control connection: ${e.message}`))
+        socket.on('close', () => void this.release('the daemon closed the control connection'))
+        readMessages(socket, (m) => this.onControl(m))
+        resolve(socket)
+      })
+    })
+  }
+
+  private send(message: AgentMessage): void {
+    if (this.control && this.control.writable) this.control.write(encode(message))
+  }
+
+  private onControl(message: Record<string, unknown>): void {
+    this.lastHeard = Date.now()
+    switch (message.type) {
+      case 'ping':
+        this.send({type: 'pong'})
+        break
+      case 'activate':
+        if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the daemon')
+        if (!this.releasing) this.mode = 'active'
+        break
+      case 'deactivate':
+        if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
+        this.mode = 'passthrough'
+        break
+      case 'dial-failed':
+        if (typeof message.id === 'string') this.abandon(message.id, 'the daemon could not reach the handler')
+        break
+      case 'release':
+        void this.release('released by the daemon')
+        break
+      default:
+        this.log(`ignoring unknown message ${JSON.stringify(message).slice(0, 120)}`)
+    }
+  }
+
+  private track(socket: Socket): void {
+    this.open.add(socket)
+    socket.once('close', () => this.open.delete(socket))
+  }
+
+  private toApp(client: Socket): void {
+    const app = connect({host: '127.0.0.1', port: this.config.servicePort, allowHalfOpen: true, noDelay: true})
+    this.track(app)
+    void splice(client, app)
+  }
+
+  private onRedirected(client: Socket): void {
+    this.track(client)
+    client.on('error', () => client.destroy())
+    if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
+      this.toApp(client)
+      return
+    }
+    const id = randomBytes(12).toString('hex')
+    const timer = setTimeout(() => this.abandon(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
+    this.pending.set(id, {client, timer})
+    client.once('close', () => {
+      const p = this.pending.get(id)
+      if (p?.client === client) {
+        clearTimeout(p.timer)
+        this.pending.delete(id)
+      }
+    })
+    this.send({type: 'dial', id})
+  }
+
+  private abandon(id: string, why: string): void {
+    const p = this.pending.get(id)
+    if (!p) return
+    clearTimeout(p.timer)
+    this.pending.delete(id)
+    this.log(`closing a redirected connection: ${why}`)
+    p.client.destroy()
+  }
+
+  private async onDialBack(socket: Socket): Promise<void> {
+    this.track(socket)
+    socket.on('error', () => socket.destroy())
+    let id: string
+    try {
+      id = (JSON.parse(await readHeaderLine(socket, 5000)) as {id?: unknown}).id as string
+    } catch (error) {
+      this.log(`dropping a dial-back connection: ${(error as Error).message}`)
+      socket.destroy()
+      return
+    }
+    const p = typeof id === 'string' ? this.pending.get(id) : undefined
+    if (!p) {
+      socket.destroy()
+      return
+    }
+    clearTimeout(p.timer)
+    this.pending.delete(id)
+    void splice(p.client, socket)
+  }
+
+  private onSftp(socket: Socket): void {
+    this.track(socket)
+    const readOnly = this.config.mounts.every((m) => m.readOnly)
+    const child = spawn(this.config.sftpServer ?? '/usr/lib/openssh/sftp-server', ['-e', ...(readOnly ? ['-R'] : [])], {stdio: ['pipe', 'pipe', 'inherit']})
+    child.on('error', (e) => {
+      this.log(`sftp-server: ${e.message}`)
+      socket.destroy()
+    })
+    child.on('exit', () => socket.end())
+    child.stdin.on('error', () => undefined)
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => child.kill())
+    socket.pipe(child.stdin)
+    child.stdout.pipe(socket)
+    socket.resume()
+  }
+
+  /**
+   * Gives the traffic back: removes the rule (new connections reach the app directly), serves
+   * what is open until it ends or the drain time passes, then exits 0. Idempotent.
+   */
+  release(reason: string): Promise<void> {
+    this.releasing ??= this.doRelease(reason)
+    return this.releasing
+  }
+
+  private async doRelease(reason: string): Promise<void> {
+    this.log(`releasing: ${reason}`)
+    clearInterval(this.leaseTimer)
+    this.mode = 'passthrough'
+    try {
+      await this.rule?.remove()
+      if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
+    } catch (error) {
+      this.log(`could not remove the rule: ${(error as Error).message}`)
+    }
+    // connections still waiting for a dial-back: the daemon is going away, the app is still there
+    // (nothing has been read from them yet, so the app gets the whole stream)
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer)
+      this.pending.delete(id)
+      this.toApp(p.client)
+    }
+    this.control?.end()
+    this.sftpServer?.close()
+    const deadline = Date.now() + this.config.drainMs
+    while (this.open.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    if (this.open.size > 0) this.log(`drain time over: closing ${this.open.size} connection(s)`)
+    this.finish(0)
+  }
+
+  private finish(code: number): void {
+    clearInterval(this.leaseTimer)
+    this.rule?.removeSync()
+    for (const s of this.open) s.destroy()
+    this.control?.destroy()
+    this.redirectServer.close()
+    this.dialServer.close()
+    this.sftpServer?.close()
+    this.resolveDone(code)
+  }
+
+  /** For process exit handlers: the rule must never outlive the agent. */
+  emergencyCleanup(): void {
+    this.rule?.removeSync()
+  }
+}

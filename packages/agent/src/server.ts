@@ -1,0 +1,322 @@
+import {createServer, connect, type Server, type Socket} from 'node:net'
+import {timingSafeEqual} from 'node:crypto'
+import {UserError} from '@tp/sdk'
+import {encode, readMessages, type DaemonMessage} from './protocol.js'
+import {splice} from './splice.js'
+
+export interface AgentServerOptions {
+  /** Address to listen on; default 0.0.0.0 (agents reach the daemon over the namespace network). */
+  host?: string
+  /** 0 = ephemeral. */
+  port?: number
+  log?: (message: string) => void
+  /** Ping interval (default 1000 ms). */
+  pingMs?: number
+  /** An agent silent for this long is gone (default 3000 ms). */
+  leaseMs?: number
+}
+
+export interface AgentReady {
+  /** The agent's IP as seen by the daemon. */
+  address: string
+  redirectPort: number
+  dialPort: number
+  sftpPort: number | null
+}
+
+export interface ExpectOptions {
+  /** Opens a connection to the handler (the daemon connects to 127.0.0.1:<local port>). */
+  connectLocal: () => Promise<Socket>
+  /** How long the agent may take to connect and install its rule (default 30 s). */
+  readyTimeoutMs?: number
+}
+
+export interface AgentSession {
+  /** Resolves once the agent's rule is installed; rejects (UserError) on timeout or failure. */
+  ready: Promise<AgentReady>
+  /** New redirected connections go to the handler. */
+  activate(): void
+  /** New redirected connections go to the workload's own app again. */
+  deactivate(): void
+  /** Asks the agent to remove its rule and exit; resolves when it closed the connection (≤ 10 s). */
+  release(): Promise<void>
+  /** Resolves (never rejects) with a reason when the agent disconnects or stops answering. */
+  gone: Promise<string>
+  /** connections: relayed through this daemon so far; active: open now. */
+  stats(): {connections: number; active: number}
+}
+
+const RELEASE_WAIT_MS = 10_000
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+function plainAddress(address: string | undefined): string {
+  return (address ?? '').replace(/^::ffff:/, '')
+}
+
+/** The daemon's side of one agent. */
+class Session implements AgentSession {
+  readonly ready: Promise<AgentReady>
+  readonly gone: Promise<string>
+  private resolveReady!: (r: AgentReady) => void
+  private rejectReady!: (e: Error) => void
+  private resolveGone!: (reason: string) => void
+  private socket?: Socket
+  private hello?: AgentReady
+  private isReady = false
+  private active = false
+  private ended = false
+  private relayed = 0
+  private readonly open = new Set<Socket>()
+  private pingTimer?: NodeJS.Timeout
+  private readyTimer: NodeJS.Timeout
+  private lastHeard = Date.now()
+
+  constructor(
+    readonly interceptId: string,
+    readonly token: string,
+    private readonly options: ExpectOptions,
+    private readonly server: {pingMs: number; leaseMs: number; log: (m: string) => void; forget: (s: Session) => void},
+  ) {
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve
+      this.rejectReady = reject
+    })
+    // callers that only await `gone` must not see an unhandled rejection
+    this.ready.catch(() => undefined)
+    this.gone = new Promise((resolve) => (this.resolveGone = resolve))
+    const timeout = options.readyTimeoutMs ?? 30_000
+    this.readyTimer = setTimeout(() => {
+      this.fail(
+        new UserError(
+          `the traffic agent of intercept ${interceptId} did not become ready within ${Math.round(timeout / 1000)} s`,
+          'check that the agent container started (`docker ps -a --filter label=tp.role=agent`, `docker logs <agent>`) and can reach the daemon',
+        ),
+        'the agent never became ready',
+      )
+    }, timeout)
+  }
+
+  /** The agent connected and said hello. */
+  attach(socket: Socket, hello: AgentReady): void {
+    if (this.ended || this.socket) {
+      socket.destroy()
+      return
+    }
+    this.socket = socket
+    this.hello = hello
+    this.lastHeard = Date.now()
+    socket.on('close', () => this.end('the agent closed its control connection'))
+    socket.on('error', (e) => this.server.log(`agent ${this.interceptId}: control connection error: ${e.message}`))
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastHeard > this.server.leaseMs) {
+        this.end(`the agent stopped answering for ${this.server.leaseMs} ms`)
+        return
+      }
+      this.send({type: 'ping'})
+    }, this.server.pingMs)
+  }
+
+  onMessage(message: Record<string, unknown>): void {
+    this.lastHeard = Date.now()
+    switch (message.type) {
+      case 'ready':
+        clearTimeout(this.readyTimer)
+        this.isReady = true
+        if (this.active) this.send({type: 'activate'})
+        this.resolveReady(this.hello!)
+        break
+      case 'failed':
+        this.fail(new UserError(`the traffic agent of intercept ${this.interceptId} failed: ${String(message.message)}`, 'check `docker logs` of the agent container'), 'the agent failed')
+        break
+      case 'dial':
+        if (typeof message.id === 'string') void this.dial(message.id)
+        break
+      case 'pong':
+        break
+      default:
+        this.server.log(`agent ${this.interceptId}: unexpected message ${JSON.stringify(message).slice(0, 200)}`)
+    }
+  }
+
+  private send(message: DaemonMessage): void {
+    if (this.socket && !this.socket.destroyed && this.socket.writable) this.socket.write(encode(message))
+  }
+
+  /** One redirected connection: connect to the handler, dial back to the agent, splice. */
+  private async dial(id: string): Promise<void> {
+    const hello = this.hello!
+    let local: Socket
+    try {
+      local = await this.options.connectLocal()
+    } catch (error) {
+      this.server.log(`intercept ${this.interceptId}: cannot reach the handler: ${(error as Error).message}`)
+      this.send({type: 'dial-failed', id})
+      return
+    }
+    const back = connect({host: hello.address, port: hello.dialPort, allowHalfOpen: true, noDelay: true})
+    back.setNoDelay(true)
+    const connected = await new Promise<boolean>((resolve) => {
+      back.once('connect', () => resolve(true))
+      back.once('error', () => resolve(false))
+    })
+    if (!connected) {
+      local.destroy()
+      this.send({type: 'dial-failed', id})
+      return
+    }
+    back.write(encode({id}))
+    this.relayed++
+    this.open.add(local)
+    await splice(local, back)
+    this.open.delete(local)
+  }
+
+  activate(): void {
+    this.active = true
+    if (this.isReady) this.send({type: 'activate'})
+  }
+
+  deactivate(): void {
+    this.active = false
+    if (this.isReady) this.send({type: 'deactivate'})
+  }
+
+  async release(): Promise<void> {
+    if (this.ended || !this.socket) {
+      this.fail(new UserError(`intercept ${this.interceptId} was released before its agent became ready`), 'released')
+      return
+    }
+    this.send({type: 'release'})
+    const socket = this.socket
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.gone, new Promise((resolve) => (timer = setTimeout(resolve, RELEASE_WAIT_MS)))])
+    clearTimeout(timer)
+    socket.destroy()
+    this.end('released')
+  }
+
+  stats(): {connections: number; active: number} {
+    return {connections: this.relayed, active: this.open.size}
+  }
+
+  private fail(error: Error, reason: string): void {
+    this.rejectReady(error)
+    this.end(reason)
+  }
+
+  /** Ends the session: idempotent; relayed connections are left to finish on their own. */
+  end(reason: string): void {
+    if (this.ended) return
+    this.ended = true
+    clearTimeout(this.readyTimer)
+    clearInterval(this.pingTimer)
+    this.rejectReady(new UserError(`the traffic agent of intercept ${this.interceptId} went away before it was ready: ${reason}`))
+    this.socket?.destroy()
+    this.server.forget(this)
+    this.server.log(`agent ${this.interceptId}: ${reason}`)
+    this.resolveGone(reason)
+  }
+
+  /** Daemon shutdown: also cut what is relayed. */
+  destroy(reason: string): void {
+    for (const s of this.open) s.destroy()
+    this.end(reason)
+  }
+}
+
+/**
+ * The daemon's listener for traffic agents. Each agent connects, says hello with its intercept id
+ * and token, and is then driven over that connection; redirected connections come back as
+ * dial-backs that the daemon opens to the agent.
+ */
+export class AgentServer {
+  private readonly server: Server
+  private readonly sessions = new Map<string, Session>()
+  private readonly controlSockets = new Set<Socket>()
+  private readonly log: (m: string) => void
+  private readonly pingMs: number
+  private readonly leaseMs: number
+
+  constructor(private readonly options: AgentServerOptions = {}) {
+    this.log = options.log ?? (() => undefined)
+    this.pingMs = options.pingMs ?? 1000
+    this.leaseMs = options.leaseMs ?? 3000
+    this.server = createServer({noDelay: true}, (socket) => this.onConnection(socket))
+  }
+
+  listen(): Promise<{port: number}> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(this.options.port ?? 0, this.options.host ?? '0.0.0.0', () => {
+        this.server.off('error', reject)
+        const address = this.server.address()
+        resolve({port: typeof address === 'object' && address ? address.port : 0})
+      })
+    })
+  }
+
+  expect(interceptId: string, token: string, options: ExpectOptions): AgentSession {
+    const existing = this.sessions.get(interceptId)
+    existing?.end('replaced by a new agent for the same intercept')
+    const session = new Session(interceptId, token, options, {
+      pingMs: this.pingMs,
+      leaseMs: this.leaseMs,
+      log: this.log,
+      forget: (s) => {
+        if (this.sessions.get(s.interceptId) === s) this.sessions.delete(s.interceptId)
+      },
+    })
+    this.sessions.set(interceptId, session)
+    return session
+  }
+
+  private onConnection(socket: Socket): void {
+    let session: Session | undefined
+    const helloTimer = setTimeout(() => socket.destroy(), 10_000)
+    socket.on('error', () => undefined)
+    this.controlSockets.add(socket)
+    socket.on('close', () => {
+      clearTimeout(helloTimer)
+      this.controlSockets.delete(socket)
+    })
+    readMessages(
+      socket,
+      (message) => {
+        if (session) {
+          session.onMessage(message)
+          return
+        }
+        clearTimeout(helloTimer)
+        const candidate = typeof message.interceptId === 'string' ? this.sessions.get(message.interceptId) : undefined
+        if (message.type !== 'hello' || !candidate || typeof message.token !== 'string' || !sameSecret(message.token, candidate.token)) {
+          this.log(`rejected an agent connection from ${plainAddress(socket.remoteAddress)}: unknown intercept or wrong token`)
+          socket.destroy()
+          return
+        }
+        session = candidate
+        session.attach(socket, {
+          address: plainAddress(socket.remoteAddress),
+          redirectPort: Number(message.redirectPort),
+          dialPort: Number(message.dialPort),
+          sftpPort: typeof message.sftpPort === 'number' ? message.sftpPort : null,
+        })
+      },
+      (line) => {
+        this.log(`agent connection from ${plainAddress(socket.remoteAddress)} sent something that is not protocol: ${line.slice(0, 80)}`)
+        socket.destroy()
+      },
+    )
+  }
+
+  /** Stops listening and drops every agent (they restore their workloads' traffic by themselves). */
+  async close(): Promise<void> {
+    for (const session of [...this.sessions.values()]) session.destroy('the daemon is shutting down')
+    for (const socket of this.controlSockets) socket.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+}

@@ -1,0 +1,276 @@
+import {execFile} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {createServer, connect, type Server, type Socket} from 'node:net'
+import {request} from 'node:http'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {AgentServer, type AgentSession} from '@tp/agent'
+import {DockerCluster, type Workload} from '@tp/cluster-docker'
+import {ensureRuntimeImage} from '@tp/images'
+import {Fixtures, httpdCmd} from './fixture.js'
+
+// Real engine: a busybox workload on its own network, the real agent container in its namespace,
+// and this test process playing the daemon through AgentServer.
+const execFileAsync = promisify(execFile)
+const NET = 'tpt-agent-net'
+const fx = new Fixtures()
+const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET})
+const logs: string[] = []
+
+let runtime: string
+let busybox: string
+let gateway: string
+let workload: Workload
+let before: {id: string; startedAt: string}
+let handler: Server
+let handlerPort: number
+let server: AgentServer
+let serverPort: number
+
+/** GET http://host/ with a fresh connection; resolves with the body, rejects on any failure. */
+function get(host: string, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs}, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => (body += c))
+      res.on('end', () => (res.statusCode === 200 ? resolve(body.trim()) : reject(new Error(`HTTP ${res.statusCode}`))))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn()
+      if (ok(value)) return value
+      last = value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${what}: still ${String(last)} after ${timeoutMs} ms\n${logs.join('\n')}`)
+}
+
+async function containerGone(id: string): Promise<boolean> {
+  return fx.docker
+    .getContainer(id)
+    .inspect()
+    .then(
+      () => false,
+      (e: {statusCode?: number}) => e.statusCode === 404,
+    )
+}
+
+async function startServer(options: {pingMs?: number} = {}): Promise<void> {
+  server = new AgentServer({log: (m) => logs.push(`daemon: ${m}`), ...options})
+  serverPort = (await server.listen()).port
+}
+
+/** Injects an agent for the workload's port 80 and waits until it is ready. */
+async function inject(name: string, extra: Record<string, string> = {}): Promise<{session: AgentSession; containerId: string}> {
+  const interceptId = randomBytes(4).toString('hex')
+  const token = randomBytes(16).toString('hex')
+  const session = server.expect(interceptId, token, {
+    connectLocal: () =>
+      new Promise<Socket>((resolve, reject) => {
+        const s = connect({host: '127.0.0.1', port: handlerPort, allowHalfOpen: true})
+        s.once('connect', () => resolve(s))
+        s.once('error', reject)
+      }),
+    readyTimeoutMs: 20_000,
+  })
+  const {containerId} = await cluster.injectAgent({
+    workload,
+    image: runtime,
+    name: `tpt-agent-${name}`,
+    labels: {'tp.fixture': 'true'},
+    env: {
+      TP_AGENT_DAEMON: `${gateway}:${serverPort}`,
+      TP_AGENT_TOKEN: token,
+      TP_AGENT_INTERCEPT_ID: interceptId,
+      TP_AGENT_SERVICE_PORT: '80',
+      TP_AGENT_MOUNTS: '[]',
+      ...extra,
+    },
+  })
+  try {
+    await session.ready
+  } catch (error) {
+    const logsOfAgent = await fx.docker.getContainer(containerId).logs({stdout: true, stderr: true}).catch(() => '')
+    throw new Error(`${(error as Error).message}\n${String(logsOfAgent)}`)
+  }
+  return {session, containerId}
+}
+
+beforeAll(async () => {
+  runtime = (await ensureRuntimeImage(fx.docker, {require: ['agent']})).ref
+  busybox = await fx.busybox()
+  const network = await fx.network(NET)
+  gateway = network.IPAM!.Config![0].Gateway!
+  await fx.volume('tpt-agent-data')
+  await fx.volume('tpt-agent-ro')
+  await fx.container({
+    name: 'tpt-agent-web',
+    Image: busybox,
+    Cmd: ['sh', '-c', `echo hello from the volume > /data/hello.txt; ${httpdCmd('app')[2]}`],
+    ExposedPorts: {'80/tcp': {}},
+    HostConfig: {NetworkMode: NET, Binds: ['tpt-agent-data:/data', 'tpt-agent-ro:/ro:ro']},
+    NetworkingConfig: {EndpointsConfig: {[NET]: {Aliases: ['web']}}},
+  })
+  workload = await cluster.workload(NET, 'web')
+  before = {id: workload.containerId, startedAt: workload.startedAt}
+  await eventually('the workload answers', () => get(workload.address), (b) => b === 'app')
+  handler = createServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nhandler\n'))
+  })
+  handlerPort = await new Promise((resolve) => handler.listen(0, '127.0.0.1', () => resolve((handler.address() as {port: number}).port)))
+  await startServer()
+})
+
+afterAll(async () => {
+  await server?.close()
+  handler?.close()
+  await fx.cleanup()
+})
+
+describe('traffic agent', () => {
+  it('passes traffic to the app, hands it to the daemon when active, and back', async () => {
+    const {session, containerId} = await inject('switch')
+    expect(await get(workload.address)).toBe('app')
+
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    // a client on the namespace network, by workload name
+    const viaName = await fx.run(busybox, NET, ['sh', '-c', 'timeout 5 wget -q -O - http://web/'], 'tpt-agent-client')
+    expect(viaName).toEqual({output: 'handler\n', code: 0})
+    expect(session.stats().connections).toBeGreaterThanOrEqual(2)
+
+    session.deactivate()
+    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+
+    await cluster.removeAgent(containerId, 5)
+    expect(await containerGone(containerId)).toBe(true)
+    expect(await get(workload.address)).toBe('app')
+    expect(await session.gone).toBeTypeOf('string')
+  })
+
+  it('loses no request while an intercept starts and is released', async () => {
+    const {session, containerId} = await inject('loop')
+    const answers: string[] = []
+    const failures: string[] = []
+    let running = true
+    const loop = (async () => {
+      while (running) {
+        try {
+          answers.push(await get(workload.address))
+        } catch (error) {
+          failures.push((error as Error).message)
+        }
+      }
+    })()
+    const until = (n: number, answer: string) => eventually(`${n} answers of ${answer}`, async () => answers.filter((a) => a === answer).length, (c) => c >= n)
+    await until(20, 'app')
+    session.activate()
+    await until(50, 'handler')
+    await session.release()
+    const handled = answers.length
+    await eventually('app again', async () => answers.slice(handled).filter((a) => a === 'app').length, (c) => c >= 20)
+    await eventually('agent container gone', () => containerGone(containerId), (g) => g)
+    await until(answers.filter((a) => a === 'app').length + 20, 'app')
+    running = false
+    await loop
+    expect(failures).toEqual([])
+    expect(answers.length).toBeGreaterThan(100)
+  })
+
+  it('gives the traffic back and exits when the daemon goes away', async () => {
+    const {session, containerId} = await inject('daemon-gone')
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    const closedAt = Date.now()
+    await server.close()
+    await eventually('app answer', () => get(workload.address), (b) => b === 'app', 10_000)
+    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000 - (Date.now() - closedAt))
+    expect(await session.gone).toContain('shutting down')
+    await startServer()
+  })
+
+  it('releases by itself when the daemon stops answering (lease)', async () => {
+    await server.close()
+    await startServer({pingMs: 60_000})
+    const {session, containerId} = await inject('lease', {TP_AGENT_LEASE_MS: '1500'})
+    session.activate()
+    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000)
+    expect(await get(workload.address)).toBe('app')
+    await server.close()
+    await startServer()
+  })
+
+  it('serves the workload volumes over SFTP, read-only where they are', async () => {
+    const mnt = await mkdtemp(join(tmpdir(), 'tpt-agent-sftp-'))
+    const {session, containerId} = await inject('sftp', {
+      TP_AGENT_MOUNTS: JSON.stringify([
+        {path: '/data', readOnly: false},
+        {path: '/ro', readOnly: true},
+      ]),
+    })
+    const {address, sftpPort} = await session.ready
+    expect(sftpPort).toBeTypeOf('number')
+    try {
+      await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
+      expect(await readFile(join(mnt, 'data/hello.txt'), 'utf8')).toBe('hello from the volume\n')
+      await writeFile(join(mnt, 'data/from-sftp.txt'), 'written over sftp\n')
+      const exec = await fx.docker.getContainer(workload.containerId).exec({Cmd: ['cat', '/data/from-sftp.txt'], AttachStdout: true, AttachStderr: true})
+      const stream = await exec.start({})
+      const out = await new Promise<string>((resolve) => {
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+      })
+      expect(out).toContain('written over sftp')
+      await expect(writeFile(join(mnt, 'ro/nope.txt'), 'x')).rejects.toThrow()
+    } finally {
+      await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
+      await rm(mnt, {recursive: true, force: true})
+      await cluster.removeAgent(containerId, 5)
+    }
+  })
+
+  it('serves read-only when every mount is read-only', async () => {
+    const mnt = await mkdtemp(join(tmpdir(), 'tpt-agent-sftp-'))
+    const {session, containerId} = await inject('sftp-ro', {TP_AGENT_MOUNTS: JSON.stringify([{path: '/ro', readOnly: true}])})
+    const {address, sftpPort} = await session.ready
+    try {
+      await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
+      // /tmp is writable in the agent's own filesystem: only sftp-server's read-only mode refuses it
+      await expect(writeFile(join(mnt, 'tmp/nope.txt'), 'x')).rejects.toThrow()
+      expect((await readFile(join(mnt, 'etc/passwd'), 'utf8')).startsWith('root:')).toBe(true)
+    } finally {
+      await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
+      await rm(mnt, {recursive: true, force: true})
+      await cluster.removeAgent(containerId, 5)
+    }
+  })
+
+  it('never restarted or disconnected the workload', async () => {
+    const now = await cluster.workload(NET, 'web')
+    expect({id: now.containerId, startedAt: now.startedAt}).toEqual(before)
+    expect(await get(workload.address)).toBe('app')
+    // and no agent left a rule behind in its network namespace
+    const rules = await fx.run(runtime, `container:${now.containerId}`, ['iptables-save', '-t', 'nat'], 'tpt-agent-rules', {CapAdd: ['NET_ADMIN']})
+    expect(rules.code).toBe(0)
+    expect(rules.output).toContain('*nat')
+    expect(rules.output).not.toContain('REDIRECT')
+  })
+})
