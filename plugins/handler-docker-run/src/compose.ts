@@ -1,0 +1,58 @@
+import {type InterceptSession, type RunExtras, labelArgs, tpLabels} from '@tp/sdk'
+import type {DockerRunPlan} from './plan.js'
+
+/** Docker's container-name rule, applied to the parts tp puts in a default name. */
+function nameSafe(part: string): string {
+  return part.replace(/[^a-zA-Z0-9_.-]/g, '-')
+}
+
+/** The name tp gives the container unless the user chose one. */
+export function defaultContainerName(session: InterceptSession): string {
+  return `intercept-${nameSafe(session.name)}-${session.ports.local}`
+}
+
+export interface ComposeInput {
+  plan: DockerRunPlan
+  session: InterceptSession
+  extras: RunExtras
+  /** The env file tp wrote. */
+  envFile: string
+  /** Variables passed as bare `-e KEY` (their values are in the docker client's environment). */
+  clientEnvKeys: string[]
+  /** The image to run: the resolved image id, or the plan's image. */
+  image: string
+  /** Where docker writes the container id once it exists (tells "never created" from "failed"). */
+  cidFile?: string
+}
+
+export interface ComposedRun {
+  args: string[]
+  /** The container's name (given by the user, or tp's). */
+  name: string
+  /** Whether tp added `--rm` (then tp also removes the container if docker could not). */
+  tpRemoves: boolean
+}
+
+/**
+ * `docker run` arguments: tp's options first, then the user's (so a user's `-e`, `--env-file` or
+ * other single-valued option wins), then the image and the container's arguments untouched.
+ */
+export function composeDockerRun(input: ComposeInput): ComposedRun {
+  const {plan, session, extras} = input
+  const args = ['run', '--env-file', input.envFile]
+  for (const key of input.clientEnvKeys) args.push('-e', key)
+  const name = plan.name ?? defaultContainerName(session)
+  if (plan.name === undefined) args.push('--name', name)
+  const tpRemoves = plan.rm === undefined
+  if (tpRemoves) args.push('--rm')
+  if (input.cidFile && plan.cidFile === undefined) args.push('--cidfile', input.cidFile)
+  args.push(...labelArgs(tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'handler'})))
+  args.push(...session.network.dockerRunArgs)
+  args.push(...extras.dockerRunArgs)
+  if (session.network.kind === 'host') {
+    if (session.network.canPublish) args.push('-p', `${session.ports.local}:${session.ports.container}`)
+    if (!session.network.dockerRunArgs.includes('--dns-search')) args.push('--dns-search', 'tel2-search')
+  }
+  args.push(...plan.optionArgs, input.image, ...plan.containerArgs)
+  return {args, name, tpRemoves}
+}

@@ -1,0 +1,18 @@
+import {API_VERSION, defineHandlers} from '@tp/sdk'
+
+export default defineHandlers([
+  {
+    name: 'docker-run',
+    apiVersion: API_VERSION,
+    summary: 'Runs the handler with `docker run` in the foreground, with the intercepted environment, volumes and network',
+    selectedBy: 'docker-run',
+    precedence: 100,
+    flags: {
+      'docker-run': {
+        type: 'boolean',
+        description: 'Run a container as the handler: everything after -- is `[docker run options] <image> [command] [args...]`',
+      },
+    },
+    load: () => import('../handler.js'),
+  },
+])

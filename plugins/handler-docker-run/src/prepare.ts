@@ -1,0 +1,57 @@
+import Dockerode from 'dockerode'
+import {type HandlerRequest, type Logger, type PluginContext, type PreparedHandler, UserError, cacheDir as defaultCacheDir} from '@tp/sdk'
+import {type PullImage, resolveImage} from './image.js'
+import {planDockerRun} from './plan.js'
+import {DockerRunner} from './runner.js'
+
+export interface PrepareDockerRunOptions {
+  /** Replaces the image argument (docker-build passes the built image for `IMAGE`). */
+  image?: string
+  docker?: Dockerode
+  /** The plugin context: cache directory for the env file, and the logger. */
+  context?: Pick<PluginContext, 'cacheDir' | 'log'>
+  /** How a missing image is pulled (the docker CLI unless given). */
+  pull?: PullImage
+  /** The docker CLI to run. */
+  dockerCommand?: string
+}
+
+const silent: Logger = {info: () => {}, warn: () => {}, debug: () => {}}
+
+function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12)
+}
+
+/**
+ * Checks the `docker run` arguments and resolves the image (pulling it only if it is missing),
+ * before the intercept exists. Creates nothing: the env file and the container come in run().
+ */
+export async function prepareDockerRun(request: HandlerRequest, options: PrepareDockerRunOptions = {}): Promise<PreparedHandler> {
+  const plan = planDockerRun(request.args, {daemonKind: request.daemonKind, localPort: request.localPort, image: options.image})
+  const docker = options.docker ?? new Dockerode()
+  const log = options.context?.log ?? silent
+  const image = await resolveImage(docker, plan.image, {pull: options.pull, onPull: (ref) => log.info(`image ${ref} is not here; pulling it…`)})
+  if (plan.name !== undefined) {
+    const existing = await docker.getContainer(plan.name).inspect().catch(() => undefined)
+    if (existing) {
+      throw new UserError(
+        `a container named ${plan.name} already exists (${existing.State?.Status ?? 'unknown state'})`,
+        `remove it (docker rm -f ${plan.name}) or choose another --name`,
+      )
+    }
+  }
+  const runner = new DockerRunner(plan, image, {
+    docker,
+    log,
+    cacheDir: options.context?.cacheDir ?? defaultCacheDir(),
+    cwd: request.cwd,
+    dockerCommand: options.dockerCommand,
+  })
+  const shown = image.ref === image.id ? shortId(image.id) : `${image.ref} (${shortId(image.id)})`
+  return {
+    describe: `docker run ${shown}${plan.containerArgs.length > 0 ? ` ${plan.containerArgs.join(' ')}` : ''}`,
+    wantsVolumes: true,
+    run: (session, io, extras) => runner.run(session, io, extras),
+    stop: (reason) => runner.stop(reason),
+  }
+}

@@ -1,0 +1,203 @@
+import {readFile} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import type Dockerode from 'dockerode'
+import {execa, type ResultPromise} from 'execa'
+import {type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError} from '@tp/sdk'
+import {composeDockerRun} from './compose.js'
+import {handlerEnvironment, removeEnvDir, splitEnvironment, writeEnvFile} from './environment.js'
+import type {ResolvedImage} from './image.js'
+import type {DockerRunPlan} from './plan.js'
+
+/** Docker's grace period before it kills the container (the reference's 2 s). */
+const STOP_GRACE_SECONDS = 2
+/** How long stop() waits for the container to appear (docker run may still be creating it). */
+const STOP_FIND_TIMEOUT_MS = 10_000
+/** How long stop() waits for `docker run` to return once the container is stopped. */
+const CLIENT_EXIT_TIMEOUT_MS = 5_000
+const STDERR_TAIL_BYTES = 8 * 1024
+
+export interface RunnerOptions {
+  docker: Dockerode
+  log: Logger
+  cacheDir: string
+  /** Directory `docker run` runs in: relative paths in the user's options (-v ./x:/y, --env-file) resolve there. */
+  cwd: string
+  /** The docker CLI to run (tests may point at a wrapper). */
+  dockerCommand?: string
+}
+
+function statusCode(error: unknown): number | undefined {
+  return (error as {statusCode?: number})?.statusCode
+}
+
+/** Keeps the last bytes of a stream that is also passed through. */
+class Tail {
+  private text = ''
+  push(chunk: Buffer | string): void {
+    this.text = (this.text + chunk.toString()).slice(-STDERR_TAIL_BYTES)
+  }
+  toString(): string {
+    return this.text
+  }
+}
+
+/** What docker prints when the daemon could not start a created container (as opposed to the container's own output). */
+const DOCKER_FAILURE = /^docker: Error response from daemon/m
+
+/**
+ * One `docker run` in the foreground: the env file, the composed arguments, stdin/TTY passed
+ * through, docker's stderr passed through and its tail kept for errors, and stop() that ends the
+ * container within a few seconds from any state.
+ */
+export class DockerRunner {
+  private state: 'prepared' | 'running' | 'done' = 'prepared'
+  private stopRequested?: string
+  private subprocess?: ResultPromise
+  private exited?: Promise<unknown>
+  private containerName?: string
+  private stopping?: Promise<void>
+
+  constructor(
+    private readonly plan: DockerRunPlan,
+    private readonly image: ResolvedImage,
+    private readonly options: RunnerOptions,
+  ) {}
+
+  async run(session: InterceptSession, io: HandlerIO, extras: RunExtras): Promise<number> {
+    if (this.state !== 'prepared') throw new Error('this docker run handler has already run')
+    const {log} = this.options
+    if (this.stopRequested) {
+      this.state = 'done'
+      log.debug(`not starting the handler container: ${this.stopRequested}`)
+      return 0
+    }
+    this.state = 'running'
+    const split = splitEnvironment(handlerEnvironment(session))
+    for (const {key, reason} of split.dropped) log.warn(`variable ${key} is not passed to the handler container: ${reason}`)
+    const envDir = await writeEnvFile(this.options.cacheDir, split.file)
+    const ownCidFile = join(envDir.dir, 'container.id')
+    let cid: string | undefined
+    let tpRemoves = false
+    try {
+      const composed = composeDockerRun({
+        plan: this.plan,
+        session,
+        extras,
+        envFile: envDir.file,
+        clientEnvKeys: Object.keys(split.client),
+        image: this.image.id,
+        cidFile: ownCidFile,
+      })
+      this.containerName = composed.name
+      tpRemoves = composed.tpRemoves
+      log.debug(`docker ${composed.args.join(' ')}`)
+      const stderrTail = new Tail()
+      const subprocess = execa(this.options.dockerCommand ?? 'docker', composed.args, {
+        cwd: this.options.cwd,
+        env: split.client,
+        extendEnv: true,
+        stdin: io.stdin === process.stdin ? 'inherit' : (io.stdin as NodeJS.ReadableStream & import('node:stream').Readable),
+        stdout: io.stdout === process.stdout ? 'inherit' : (io.stdout as NodeJS.WritableStream & import('node:stream').Writable),
+        stderr: 'pipe',
+        buffer: false,
+        reject: false,
+      })
+      this.subprocess = subprocess
+      subprocess.stderr?.on('data', (chunk: Buffer) => {
+        stderrTail.push(chunk)
+        io.stderr.write(chunk)
+      })
+      this.exited = subprocess.then(() => undefined)
+      if (this.stopRequested) void this.stop(this.stopRequested)
+      const result = await subprocess
+      const code = result.exitCode ?? (result.signal ? 128 + signalNumber(result.signal) : 1)
+      cid = await readCid(this.plan.cidFile ? resolve(this.options.cwd, this.plan.cidFile) : ownCidFile)
+      const dockerSaid = stderrTail.toString()
+      const neverCreated = cid === undefined && code !== 0
+      const couldNotStart = cid !== undefined && [125, 126, 127].includes(code) && DOCKER_FAILURE.test(dockerSaid)
+      if (!this.stopRequested && (neverCreated || couldNotStart)) {
+        const error = new SubprocessError(
+          'docker run',
+          code,
+          dockerSaid.trim(),
+          neverCreated
+            ? `docker run failed before the handler container was created (exit code ${code})`
+            : `the handler container ${composed.name} was created but could not start (docker run exited with ${code})`,
+        )
+        error.exitCode = code
+        throw error
+      }
+      if (this.stopRequested) log.debug(`handler container ${composed.name} ended with ${code} after: ${this.stopRequested}`)
+      return code
+    } finally {
+      this.state = 'done'
+      if (tpRemoves) await this.removeLeftover(cid ?? this.containerName)
+      await removeEnvDir(envDir.dir)
+    }
+  }
+
+  /** With `--rm`, docker removes the container; if docker run was killed before it could, tp does. */
+  private async removeLeftover(idOrName: string | undefined): Promise<void> {
+    if (!idOrName) return
+    const container = this.options.docker.getContainer(idOrName)
+    const info = await container.inspect().catch(() => undefined)
+    if (!info || info.Config?.Labels?.['tp.managed'] !== 'true') return
+    await container.remove({force: true}).catch((error: unknown) => {
+      if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)
+    })
+  }
+
+  async stop(reason: string): Promise<void> {
+    this.stopRequested ??= reason
+    if (this.state !== 'running' || !this.subprocess) return
+    this.stopping ??= this.stopContainer(reason)
+    return this.stopping
+  }
+
+  private async stopContainer(reason: string): Promise<void> {
+    const {docker, log} = this.options
+    const name = this.containerName!
+    const exited = this.exited!
+    let done = false
+    void exited.then(() => {
+      done = true
+    })
+    log.debug(`stopping handler container ${name}: ${reason}`)
+    const deadline = Date.now() + STOP_FIND_TIMEOUT_MS
+    while (!done) {
+      try {
+        await docker.getContainer(name).stop({t: STOP_GRACE_SECONDS})
+        break
+      } catch (error) {
+        const code = statusCode(error)
+        if (code === 304) break // already stopped
+        if (code !== 404 || Date.now() > deadline) {
+          log.warn(`could not stop container ${name}: ${(error as Error).message}`)
+          break
+        }
+        await sleep(200) // not created yet: docker run is still on its way
+      }
+    }
+    const clientExited = await Promise.race([exited.then(() => true), sleep(CLIENT_EXIT_TIMEOUT_MS).then(() => false)])
+    if (clientExited) return
+    log.warn(`docker run did not return after the container stopped; killing it`)
+    await docker.getContainer(name).kill().catch(() => undefined)
+    this.subprocess?.kill('SIGKILL')
+    await exited
+  }
+}
+
+async function readCid(file: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim()
+    return text === '' ? undefined : text
+  } catch {
+    return undefined
+  }
+}
+
+function signalNumber(signal: string): number {
+  const numbers: Record<string, number> = {SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13}
+  return numbers[signal] ?? 0
+}
