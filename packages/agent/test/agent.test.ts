@@ -26,11 +26,38 @@ let gateway: string
 let workload: Workload
 let before: {id: string; startedAt: string}
 let handler: Server
-let handlerPort: number
+let handlerPort: number // where connectLocal connects; tests may point it elsewhere
 let server: AgentServer
 let serverPort: number
 
 /** GET http://host/ with a fresh connection; resolves with the body, rejects on any failure. */
+/** Opens a TCP connection to the workload's port 80 and waits until it is established. */
+function open(host: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({host, port: 80, allowHalfOpen: true})
+    s.once('connect', () => resolve(s))
+    s.once('error', reject)
+  })
+}
+
+/** Writes `data` (optionally), half-closes, and resolves with everything read until the peer ends. */
+function converse(socket: Socket, data: string | Buffer, halfClose = true): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.once('end', () => {
+      socket.end()
+      resolve(Buffer.concat(chunks).toString('utf8'))
+    })
+    socket.once('error', reject)
+    socket.write(data)
+    if (halfClose) socket.end()
+  })
+}
+
+const HTTP_GET = 'GET / HTTP/1.0\r\nHost: web\r\n\r\n'
+const body = (response: string) => response.split('\r\n\r\n')[1]?.trim()
+
 function get(host: string, timeoutMs = 3000): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs}, (res) => {
@@ -131,8 +158,20 @@ beforeAll(async () => {
   workload = await cluster.workload(NET, 'web')
   before = {id: workload.containerId, startedAt: workload.startedAt}
   await eventually('the workload answers', () => get(workload.address), (b) => b === 'app')
-  handler = createServer((socket) => {
-    socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nhandler\n'))
+  // HTTP requests get `handler`; anything else is counted until the client half-closes, then
+  // the count is the answer (half-close must travel through both splices)
+  handler = createServer({allowHalfOpen: true}, (socket) => {
+    let bytes = 0
+    socket.on('data', (chunk: Buffer) => {
+      if (bytes === 0 && chunk.subarray(0, 4).toString() === 'GET ') {
+        socket.removeAllListeners('data')
+        socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nhandler\n')
+        return
+      }
+      bytes += chunk.length
+    })
+    socket.on('end', () => socket.end(`got ${bytes} bytes`))
+    socket.on('error', () => undefined)
   })
   handlerPort = await new Promise((resolve) => handler.listen(0, '127.0.0.1', () => resolve((handler.address() as {port: number}).port)))
   await startServer()
@@ -262,7 +301,118 @@ describe('traffic agent', () => {
       await cluster.removeAgent(containerId, 5)
     }
   })
+})
 
+describe('relayed connections', () => {
+  let session: AgentSession
+  let containerId: string
+
+  beforeAll(async () => {
+    ;({session, containerId} = await inject('relay'))
+  })
+
+  afterAll(async () => {
+    await cluster.removeAgent(containerId, 5)
+  })
+
+  it('carries a large upload, honours half-close and returns the answer', async () => {
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    const payload = Buffer.alloc(4 * 1024 * 1024, 'x')
+    expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
+  })
+
+  it('passes what the handler says first (server-first protocols)', async () => {
+    const banner = createServer((socket) => socket.end('banner from the handler\n'))
+    const bannerPort = await new Promise<number>((resolve) => banner.listen(0, '127.0.0.1', () => resolve((banner.address() as {port: number}).port)))
+    const saved = handlerPort
+    handlerPort = bannerPort
+    try {
+      expect(await converse(await open(workload.address), '', false)).toBe('banner from the handler\n')
+    } finally {
+      handlerPort = saved
+      banner.close()
+    }
+  })
+
+  it('closes the client at once when the daemon cannot reach the handler', async () => {
+    const saved = handlerPort
+    const closed = createServer()
+    handlerPort = await new Promise<number>((resolve) => closed.listen(0, '127.0.0.1', () => resolve((closed.address() as {port: number}).port)))
+    await new Promise((resolve) => closed.close(resolve))
+    try {
+      const started = Date.now()
+      await expect(get(workload.address, 8000)).rejects.toThrow()
+      expect(Date.now() - started).toBeLessThan(2000)
+    } finally {
+      handlerPort = saved
+    }
+    expect(await get(workload.address)).toBe('handler')
+  })
+
+  it('never cuts open connections when the mode changes', async () => {
+    session.deactivate()
+    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    const toApp = await open(workload.address)
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    const toHandler = await open(workload.address)
+    session.deactivate()
+    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    expect(body(await converse(toApp, HTTP_GET))).toBe('app')
+    expect(body(await converse(toHandler, HTTP_GET))).toBe('handler')
+  })
+
+  it('keeps serving open relayed connections after release, then exits', async () => {
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    const held = await open(workload.address)
+    await new Promise((r) => setTimeout(r, 200)) // the dial-back completes
+    await session.release()
+    expect(await get(workload.address)).toBe('app')
+    expect(body(await converse(held, HTTP_GET))).toBe('handler')
+    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000)
+  })
+})
+
+describe('AgentServer', () => {
+  it('rejects an agent with a wrong token, and times out with a UserError', async () => {
+    const session = server.expect('wrong-token', 'the-right-token', {connectLocal: () => Promise.reject(new Error('unused')), readyTimeoutMs: 1500})
+    const socket = connect({host: '127.0.0.1', port: serverPort})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write('{"type":"hello","token":"a-wrong-token!!","interceptId":"wrong-token","redirectPort":1,"dialPort":2,"sftpPort":null}\n')
+    await new Promise((resolve) => socket.once('close', resolve))
+    const error = await session.ready.then(
+      () => undefined,
+      (e: unknown) => e as {kind?: string; message: string},
+    )
+    expect(error?.kind).toBe('user')
+    expect(error?.message).toContain('did not become ready')
+    expect(await session.gone).toContain('never became ready')
+  })
+
+  it('reports an agent that cannot install its rule', async () => {
+    const {Agent} = await import('@tp/agent')
+    const session = server.expect('no-iptables', 'token-1', {connectLocal: () => Promise.reject(new Error('unused'))})
+    const agent = new Agent({
+      daemonHost: '127.0.0.1',
+      daemonPort: serverPort,
+      token: 'token-1',
+      interceptId: 'no-iptables',
+      servicePort: 9,
+      mounts: [],
+      leaseMs: 3000,
+      drainMs: 100,
+      iptables: '/bin/false',
+      log: (m) => logs.push(`agent: ${m}`),
+    })
+    await agent.start()
+    expect(await agent.done).toBe(1)
+    await expect(session.ready).rejects.toMatchObject({kind: 'user', message: expect.stringContaining('could not install the redirect rule')})
+  })
+})
+
+describe('the workload', () => {
   it('never restarted or disconnected the workload', async () => {
     const now = await cluster.workload(NET, 'web')
     expect({id: now.containerId, startedAt: now.startedAt}).toEqual(before)
