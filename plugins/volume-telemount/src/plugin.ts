@@ -224,12 +224,18 @@ async function removePlugin(docker: Dockerode, ref: string, log: Logger): Promis
   }
 }
 
-/** Removes plugins of the same name but another tp version; ones still in use stay. */
+/**
+ * Removes plugins of the same name and an OLDER tp version; ones still in use stay. Newer ones are
+ * left alone, so an old tp running beside a new one does not tear down the new one's plugin.
+ */
 async function removeOtherVersions(docker: Dockerode, settings: PluginSettings, keep: string): Promise<void> {
   const plugins = await docker.listPlugins().catch(() => [] as Array<{Name: string}>)
+  const keepTag = keep.slice(settings.name.length + 1)
   for (const plugin of plugins) {
     if (!plugin.Name.startsWith(`${settings.name}:`) || plugin.Name === keep) continue
-    settings.log.debug(`removing the telemount plugin of another tp version: ${plugin.Name}`)
+    const tag = plugin.Name.slice(settings.name.length + 1)
+    if (tag.localeCompare(keepTag, 'en', {numeric: true}) > 0) continue
+    settings.log.debug(`removing the telemount plugin of an older tp version: ${plugin.Name}`)
     await removePlugin(docker, plugin.Name, settings.log)
   }
 }

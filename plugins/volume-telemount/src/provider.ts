@@ -50,7 +50,7 @@ export class TelemountProvider implements VolumeProvider {
   async provide(session: InterceptSession): Promise<ProvidedVolumes> {
     if (session.mounts.length === 0) return {dockerRunArgs: [], release: async () => {}}
     const settings = {...pluginSettingsFromEnv(this.context.tpVersion, this.context.log), ...this.options.plugin, log: this.context.log}
-    const driver = await ensurePluginOnce(this.docker, settings)
+    let driver = await ensurePluginOnce(this.docker, settings)
 
     const created: string[] = []
     let releasing: Promise<void> | undefined
@@ -59,12 +59,22 @@ export class TelemountProvider implements VolumeProvider {
     try {
       for (const [index, mount] of session.mounts.entries()) {
         const name = volumeName(session, index, mount.path)
-        await this.docker.createVolume({
-          Name: name,
-          Driver: driver,
-          DriverOpts: volumeDriverOptions({host: mount.sftp.host, port: mount.sftp.port, dir: mount.sftp.dir, readOnly: mount.readOnly}),
-          Labels: tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'volume'}),
-        })
+        const create = () =>
+          this.docker.createVolume({
+            Name: name,
+            Driver: driver,
+            DriverOpts: volumeDriverOptions({host: mount.sftp.host, port: mount.sftp.port, dir: mount.sftp.dir, readOnly: mount.readOnly}),
+            Labels: tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'volume'}),
+          })
+        try {
+          await create()
+        } catch (error) {
+          // the plugin this process installed earlier was removed since (`docker plugin rm`, tp gc): install it again
+          if (!/plugin .* not found|error looking up volume plugin/i.test(messageOf(error))) throw error
+          installs.delete(driver)
+          driver = await ensurePluginOnce(this.docker, settings)
+          await create()
+        }
         created.push(name)
         dockerRunArgs.push('-v', `${name}:${mount.path}${mount.readOnly ? ':ro' : ''}`)
       }
