@@ -1,0 +1,182 @@
+import {type ChildProcess, spawn} from 'node:child_process'
+import {createRequire} from 'node:module'
+import {mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import {request} from 'node:http'
+import {createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
+import {SPAWNER, execFileAsync, waitListening} from './fixture.js'
+
+// The plugin server exactly as it is bundled into the plugin, run on this machine against a real
+// sftp-server and real sshfs (no Docker): checks sharing, reference counting and dead-mount
+// handling, which are hard to observe from outside the plugin.
+const serverBundle = createRequire(import.meta.url).resolve('@tp/plugin-volume-telemount/server.cjs')
+
+let work: string
+let mountRoot: string
+let socket: string
+let server: ChildProcess
+let serverLog = ''
+let port: number
+let sftp: ChildProcess | undefined
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const {port} = probe.address() as {port: number}
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+async function startSftp(): Promise<void> {
+  sftp = spawn(process.execPath, ['-e', SPAWNER], {env: {...process.env, SFTP_PORT: String(port)}, stdio: 'ignore'})
+  await waitListening('127.0.0.1', port)
+}
+
+async function stopSftp(): Promise<void> {
+  if (!sftp || sftp.exitCode !== null) return
+  const exited = new Promise((resolve) => sftp!.once('exit', resolve))
+  sftp.kill('SIGKILL')
+  await exited
+}
+
+function call(path: string, body: Record<string, unknown> = {}): Promise<Record<string, any>> {
+  return new Promise((resolve, reject) => {
+    const req = request({socketPath: socket, path: `/${path}`, method: 'POST', headers: {'Content-Type': 'application/json'}}, (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => (text += c.toString()))
+      res.on('end', () => resolve(JSON.parse(text)))
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify(body))
+  })
+}
+
+/** FUSE mounts under our mount root, from the kernel's own table. */
+async function fuseMounts(): Promise<string[]> {
+  const mounts = await readFile('/proc/self/mounts', 'utf8')
+  return mounts.split('\n').map((l) => l.split(' ')).filter((f) => f[1]?.startsWith(`${mountRoot}/`) && f[2]?.startsWith('fuse')).map((f) => f[1])
+}
+
+async function create(name: string, opts: Record<string, string>) {
+  const reply = await call('VolumeDriver.Create', {Name: name, Opts: {host: '127.0.0.1', port: String(port), ...opts}})
+  expect(reply.Err).toBe('')
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'tpt-tm-server-'))
+  mountRoot = join(work, 'volumes')
+  socket = join(work, 'telemount.sock')
+  await writeFile(join(work, 'config.txt'), 'served over sftp\n')
+  port = await freePort()
+  await startSftp()
+  server = spawn(process.execPath, [serverBundle], {
+    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json'), TELEMOUNT_MOUNT_TIMEOUT_MS: '5000'},
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  server.stderr!.on('data', (c: Buffer) => (serverLog += c.toString()))
+  for (let i = 0; i < 100 && !serverLog.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50))
+  expect(serverLog).toContain('listening')
+})
+
+afterEach(async () => {
+  // every test must leave no mount behind; clean up for the next one regardless
+  const list = await call('VolumeDriver.List')
+  for (const volume of list.Volumes) {
+    for (const id of ['a', 'b', 'c', 'd']) await call('VolumeDriver.Unmount', {Name: volume.Name, ID: id})
+    await call('VolumeDriver.Remove', {Name: volume.Name})
+  }
+  if (!sftp || sftp.exitCode !== null) await startSftp()
+})
+
+afterAll(async () => {
+  server?.kill('SIGTERM')
+  await new Promise((r) => setTimeout(r, 500))
+  await stopSftp()
+  for (const dir of await fuseMounts().catch(() => [])) await execFileAsync('fusermount3', ['-u', '-z', dir]).catch(() => undefined)
+  await rm(work, {recursive: true, force: true})
+})
+
+describe('telemount plugin server', () => {
+  it('answers the activation and capability handshake', async () => {
+    expect(await call('Plugin.Activate')).toEqual({Implements: ['VolumeDriver']})
+    expect(await call('VolumeDriver.Capabilities')).toEqual({Capabilities: {Scope: 'local'}})
+  })
+
+  it('shares one sshfs per host:port among volumes and callers, counts callers, and refuses Remove while in use', async () => {
+    await create('one', {dir: work})
+    await create('two', {dir: work})
+    const a = await call('VolumeDriver.Mount', {Name: 'one', ID: 'a'})
+    const b = await call('VolumeDriver.Mount', {Name: 'one', ID: 'b'})
+    const c = await call('VolumeDriver.Mount', {Name: 'two', ID: 'c'})
+    expect([a.Err, b.Err, c.Err]).toEqual(['', '', ''])
+    expect(await readFile(join(a.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+    expect(b.Mountpoint).toBe(a.Mountpoint)
+    expect(await fuseMounts()).toHaveLength(1)
+    expect((await call('VolumeDriver.Path', {Name: 'one'})).Mountpoint).toBe(a.Mountpoint)
+    expect((await call('VolumeDriver.Get', {Name: 'one'})).Volume).toMatchObject({Name: 'one', Mountpoint: a.Mountpoint, Status: {users: 2}})
+
+    await call('VolumeDriver.Unmount', {Name: 'one', ID: 'a'})
+    expect((await call('VolumeDriver.Remove', {Name: 'one'})).Err).toMatch(/volume one is in use by 1 container/)
+    expect(await readFile(join(b.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+    await call('VolumeDriver.Unmount', {Name: 'one', ID: 'b'})
+    expect(await fuseMounts()).toHaveLength(1) // volume two still uses it
+    await call('VolumeDriver.Unmount', {Name: 'two', ID: 'c'})
+    expect(await fuseMounts()).toEqual([])
+    expect(await readdir(mountRoot)).toEqual([])
+    expect((await call('VolumeDriver.Remove', {Name: 'one'})).Err).toBe('')
+    expect((await call('VolumeDriver.List')).Volumes.map((v: {Name: string}) => v.Name)).toEqual(['two'])
+    expect((await call('VolumeDriver.Get', {Name: 'one'})).Err).toMatch(/no such volume: one/)
+  })
+
+  it('mounts a read-only volume with its own read-only sshfs', async () => {
+    await create('rw', {dir: work})
+    await create('ro', {dir: work, ro: 'true'})
+    const rw = await call('VolumeDriver.Mount', {Name: 'rw', ID: 'a'})
+    const ro = await call('VolumeDriver.Mount', {Name: 'ro', ID: 'a'})
+    expect(ro.Mountpoint).not.toBe(rw.Mountpoint)
+    expect(await fuseMounts()).toHaveLength(2)
+    const refused = await writeFile(join(ro.Mountpoint, 'x.txt'), 'x').then(() => 'written', (e: NodeJS.ErrnoException) => e.code)
+    expect(refused).toBe('EROFS')
+    await writeFile(join(rw.Mountpoint, 'y.txt'), 'through sshfs')
+    expect(await readFile(join(work, 'y.txt'), 'utf8')).toBe('through sshfs')
+  })
+
+  it('never reuses a dead sshfs: a server that went away fails the next Mount clearly, and a new one is mounted when it is back', async () => {
+    await create('vol', {dir: work})
+    const first = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'a'})
+    expect(first.Err).toBe('')
+    await stopSftp()
+    const failed = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'b'})
+    expect(failed.Err).toMatch(/sshfs for 127\.0\.0\.1:\d+ \(rw\) exited with code \d+ before the mount appeared: .*(Connection refused|failed to connect)/)
+    await startSftp()
+    const again = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'c'})
+    expect(again.Err).toBe('')
+    expect(again.Mountpoint).not.toBe(first.Mountpoint)
+    expect(await readFile(join(again.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+    expect(await fuseMounts()).toHaveLength(1)
+  })
+
+  it('notices an sshfs process that died and mounts a fresh one', async () => {
+    await create('vol', {dir: work})
+    const first = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'a'})
+    const mountDir = (await fuseMounts())[0]
+    const {stdout} = await execFileAsync('pgrep', ['-f', `sshfs .* ${mountDir}$`])
+    process.kill(Number(stdout.trim().split('\n')[0]), 'SIGKILL')
+    const again = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'b'})
+    expect(again.Err).toBe('')
+    expect(again.Mountpoint).not.toBe(first.Mountpoint)
+    expect(await readFile(join(again.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+  })
+
+  it('rejects bad options and a missing remote directory with a clear Err', async () => {
+    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '0'}})).Err).toMatch(/option port must be a whole number from 1 to 65535/)
+    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '22', dir: 'rel'}})).Err).toMatch(/option dir must be an absolute path/)
+    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {port: '22'}})).Err).toMatch(/option host is required/)
+    await create('nodir', {dir: join(work, 'missing')})
+    expect((await call('VolumeDriver.Mount', {Name: 'nodir', ID: 'a'})).Err).toMatch(/remote directory .*missing on 127\.0\.0\.1:\d+ \(rw\) does not exist/)
+    expect(await fuseMounts()).toEqual([])
+  })
+})
