@@ -63,6 +63,14 @@ describe('tp extensions', () => {
     expect(json.handlers.map((h) => h.name).sort()).toEqual([...baseline.json.handlers.map((h) => h.name), 'tpt-good'].sort())
     expect(json.problems).toEqual(baseline.json.problems)
     expect(existsSync(marker)).toBe(false)
+
+    // and `tp plugins uninstall` takes it away again
+    expect((await s.tp(['plugins'])).stdout).toMatch(/tpt-cli-good 1\.2\.3 \(link\)/)
+    const uninstall = await s.tp(['plugins', 'uninstall', 'tpt-cli-good'])
+    expect(uninstall.exitCode, uninstall.stderr).toBe(0)
+    const after = parseJson((await s.tp(['extensions', '--json'])).stdout)
+    expect(after.handlers.map((h) => h.name)).not.toContain('tpt-good')
+    expect((await s.tp(['plugins'])).stdout).not.toContain('tpt-cli-good')
   })
 
   it('exits 1 naming both plugins when two linked plugins register the same handler name', async () => {
