@@ -169,7 +169,14 @@ export class ContainerBackend implements DaemonBackend {
   async removeLeftovers(connection: string): Promise<void> {
     const filters = {label: [`${LABEL_MANAGED}=true`, `${LABEL_CONNECTION}=${connection}`]}
     const containers = await this.docker.listContainers({all: true, filters}).catch(() => [])
-    await Promise.all(containers.map((c) => this.docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)))
+    // stop before removing: an agent must get its SIGTERM to take its redirect rule out of the workload
+    await Promise.all(
+      containers.map(async (c) => {
+        const container = this.docker.getContainer(c.Id)
+        await container.stop({t: 5}).catch(() => undefined)
+        await container.remove({force: true}).catch(() => undefined)
+      }),
+    )
     const {Volumes: volumes} = await this.docker.listVolumes({filters}).catch(() => ({Volumes: []}))
     await Promise.all((volumes ?? []).map((v) => this.docker.getVolume(v.Name).remove({force: true}).catch(() => undefined)))
   }

@@ -24,7 +24,11 @@ export default class Gc extends TpCommand {
     const verb = flags['dry-run'] ? 'would remove' : 'removed'
     // containers first: volumes and networks cannot go while a container uses them
     for (const c of containers) {
-      if (!flags['dry-run']) await docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)
+      if (!flags['dry-run']) {
+        // a graceful stop lets an agent take its redirect rule out of the workload
+        await docker.getContainer(c.Id).stop({t: 5}).catch(() => undefined)
+        await docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)
+      }
       this.log(`${verb} container ${c.Names[0]?.replace(/^\//, '')} (${c.Labels[LABEL_ROLE] ?? 'tp'}, connection ${c.Labels[LABEL_CONNECTION] ?? '-'})`)
     }
     for (const v of volumes) {
