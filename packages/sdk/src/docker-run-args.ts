@@ -21,6 +21,9 @@ const SHORT_TO_LONG: Record<string, string> = {
   p: 'publish', P: 'publish-all', q: 'quiet', t: 'tty', u: 'user', v: 'volume', w: 'workdir',
 }
 
+/** Old spellings docker still accepts (hidden), reported under the current name. */
+const LONG_ALIASES: Record<string, string> = {net: 'network', 'net-alias': 'network-alias'}
+
 /** One option as docker will see it. */
 export interface ScannedOption {
   /** Long name without dashes (`-e` is reported as `env`). */
@@ -58,10 +61,11 @@ export function scanDockerRunArgs(args: readonly string[]): DockerRunScan {
     }
     if (arg.startsWith('--')) {
       const eq = arg.indexOf('=')
-      const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+      const spelled = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+      const name = LONG_ALIASES[spelled] ?? spelled
       if (BOOLEAN_LONG.has(name)) {
         const value = eq === -1 ? 'true' : arg.slice(eq + 1)
-        if (!BOOLEAN_VALUES.has(value)) errors.push(`docker run option --${name} takes true or false, not "${value}"`)
+        if (!BOOLEAN_VALUES.has(value)) errors.push(`docker run option --${spelled} takes true or false, not "${value}"`)
         options.push({name, value, index: i})
         i++
       } else if (eq !== -1) {
@@ -71,7 +75,7 @@ export function scanDockerRunArgs(args: readonly string[]): DockerRunScan {
         options.push({name, value: args[i + 1], index: i})
         i += 2
       } else {
-        errors.push(`docker run option --${name} needs a value`)
+        errors.push(`docker run option --${spelled} needs a value`)
         options.push({name, value: '', index: i})
         i++
       }

@@ -73,6 +73,8 @@ const rows: Row[] = [
   {title: '-P publish-all is boolean', args: ['-P', IMG], imageIndex: 1, options: [['publish-all', 'true']]},
   {title: '--network=container:x', args: ['--network=container:x', IMG], imageIndex: 1, options: [['network', 'container:x']]},
   {title: '--network x', args: ['--network', 'tp-demo', IMG], imageIndex: 2, options: [['network', 'tp-demo']]},
+  {title: '--net is the old spelling of --network', args: ['--net', 'tpt-none', IMG], imageIndex: 2, options: [['network', 'tpt-none']]},
+  {title: '--net=host', args: ['--net=host', IMG], imageIndex: 1, options: [['network', 'host']]},
   {title: '--dns 1.1.1.1', args: ['--dns', '1.1.1.1', IMG], imageIndex: 2, options: [['dns', '1.1.1.1']]},
   {title: '-w /app -u 1000 -h host', args: ['-w', '/app', '-u', '1000', '-h', 'host', IMG], imageIndex: 6, options: [['workdir', '/app'], ['user', '1000'], ['hostname', 'host']]},
   {title: '-l k=v -m 64m -a stdout -c 512', args: ['-l', 'k=v', '-m', '64m', '-a', 'stdout', '-c', '512', IMG], imageIndex: 8, options: [['label', 'k=v'], ['memory', '64m'], ['attach', 'stdout'], ['cpu-shares', '512']]},
