@@ -1,0 +1,141 @@
+/**
+ * The intercept's own costs, measured against a baseline in the same run:
+ *  - time from starting `tp intercept` to the first reply from the handler through the workload's
+ *    address, vs starting a plain container of the same server and getting its first reply;
+ *  - requests per second and p50/p99 latency through the agent (workload address → agent → daemon
+ *    → handler), vs the same requests straight to an identical, un-intercepted server.
+ * Both servers are the same busybox httpd serving the same static file, so only the path differs.
+ * The client is this process (the host reaches container addresses on the bridge network).
+ */
+import {spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {request} from 'node:http'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import Docker from 'dockerode'
+import {demoUp, ensureFixtureImages} from '@tp/images'
+import {median} from './run.mjs'
+
+export const name = 'intercept'
+export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
+
+const RUNS = Number(process.env.TP_BENCH_RUNS ?? 5)
+const LOAD_SECONDS = Number(process.env.TP_BENCH_LOAD_SECONDS ?? 4)
+const CONCURRENCY = 8
+const docker = new Docker()
+
+function get(host, port, keepAliveAgent) {
+  return new Promise((resolve, reject) => {
+    const req = request({host, port, path: '/', agent: keepAliveAgent ?? false, timeout: 2000}, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => (body += c))
+      res.on('end', () => resolve(body))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
+  for (;;) {
+    const body = await get(host, port).catch(() => '')
+    if (body.includes(marker)) return (performance.now() - started) / 1000
+    if (performance.now() - started > timeoutMs) throw new Error(`no reply with "${marker}" from ${host}:${port}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+async function load(host, port) {
+  const latencies = []
+  let failed = 0
+  const deadline = performance.now() + LOAD_SECONDS * 1000
+  await Promise.all(
+    Array.from({length: CONCURRENCY}, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now()
+        try {
+          await get(host, port)
+          latencies.push(performance.now() - t)
+        } catch {
+          failed++
+        }
+      }
+    }),
+  )
+  latencies.sort((a, b) => a - b)
+  return {
+    rps: latencies.length / LOAD_SECONDS,
+    p50: latencies[Math.floor(latencies.length * 0.5)],
+    p99: latencies[Math.floor(latencies.length * 0.99)],
+    failed,
+  }
+}
+
+const serverCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
+
+async function address(container, network) {
+  const info = await docker.getContainer(container).inspect()
+  return info.NetworkSettings.Networks[network].IPAddress
+}
+
+export async function run({log, root}) {
+  const {busybox} = await ensureFixtureImages(docker)
+  await demoUp(docker)
+  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-'))
+  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
+  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const created = []
+  const rows = []
+  try {
+    log('connecting (container daemon)')
+    if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench']))) !== 0) throw new Error('tp connect failed')
+    // the workload: a static server on tp-demo; the handler: the same server in the daemon's namespace
+    const workload = await docker.createContainer({name: 'tpb-static', Image: busybox, Cmd: serverCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    created.push(workload)
+    await workload.start()
+    const handler = await docker.createContainer({name: 'tpb-handler', Image: busybox, Cmd: serverCmd(8000, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-cn'}})
+    created.push(handler)
+    await handler.start()
+    const workloadIp = await address('tpb-static', 'tp-demo')
+    await firstReply(workloadIp, 80, 'workload', performance.now())
+
+    const interceptTimes = []
+    const plainTimes = []
+    for (let i = 0; i < RUNS; i++) {
+      log(`first reply ${i + 1}/${RUNS}`)
+      let started = performance.now()
+      const intercept = tp(['intercept', 'tpb-static', '--port', '8000'])
+      interceptTimes.push(await firstReply(workloadIp, 80, 'handler', started))
+      intercept.kill('SIGINT')
+      await exited(intercept)
+      await firstReply(workloadIp, 80, 'workload', performance.now())
+
+      started = performance.now()
+      const plain = await docker.createContainer({name: `tpb-plain-${i}`, Image: busybox, Cmd: serverCmd(80, 'plain'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+      await plain.start()
+      plainTimes.push(await firstReply(await address(`tpb-plain-${i}`, 'tp-demo'), 80, 'plain', started))
+      await plain.remove({force: true})
+    }
+    rows.push({metric: 'tp intercept → first intercepted reply', tp: median(interceptTimes), baseline: median(plainTimes), unit: 's', note: `median of ${RUNS}; baseline: create+start a plain container of the same server → first reply`})
+
+    log('load through the agent and direct')
+    const direct = await load(workloadIp, 80)
+    const intercept = tp(['intercept', 'tpb-static', '--port', '8000'])
+    await firstReply(workloadIp, 80, 'handler', performance.now())
+    const through = await load(workloadIp, 80)
+    intercept.kill('SIGINT')
+    await exited(intercept)
+    const note = `${CONCURRENCY} clients, a new connection per request, ${LOAD_SECONDS}s each; baseline: the same requests to the un-intercepted workload`
+    rows.push({metric: 'requests/s through the agent', tp: Math.round(through.rps), baseline: Math.round(direct.rps), unit: 'req/s', note})
+    rows.push({metric: 'p50 latency through the agent', tp: through.p50, baseline: direct.p50, unit: 'ms', note})
+    rows.push({metric: 'p99 latency through the agent', tp: through.p99, baseline: direct.p99, unit: 'ms', note: `failed requests: ${through.failed} through, ${direct.failed} direct`})
+    return rows
+  } finally {
+    for (const c of created) await c.remove({force: true}).catch(() => undefined)
+    await exited(tp(['quit']))
+    rmSync(cacheDir, {recursive: true, force: true})
+  }
+}
