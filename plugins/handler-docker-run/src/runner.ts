@@ -16,6 +16,8 @@ const STOP_FIND_TIMEOUT_MS = 10_000
 /** How long stop() waits for `docker run` to return once the container is stopped. */
 const CLIENT_EXIT_TIMEOUT_MS = 5_000
 const STDERR_TAIL_BYTES = 8 * 1024
+const STOP_POLL_MS = 250
+const REMOVE_TIMEOUT_MS = 10_000
 
 export interface RunnerOptions {
   docker: Dockerode
@@ -93,17 +95,25 @@ export class DockerRunner {
       tpRemoves = composed.tpRemoves
       log.debug(`docker ${composed.args.join(' ')}`)
       const stderrTail = new Tail()
+      const inheritStdin = io.stdin === process.stdin
+      const inheritStdout = io.stdout === process.stdout
       const subprocess = execa(this.options.dockerCommand ?? 'docker', composed.args, {
         cwd: this.options.cwd,
         env: split.client,
         extendEnv: true,
-        stdin: io.stdin === process.stdin ? 'inherit' : (io.stdin as NodeJS.ReadableStream & import('node:stream').Readable),
-        stdout: io.stdout === process.stdout ? 'inherit' : (io.stdout as NodeJS.WritableStream & import('node:stream').Writable),
+        // the process's own terminal is handed over as it is, so `-it` gets a real TTY
+        stdin: inheritStdin ? 'inherit' : 'pipe',
+        stdout: inheritStdout ? 'inherit' : 'pipe',
         stderr: 'pipe',
         buffer: false,
         reject: false,
       })
       this.subprocess = subprocess
+      if (!inheritStdin && subprocess.stdin) {
+        subprocess.stdin.on('error', () => {}) // docker may exit without reading its input
+        io.stdin.pipe(subprocess.stdin)
+      }
+      if (!inheritStdout) subprocess.stdout?.on('data', (chunk: Buffer) => io.stdout.write(chunk))
       subprocess.stderr?.on('data', (chunk: Buffer) => {
         stderrTail.push(chunk)
         io.stderr.write(chunk)
@@ -111,7 +121,12 @@ export class DockerRunner {
       this.exited = subprocess.then(() => undefined)
       if (this.stopRequested) void this.stop(this.stopRequested)
       const result = await subprocess
-      const code = result.exitCode ?? (result.signal ? 128 + signalNumber(result.signal) : 1)
+      if (!inheritStdin && subprocess.stdin) io.stdin.unpipe(subprocess.stdin)
+      if (result.exitCode === undefined && !result.signal) {
+        // docker could not be run at all (not installed, not executable)
+        throw new SubprocessError('docker run', undefined, String(result.message ?? ''), `could not run the docker CLI: ${result.shortMessage ?? result.message}`)
+      }
+      const code = result.exitCode ?? 128 + signalNumber(result.signal!)
       cid = await readCid(this.plan.cidFile ? resolve(this.options.cwd, this.plan.cidFile) : ownCidFile)
       const dockerSaid = stderrTail.toString()
       const neverCreated = cid === undefined && code !== 0
@@ -137,15 +152,25 @@ export class DockerRunner {
     }
   }
 
-  /** With `--rm`, docker removes the container; if docker run was killed before it could, tp does. */
+  /**
+   * With `--rm`, docker removes the container itself once it has stopped; if docker run was killed
+   * before it could, tp does. Waits until the container is really gone.
+   */
   private async removeLeftover(idOrName: string | undefined): Promise<void> {
     if (!idOrName) return
     const container = this.options.docker.getContainer(idOrName)
-    const info = await container.inspect().catch(() => undefined)
-    if (!info || info.Config?.Labels?.['tp.managed'] !== 'true') return
-    await container.remove({force: true}).catch((error: unknown) => {
-      if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)
-    })
+    const deadline = Date.now() + REMOVE_TIMEOUT_MS
+    while (Date.now() < deadline) {
+      const info = await container.inspect().catch(() => undefined)
+      if (!info || info.Config?.Labels?.['tp.managed'] !== 'true') return
+      if (info.State?.Status !== 'removing') {
+        await container.remove({force: true}).catch((error: unknown) => {
+          if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)
+        })
+      }
+      await sleep(100)
+    }
+    this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
   async stop(reason: string): Promise<void> {
@@ -155,33 +180,31 @@ export class DockerRunner {
     return this.stopping
   }
 
+  /**
+   * Stops the container by name until docker run returns. The container may not exist yet, or be
+   * created but not started (a stop then does nothing and docker run starts it a moment later),
+   * so this repeats until docker run has returned, then kills what is left.
+   */
   private async stopContainer(reason: string): Promise<void> {
     const {docker, log} = this.options
     const name = this.containerName!
-    const exited = this.exited!
-    let done = false
-    void exited.then(() => {
-      done = true
-    })
+    const exited = this.exited!.then(() => true)
     log.debug(`stopping handler container ${name}: ${reason}`)
     const deadline = Date.now() + STOP_FIND_TIMEOUT_MS
-    while (!done) {
+    for (;;) {
       try {
         await docker.getContainer(name).stop({t: STOP_GRACE_SECONDS})
-        break
       } catch (error) {
         const code = statusCode(error)
-        if (code === 304) break // already stopped
-        if (code !== 404 || Date.now() > deadline) {
-          log.warn(`could not stop container ${name}: ${(error as Error).message}`)
-          break
-        }
-        await sleep(200) // not created yet: docker run is still on its way
+        // 404: not created yet; 304: not running (created, or already stopped)
+        if (code !== 404 && code !== 304) log.warn(`could not stop container ${name}: ${(error as Error).message}`)
       }
+      if (await Promise.race([exited, sleep(STOP_POLL_MS).then(() => false)])) return
+      if (Date.now() > deadline) break
     }
-    const clientExited = await Promise.race([exited.then(() => true), sleep(CLIENT_EXIT_TIMEOUT_MS).then(() => false)])
+    const clientExited = await Promise.race([exited, sleep(CLIENT_EXIT_TIMEOUT_MS).then(() => false)])
     if (clientExited) return
-    log.warn(`docker run did not return after the container stopped; killing it`)
+    log.warn('docker run did not return after the container was stopped; killing it')
     await docker.getContainer(name).kill().catch(() => undefined)
     this.subprocess?.kill('SIGKILL')
     await exited
