@@ -1,6 +1,7 @@
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
+import {networkInterfaces} from 'node:os'
 import {encode, readHeaderLine, readMessages, type AgentMessage} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {splice} from './splice.js'
@@ -185,10 +186,41 @@ export class Agent {
     socket.once('close', () => this.open.delete(socket))
   }
 
+  /**
+   * The original app: on 127.0.0.1, else on the namespace's own addresses (an app bound to its
+   * interface address only). Local connections go through OUTPUT, so the rule never sees them.
+   */
+  private async connectApp(): Promise<Socket> {
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .filter((a) => a && a.family === 'IPv4' && !a.internal)
+      .map((a) => a!.address)
+    let last: Error | undefined
+    for (const host of ['127.0.0.1', ...own]) {
+      try {
+        return await new Promise<Socket>((resolve, reject) => {
+          const app = connect({host, port: this.config.servicePort, allowHalfOpen: true, noDelay: true})
+          app.once('connect', () => resolve(app))
+          app.once('error', reject)
+        })
+      } catch (error) {
+        last = error as Error
+      }
+    }
+    throw last ?? new Error('no address to reach the app on')
+  }
+
   private toApp(client: Socket): void {
-    const app = connect({host: '127.0.0.1', port: this.config.servicePort, allowHalfOpen: true, noDelay: true})
-    this.track(app)
-    void splice(client, app)
+    this.connectApp().then(
+      (app) => {
+        this.track(app)
+        void splice(client, app)
+      },
+      (error: Error) => {
+        this.log(`closing a connection: the app does not answer on port ${this.config.servicePort} (${error.message})`)
+        client.destroy()
+      },
+    )
   }
 
   private onRedirected(client: Socket): void {

@@ -105,7 +105,7 @@ async function startServer(options: {pingMs?: number} = {}): Promise<void> {
 }
 
 /** Injects an agent for the workload's port 80 and waits until it is ready. */
-async function inject(name: string, extra: Record<string, string> = {}): Promise<{session: AgentSession; containerId: string}> {
+async function inject(name: string, extra: Record<string, string> = {}, target: Workload = workload): Promise<{session: AgentSession; containerId: string}> {
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
   const session = server.expect(interceptId, token, {
@@ -118,7 +118,7 @@ async function inject(name: string, extra: Record<string, string> = {}): Promise
     readyTimeoutMs: 20_000,
   })
   const {containerId} = await cluster.injectAgent({
-    workload,
+    workload: target,
     image: runtime,
     name: `tpt-agent-${name}`,
     labels: {'tp.fixture': 'true'},
@@ -409,6 +409,26 @@ describe('AgentServer', () => {
     await agent.start()
     expect(await agent.done).toBe(1)
     await expect(session.ready).rejects.toMatchObject({kind: 'user', message: expect.stringContaining('could not install the redirect rule')})
+  })
+})
+
+describe('passthrough', () => {
+  it('reaches an app that listens on its interface address only', async () => {
+    await fx.container({
+      name: 'tpt-agent-bound',
+      Image: busybox,
+      Cmd: ['sh', '-c', 'mkdir -p /www && echo bound > /www/index.html && exec httpd -f -p $(hostname -i):80 -h /www'],
+      ExposedPorts: {'80/tcp': {}},
+      HostConfig: {NetworkMode: NET},
+    })
+    const bound = await cluster.workload(NET, 'tpt-agent-bound')
+    await eventually('the bound app answers', () => get(bound.address), (b) => b === 'bound')
+    const {containerId} = await inject('bound-agent', {}, bound)
+    try {
+      for (let i = 0; i < 5; i++) expect(await get(bound.address)).toBe('bound')
+    } finally {
+      await cluster.removeAgent(containerId, 5)
+    }
   })
 })
 
