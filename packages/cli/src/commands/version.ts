@@ -72,10 +72,11 @@ export function dockerEndpoint(): string {
 /** Asks the engine for its version; never throws: an unreachable engine is described instead. */
 export async function dockerEngineInfo(timeoutMs = DOCKER_TIMEOUT_MS): Promise<EngineInfo> {
   const where = dockerEndpoint()
-  const started = Date.now()
+  let started = Date.now()
   try {
     // imported here so that commands which never talk to Docker do not pay for loading it
     const {default: Docker} = await import('dockerode')
+    started = Date.now()
     const version = await new Docker({timeout: timeoutMs}).version()
     return {reachable: true, where, version: version.Version, apiVersion: version.ApiVersion, os: version.Os, arch: version.Arch}
   } catch (error) {
@@ -98,7 +99,6 @@ function explainDockerError(error: NodeJS.ErrnoException & {statusCode?: number}
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `host name not found (${source})`
-    default:
   }
   if (timedOut || /timeout/i.test(error.message ?? '') || error.code === 'ETIMEDOUT') return `no answer within ${timeoutMs / 1000} s (${source})`
   if (error.statusCode) return `the engine answered HTTP ${error.statusCode}: ${error.message}`
