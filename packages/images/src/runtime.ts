@@ -1,5 +1,6 @@
 import {readFileSync} from 'node:fs'
 import {stat} from 'node:fs/promises'
+import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type Dockerode from 'dockerode'
 import {UserError} from '@tp/sdk'
@@ -18,8 +19,12 @@ export const DAEMON_ENTRY = '/opt/tp/daemon.cjs'
 export type RuntimeBundle = 'agent' | 'daemon'
 
 /** Where `npm run -w @tp/images bundle` writes the bundles (packages/images/bundle/). */
-export function bundlePath(which: RuntimeBundle): string {
-  return fileURLToPath(new URL(`../bundle/${which}.cjs`, import.meta.url))
+export function bundleDir(): string {
+  return fileURLToPath(new URL('../bundle/', import.meta.url))
+}
+
+export function bundlePath(which: RuntimeBundle, dir = bundleDir()): string {
+  return join(dir, `${which}.cjs`)
 }
 
 export function imagesPackageVersion(): string {
@@ -65,6 +70,8 @@ export interface RuntimeImageOptions {
    * an error; a bundle that is not required is added when it exists.
    */
   require?: RuntimeBundle[]
+  /** Where the bundles are (default: this package's bundle/ directory). */
+  bundleDir?: string
 }
 
 /** Builds (or reuses, when nothing changed) `tp-runtime:<version>`. */
@@ -72,7 +79,7 @@ export async function ensureRuntimeImage(docker: Dockerode, options: RuntimeImag
   const required = options.require ?? ['agent', 'daemon']
   const bundles: Partial<Record<RuntimeBundle, string>> = {}
   for (const which of ['agent', 'daemon'] as const) {
-    const path = bundlePath(which)
+    const path = bundlePath(which, options.bundleDir)
     if (await exists(path)) bundles[which] = path
     else if (required.includes(which)) {
       throw new UserError(
