@@ -160,6 +160,10 @@ export async function run({log, root}) {
     await docker.getVolume(dataVolume).remove().catch(() => undefined)
     await docker.getNetwork(network).remove().catch(() => undefined)
     if (image) await docker.getImage(image).remove({force: true}).catch(() => undefined)
-    if (!pluginExisted) await docker.getPlugin(plugin, undefined).remove({force: true}).catch(() => undefined)
+    // the plugin is tp's own and shared: remove it only if this run installed it and nobody uses it now
+    if (!pluginExisted) {
+      const installed = docker.getPlugin(plugin, undefined)
+      await installed.disable({}).then(() => installed.remove({}), () => undefined).catch(() => undefined)
+    }
   }
 }
