@@ -48,9 +48,10 @@ export class ContainerBackend implements DaemonBackend {
     if (!record || record.backend !== 'container') return undefined
     const container = await this.docker.getContainer(daemonContainerName(name)).inspect().catch(() => undefined)
     if (container?.State?.Running && container.Id === record.containerId) return record
-    // the daemon is gone (killed, engine restarted): forget the record, remove what is left
     await this.store.remove(name)
-    await this.removeLeftovers(name)
+    // The daemon is gone (killed, engine restarted): remove what it left. Unless a daemon of the
+    // same name runs (started from another cache directory): then those objects are its own.
+    if (!container?.State?.Running) await this.removeLeftovers(name)
     return undefined
   }
 

@@ -181,7 +181,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
     void lease.ended.then((end) => {
-      endedBy ??= end
+      if (endedBy) return // already stopping
+      endedBy = end
       process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
       stop(end.reason)
     })
