@@ -4,7 +4,7 @@ export default defineHandlers([
   {
     name: 'docker-run',
     apiVersion: API_VERSION,
-    summary: 'Runs the handler with `docker run` in the foreground, with the intercepted environment, volumes and network',
+    summary: 'docker run the handler container in the foreground, with the intercepted environment, volumes and network',
     selectedBy: 'docker-run',
     precedence: 100,
     flags: {

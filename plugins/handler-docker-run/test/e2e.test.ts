@@ -1,0 +1,176 @@
+import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {execa, type ResultPromise} from 'execa'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {demoDown} from '@tp/images'
+import {docker, ensureDemo, httpGet, repoRoot, tpBin, tpCli} from '../../../test/helpers/index.js'
+
+/**
+ * Issue 4's acceptance, as a user runs it: `tp intercept … --docker-run -- …` against a demo
+ * cluster on its own network (so tests of other areas on `tp-demo` are not disturbed), through a
+ * container daemon of its own connection.
+ */
+
+const suffix = randomBytes(3).toString('hex')
+const NET = `tpt-dr-${suffix}`
+const CONN = `tpt-dr-${suffix}`
+const cacheDir = mkdtempSync(join(tmpdir(), 'tpt-dr-e2e-'))
+const env = {...process.env, TP_CACHE_DIR: cacheDir}
+/** The workload is found by its network alias; the intercept is named after its container. */
+const INTERCEPT = `${NET}-frontend-v1`
+
+function intercept(handlerArgs: string[], extra: string[] = []): string[] {
+  return ['intercept', '--docker', '--use', CONN, 'frontend-v1', '--port', '8000', ...extra, '--docker-run', '--', ...handlerArgs]
+}
+
+interface Running {
+  child: ResultPromise
+  output: () => string
+  /** Resolves once tp says the traffic goes to the handler. */
+  active: Promise<void>
+}
+
+function start(args: string[]): Running {
+  const child = execa('node', [tpBin, ...args], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'ignore', all: true})
+  let output = ''
+  child.all?.on('data', (c: Buffer) => (output += c.toString()))
+  const active = (async () => {
+    const deadline = Date.now() + 90_000
+    while (!output.includes('now goes to your handler')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the intercept did not become active:\n${output}`)
+      await sleep(100)
+    }
+  })()
+  return {child, output: () => output, active}
+}
+
+/** tp objects of this connection other than its daemon (handler containers, agents, volumes). */
+async function leftovers(): Promise<string[]> {
+  const filters = JSON.stringify({label: [`tp.connection=${CONN}`]})
+  const [containers, volumes] = await Promise.all([docker.listContainers({all: true, filters}), docker.listVolumes({filters})])
+  return [
+    ...containers.filter((c) => c.Labels['tp.role'] !== 'daemon').map((c) => `container ${c.Names[0]}`),
+    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
+  ]
+}
+
+/** Agents and handler containers take a moment to go after tp returns: wait, then report. */
+async function nothingLeft(): Promise<string[]> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const left = await leftovers()
+    if (left.length === 0 || Date.now() > deadline) return left
+    await sleep(250)
+  }
+}
+
+async function get(path = '/'): Promise<string> {
+  return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
+}
+
+beforeAll(async () => {
+  await ensureDemo({network: NET})
+  const connected = await tpCli(['connect', '--docker', '--name', CONN, '--namespace', NET], {env})
+  expect(connected.exitCode, connected.stderr).toBe(0)
+})
+
+afterAll(async () => {
+  await tpCli(['quit', '--name', CONN], {env}).catch(() => undefined)
+  await demoDown(docker, {network: NET}).catch(() => undefined)
+  rmSync(cacheDir, {recursive: true, force: true})
+})
+
+describe('tp intercept --docker-run (issue 4 acceptance)', () => {
+  it('the seed example: clients get frontend-v2 with the workload\'s env and cluster access; Ctrl-C restores frontend-v1, exit 0, nothing left', async () => {
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    const run = start(intercept(['frontend-v2']))
+    await run.active
+    const body = await get()
+    expect(body).toMatch(/^frontend-v2\n/)
+    expect(body).toContain('GREETING=hello from frontend-v1\n')
+    expect(body).toContain('DEMO_NOTES=first line\nsecond line\n')
+    expect(body).toContain('catalog={"catalog":["apple","pear"]}')
+
+    run.child.kill('SIGINT')
+    const result = await run.child
+    expect(result.exitCode, run.output()).toBe(0)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft()).toEqual([])
+  })
+
+  it('a container that exits with 3 makes tp exit 3 and clean up', async () => {
+    const result = await tpCli(intercept(['frontend-v2', 'sh', '-c', 'exit 3']), {env})
+    expect(result.exitCode, result.stderr).toBe(3)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft()).toEqual([])
+  })
+
+  it('tp leave from another process stops the container and tp exits', async () => {
+    const run = start(intercept(['frontend-v2']))
+    await run.active
+    const left = await tpCli(['leave', INTERCEPT, '--use', CONN], {env})
+    expect(left.exitCode, left.stderr).toBe(0)
+    const result = await Promise.race([run.child, sleep(20_000).then(() => undefined)])
+    expect(result, run.output()).toBeDefined()
+    expect(result!.exitCode).toBe(0)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft()).toEqual([])
+  })
+
+  it('--name is used as given, -e GREETING=override wins, and arguments after the image reach the container untouched', async () => {
+    const name = `tpt-dr-custom-${suffix}`
+    const serve = 'echo "$*" > /www/args.txt; trap "exit 0" TERM INT; httpd -f -p 8000 -h /www & wait'
+    const run = start(intercept(['--name', name, '-e', 'GREETING=override', 'frontend-v2', 'sh', '-c', serve, 'sh', '--name', 'x', '-d']))
+    await run.active
+    expect(await get()).toContain('GREETING=override\n')
+    expect(await get('/args.txt')).toBe('--name x -d\n')
+    const info = await docker.getContainer(name).inspect()
+    expect(info.Config.Labels['tp.intercept']).toBe(INTERCEPT)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await nothingLeft()).toEqual([])
+  })
+
+  it('-it with a shell works under a real terminal (script)', async () => {
+    const command = ['node', tpBin, ...intercept(['-it', 'frontend-v2', 'sh'])].map((a) => `'${a}'`).join(' ')
+    const child = execa('script', ['-qec', command, '/dev/null'], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'pipe', all: true})
+    let output = ''
+    child.all?.on('data', (c: Buffer) => (output += c.toString()))
+    const deadline = Date.now() + 90_000
+    while (!output.includes('now goes to your handler') && !output.includes('# ')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no shell:\n${output}`)
+      await sleep(100)
+    }
+    await sleep(500)
+    child.stdin?.write('tty; echo "answer-$((6*7))"; exit 5\r')
+    const result = await Promise.race([child, sleep(30_000).then(() => undefined)])
+    expect(result, output).toBeDefined()
+    expect(result!.exitCode, output).toBe(5)
+    expect(output).toMatch(/\/dev\/pts\/\d+/)
+    expect(output).toContain('answer-42')
+    expect(await nothingLeft()).toEqual([])
+  })
+
+  it.each([
+    [[], /needs the image/],
+    [['-d', 'frontend-v2'], /detach/],
+    [[`tpt-dr-missing-${suffix}`], /not found locally and could not be pulled/],
+    [['-p', '8000:8000', 'frontend-v2'], /publish/],
+  ])('bad input %j: a clear message, no intercept and no container', async (handlerArgs, message) => {
+    const result = await tpCli(intercept(handlerArgs), {env})
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stderr).toMatch(message)
+    expect(await leftovers()).toEqual([])
+    expect(await get()).toMatch(/^frontend-v1\n/)
+  })
+
+  it('--docker-run together with --docker-build is refused before anything exists', async () => {
+    const result = await tpCli(intercept(['IMAGE'], ['--docker-build', '.']), {env})
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stderr).toMatch(/--docker-run|--docker-build/)
+    expect(await leftovers()).toEqual([])
+  })
+})
