@@ -73,7 +73,7 @@ beforeAll(async () => {
   port = await freePort()
   await startSftp()
   server = spawn(process.execPath, [serverBundle], {
-    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json'), TELEMOUNT_MOUNT_TIMEOUT_MS: '5000'},
+    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json')},
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   server.stderr!.on('data', (c: Buffer) => (serverLog += c.toString()))
@@ -163,10 +163,14 @@ describe('telemount plugin server', () => {
     await create('vol', {dir: work})
     const first = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'a'})
     const mountDir = (await fuseMounts())[0]
-    const {stdout} = await execFileAsync('pgrep', ['-f', `sshfs .* ${mountDir}$`])
-    process.kill(Number(stdout.trim().split('\n')[0]), 'SIGKILL')
+    // our own sshfs, found by its unique mount directory (not the auto_unmount helper, whose
+    // command line also names it)
+    const {stdout} = await execFileAsync('pgrep', ['-f', `^sshfs -f .* ${mountDir}$`])
+    const pids = stdout.trim().split('\n')
+    expect(pids).toHaveLength(1)
+    process.kill(Number(pids[0]), 'SIGKILL')
     const again = await call('VolumeDriver.Mount', {Name: 'vol', ID: 'b'})
-    expect(again.Err).toBe('')
+    expect(again.Err, serverLog).toBe('')
     expect(again.Mountpoint).not.toBe(first.Mountpoint)
     expect(await readFile(join(again.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
   })
