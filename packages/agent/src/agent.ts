@@ -113,7 +113,7 @@ export class Agent {
 
     this.control = await this.connectControl()
     this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort})
-    this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.iptables)
+    this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
     try {
       await this.rule.install()
     } catch (error) {

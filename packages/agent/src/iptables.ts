@@ -3,6 +3,9 @@ import {promisify} from 'node:util'
 
 const execFileAsync = promisify(execFile)
 
+/** Every rule an agent installs carries this comment, followed by `:<intercept id>`. */
+export const RULE_COMMENT = 'tp-agent'
+
 /**
  * The agent's one rule: TCP arriving from outside the namespace for the service port goes to the
  * agent's redirect port. PREROUTING only, so the agent's own connections to 127.0.0.1:<service>
@@ -14,11 +17,17 @@ export class RedirectRule {
   constructor(
     readonly servicePort: number,
     readonly redirectPort: number,
+    readonly interceptId: string,
     private readonly iptables = 'iptables',
   ) {}
 
   private args(action: '-I' | '-D'): string[] {
-    return ['-w', '-t', 'nat', action, 'PREROUTING', '-p', 'tcp', '--dport', String(this.servicePort), '-j', 'REDIRECT', '--to-ports', String(this.redirectPort)]
+    return [
+      '-w', '-t', 'nat', action, 'PREROUTING',
+      '-p', 'tcp', '--dport', String(this.servicePort),
+      '-m', 'comment', '--comment', `${RULE_COMMENT}:${this.interceptId}`,
+      '-j', 'REDIRECT', '--to-ports', String(this.redirectPort),
+    ]
   }
 
   get isInstalled(): boolean {
@@ -51,4 +60,28 @@ export class RedirectRule {
     }
     this.installed = false
   }
+}
+
+/** Splits one line of `iptables -S` into arguments (double-quoted words are one argument). */
+export function ruleArgs(line: string): string[] {
+  return [...line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]))
+}
+
+/**
+ * Removes agents' rules left in this namespace by an agent that could not remove its own (killed
+ * with SIGKILL): those of one intercept, or every agent's. Returns how many were removed.
+ */
+export async function removeLeftoverRules(interceptId?: string, iptables = 'iptables'): Promise<number> {
+  const {stdout} = await execFileAsync(iptables, ['-w', '-t', 'nat', '-S', 'PREROUTING'])
+  let removed = 0
+  for (const line of stdout.split('\n')) {
+    const args = ruleArgs(line)
+    const at = args.indexOf('--comment')
+    const comment = at >= 0 ? args[at + 1] : undefined
+    if (args[0] !== '-A' || !comment) continue
+    if (interceptId ? comment !== `${RULE_COMMENT}:${interceptId}` : !comment.startsWith(`${RULE_COMMENT}:`)) continue
+    await execFileAsync(iptables, ['-w', '-t', 'nat', '-D', ...args.slice(1)])
+    removed++
+  }
+  return removed
 }

@@ -412,6 +412,28 @@ describe('AgentServer', () => {
   })
 })
 
+describe('an agent killed before it could clean up', () => {
+  it('removeAgent restores the traffic when it had to kill the agent', async () => {
+    const {session, containerId} = await inject('killed-by-stop')
+    session.activate()
+    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await cluster.removeAgent(containerId, 0) // no grace: SIGKILL at once
+    expect(await containerGone(containerId)).toBe(true)
+    expect(await get(workload.address)).toBe('app')
+  })
+
+  it('restoreTraffic removes the rule of an agent killed from outside', async () => {
+    const {session, containerId} = await inject('killed')
+    const interceptId = (await fx.docker.getContainer(containerId).inspect()).Config.Env.find((e) => e.startsWith('TP_AGENT_INTERCEPT_ID='))!.split('=')[1]
+    await fx.docker.getContainer(containerId).kill()
+    await session.gone
+    // the rule outlived the agent: nobody listens where it points
+    await expect(get(workload.address, 2000)).rejects.toThrow()
+    await cluster.restoreTraffic({workloadContainerId: workload.containerId, image: runtime, interceptId, labels: {'tp.fixture': 'true'}})
+    expect(await get(workload.address)).toBe('app')
+  })
+})
+
 describe('passthrough', () => {
   it('reaches an app that listens on its interface address only', async () => {
     await fx.container({

@@ -1,5 +1,5 @@
 import type Dockerode from 'dockerode'
-import {LABEL_MANAGED, UserError} from '@tp/sdk'
+import {LABEL_MANAGED, SubprocessError, UserError} from '@tp/sdk'
 import {describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
 
 /** Networks Docker creates itself; they are not namespaces. */
@@ -179,23 +179,70 @@ export class DockerCluster {
     return {containerId: container.id, name: spec.name}
   }
 
-  /** Stops the agent (SIGTERM: it removes its rule and drains), then makes sure it is gone. */
+  /**
+   * Stops the agent (SIGTERM: it removes its rule and drains), then makes sure it is gone. An agent
+   * that had to be killed (or crashed) cannot have removed its rule: restoreTraffic does it.
+   */
   async removeAgent(containerId: string, graceSeconds = 10): Promise<void> {
     const container = this.docker.getContainer(containerId)
+    const info = await container.inspect().catch((error: unknown) => {
+      if (statusCode(error) === 404) return undefined
+      throw error
+    })
+    if (!info) return
     const gone = (error: unknown) => {
       const code = statusCode(error)
       // 404: no such container; 304: already stopped; 409: removal already in progress
       if (code === 404 || code === 304 || code === 409) return
       throw error
     }
+    const exited = container.wait({condition: 'next-exit'}).then(
+      (r: {StatusCode?: number}) => r.StatusCode,
+      () => undefined,
+    )
+    const wasRunning = info.State.Running
     await container.stop({t: graceSeconds}).catch(gone)
-    // AutoRemove removes it shortly after it stops; don't wait forever if something keeps it
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      container.wait({condition: 'removed'}).catch(() => undefined),
-      new Promise((resolve) => (timer = setTimeout(resolve, 5000))),
-    ])
+    const status = wasRunning ? await Promise.race([exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5000)))]) : info.State.ExitCode
     clearTimeout(timer)
     await container.remove({force: true}).catch(gone)
+    // AutoRemove may have been removing it already (409): wait until it is really gone
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline && (await container.inspect().then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100))
+    const workload = /^container:(.+)$/.exec(info.HostConfig.NetworkMode ?? '')?.[1]
+    if (status !== 0 && workload) {
+      const interceptId = (info.Config.Env ?? []).find((e) => e.startsWith('TP_AGENT_INTERCEPT_ID='))?.slice('TP_AGENT_INTERCEPT_ID='.length)
+      await this.restoreTraffic({workloadContainerId: workload, image: info.Config.Image, interceptId, labels: info.Config.Labels ?? {}})
+    }
+  }
+
+  /**
+   * Removes the redirect rules an agent left in a workload's namespace (it was killed before it
+   * could): runs `node /opt/tp/agent.cjs cleanup` there. Without interceptId, every agent's rules.
+   * Does nothing when the workload is not running.
+   */
+  async restoreTraffic(o: {workloadContainerId: string; image: string; interceptId?: string; labels?: Record<string, string>}): Promise<void> {
+    const workload = await this.docker
+      .getContainer(o.workloadContainerId)
+      .inspect()
+      .catch(() => undefined)
+    if (!workload?.State.Running) return
+    const container = await this.docker.createContainer({
+      Image: o.image,
+      Cmd: ['node', '/opt/tp/agent.cjs', 'cleanup'],
+      Env: o.interceptId ? [`TP_AGENT_INTERCEPT_ID=${o.interceptId}`] : [],
+      Labels: o.labels ?? {},
+      HostConfig: {NetworkMode: `container:${o.workloadContainerId}`, CapAdd: ['NET_ADMIN']},
+    })
+    try {
+      await container.start()
+      const {StatusCode} = (await container.wait()) as {StatusCode: number}
+      if (StatusCode !== 0) {
+        const logs = String(await container.logs({stdout: true, stderr: true}).catch(() => ''))
+        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, logs.replace(/[\x00-\x08]/g, '').slice(-2000))
+      }
+    } finally {
+      await container.remove({force: true}).catch(() => undefined)
+    }
   }
 }
