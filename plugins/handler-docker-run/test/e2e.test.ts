@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -101,9 +101,21 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(await nothingLeft()).toEqual([])
   })
 
-  it('a container that exits with 3 makes tp exit 3 and clean up', async () => {
-    const result = await tpCli(intercept(['frontend-v2', 'sh', '-c', 'exit 3']), {env})
+  it('a container that exits with 3 makes tp exit 3 and clean up; --env-file/--env-json hold the same environment', async () => {
+    const shFile = join(cacheDir, 'intercepted.sh')
+    const jsonFile = join(cacheDir, 'intercepted.json')
+    // Node 20 looks for a file named by `--env-file` anywhere in its argv, even after the script,
+    // and exits 9 when it does not exist: create it first (it does not load it)
+    writeFileSync(shFile, '')
+    const result = await tpCli(
+      intercept(['frontend-v2', 'sh', '-c', 'env > /dev/null; exit 3'], ['--env-file', shFile, '--env-syntax', 'sh', '--env-json', jsonFile]),
+      {env},
+    )
     expect(result.exitCode, result.stderr).toBe(3)
+    const json = JSON.parse(readFileSync(jsonFile, 'utf8')) as Record<string, string>
+    expect(json.DEMO_NOTES).toBe('first line\nsecond line')
+    const sourced = await execa('sh', ['-c', '. "$1" && printf %s "$DEMO_NOTES|$GREETING|$TP_WORKLOAD"', 'sh', shFile], {env: {}, extendEnv: false})
+    expect(sourced.stdout).toBe(`${json.DEMO_NOTES}|${json.GREETING}|${json.TP_WORKLOAD}`)
     expect(await get()).toMatch(/^frontend-v1\n/)
     expect(await nothingLeft()).toEqual([])
   })
