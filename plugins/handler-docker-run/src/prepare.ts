@@ -14,6 +14,8 @@ export interface PrepareDockerRunOptions {
   pull?: PullImage
   /** The docker CLI to run. */
   dockerCommand?: string
+  /** Whether the terminal run() will hand to docker is a TTY (default: this process's stdin). */
+  stdinIsTTY?: boolean
 }
 
 const silent: Logger = {info: () => {}, warn: () => {}, debug: () => {}}
@@ -28,6 +30,12 @@ function shortId(id: string): string {
  */
 export async function prepareDockerRun(request: HandlerRequest, options: PrepareDockerRunOptions = {}): Promise<PreparedHandler> {
   const plan = planDockerRun(request.args, {daemonKind: request.daemonKind, localPort: request.localPort, image: options.image})
+  if (plan.tty && plan.interactive && !(options.stdinIsTTY ?? process.stdin.isTTY === true)) {
+    throw new UserError(
+      '-it needs a terminal, but tp\'s input is not one (docker would fail with "the input device is not a TTY")',
+      'run tp from a terminal, or drop -t (keep -i to pass input through a pipe)',
+    )
+  }
   const docker = options.docker ?? new Dockerode()
   const log = options.context?.log ?? silent
   const image = await resolveImage(docker, plan.image, {pull: options.pull, onPull: (ref) => log.info(`image ${ref} is not here; pulling it…`)})

@@ -6,6 +6,7 @@ import {
   composeDockerRun,
   handlerEnvironment,
   planDockerRun,
+  prepareDockerRun,
   splitEnvironment,
 } from '@tp/plugin-handler-docker-run'
 import handlersHook from '../dist/hooks/handlers.js'
@@ -234,5 +235,22 @@ describe('the environment', () => {
     expect(split.file).toEqual({A: 'x'})
     expect(Object.keys(split.client).sort()).toEqual(['BAD KEY', 'BIG', 'CR', 'NOTES'])
     expect(split.dropped.map((d) => d.key)).toEqual(['DOCKER_CERT'])
+  })
+})
+
+describe('prepareDockerRun before Docker is asked anything', () => {
+  const request = (args: string[]) => ({workload: 'w', flags: {}, args, daemonKind: 'container' as const, localPort: 8000, containerPort: 8000, cwd: '/'})
+
+  it('refuses -it when its input is not a terminal, saying what to do', async () => {
+    const error = await prepareDockerRun(request(['-it', 'img', 'sh']), {stdinIsTTY: false}).catch((e: unknown) => e)
+    expect(isUserError(error)).toBe(true)
+    expect((error as Error).message).toMatch(/needs a terminal/)
+    expect((error as {next: string}).next).toMatch(/drop -t/)
+  })
+
+  it('refuses bad arguments before looking up the image', async () => {
+    const error = await prepareDockerRun(request(['-d', 'no-such-image-anywhere']), {stdinIsTTY: false}).catch((e: unknown) => e)
+    expect(isUserError(error)).toBe(true)
+    expect((error as Error).message).toMatch(/detach/)
   })
 })
