@@ -58,6 +58,8 @@ export class DockerRunner {
   private subprocess?: ResultPromise
   private exited?: Promise<unknown>
   private containerName?: string
+  private cidFile?: string
+  private labels?: {intercept: string; connection: string}
   private stopping?: Promise<void>
 
   constructor(
@@ -92,6 +94,8 @@ export class DockerRunner {
         cidFile: ownCidFile,
       })
       this.containerName = composed.name
+      this.cidFile = this.plan.cidFile ? resolve(this.options.cwd, this.plan.cidFile) : ownCidFile
+      this.labels = {intercept: session.name, connection: session.daemon.connection}
       tpRemoves = composed.tpRemoves
       log.debug(`docker ${composed.args.join(' ')}`)
       const stderrTail = new Tail()
@@ -127,7 +131,7 @@ export class DockerRunner {
         throw new SubprocessError('docker run', undefined, String(result.message ?? ''), `could not run the docker CLI: ${result.shortMessage ?? result.message}`)
       }
       const code = result.exitCode ?? 128 + signalNumber(result.signal!)
-      cid = await readCid(this.plan.cidFile ? resolve(this.options.cwd, this.plan.cidFile) : ownCidFile)
+      cid = await readCid(this.cidFile)
       const dockerSaid = stderrTail.toString()
       const neverCreated = cid === undefined && code !== 0
       const couldNotStart = cid !== undefined && [125, 126, 127].includes(code) && DOCKER_FAILURE.test(dockerSaid)
@@ -147,7 +151,8 @@ export class DockerRunner {
       return code
     } finally {
       this.state = 'done'
-      if (tpRemoves) await this.removeLeftover(cid ?? this.containerName)
+      // only what docker run itself created (its id): a container of the same name may be another's
+      if (tpRemoves) await this.removeLeftover(cid)
       await removeEnvDir(envDir.dir)
     }
   }
@@ -173,6 +178,20 @@ export class DockerRunner {
     this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
+  /**
+   * The id of the container this run created: from the cid file once docker wrote it, else the
+   * container of that name if it carries this intercept's labels (a container of the same name
+   * may be somebody else's). Undefined while it does not exist yet.
+   */
+  private async ownContainer(): Promise<string | undefined> {
+    const cid = this.cidFile ? await readCid(this.cidFile) : undefined
+    if (cid) return cid
+    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(() => undefined)
+    const labels = info?.Config?.Labels ?? {}
+    if (info && labels['tp.intercept'] === this.labels?.intercept && labels['tp.connection'] === this.labels?.connection) return info.Id
+    return undefined
+  }
+
   async stop(reason: string): Promise<void> {
     this.stopRequested ??= reason
     if (this.state !== 'running' || !this.subprocess) return
@@ -181,7 +200,7 @@ export class DockerRunner {
   }
 
   /**
-   * Stops the container by name until docker run returns. The container may not exist yet, or be
+   * Stops the container this run created, until docker run returns. The container may not exist yet, or be
    * created but not started (a stop then does nothing and docker run starts it a moment later),
    * so this repeats until docker run has returned, then kills what is left.
    */
@@ -192,12 +211,15 @@ export class DockerRunner {
     log.debug(`stopping handler container ${name}: ${reason}`)
     const deadline = Date.now() + STOP_FIND_TIMEOUT_MS
     for (;;) {
-      try {
-        await docker.getContainer(name).stop({t: STOP_GRACE_SECONDS})
-      } catch (error) {
-        const code = statusCode(error)
-        // 404: not created yet; 304: not running (created, or already stopped)
-        if (code !== 404 && code !== 304) log.warn(`could not stop container ${name}: ${(error as Error).message}`)
+      const target = await this.ownContainer()
+      if (target) {
+        try {
+          await docker.getContainer(target).stop({t: STOP_GRACE_SECONDS})
+        } catch (error) {
+          const code = statusCode(error)
+          // 404: already removed; 304: not running (created and not started yet, or already stopped)
+          if (code !== 404 && code !== 304) log.warn(`could not stop container ${name}: ${(error as Error).message}`)
+        }
       }
       if (await Promise.race([exited, sleep(STOP_POLL_MS).then(() => false)])) return
       if (Date.now() > deadline) break
@@ -205,12 +227,14 @@ export class DockerRunner {
     const clientExited = await Promise.race([exited, sleep(CLIENT_EXIT_TIMEOUT_MS).then(() => false)])
     if (clientExited) return
     log.warn('docker run did not return after the container was stopped; killing it')
-    await docker.getContainer(name).kill().catch(() => undefined)
+    const target = await this.ownContainer()
+    if (target) await docker.getContainer(target).kill().catch(() => undefined)
     this.subprocess?.kill('SIGKILL')
     await exited
   }
 }
 
+/** Reads the id docker wrote once it created the container. */
 async function readCid(file: string): Promise<string | undefined> {
   try {
     const text = (await readFile(file, 'utf8')).trim()

@@ -229,6 +229,21 @@ describe('docker-run handler on the real engine', () => {
     expect(streams.err()).toMatch(/lots/) // the user saw it as it happened
   })
 
+  it('a container of the same name that appeared after prepare is reported and left alone', async () => {
+    const s = session()
+    const prepared = await prepare([image, 'true'])
+    const other = await docker.createContainer({name: defaultContainerName(s), Image: image, Cmd: ['sleep', '60'], Labels: {'tp.fixture': 'true'}})
+    try {
+      const error = await prepared.run(s, io(), {dockerRunArgs: []}).catch((e: unknown) => e)
+      expect((error as {kind: string}).kind).toBe('subprocess')
+      expect((error as {exitCode: number}).exitCode).toBe(125)
+      expect((error as {stderrTail: string}).stderrTail).toMatch(/already in use/)
+      expect((await other.inspect()).Id).toBe(other.id)
+    } finally {
+      await other.remove({force: true})
+    }
+  })
+
   it('prepare refuses a missing image (no registry) and creates nothing', async () => {
     const before = (await docker.listContainers({all: true})).length
     const error = await prepare([`tpt-dr-missing-${process.pid}:none`]).catch((e: unknown) => e)
