@@ -63,7 +63,6 @@ export function pluginRootfsSpec(serverBundle: string): RootfsSpec {
 export function pluginConfig(build: string): Record<string, unknown> {
   return {
     description: `tp telemount: workload volumes over SFTP with sshfs (build ${build})`,
-    documentation: 'https://github.com/tp/tp/tree/main/plugins/volume-telemount',
     entrypoint: ['/usr/bin/node', '/server.cjs'],
     workdir: '/',
     env: [{name: 'PATH', description: 'search path', settable: [], value: '/usr/sbin:/usr/bin:/sbin:/bin'}],

@@ -69,7 +69,9 @@ export class SshfsMount {
     const options = [
       `directport=${target.port}`,
       'follow_symlinks',
-      // keep-alives and reconnect: a short network blip must not kill every volume of this agent
+      // reconnect: a short network blip must not kill every volume of this agent. The ServerAlive
+      // options are ssh's and inert with directport (no ssh runs); they matter only if a future
+      // transport goes through ssh. Liveness is what our own statfs probe checks before reuse.
       'reconnect',
       'ServerAliveInterval=5',
       'ServerAliveCountMax=3',
