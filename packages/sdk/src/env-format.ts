@@ -21,6 +21,7 @@ import {UserError} from './errors.js'
  *            a newline as backslash-newline inside the quotes.
  * - ps:      PowerShell (`. ./file.ps1`): `$env:KEY = '…'`; inside single quotes only a quote
  *            character needs doubling (PowerShell also treats ‘ ’ ‚ ‛ as single quotes).
+ *            Windows has no empty variables: an empty value (ps and cmd) leaves the variable unset.
  * - cmd:     Windows batch files (`call file.cmd`): `set "KEY=…"`, `%` as `%%`, and `^ & | < > ( )`
  *            escaped with `^` where a `"` in the value has closed the quotes. Assumes delayed
  *            expansion is off (the default). Cannot hold a newline.
