@@ -166,6 +166,25 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(await nothingLeft()).toEqual([])
   })
 
+  it('Ctrl-C typed in a real terminal (tp and docker both get SIGINT) ends everything with exit 0', async () => {
+    const command = ['node', tpBin, ...intercept(['frontend-v2'])].map((a) => `'${a}'`).join(' ')
+    const child = execa('script', ['-qec', command, '/dev/null'], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'pipe', all: true})
+    let output = ''
+    child.all?.on('data', (c: Buffer) => (output += c.toString()))
+    const deadline = Date.now() + 90_000
+    while (!output.includes('now goes to your handler')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`not active:\n${output}`)
+      await sleep(100)
+    }
+    expect(await get()).toMatch(/^frontend-v2\n/)
+    child.stdin?.write('\x03')
+    const result = await Promise.race([child, sleep(30_000).then(() => undefined)])
+    expect(result, output).toBeDefined()
+    expect(result!.exitCode, output).toBe(0)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft()).toEqual([])
+  })
+
   it.each([
     [[], /needs the image/],
     [['-d', 'frontend-v2'], /detach/],
