@@ -1,6 +1,6 @@
 import type Dockerode from 'dockerode'
 import {execa} from 'execa'
-import {UserError, tail} from '@tp/sdk'
+import {UserError, dockerUnreachable, tail} from '@tp/sdk'
 
 export interface ResolvedImage {
   /** The image as the user named it. */
@@ -22,8 +22,10 @@ async function inspect(docker: Dockerode, ref: string): Promise<string | undefin
   try {
     return (await docker.getImage(ref).inspect()).Id
   } catch (error) {
-    if ((error as {statusCode?: number}).statusCode === 404) return undefined
-    throw new UserError(`could not look up image ${ref} in Docker: ${(error as Error).message}`, 'check that Docker is running (docker info)', {cause: error})
+    const status = (error as {statusCode?: number}).statusCode
+    if (status === 404) return undefined
+    if (status === undefined) throw dockerUnreachable(error) // no answer at all: the engine is not there
+    throw new UserError(`Docker could not look up image ${ref}: ${(error as Error).message}`, 'check the image name (docker images)', {cause: error})
   }
 }
 

@@ -1,3 +1,4 @@
+import Dockerode from 'dockerode'
 import {describe, expect, it} from 'vitest'
 import {type InterceptSession, isUserError} from '@tp/sdk'
 import {
@@ -246,6 +247,13 @@ describe('prepareDockerRun before Docker is asked anything', () => {
     expect(isUserError(error)).toBe(true)
     expect((error as Error).message).toMatch(/needs a terminal/)
     expect((error as {next: string}).next).toMatch(/drop -t/)
+  })
+
+  it('says the engine is unreachable when Docker does not answer', async () => {
+    const docker = new Dockerode({socketPath: '/nonexistent/docker.sock'})
+    const error = await prepareDockerRun(request(['img']), {docker, stdinIsTTY: false}).catch((e: unknown) => e)
+    expect(isUserError(error)).toBe(true)
+    expect((error as Error).message).toMatch(/Docker engine is unreachable/)
   })
 
   it('refuses bad arguments before looking up the image', async () => {
