@@ -9,10 +9,10 @@ import {
   booleanOption,
   scanDockerRunArgs,
 } from '@tp/sdk'
+import {prepareDockerRun} from '@tp/plugin-handler-docker-run'
 import {buildImage, buildSummary} from './build.js'
 import {resolveBuildContext} from './context.js'
 import {parseBuildOptions} from './options.js'
-import {prepareDockerRun} from './docker-run.js'
 
 /** The word that stands for the built image in the arguments after `--`. */
 export const IMAGE_PLACEHOLDER = 'IMAGE'
@@ -71,7 +71,7 @@ export function createDockerBuildHandler(context: PluginContext, options: Docker
       })
       progress.write(`${buildSummary(built)}\n`)
 
-      const run = await prepareDockerRun(request, {image: built.imageId, docker})
+      const run = await prepareDockerRun(request, {image: built.imageId, docker, context})
       const where = built.tags[0] ?? built.imageId.replace(/^sha256:/, '').slice(0, 12)
       return {
         describe: `${run.describe} — built from ${contextArg} as ${where}`,
