@@ -14,6 +14,7 @@ import {
   docker,
   dockerRun,
   ensureNetwork,
+  execFileAsync,
   removePlugin,
   session,
   sftpSourceImage,
@@ -157,6 +158,25 @@ describe('telemount volumes (real engine)', () => {
     }
     expect(await volumesOf('tm-a')).toEqual([])
     expect(await volumesOf('tm-b')).toEqual([])
+  })
+
+  it('release waits while a container still uses a volume, and removes it once the container is gone', async () => {
+    const provided = await provider.provide(session({connection: CONNECTION, name: 'tm-held', mounts: [mountOf(source)]}))
+    const holder = `tpt-tm-holder-${Date.now().toString(36)}`
+    await execFileAsync('docker', ['run', '-d', '--name', holder, '--label', 'tp.fixture=true', ...provided.dockerRunArgs, busybox, 'sleep', '60'])
+    try {
+      let released = false
+      const releasing = provided.release().then(() => (released = true))
+      await new Promise((r) => setTimeout(r, 1500))
+      expect(released).toBe(false)
+      expect(await volumesOf('tm-held')).toHaveLength(1)
+      await docker.getContainer(holder).remove({force: true})
+      await releasing
+      expect(await volumesOf('tm-held')).toEqual([])
+    } finally {
+      await docker.getContainer(holder).remove({force: true}).catch(() => undefined)
+      await provided.release().catch(() => undefined)
+    }
   })
 
   it('rejects unknown options and bad values with a clear error', async () => {
