@@ -1,3 +1,7 @@
+import {chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {PassThrough, Readable} from 'node:stream'
 import Dockerode from 'dockerode'
 import {describe, expect, it} from 'vitest'
 import {type InterceptSession, isUserError} from '@tp/sdk'
@@ -262,3 +266,84 @@ describe('prepareDockerRun before Docker is asked anything', () => {
     expect((error as Error).message).toMatch(/detach/)
   })
 })
+
+describe('run() with a fake docker CLI (what docker is really given)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpt-dr-fake-'))
+  // records its argv (NUL-separated), the NOTES variable it was given and the env file's content;
+  // "creates" the container by writing the cid file; exits with $FAKE_EXIT
+  const fake = join(dir, 'docker')
+  writeFileSync(
+    fake,
+    `#!/bin/sh
+printf '%s\\0' "$@" > "${dir}/argv"
+printf '%s' "$NOTES" > "${dir}/notes"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --env-file) cp "$2" "${dir}/envfile"; shift ;;
+    --cidfile) echo fakecid > "$2"; shift ;;
+  esac
+  shift
+done
+exit \${FAKE_EXIT:-0}
+`,
+  )
+  chmodSync(fake, 0o755)
+  const fakeDocker = {
+    getImage: () => ({inspect: async () => ({Id: 'sha256:fakeimage'})}),
+    getContainer: () => ({inspect: async () => Promise.reject(Object.assign(new Error('no such container'), {statusCode: 404}))}),
+  } as unknown as Dockerode
+  const request = (args: string[]) => ({workload: 'frontend-v1', flags: {}, args, daemonKind: 'container' as const, localPort: 8000, containerPort: 8000, cwd: dir})
+  const streams = () => ({stdin: Readable.from(['']), stdout: new PassThrough(), stderr: new PassThrough()})
+
+  it('passes multi-line values only through its environment, and returns its exit code', async () => {
+    const cacheDir = join(dir, 'cache')
+    const prepared = await prepareDockerRun(request(['-e', 'GREETING=override', 'frontend-v2', '--name', 'x']), {
+      docker: fakeDocker,
+      dockerCommand: fake,
+      stdinIsTTY: false,
+      context: {cacheDir, log: {info() {}, warn() {}, debug() {}}},
+    })
+    process.env.FAKE_EXIT = '42'
+    try {
+      expect(await prepared.run(session(), streams(), {dockerRunArgs: ['-v', 'vol:/data']})).toBe(42)
+    } finally {
+      delete process.env.FAKE_EXIT
+    }
+    const argv = readFileSync(join(dir, 'argv'), 'utf8').split('\0').slice(0, -1)
+    expect(argv.join('\n')).not.toContain('line 1')
+    expect(argv.slice(argv.indexOf('-e'), argv.indexOf('-e') + 2)).toEqual(['-e', 'NOTES'])
+    expect(argv.slice(argv.indexOf('sha256:fakeimage'))).toEqual(['sha256:fakeimage', '--name', 'x'])
+    expect(argv.indexOf('GREETING=override')).toBeGreaterThan(argv.indexOf('vol:/data'))
+    expect(readFileSync(join(dir, 'notes'), 'utf8')).toBe('line 1\nline 2')
+    const envFile = readFileSync(join(dir, 'envfile'), 'utf8')
+    expect(envFile).toContain('GREETING=hello\n')
+    expect(envFile).toContain('TP_WORKLOAD=frontend-v1\n')
+    expect(envFile).not.toContain('NOTES')
+  })
+
+  it('rejects with docker\'s words when nothing was created', async () => {
+    const failing = join(dir, 'docker-fails')
+    writeFileSync(failing, '#!/bin/sh\necho "docker: invalid reference format." >&2\nexit 125\n')
+    chmodSync(failing, 0o755)
+    const prepared = await prepareDockerRun(request(['frontend-v2']), {docker: fakeDocker, dockerCommand: failing, stdinIsTTY: false, context: {cacheDir: join(dir, 'cache'), log: {info() {}, warn() {}, debug() {}}}})
+    const io = streams()
+    let seen = ''
+    io.stderr.on('data', (c: Buffer) => (seen += c.toString()))
+    const error = await prepared.run(session(), io, {dockerRunArgs: []}).catch((e: unknown) => e)
+    expect(error).toMatchObject({kind: 'subprocess', exitCode: 125, stderrTail: 'docker: invalid reference format.'})
+    expect(seen).toContain('invalid reference format') // passed through as it happened
+  })
+
+  it('afterwards: no env file is left in the cache directory', () => {
+    expect(readdirSafe(join(dir, 'cache', 'run'))).toEqual([])
+    rmSync(dir, {recursive: true, force: true})
+  })
+})
+
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path)
+  } catch {
+    return []
+  }
+}
