@@ -132,7 +132,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(await nothingLeft()).toEqual([])
   })
 
-  it('--name is used as given, -e GREETING=override wins, and arguments after the image reach the container untouched', async () => {
+  it('--name is used as given, -e GREETING=override wins, arguments after the image reach the container untouched; SIGTERM ends it', async () => {
     const name = `tpt-dr-custom-${suffix}`
     const serve = 'echo "$*" > /www/args.txt; trap "exit 0" TERM INT; httpd -f -p 8000 -h /www & wait'
     const run = start(intercept(['--name', name, '-e', 'GREETING=override', 'frontend-v2', 'sh', '-c', serve, 'sh', '--name', 'x', '-d']))
@@ -141,7 +141,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(await get('/args.txt')).toBe('--name x -d\n')
     const info = await docker.getContainer(name).inspect()
     expect(info.Config.Labels['tp.intercept']).toBe(INTERCEPT)
-    run.child.kill('SIGINT')
+    run.child.kill('SIGTERM') // SIGTERM ends it like Ctrl-C
     expect((await run.child).exitCode, run.output()).toBe(0)
     expect(await nothingLeft()).toEqual([])
   })
