@@ -87,9 +87,13 @@ function webRoot(script: string): RootfsSpec['files'] {
 
 const ROUTE_DIRS = ['/www/config', '/www/write', '/www/cat', '/www/env', '/data']
 
-/** PID 1 is a shell that exits on TERM, so `docker stop` is immediate (httpd alone ignores it as PID 1). */
-function serve(defaultPort: number): string {
-  const script = `trap "exit 0" TERM INT; httpd -f -v -p "\${PORT:-${defaultPort}}" -h /www & wait`
+/**
+ * PID 1 is a shell that exits on TERM, so `docker stop` is immediate (httpd alone ignores it as PID 1).
+ * `logErrors`: httpd -v logs failed requests (on a workload: `docker logs`); a handler runs in the
+ * user's terminal, where that is noise.
+ */
+function serve(defaultPort: number, logErrors: boolean): string {
+  const script = `trap "exit 0" TERM INT; httpd -f${logErrors ? ' -v' : ''} -p "\${PORT:-${defaultPort}}" -h /www & wait`
   return `CMD ["/bin/sh", "-c", ${JSON.stringify(script)}]`
 }
 
@@ -120,7 +124,7 @@ export async function ensureFixtureImages(docker: Dockerode): Promise<FixtureIma
       repo: 'tp-demo-workload',
       tag: 'latest',
       spec: busyboxSpec({dirs: ROUTE_DIRS, files: webRoot(routerScript('"${WORKLOAD_NAME:-workload}"', false))}),
-      changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 80', serve(80)],
+      changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 80', serve(80, true)],
       labels: FIXTURE_LABELS,
       what: 'demo workload',
     }),
@@ -128,7 +132,7 @@ export async function ensureFixtureImages(docker: Dockerode): Promise<FixtureIma
       repo: 'tp-fixture-frontend-v2',
       tag: 'latest',
       spec: busyboxSpec({dirs: ROUTE_DIRS, files: webRoot(routerScript('frontend-v2', true))}),
-      changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 8000', serve(8000)],
+      changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 8000', serve(8000, false)],
       labels: FIXTURE_LABELS,
       what: 'frontend-v2 fixture',
     }),
