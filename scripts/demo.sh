@@ -70,6 +70,7 @@ client_get http://frontend-v1/
 
 step "tp quit (stops the daemon; nothing tp-labelled is left)"
 tp quit
-echo "tp-labelled containers left: $(docker ps -aq --filter label=tp.managed=true | wc -l)"
+left=$( (docker ps -aq --filter label=tp.connection=default; docker volume ls -q --filter label=tp.connection=default) | wc -l)
+echo "Docker objects of connection default left: $left"
 echo
 echo "The demo cluster stays up for you to try; \`tp demo down --network $NETWORK\` removes it."

@@ -13,6 +13,7 @@ export default class DemoUp extends TpCommand {
     const {flags} = await this.parse(DemoUp)
     const docker = await connectDocker()
     const demo = await demoUp(docker, {network: flags.network, log: (m) => this.log(m)})
+    const onNetwork = demo.network === DEMO_NETWORK ? '' : ` --namespace ${demo.network}`
     this.log(`
 The demo cluster is up: network ${demo.network}
   ${demo.frontend}   http://frontend-v1/  (port 80) answers with its name, GREETING and the two-line DEMO_NOTES;
@@ -20,10 +21,10 @@ The demo cluster is up: network ${demo.network}
   ${demo.catalog}       http://catalog/      (port 80) answers ${'{"catalog":["apple","pear"]}'}
 
 Try it from a client on the network:
-  docker run --rm --network ${demo.network} ${demo.images.busybox} wget -q -O - http://frontend-v1/
+  docker run --rm --network ${demo.network} ${demo.images.workload} wget -q -O - http://frontend-v1/
 Intercept it:
-  tp intercept --docker frontend-v1 --port 8000 --docker-run -- frontend-v2
+  tp intercept --docker${onNetwork} frontend-v1 --port 8000 --docker-run -- frontend-v2
 Remove it:
-  tp demo down`)
+  tp demo down${demo.network === DEMO_NETWORK ? '' : ` --network ${demo.network}`}`)
   }
 }
