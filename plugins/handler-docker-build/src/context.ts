@@ -27,7 +27,7 @@ export async function resolveBuildContext(contextArg: string, cwd: string, file?
   const given = resolve(cwd, contextArg)
   const info = await statOrUndefined(given)
   if (!info) {
-    throw new UserError(`the build context ${contextArg} was not found (looked for ${given})`, 'give --docker-build a directory that holds a Dockerfile, or the path of a Dockerfile')
+    throw new UserError(`the build context ${contextArg} was not found${given === contextArg ? '' : ` (looked for ${given})`}`, 'give --docker-build a directory that holds a Dockerfile, or the path of a Dockerfile')
   }
   if (info.isFile()) {
     if (file !== undefined) {

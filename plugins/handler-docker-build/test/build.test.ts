@@ -5,12 +5,11 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {isUserError} from '@tp/sdk'
 import {buildImage, parseBuildOptions, resolveBuildContext} from '@tp/plugin-handler-docker-build'
 import {
-  BASE_IMAGE, containersMentioning, docker, ensureBase, greeting, removeImages, runInImage, tempDir, unique, writeHandlerContext,
+  BASE_IMAGE, containersMentioning, docker, ensureBase, greeting, removeBaseAndDescendants, removeImages, runInImage, tempDir, unique, writeHandlerContext,
 } from './fixture.js'
 
 const created = new Set<string>()
 const dirs: string[] = []
-let baseBuilt = false
 
 async function build(contextArg: string, opts: string[], cwd = '/') {
   const options = parseBuildOptions(opts)
@@ -22,12 +21,12 @@ async function build(contextArg: string, opts: string[], cwd = '/') {
 }
 
 beforeAll(async () => {
-  baseBuilt = (await ensureBase()).built
+  await ensureBase()
 })
 
 afterAll(async () => {
   await removeImages(created)
-  if (baseBuilt) await removeImages([BASE_IMAGE])
+  await removeBaseAndDescendants()
   for (const dir of dirs) await rm(dir, {recursive: true, force: true})
 })
 

@@ -5,11 +5,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {type HandlerRequest, isUserError} from '@tp/sdk'
 import {createDockerBuildHandler} from '../dist/handler.js'
 import handlersHook from '../dist/hooks/handlers.js'
-import {BASE_IMAGE, containersMentioning, docker, ensureBase, removeImages, tempDir, unique, writeHandlerContext} from './fixture.js'
+import {BASE_IMAGE, containersMentioning, docker, ensureBase, removeBaseAndDescendants, tempDir, unique, writeHandlerContext} from './fixture.js'
 
 const pluginContext = {tpVersion: '0.1.0', cacheDir: '/tmp', log: {info() {}, warn() {}, debug() {}}}
 const dirs: string[] = []
-let baseBuilt = false
 let ctx: string
 
 function collector(): {stream: Writable; text: () => string} {
@@ -45,14 +44,14 @@ async function prepareFails(flags: Record<string, unknown>, args: string[]) {
 }
 
 beforeAll(async () => {
-  baseBuilt = (await ensureBase()).built
+  await ensureBase()
   ctx = await tempDir('tpt-build-handler')
   dirs.push(ctx)
   await writeHandlerContext(ctx)
 })
 
 afterAll(async () => {
-  if (baseBuilt) await removeImages([BASE_IMAGE])
+  await removeBaseAndDescendants()
   for (const dir of dirs) await rm(dir, {recursive: true, force: true})
 })
 

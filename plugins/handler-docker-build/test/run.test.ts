@@ -5,7 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {InterceptSession} from '@tp/sdk'
 import {createDockerBuildHandler} from '../dist/handler.js'
-import {BASE_IMAGE, docker, ensureBase, removeImages, tempDir, unique, writeHandlerContext} from './fixture.js'
+import {docker, ensureBase, removeBaseAndDescendants, removeImages, tempDir, unique, writeHandlerContext} from './fixture.js'
 
 /**
  * The whole handler without a cluster: prepare builds the image and hands it to docker-run's
@@ -14,7 +14,6 @@ import {BASE_IMAGE, docker, ensureBase, removeImages, tempDir, unique, writeHand
  */
 const dirs: string[] = []
 const images = new Set<string>()
-let baseBuilt = false
 let cacheDir: string
 
 function collector(): {stream: Writable; text: () => string} {
@@ -58,14 +57,14 @@ async function fetchText(url: string, timeoutMs: number): Promise<string> {
 }
 
 beforeAll(async () => {
-  baseBuilt = (await ensureBase()).built
+  await ensureBase()
   cacheDir = await tempDir('tpt-build-cache')
   dirs.push(cacheDir)
 })
 
 afterAll(async () => {
   await removeImages(images)
-  if (baseBuilt) await removeImages([BASE_IMAGE])
+  await removeBaseAndDescendants()
   for (const dir of dirs) await rm(dir, {recursive: true, force: true})
 })
 
