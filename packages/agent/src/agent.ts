@@ -120,7 +120,20 @@ export class Agent {
       const message = (error as Error).message
       this.log(message)
       this.send({type: 'failed', message})
+      // let the message reach the daemon before the connection goes
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000)
+        this.control?.end(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
       this.finish(1)
+      return
+    }
+    if (this.releasing) {
+      // released (signal, daemon gone) while the rule was being installed
+      await this.rule.remove().catch(() => this.rule?.removeSync())
       return
     }
     this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
