@@ -7,10 +7,12 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Dockerode from 'dockerode'
 import {execa} from 'execa'
-import {STATIC_BUSYBOX, ensureImportedImage} from '@tp/images'
+import {LABEL_INPUTS, STATIC_BUSYBOX, ensureImportedImage, inputsHash} from '@tp/images'
 import {buildImage, parseBuildOptions, resolveBuildContext} from '@tp/plugin-handler-docker-build'
+import {median} from './run.mjs'
 
 export const name = 'docker-build'
+export const description = 'build a 20,000-file context (node_modules ignored): tp (Engine API) vs docker build (CLI)'
 
 const BASE = {repo: 'tpt-build-bench-busybox', tag: 'latest'}
 const FILES = 20_000
@@ -28,7 +30,19 @@ async function writeContext(dir) {
   await writeFile(join(dir, 'Dockerfile'), `FROM ${BASE.repo}:${BASE.tag}\nCOPY . /app\nRUN ls -R /app | wc -l\nCMD ["ls", "/app"]\n`)
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+const BASE_SPEC = {busybox: STATIC_BUSYBOX}
+const BASE_LABELS = {'tp.fixture': 'true'}
+
+/** Removes the bench's base and every image built on it (they all carry its inputs label). */
+async function removeBaseAndDescendants(docker) {
+  const hash = await inputsHash(BASE_SPEC, [JSON.stringify(BASE_LABELS)])
+  for (let round = 0; round < 10; round++) {
+    const images = await docker.listImages({all: true, filters: {label: [`${LABEL_INPUTS}=${hash}`]}})
+    if (images.length === 0) return
+    images.sort((a, b) => b.Created - a.Created) // children first
+    for (const image of images) await docker.getImage(image.Id).remove({force: true}).catch(() => undefined)
+  }
+}
 
 function parseSize(text) {
   // legacy CLI: "Sending build context to Docker daemon  12.29kB"
@@ -40,7 +54,7 @@ function parseSize(text) {
 export async function run({log} = {}) {
   const say = typeof log === 'function' ? log : (message) => log?.info?.(message)
   const docker = new Dockerode()
-  const base = await ensureImportedImage(docker, {...BASE, spec: {busybox: STATIC_BUSYBOX}, labels: {'tp.fixture': 'true'}, what: 'bench fixture'})
+  await ensureImportedImage(docker, {...BASE, spec: BASE_SPEC, labels: BASE_LABELS, what: 'bench fixture'})
   const dir = await mkdtemp(join(tmpdir(), 'tpt-build-bench-'))
   const images = new Set()
   try {
@@ -99,7 +113,7 @@ export async function run({log} = {}) {
     return rows
   } finally {
     for (const id of images) await docker.getImage(id).remove({force: true}).catch(() => undefined)
-    if (base.built) await docker.getImage(`${BASE.repo}:${BASE.tag}`).remove({force: true}).catch(() => undefined)
+    await removeBaseAndDescendants(docker)
     await rm(dir, {recursive: true, force: true})
   }
 }
