@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {execa} from 'execa'
 import {afterAll, describe, expect, it} from 'vitest'
 import {CATALOG_JSON, LABEL_DEMO, demoDown, demoUp} from '@tp/images'
-import {docker, httpGet, startClientLoop, tpCli} from './helpers/index.js'
+import {busyboxImage, docker, httpGet, startClientLoop, tpCli} from './helpers/index.js'
 
 // The shared demo (`tp-demo`) is brought up and left up: other tests use it. `down` is tested on
 // a second demo on its own network, so the shared one is never pulled out from under anybody.
@@ -68,6 +68,20 @@ describe('demo up/down on a separate network', () => {
     expect(second.actions[`container ${first.frontend}`]).toBe('recreated')
     expect(second.actions[`container ${first.catalog}`]).toBe('reused')
     expect((await httpGet('http://frontend-v1/', {network})).body).toContain('GREETING=hello from frontend-v1')
+
+    // a container in frontend-v1's network namespace (as a tp agent would be) blocks `down`
+    const busybox = await busyboxImage()
+    const user = `${network}-user`
+    await execa('docker', ['run', '-d', '--name', user, '--label', 'tp.fixture=true', '--network', `container:${first.frontend}`, busybox, 'sleep', '300'])
+    try {
+      const refused = await tpCli(['demo', 'down', '--network', network])
+      expect(refused.exitCode).not.toBe(0)
+      expect(refused.stderr).toContain(user)
+      expect(refused.stderr).toContain('nothing was removed')
+      expect((await docker.getContainer(first.frontend).inspect()).State.Running).toBe(true)
+    } finally {
+      await execa('docker', ['rm', '-f', user])
+    }
 
     const down = await tpCli(['demo', 'down', '--network', network])
     expect(down.exitCode, down.stderr).toBe(0)

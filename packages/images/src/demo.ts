@@ -224,37 +224,56 @@ export interface DemoDownResult {
   removed: string[]
 }
 
-/** Removes the demo's containers, volumes and network. Refuses to pull the network from under others. */
+/**
+ * Containers that use the demo without being part of it: on its network, or in the network
+ * namespace of one of its workloads (a tp agent or handler). Removing the demo under them would
+ * break them, so `down` refuses while there are any.
+ */
+async function foreignUsers(docker: Dockerode, network: Dockerode.NetworkInspectInfo | undefined, ours: Dockerode.ContainerInfo[]): Promise<string[]> {
+  const ourIds = new Set(ours.map((c) => c.Id))
+  const ourNames = new Set(ours.flatMap((c) => c.Names.map((n) => n.replace(/^\//, ''))))
+  const users = new Set<string>()
+  for (const [id, endpoint] of Object.entries((network?.Containers ?? {}) as Record<string, {Name: string}>)) {
+    if (!ourIds.has(id)) users.add(endpoint.Name)
+  }
+  for (const c of await docker.listContainers({all: true})) {
+    const mode = c.HostConfig?.NetworkMode ?? ''
+    if (!mode.startsWith('container:')) continue
+    const target = mode.slice('container:'.length)
+    if (ourNames.has(target) || [...ourIds].some((id) => id.startsWith(target))) users.add(c.Names[0]?.replace(/^\//, '') ?? c.Id)
+  }
+  return [...users]
+}
+
+/** Removes the demo's containers, volumes and network; refuses, removing nothing, while others use it. */
 export async function demoDown(docker: Dockerode, options: DemoOptions = {}): Promise<DemoDownResult> {
   const names = demoNames(options)
   const log = options.log ?? (() => {})
   const removed: string[] = []
   const filters = JSON.stringify({label: [`${LABEL_DEMO}=true`, `${LABEL_DEMO_NETWORK}=${names.network}`]})
   const containers = await docker.listContainers({all: true, filters})
-  for (const c of containers) {
-    await docker.getContainer(c.Id).remove({force: true, v: false}).catch((error) => {
-      if (!isNotFound(error)) throw error
-    })
-    removed.push(`container ${c.Names[0]?.replace(/^\//, '') ?? c.Id}`)
-  }
   const network = await docker.getNetwork(names.network).inspect().catch((error) => {
     if (isNotFound(error)) return undefined
     throw error
   })
-  if (network) {
-    const others = Object.values((network.Containers ?? {}) as Record<string, {Name: string}>).map((c) => c.Name)
-    if (others.length > 0) {
-      throw new UserError(
-        `network ${names.network} is still used by ${others.join(', ')}, which the demo did not create`,
-        'end those first (`tp quit` ends tp connections on it), then run `tp demo down` again',
-      )
-    }
-    if (network.Labels?.[LABEL_DEMO] === 'true') {
-      await docker.getNetwork(names.network).remove()
-      removed.push(`network ${names.network}`)
-    }
+  const others = await foreignUsers(docker, network, containers)
+  if (others.length > 0) {
+    throw new UserError(
+      `the demo on network ${names.network} is still in use by ${others.join(', ')}, which the demo did not create; nothing was removed`,
+      'end those first (`tp quit` ends tp\'s intercepts and daemons), then run `tp demo down` again',
+    )
   }
-  const {Volumes} = await docker.listVolumes({filters: JSON.stringify({label: [`${LABEL_DEMO}=true`, `${LABEL_DEMO_NETWORK}=${names.network}`]})})
+  for (const c of containers) {
+    await docker.getContainer(c.Id).remove({force: true}).catch((error) => {
+      if (!isNotFound(error)) throw error
+    })
+    removed.push(`container ${c.Names[0]?.replace(/^\//, '') ?? c.Id}`)
+  }
+  if (network?.Labels?.[LABEL_DEMO] === 'true') {
+    await docker.getNetwork(names.network).remove()
+    removed.push(`network ${names.network}`)
+  }
+  const {Volumes} = await docker.listVolumes({filters})
   for (const v of Volumes ?? []) {
     await docker.getVolume(v.Name).remove()
     removed.push(`volume ${v.Name}`)

@@ -25,6 +25,8 @@ export interface FixtureImages {
   /** `tp-fixture-frontend-v2:latest`, also tagged `frontend-v2:latest`. */
   frontendV2: string
   frontendV2Bare: string
+  /** The refs that were built by this call (the others were reused). */
+  built: string[]
 }
 
 /**
@@ -115,13 +117,15 @@ async function ensureTag(docker: Dockerode, imageId: string, target: string): Pr
  * Builds (or reuses, when nothing changed) every fixture image. Idempotent and cheap on the second
  * call: each image carries a hash of its inputs, compared without rebuilding anything.
  */
-export async function ensureFixtureImages(docker: Dockerode): Promise<FixtureImages> {
+export async function ensureFixtureImages(docker: Dockerode, options: {prefix?: string} = {}): Promise<FixtureImages> {
+  // a prefix gives a test images of its own to build from nothing and remove afterwards
+  const prefix = options.prefix ?? ''
   const baseSpec = busyboxSpec()
   const baseTag = await inputsHash(baseSpec, [...BASE_CHANGES, JSON.stringify(FIXTURE_LABELS)])
   const [base, workload, frontendV2] = await Promise.all([
-    ensureImportedImage(docker, {repo: BUSYBOX_REPO, tag: baseTag, spec: baseSpec, changes: BASE_CHANGES, labels: FIXTURE_LABELS, what: 'fixture busybox'}),
+    ensureImportedImage(docker, {repo: `${prefix}${BUSYBOX_REPO}`, tag: baseTag, spec: baseSpec, changes: BASE_CHANGES, labels: FIXTURE_LABELS, what: 'fixture busybox'}),
     ensureImportedImage(docker, {
-      repo: 'tp-demo-workload',
+      repo: `${prefix}tp-demo-workload`,
       tag: 'latest',
       spec: busyboxSpec({dirs: ROUTE_DIRS, files: webRoot(routerScript('"${WORKLOAD_NAME:-workload}"', false))}),
       changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 80', serve(80, true)],
@@ -129,7 +133,7 @@ export async function ensureFixtureImages(docker: Dockerode): Promise<FixtureIma
       what: 'demo workload',
     }),
     ensureImportedImage(docker, {
-      repo: 'tp-fixture-frontend-v2',
+      repo: `${prefix}tp-fixture-frontend-v2`,
       tag: 'latest',
       spec: busyboxSpec({dirs: ROUTE_DIRS, files: webRoot(routerScript('frontend-v2', true))}),
       changes: [...BASE_CHANGES.slice(0, 1), 'EXPOSE 8000', serve(8000, false)],
@@ -137,6 +141,8 @@ export async function ensureFixtureImages(docker: Dockerode): Promise<FixtureIma
       what: 'frontend-v2 fixture',
     }),
   ])
-  await ensureTag(docker, frontendV2.id, FRONTEND_V2_BARE_IMAGE)
-  return {busybox: base.ref, workload: workload.ref, frontendV2: frontendV2.ref, frontendV2Bare: FRONTEND_V2_BARE_IMAGE}
+  const frontendV2Bare = `${prefix}${FRONTEND_V2_BARE_IMAGE}`
+  await ensureTag(docker, frontendV2.id, frontendV2Bare)
+  const built = [base, workload, frontendV2].filter((image) => image.built).map((image) => image.ref)
+  return {busybox: base.ref, workload: workload.ref, frontendV2: frontendV2.ref, frontendV2Bare, built}
 }

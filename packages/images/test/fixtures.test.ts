@@ -22,24 +22,42 @@ describe('fixture images', () => {
     await docker.getNetwork(network).remove().catch(() => undefined)
   })
 
-  it('builds every image, labelled as a fixture, and reuses them on the second call', async () => {
-    const images = await ensureFixtureImages(docker)
-    for (const ref of [images.busybox, images.workload, images.frontendV2]) {
-      const info = await docker.getImage(ref).inspect()
-      expect(info.Config.Labels?.[LABEL_FIXTURE]).toBe('true')
-      expect(info.Config.Labels?.['tp.managed']).toBeUndefined()
-    }
-    expect(images.busybox).toMatch(/^tp-fixture-busybox:[0-9a-f]{16}$/)
-    const bare = await docker.getImage(FRONTEND_V2_BARE_IMAGE).inspect()
-    expect(bare.Id).toBe((await docker.getImage(images.frontendV2).inspect()).Id)
+  it('builds every image from nothing, labelled as a fixture, and reuses them on the second call', async () => {
+    // images of its own (prefixed), so the build really happens and the shared ones are untouched
+    const prefix = `tpt-images-${suffix}-`
+    const refs: string[] = []
+    try {
+      const started = performance.now()
+      const images = await ensureFixtureImages(docker, {prefix})
+      const buildMs = performance.now() - started
+      refs.push(images.busybox, images.workload, images.frontendV2, images.frontendV2Bare)
+      expect(images.built.sort()).toEqual([images.busybox, images.workload, images.frontendV2].sort())
+      expect(buildMs).toBeLessThan(30_000)
+      expect(images.busybox).toMatch(new RegExp(`^${prefix}tp-fixture-busybox:[0-9a-f]{16}$`))
+      for (const ref of [images.busybox, images.workload, images.frontendV2]) {
+        const info = await docker.getImage(ref).inspect()
+        expect(info.Config.Labels?.[LABEL_FIXTURE]).toBe('true')
+        expect(info.Config.Labels?.['tp.managed']).toBeUndefined()
+      }
+      const bare = await docker.getImage(images.frontendV2Bare).inspect()
+      expect(bare.Id).toBe((await docker.getImage(images.frontendV2).inspect()).Id)
 
-    const ids = await Promise.all(Object.values(images).map(async (ref) => (await docker.getImage(ref).inspect()).Id))
-    const started = performance.now()
-    const again = await ensureFixtureImages(docker)
-    expect(performance.now() - started).toBeLessThan(1000)
-    expect(again).toEqual(images)
-    const idsAgain = await Promise.all(Object.values(again).map(async (ref) => (await docker.getImage(ref).inspect()).Id))
-    expect(idsAgain).toEqual(ids)
+      const ids = await Promise.all(refs.map(async (ref) => (await docker.getImage(ref).inspect()).Id))
+      const againStarted = performance.now()
+      const again = await ensureFixtureImages(docker, {prefix})
+      expect(performance.now() - againStarted).toBeLessThan(1000)
+      expect(again.built).toEqual([])
+      const idsAgain = await Promise.all([again.busybox, again.workload, again.frontendV2, again.frontendV2Bare].map(async (ref) => (await docker.getImage(ref).inspect()).Id))
+      expect(idsAgain).toEqual(ids)
+    } finally {
+      for (const ref of refs) await docker.getImage(ref).remove().catch(() => undefined)
+    }
+  })
+
+  it('the shared images exist under their fixed names, frontend-v2 also as the bare name', async () => {
+    const images = await ensureFixtureImages(docker)
+    expect(images.frontendV2Bare).toBe(FRONTEND_V2_BARE_IMAGE)
+    expect((await docker.getImage(FRONTEND_V2_BARE_IMAGE).inspect()).Id).toBe((await docker.getImage(images.frontendV2).inspect()).Id)
   })
 
   it('frontend-v2 answers with its env, the catalog body, and serves/writes /data', async () => {
