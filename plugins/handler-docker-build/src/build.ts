@@ -82,6 +82,12 @@ class StepTracker {
   }
 }
 
+/** A file of the context that could not be read stops the build: say which, not "Docker failed". */
+function packingError(context: BuildContext, error: Error | undefined): UserError | undefined {
+  if (!error) return undefined
+  return new UserError(`could not send the build context ${context.dir}: ${error.message}`, 'make every file of the context readable, or list it in .dockerignore')
+}
+
 function describeEngineError(error: unknown): string {
   const e = error as {json?: {message?: string}; reason?: string; message?: string}
   return (e.json?.message ?? e.message ?? String(error)).trim()
@@ -104,7 +110,7 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
     response = await docker.buildImage(packed.stream as unknown as NodeJS.ReadableStream, apiOptions(context, options) as Dockerode.ImageBuildOptions)
   } catch (error) {
     packed.stream.destroy()
-    throw new UserError(`docker build of ${context.dir} was refused: ${describeEngineError(error)}`, 'check the build options and the Dockerfile')
+    throw packingError(context, packed.error()) ?? new UserError(`docker build of ${context.dir} was refused: ${describeEngineError(error)}`, 'check the build options and the Dockerfile')
   }
 
   const tracker = new StepTracker(request.onProgress)
@@ -128,10 +134,12 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
       },
     )
   }).catch((error: unknown) => {
-    throw new UserError(`the connection to Docker broke during the build of ${context.dir}: ${describeEngineError(error)}`, 'check that the Docker engine is running, then retry')
+    throw packingError(context, packed.error()) ?? new UserError(`the connection to Docker broke during the build of ${context.dir}: ${describeEngineError(error)}`, 'check that the Docker engine is running, then retry')
   })
   tracker.flush()
 
+  const packFailure = packingError(context, packed.error())
+  if (packFailure) throw packFailure
   if (failure) {
     const message = (failure.errorDetail?.message ?? failure.error ?? 'unknown error').trim()
     const where = tracker.step ? `at ${tracker.step}` : 'before its first step'

@@ -38,6 +38,8 @@ export interface PackedContext {
   bytes(): number
   /** Number of entries (files, directories, links) in the tar. */
   entries: number
+  /** Why packing failed (a file that could not be read), once it has. */
+  error(): Error | undefined
 }
 
 /**
@@ -50,6 +52,7 @@ export function packContext(dir: string, paths: string[]): PackedContext {
     entries: paths,
     ignore: () => true,
     umask: 0, // keep modes as they are on disk (tar-fs applies the process umask otherwise)
+    strict: false, // skip FIFOs and devices instead of failing (tar-fs cannot pack them)
     map: (header: Headers) => ({...header, uid: 0, gid: 0, uname: '', gname: ''}),
   }
   const tar = pack(dir, options as PackOptions)
@@ -60,7 +63,11 @@ export function packContext(dir: string, paths: string[]): PackedContext {
       done(null, chunk)
     },
   })
-  tar.on('error', (error: Error) => counted.destroy(error))
+  let failure: Error | undefined
+  tar.on('error', (error: Error) => {
+    failure = error
+    counted.destroy(error)
+  })
   tar.pipe(counted)
-  return {stream: counted, bytes: () => bytes, entries: paths.length}
+  return {stream: counted, bytes: () => bytes, entries: paths.length, error: () => failure}
 }

@@ -1,4 +1,4 @@
-import {writeFile, mkdir, rm} from 'node:fs/promises'
+import {chmod, mkdir, rm, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -56,6 +56,21 @@ describe('building through the Engine API (real engine)', () => {
     expect(await greeting(debug.built.imageId)).toBe('hello from the built handler stage=debug dockerfile=main')
     const other = await build(ctx, ['file=Other.Dockerfile', 'build-arg=GREETING_SUFFIX=!'])
     expect(await greeting(other.built.imageId)).toBe('hello from the built handler! stage=base dockerfile=other')
+  })
+
+  it('no-cache runs every step again, platform is passed on, pull asks the engine to pull the base', async () => {
+    const cached = await build(ctx, ['target=debug'])
+    expect(cached.lines).toContain(' ---> Using cache')
+    const fresh = await build(ctx, ['target=debug', 'no-cache'])
+    expect(fresh.lines).not.toContain(' ---> Using cache')
+    expect(fresh.built.imageId).not.toBe(cached.built.imageId)
+    const arch = process.arch === 'x64' ? 'amd64' : process.arch
+    const platformed = await build(ctx, [`platform=linux/${arch}`])
+    expect((await docker.getImage(platformed.built.imageId).inspect()).Architecture).toBe(arch)
+    // no registry here: pulling the base fails, at the FROM step, with Docker's reason
+    const pulled = await build(ctx, ['pull']).catch((e: unknown) => e)
+    expect(isUserError(pulled)).toBe(true)
+    expect((pulled as Error).message).toMatch(/failed at Step 1\/\d+ : FROM tpt-build-busybox:latest AS base: .+/)
   })
 
   it('a Dockerfile as context means its folder as context', async () => {
@@ -124,6 +139,9 @@ describe('.dockerignore (real engine)', () => {
     await writeFile(join(ctx, 'NOTES.md'), 'notes\n')
     await writeFile(join(ctx, 'secret.txt'), 'secret\n')
     await writeFile(join(ctx, 'run.sh'), '#!/bin/sh\necho run\n', {mode: 0o755})
+    await symlink('src/app.js', join(ctx, 'app-link.js'))
+    await mkdir(join(ctx, 'empty'))
+    await chmod(join(ctx, 'empty'), 0o700)
     await writeFile(join(ctx, '.dockerignore'), [
       '# dependencies are installed in the image, never sent',
       'node_modules',
@@ -165,8 +183,11 @@ describe('.dockerignore (real engine)', () => {
     const cli = await execa('docker', ['build', '-q', '--rm', '--force-rm', ctx], {env: {DOCKER_BUILDKIT: '0'}})
     const cliImage = cli.stdout.trim().split('\n').pop()!
     created.add(cliImage)
-    const ours = (await runInImage(built.imageId, ['sh', '-c', 'cd /ctx && find . -exec stat -c "%n %a %s" {} + | sort'])).trim()
-    const theirs = (await runInImage(cliImage, ['sh', '-c', 'cd /ctx && find . -exec stat -c "%n %a %s" {} + | sort'])).trim()
+    const listing = ['sh', '-c', 'cd /ctx && find . -exec stat -c "%n %F %a %s %N" {} + | sort']
+    const ours = (await runInImage(built.imageId, listing)).trim()
+    const theirs = (await runInImage(cliImage, listing)).trim()
+    expect(ours).toContain("./app-link.js symbolic link 777 10 './app-link.js' -> 'src/app.js'")
+    expect(ours).toMatch(/^\.\/empty directory 700 /m)
     expect(ours.split('\n').length).toBeGreaterThan(8)
     expect(ours).toBe(theirs)
   })

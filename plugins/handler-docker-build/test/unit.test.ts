@@ -1,6 +1,10 @@
 import {isUserError} from '@tp/sdk'
 import {describe, expect, it} from 'vitest'
-import {ignoreRules, parseBuildOptions, parseDockerignore, SUPPORTED_BUILD_OPTIONS} from '@tp/plugin-handler-docker-build'
+import {execFileSync} from 'node:child_process'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {ignoreRules, listContext, packContext, parseBuildOptions, parseDockerignore, SUPPORTED_BUILD_OPTIONS} from '@tp/plugin-handler-docker-build'
 import {checkRunArgs} from '../dist/handler.js'
 
 function userError(fn: () => unknown): {message: string; next?: string} {
@@ -85,5 +89,31 @@ describe('.dockerignore rules (moby semantics)', () => {
     expect(rules.mustDescend('node_modules/keep')).toBe(true)
     expect(rules.mustDescend('node_modules/other')).toBe(false)
     expect(rules.mustDescend('build')).toBe(true)
+  })
+})
+
+describe('packing the context (real files)', () => {
+  it('skips a FIFO and reports a file that vanished before it was packed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tpt-build-pack-'))
+    try {
+      await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\n')
+      execFileSync('mkfifo', [join(dir, 'pipe')])
+      const paths = await listContext(dir, ignoreRules([], 'Dockerfile'))
+      expect(paths).toEqual(['Dockerfile', 'pipe'])
+      const packed = packContext(dir, paths)
+      let size = 0
+      for await (const chunk of packed.stream) size += (chunk as Buffer).length
+      expect(packed.error()).toBeUndefined()
+      expect(size).toBe(packed.bytes())
+      expect(size).toBe(2 * 512 + 1024) // the Dockerfile's header and data block, the end-of-archive blocks: nothing for the FIFO
+
+      const missing = packContext(dir, ['Dockerfile', 'gone.txt'])
+      await expect((async () => {
+        for await (const _ of missing.stream) void _
+      })()).rejects.toThrow(/ENOENT/)
+      expect(missing.error()?.message).toMatch(/gone\.txt/)
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 })
