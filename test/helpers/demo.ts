@@ -131,7 +131,7 @@ export interface CliResult {
 
 /** Runs the built `tp` CLI (node packages/cli/bin/run.js) and never throws on a non-zero exit. */
 export async function tpCli(args: string[], options: {env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number} = {}): Promise<CliResult> {
-  const result = await execa('node', [tpBin, ...args], {
+  const result = await execa('node', ['--', tpBin, ...args], {
     reject: false,
     env: options.env,
     input: options.input,

@@ -1,4 +1,4 @@
-import type {Config} from '@oclif/core'
+import type {Interfaces} from '@oclif/core'
 import {
   type DaemonBackend,
   type DaemonBackendDescriptor,
@@ -18,7 +18,7 @@ export interface Registries {
   daemonBackends: ExtensionRegistry<DaemonBackend, DaemonBackendDescriptor>
 }
 
-async function collect(config: Config, point: ExtensionPoint): Promise<HookOutcome> {
+async function collect(config: Interfaces.Config, point: ExtensionPoint): Promise<HookOutcome> {
   // captureErrors: a plugin whose hook throws is reported, the others still register
   const result = await config.runHook(HOOK_NAMES[point] as never, {} as never, 10_000, true)
   const ref = (p: {name: string; version: string}) => ({name: p.name, version: p.version})
@@ -29,7 +29,7 @@ async function collect(config: Config, point: ExtensionPoint): Promise<HookOutco
 }
 
 /** Asks every loaded plugin for its descriptors. Implementations are not imported here. */
-export async function loadRegistries(config: Config): Promise<Registries> {
+export async function loadRegistries(config: Interfaces.Config): Promise<Registries> {
   const [handlers, volumeProviders, daemonBackends] = await Promise.all([
     collect(config, 'handlers'),
     collect(config, 'volume-providers'),

@@ -60,7 +60,9 @@ export function createApi(options: {
           names.length > 0 ? `active intercepts: ${names.join(', ')}` : 'there are no active intercepts (`tp status` lists them)',
         )
       }
-      await intercepts.remove(name, 'ended by tp leave', true)
+      // the intercept's own tp command says ?owner=1: it has already stopped its handler
+      const owner = url.searchParams.get('owner') === '1'
+      await intercepts.remove(name, owner ? 'ended by its tp command' : 'ended by tp leave', owner ? 'owner' : 'other')
       return sendJson(res, 200, {removed: name})
     }
     if (req.method === 'POST' && path === '/v1/quit') {
@@ -74,7 +76,10 @@ export function createApi(options: {
   const createIntercept = async (body: CreateInterceptRequest, req: IncomingMessage, res: ServerResponse) => {
     let open = true
     let name: string | undefined
+    let markClosed!: () => void
+    const closed = new Promise<void>((resolve) => (markClosed = resolve))
     const lease = {
+      closed,
       send(event: InterceptEvent) {
         if (open) res.write(JSON.stringify(event) + '\n')
       },
@@ -86,12 +91,13 @@ export function createApi(options: {
     // The lease: when the CLI's request goes away (exit, Ctrl-C, kill -9), the intercept goes too.
     res.on('close', () => {
       open = false
-      if (name) void intercepts.remove(name, 'the tp command that created it has gone', false, true)
+      markClosed()
+      if (name) void intercepts.remove(name, 'the tp command that created it has gone', 'lease-lost')
     })
     const session = await intercepts.create(body, lease)
     name = session.name
     if (!open) {
-      await intercepts.remove(name, 'the tp command that created it has gone', false, true)
+      await intercepts.remove(name, 'the tp command that created it has gone', 'lease-lost')
       return
     }
     res.writeHead(200, {'content-type': 'application/x-ndjson', 'cache-control': 'no-store'})

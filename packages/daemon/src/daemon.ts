@@ -16,7 +16,12 @@ export class Daemon {
   private readonly docker: Docker
   private quitting?: Promise<void>
 
-  constructor(private readonly config: DaemonConfig, private readonly log: (m: string) => void = (m) => console.error(m)) {
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly log: (m: string) => void = (m) => console.error(m),
+    /** Called once `tp quit` has ended everything (the process exits there). */
+    private readonly onQuit: () => void = () => undefined,
+  ) {
     this.docker = new Docker()
     this.cluster = new DockerCluster(this.docker)
     this.agents = new AgentServer({port: config.controlPort, log})
@@ -25,7 +30,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     await this.agents.listen()
-    this.api = createApi({config: this.config, cluster: this.cluster, intercepts: this.intercepts, quit: () => this.quit('tp quit'), log: this.log})
+    this.api = createApi({config: this.config, cluster: this.cluster, intercepts: this.intercepts, quit: () => this.quit('tp quit').then(() => this.onQuit()), log: this.log})
     await new Promise<void>((resolve, reject) => {
       this.api!.once('error', reject)
       this.api!.listen(this.config.apiPort, '0.0.0.0', () => resolve())

@@ -20,16 +20,33 @@ import {connectLocal, portAnswers} from './local-port.js'
 export interface LeaseSink {
   send(event: InterceptEvent): void
   end(): void
+  /** Resolves when the holder's request is gone. */
+  closed: Promise<void>
 }
+
+/**
+ * Who ends an intercept: its own tp command (`owner`), `tp leave` elsewhere (`other`), `tp quit`,
+ * the agent going away, or the lease lost (the tp command died).
+ */
+export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost'
+
+/** How long a lease holder gets to stop its handler and remove its volumes after being told. */
+const HOLDER_TEARDOWN_MS = 15_000
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Intercept {
   info: InterceptInfo
   session: InterceptSession
   agent: AgentSession
   agentContainerId: string
+  workloadContainerId: string
   lease: LeaseSink
   removing?: Promise<void>
   stopWatching: () => void
+  /** Resolves when the lease holder has finished its teardown (lease closed, or its own leave). */
+  holderDone: Promise<void>
+  markHolderDone: () => void
 }
 
 const READINESS_POLL_MS = 150
@@ -157,12 +174,17 @@ export class InterceptManager {
       session,
       agent,
       agentContainerId: containerId,
+      workloadContainerId: workload.containerId,
       lease,
       stopWatching: () => undefined,
+      holderDone: Promise.resolve(),
+      markHolderDone: () => undefined,
     }
+    intercept.holderDone = new Promise<void>((resolve) => (intercept.markHolderDone = resolve))
+    void lease.closed.then(() => intercept.markHolderDone())
     this.intercepts.set(name, intercept)
     this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → 127.0.0.1:${localPort}; agent ${agentName}`)
-    void agent.gone.then((reason) => this.remove(name, `the traffic agent went away (${reason})`))
+    void agent.gone.then((reason) => this.remove(name, `the traffic agent went away (${reason})`, 'agent'))
     intercept.stopWatching = this.watchHandler(intercept)
     return session
   }
@@ -202,27 +224,52 @@ export class InterceptManager {
     return this.intercepts.has(name)
   }
 
-  /** Ends an intercept: traffic back to the workload, agent removed, lease told why. Idempotent. */
-  remove(name: string, reason: string, normal = false, orphaned = false): Promise<void> {
+  /**
+   * Ends an intercept, in the reverse order of its making: traffic back to the workload at once;
+   * the lease holder told, and given time to stop its handler and remove its volumes (which read
+   * through the agent); if the holder is gone, its handler and volumes removed here; then the agent.
+   * Idempotent: a second call waits for the first.
+   */
+  remove(name: string, reason: string, by: EndedBy): Promise<void> {
     const intercept = this.intercepts.get(name)
     if (!intercept) return Promise.resolve()
+    if (by === 'owner') intercept.markHolderDone()
     intercept.removing ??= (async () => {
       intercept.stopWatching()
       this.log(`intercept ${name}: ending (${reason})`)
       intercept.agent.deactivate()
+      intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
+      let holderGone = by === 'lease-lost'
+      if (by === 'other' || by === 'quit' || by === 'agent') {
+        const closed = await Promise.race([intercept.holderDone.then(() => true), delay(HOLDER_TEARDOWN_MS).then(() => false)])
+        if (!closed) {
+          this.log(`intercept ${name}: its tp command did not end within ${HOLDER_TEARDOWN_MS / 1000}s; removing its handler here`)
+          holderGone = true
+        }
+      }
+      if (holderGone) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
       await intercept.agent.release().catch(() => undefined)
       await this.cluster.removeAgent(intercept.agentContainerId, 5).catch((error: Error) => this.log(`removing agent of ${name}: ${error.message}`))
-      if (orphaned) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
+      if (by === 'agent') {
+        // an agent killed from outside (docker kill, out of memory) could not take its rule out
+        await this.cluster
+          .restoreTraffic({
+            workloadContainerId: intercept.workloadContainerId,
+            image: this.config.runtimeImage,
+            interceptId: intercept.info.id,
+            labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent-cleanup'}),
+          })
+          .catch((error: Error) => this.log(`restoring the traffic of ${intercept.info.workload}: ${error.message}`))
+      }
       this.intercepts.delete(name)
       for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
-      intercept.lease.send({type: 'ended', reason, normal})
       intercept.lease.end()
     })()
     return intercept.removing
   }
 
   async removeAll(reason: string): Promise<void> {
-    await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, true)))
+    await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, 'quit')))
   }
 }
 

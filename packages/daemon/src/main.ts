@@ -6,7 +6,7 @@ import {Daemon} from './daemon.js'
 const log = (m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`)
 
 async function main(): Promise<void> {
-  const daemon = new Daemon(configFromEnv(process.env), log)
+  const daemon = new Daemon(configFromEnv(process.env), log, () => process.exit(0))
   await daemon.start()
   const stop = (signal: string) => void daemon.quit(signal).then(() => process.exit(0))
   process.on('SIGTERM', () => stop('SIGTERM'))

@@ -106,8 +106,12 @@ export class DaemonClient {
     return this.json('GET', '/v1/workloads')
   }
 
-  async leave(name: string): Promise<void> {
-    await this.json('DELETE', `/v1/intercepts/${encodeURIComponent(name)}`)
+  /**
+   * Ends an intercept. `owner`: the caller holds its lease and has already stopped its handler;
+   * otherwise the daemon first lets the lease holder stop its handler, then removes the agent.
+   */
+  async leave(name: string, options: {owner?: boolean} = {}): Promise<void> {
+    await this.json('DELETE', `/v1/intercepts/${encodeURIComponent(name)}${options.owner ? '?owner=1' : ''}`)
   }
 
   async quit(): Promise<void> {

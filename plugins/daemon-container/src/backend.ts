@@ -159,8 +159,9 @@ export class ContainerBackend implements DaemonBackend {
   async quit(record: ConnectionRecord): Promise<void> {
     await new DaemonClient(record.api, 15_000).quit().catch(() => undefined)
     const container = this.docker.getContainer(daemonContainerName(record.name))
-    // the daemon exits by itself once its intercepts are gone; AutoRemove removes the container
-    const deadline = Date.now() + 15_000
+    // the daemon exits by itself once its intercepts are gone (their tp commands get up to 15 s to
+    // stop their handlers); AutoRemove removes the container
+    const deadline = Date.now() + 30_000
     while (Date.now() < deadline && (await container.inspect().catch(() => undefined))) await new Promise((r) => setTimeout(r, 200))
     await this.store.remove(record.name)
     await this.removeLeftovers(record.name)

@@ -145,7 +145,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       if (prepared) await prepared.stop('tp is ending the intercept').catch(() => undefined)
       if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
       if (lease && connection) {
-        await connection.client.leave(lease.session.name).catch(() => undefined)
+        await connection.client.leave(lease.session.name, {owner: true}).catch(() => undefined)
         lease.close()
       }
       if (prepared?.dispose) await prepared.dispose().catch(() => undefined)
