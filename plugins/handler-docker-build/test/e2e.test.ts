@@ -139,6 +139,25 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
   })
 
+  it('Ctrl-C during the build ends tp at once: the build is cancelled, no intercept, no container', async () => {
+    const marker = `tpt-build-slow-${suffix}`
+    await writeFile(join(contextDir, 'Slow.Dockerfile'), `FROM ${BASE_IMAGE}\nRUN echo ${marker} && sleep 60\n`)
+    const run = start(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'file=Slow.Dockerfile'], ['IMAGE']))
+    const deadline = Date.now() + 30_000
+    while (!run.output().includes(`\n${marker}\n`) && Date.now() < deadline) await sleep(100)
+    expect(run.output()).toContain(`\n${marker}\n`)
+    const interrupted = Date.now()
+    run.child.kill('SIGINT')
+    const result = await run.child
+    expect(Date.now() - interrupted).toBeLessThan(5_000)
+    expect(result.exitCode).not.toBe(0)
+    expect(await leftovers()).toEqual([])
+    const gone = Date.now() + 10_000
+    while ((await containersMentioning(marker)).length > 0 && Date.now() < gone) await sleep(250)
+    expect(await containersMentioning(marker)).toEqual([])
+    expect(await get()).toMatch(/^frontend-v1\n/)
+  })
+
   it('refuses a Dockerfile that fails at step N: names the step and Docker\'s error, no intercept, no container', async () => {
     await writeFile(join(contextDir, 'Failing.Dockerfile'), `FROM ${BASE_IMAGE}\nRUN echo fine\nRUN echo tpt-build-e2e-${suffix} && exit 7\n`)
     const result = await tpCli(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'file=Failing.Dockerfile'], ['IMAGE']), {env, cwd: cacheDir})
