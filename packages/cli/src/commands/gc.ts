@@ -15,7 +15,11 @@ export default class Gc extends TpCommand {
       throw dockerUnreachable(error)
     })
     const connections = new Connections(await this.registries(), this.pluginContext())
+    // A connection is live when its daemon runs: known from our records, or a running daemon
+    // container started from another cache directory (another user, another checkout).
     const live = new Set((await connections.live()).map((c) => c.record.name))
+    const daemons = await docker.listContainers({filters: {label: [`${LABEL_MANAGED}=true`, `${LABEL_ROLE}=daemon`], status: ['running']}})
+    for (const d of daemons) if (d.Labels[LABEL_CONNECTION]) live.add(d.Labels[LABEL_CONNECTION])
     const owned = (labels?: Record<string, string>) => Boolean(labels?.[LABEL_CONNECTION] && live.has(labels[LABEL_CONNECTION]))
     const filters = {label: [`${LABEL_MANAGED}=true`]}
     const containers = (await docker.listContainers({all: true, filters})).filter((c) => !owned(c.Labels))
