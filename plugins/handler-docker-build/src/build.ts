@@ -1,5 +1,5 @@
 import type Dockerode from 'dockerode'
-import {BugError, UserError} from '@tp/sdk'
+import {BugError, UserError, dockerUnreachable} from '@tp/sdk'
 import type {BuildContext} from './context.js'
 import {ignoreRules, readDockerignore} from './dockerignore.js'
 import type {BuildOptions} from './options.js'
@@ -110,7 +110,10 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
     response = await docker.buildImage(packed.stream as unknown as NodeJS.ReadableStream, apiOptions(context, options) as Dockerode.ImageBuildOptions)
   } catch (error) {
     packed.stream.destroy()
-    throw packingError(context, packed.error()) ?? new UserError(`docker build of ${context.dir} was refused: ${describeEngineError(error)}`, 'check the build options and the Dockerfile')
+    const packFailure = packingError(context, packed.error())
+    if (packFailure) throw packFailure
+    if ((error as {statusCode?: number}).statusCode === undefined) throw dockerUnreachable(error) // no answer at all
+    throw new UserError(`docker build of ${context.dir} was refused: ${describeEngineError(error)}`, 'check the build options and the Dockerfile')
   }
 
   const tracker = new StepTracker(request.onProgress)

@@ -1,6 +1,7 @@
 import {writeFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Writable} from 'node:stream'
+import Dockerode from 'dockerode'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {type HandlerRequest, isUserError} from '@tp/sdk'
 import {createDockerBuildHandler} from '../dist/handler.js'
@@ -94,6 +95,15 @@ describe('bad input: a clear message, nothing built, nothing created (real engin
     expect(error.message).toMatch(/compress is not a build option/)
     expect(error.next).toMatch(/tag, file, dockerfile, build-arg, target, label, platform, no-cache, pull/)
     expect(output).toBe('')
+  })
+
+  it('an unreachable engine is named as such', async () => {
+    const progress = collector()
+    const unreachable = new Dockerode({socketPath: '/tmp/tpt-build-no-engine.sock'})
+    const handler = createDockerBuildHandler(pluginContext, {docker: unreachable, progress: progress.stream})
+    const error = await handler.prepare(request({'docker-build': '.'}, ['IMAGE'])).catch((e: unknown) => e)
+    expect(isUserError(error)).toBe(true)
+    expect((error as Error).message).toMatch(/the Docker engine is unreachable/)
   })
 
   it('a Dockerfile failing at step N', async () => {
