@@ -160,10 +160,11 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
   }
 }
 
+/** Decimal units, as the docker CLI prints the context size. */
 function humanBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`
+  if (bytes < 1000) return `${bytes} B`
+  if (bytes < 1_000_000) return `${(bytes / 1000).toFixed(1)} kB`
+  return `${(bytes / 1_000_000).toFixed(1)} MB`
 }
 
 /** The one-line summary printed after a build. */
