@@ -198,6 +198,14 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
   })
 
+  it('--docker-mount is refused with a container daemon, before anything exists', async () => {
+    const result = await tpCli(intercept(['frontend-v2'], ['--docker-mount', '/tmp']), {env})
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stderr).toMatch(/--docker-mount is for a daemon on this host/)
+    expect(result.stderr).toMatch(/--mount=false/)
+    expect(await leftovers()).toEqual([])
+  })
+
   it('--docker-run together with --docker-build is refused before anything exists', async () => {
     const result = await tpCli(intercept(['IMAGE'], ['--docker-build', '.']), {env})
     expect(result.exitCode).not.toBe(0)

@@ -12,6 +12,11 @@ export default defineHandlers([
         type: 'boolean',
         description: 'Run a container as the handler: everything after -- is `[docker run options] <image> [command] [args...]`',
       },
+      'docker-mount': {
+        type: 'string',
+        helpValue: '<dir>',
+        description: 'Host daemon only: the local directory where the remote volumes are mounted, bound into the container',
+      },
     },
     load: () => import('../handler.js'),
   },

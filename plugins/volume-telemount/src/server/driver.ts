@@ -86,35 +86,42 @@ export class VolumeDriver {
       if (existing) await this.release(name, id)
 
       const target: SshfsTarget = {host: record.options.host, port: record.options.port, readOnly: record.options.readOnly}
-      const key = `${target.host}|${target.port}|${target.readOnly ? 'ro' : 'rw'}`
-      const mount = await this.lock.run(`sshfs:${key}`, async () => {
-        let current = this.mounts.get(key)
-        if (current && !(await current.alive())) {
-          this.log(`sshfs for ${current.label} is dead; starting a new one`)
-          this.mounts.delete(key)
-          await current.stop()
-          current = undefined
-        }
-        if (!current) {
-          current = await SshfsMount.start(target, this.newMountDir(target), this.settings)
-          this.mounts.set(key, current)
-        }
-        current.users.add(callerKey(name, id))
-        return current
-      })
-      let callers = this.callers.get(name)
-      if (!callers) this.callers.set(name, (callers = new Map()))
-      callers.set(id, mount)
-
-      const mountpoint = this.mountpointOf(mount, record)
-      const info = await stat(mountpoint).catch((error: NodeJS.ErrnoException) => error)
-      if (info instanceof Error || !info.isDirectory()) {
+      for (let attempt = 1; ; attempt++) {
+        const mount = await this.acquire(target, name, id)
+        const mountpoint = this.mountpointOf(mount, record)
+        const info = await stat(mountpoint).catch((error: NodeJS.ErrnoException) => error)
+        if (!(info instanceof Error) && info.isDirectory()) return mountpoint
         await this.release(name, id)
+        // the shared sshfs may have died between its liveness check and this look: once more, fresh
+        if (attempt === 1 && !(await mount.alive())) continue
         const why = info instanceof Error ? (info.code === 'ENOENT' ? 'does not exist' : info.message) : 'is not a directory'
         throw new Error(`remote directory ${record.options.dir} on ${mount.label} ${why}`)
       }
-      return mountpoint
     })
+  }
+
+  /** The live sshfs for the target (started, or a dead one replaced), with this caller counted. */
+  private async acquire(target: SshfsTarget, name: string, id: string): Promise<SshfsMount> {
+    const key = `${target.host}|${target.port}|${target.readOnly ? 'ro' : 'rw'}`
+    const mount = await this.lock.run(`sshfs:${key}`, async () => {
+      let current = this.mounts.get(key)
+      if (current && !(await current.alive())) {
+        this.log(`sshfs for ${current.label} is dead; starting a new one`)
+        this.mounts.delete(key)
+        await current.stop()
+        current = undefined
+      }
+      if (!current) {
+        current = await SshfsMount.start(target, this.newMountDir(target), this.settings)
+        this.mounts.set(key, current)
+      }
+      current.users.add(callerKey(name, id))
+      return current
+    })
+    let callers = this.callers.get(name)
+    if (!callers) this.callers.set(name, (callers = new Map()))
+    callers.set(id, mount)
+    return mount
   }
 
   unmount(name: string, id: string): Promise<void> {
