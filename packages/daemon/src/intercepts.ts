@@ -49,7 +49,7 @@ interface Intercept {
   markHolderDone: () => void
 }
 
-const READINESS_POLL_MS = 150
+const READINESS_POLL_MS = 50
 
 /** The daemon's intercepts: creates them (agent + lease), switches traffic when the handler answers, removes them. */
 export class InterceptManager {

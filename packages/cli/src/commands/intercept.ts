@@ -87,6 +87,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     }
 
     const context = this.pluginContext()
+    // TP_DEBUG=1 shows where the time to an intercept goes
+    const started = performance.now()
+    const step = (what: string) => context.log.debug(`+${Math.round(performance.now() - started)} ms: ${what}`)
     const connections = new Connections(registries, context)
     // which daemon kind the intercept will use is known before anything exists
     const live = await connections.live()
@@ -95,6 +98,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       throw new UserError(`there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')})`, 'choose one with --use <name>')
     }
     const daemonKind = connection ? connection.backend.kind : (await connections.backend(connections.backendName(flags.docker))).kind
+    step(connection ? `connection ${connection.record.name} found` : 'no connection yet')
     const port = parsePortSpec(flags.port, daemonKind)
     if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax)) throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
@@ -111,12 +115,16 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         containerPort: port.container,
         cwd: process.cwd(),
       })
+      step(`handler ${descriptor.name} prepared`)
     }
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
     try {
       // 2. connect (implicitly when needed)
-      connection ??= await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+      if (!connection) {
+        connection = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+        step(`connected ${connection.record.name}`)
+      }
       // 3. the intercept, held by this process's lease
       lease = await connection.client.createIntercept({
         workload: args.workload,
@@ -127,6 +135,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         mounts: flags.mount === 'true' && (prepared ? prepared.wantsVolumes : true),
       })
       const session = lease.session
+      step(`intercept ${session.name} created`)
       await this.writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
         await this.hold(session, lease, flags.output === 'json')
@@ -135,9 +144,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       // 4. volumes, 5. the handler in the foreground
       if (prepared.wantsVolumes && session.mounts.length > 0 && flags.mount === 'true') {
         volumes = await this.provideVolumes(registries, session, daemonKind)
+        step(`${session.mounts.length} volume(s) provided`)
       }
       this.printSession(session, prepared.describe)
-      void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`))
+      void lease.active.then(() => {
+        step('handler answers; traffic switched')
+        process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
+      })
       const exitCode = await this.runHandler(prepared, session, lease, volumes?.dockerRunArgs ?? [])
       this.exitCode = exitCode
     } finally {
