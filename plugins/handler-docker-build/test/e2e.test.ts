@@ -4,10 +4,9 @@ import {writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {execa, type ResultPromise} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, repoRoot, tpBin, tpCli} from '../../../test/helpers/index.js'
+import {docker, ensureDemo, httpGet, leftovers, nothingLeft, startTp, tpCli} from '../../../test/helpers/index.js'
 import {BASE_IMAGE, containersMentioning, ensureBase, removeBaseAndDescendants, removeImages, writeHandlerContext} from './fixture.js'
 
 /**
@@ -28,38 +27,10 @@ function intercept(buildArgs: string[], handlerArgs: string[]): string[] {
   return ['intercept', '--docker', '--use', CONN, 'frontend-v1', '--port', '8000', ...buildArgs, '--', ...handlerArgs]
 }
 
-function start(args: string[]): {child: ResultPromise; output: () => string; active: Promise<void>} {
-  const child = execa('node', [tpBin, ...args], {env, cwd: cacheDir, reject: false, buffer: false, stdin: 'ignore', all: true})
-  let output = ''
-  child.all?.on('data', (c: Buffer) => (output += c.toString()))
-  const active = (async () => {
-    const deadline = Date.now() + 120_000
-    while (!output.includes('now goes to your handler')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the intercept did not become active:\n${output}`)
-      await sleep(100)
-    }
-  })()
-  return {child, output: () => output, active}
-}
+const start = (args: string[]) => startTp(args, {env, cwd: cacheDir})
 
-/** tp objects of this connection other than its daemon (handler containers, agents, volumes). */
-async function leftovers(): Promise<string[]> {
-  const filters = JSON.stringify({label: [`tp.connection=${CONN}`]})
-  const [containers, volumes] = await Promise.all([docker.listContainers({all: true, filters}), docker.listVolumes({filters})])
-  return [
-    ...containers.filter((c) => c.Labels['tp.role'] !== 'daemon').map((c) => `container ${c.Names[0]}`),
-    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
-  ]
-}
 
-async function nothingLeft(): Promise<string[]> {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const left = await leftovers()
-    if (left.length === 0 || Date.now() > deadline) return left
-    await sleep(250)
-  }
-}
+
 
 async function get(path = '/'): Promise<string> {
   return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
@@ -101,7 +72,7 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     const result = await run.child
     expect(result.exitCode, run.output()).toBe(0)
     expect(await get()).toMatch(/^frontend-v1\n/)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
     // the built image is the user's: it stays, like one `docker build` made
     expect((await docker.getImage(TAG).inspect()).Id).toBe(image.Id)
   })
@@ -123,7 +94,7 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
       other.child.kill('SIGINT')
       await other.child
     }
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it.each([
@@ -135,7 +106,7 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     const result = await tpCli(intercept(buildArgs, handlerArgs), {env, cwd: cacheDir})
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toMatch(message)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
     expect(await get()).toMatch(/^frontend-v1\n/)
   })
 
@@ -151,7 +122,7 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     const result = await run.child
     expect(Date.now() - interrupted).toBeLessThan(5_000)
     expect(result.exitCode).not.toBe(0)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
     const gone = Date.now() + 10_000
     while ((await containersMentioning(marker)).length > 0 && Date.now() < gone) await sleep(250)
     expect(await containersMentioning(marker)).toEqual([])
@@ -163,7 +134,7 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     const result = await tpCli(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'file=Failing.Dockerfile'], ['IMAGE']), {env, cwd: cacheDir})
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toContain(`failed at Step 3/4 : RUN echo tpt-build-e2e-${suffix} && exit 7: The command '/bin/sh -c echo tpt-build-e2e-${suffix} && exit 7' returned a non-zero code: 7`)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
     expect(await containersMentioning(`tpt-build-e2e-${suffix}`)).toEqual([])
     expect(await get()).toMatch(/^frontend-v1\n/)
   })

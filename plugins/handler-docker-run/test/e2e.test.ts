@@ -3,10 +3,10 @@ import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {execa, type ResultPromise} from 'execa'
+import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, repoRoot, tpBin, tpCli} from '../../../test/helpers/index.js'
+import {docker, ensureDemo, httpGet, leftovers, nothingLeft, repoRoot, startTp, tpBin, tpCli} from '../../../test/helpers/index.js'
 
 /**
  * Issue 4's acceptance, as a user runs it: `tp intercept … --docker-run -- …` against a demo
@@ -26,46 +26,11 @@ function intercept(handlerArgs: string[], extra: string[] = []): string[] {
   return ['intercept', '--docker', '--use', CONN, 'frontend-v1', '--port', '8000', ...extra, '--docker-run', '--', ...handlerArgs]
 }
 
-interface Running {
-  child: ResultPromise
-  output: () => string
-  /** Resolves once tp says the traffic goes to the handler. */
-  active: Promise<void>
-}
+const start = (args: string[]) => startTp(args, {env})
 
-function start(args: string[]): Running {
-  const child = execa('node', [tpBin, ...args], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'ignore', all: true})
-  let output = ''
-  child.all?.on('data', (c: Buffer) => (output += c.toString()))
-  const active = (async () => {
-    const deadline = Date.now() + 90_000
-    while (!output.includes('now goes to your handler')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the intercept did not become active:\n${output}`)
-      await sleep(100)
-    }
-  })()
-  return {child, output: () => output, active}
-}
 
-/** tp objects of this connection other than its daemon (handler containers, agents, volumes). */
-async function leftovers(): Promise<string[]> {
-  const filters = JSON.stringify({label: [`tp.connection=${CONN}`]})
-  const [containers, volumes] = await Promise.all([docker.listContainers({all: true, filters}), docker.listVolumes({filters})])
-  return [
-    ...containers.filter((c) => c.Labels['tp.role'] !== 'daemon').map((c) => `container ${c.Names[0]}`),
-    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
-  ]
-}
 
-/** Agents and handler containers take a moment to go after tp returns: wait, then report. */
-async function nothingLeft(): Promise<string[]> {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const left = await leftovers()
-    if (left.length === 0 || Date.now() > deadline) return left
-    await sleep(250)
-  }
-}
+
 
 async function get(path = '/'): Promise<string> {
   return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
@@ -98,7 +63,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     const result = await run.child
     expect(result.exitCode, run.output()).toBe(0)
     expect(await get()).toMatch(/^frontend-v1\n/)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('a container that exits with 3 makes tp exit 3 and clean up; --env-file/--env-json hold the same environment', async () => {
@@ -117,7 +82,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     const sourced = await execa('sh', ['-c', '. "$1" && printf %s "$DEMO_NOTES|$GREETING|$TP_WORKLOAD"', 'sh', shFile], {env: {}, extendEnv: false})
     expect(sourced.stdout).toBe(`${json.DEMO_NOTES}|${json.GREETING}|${json.TP_WORKLOAD}`)
     expect(await get()).toMatch(/^frontend-v1\n/)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('tp leave from another process stops the container and tp exits', async () => {
@@ -129,7 +94,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(result, run.output()).toBeDefined()
     expect(result!.exitCode).toBe(0)
     expect(await get()).toMatch(/^frontend-v1\n/)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('--name is used as given, -e GREETING=override wins, arguments after the image reach the container untouched; SIGTERM ends it', async () => {
@@ -143,7 +108,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(info.Config.Labels['tp.intercept']).toBe(INTERCEPT)
     run.child.kill('SIGTERM') // SIGTERM ends it like Ctrl-C
     expect((await run.child).exitCode, run.output()).toBe(0)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('-it with a shell works under a real terminal (script)', async () => {
@@ -163,7 +128,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(result!.exitCode, output).toBe(5)
     expect(output).toMatch(/\/dev\/pts\/\d+/)
     expect(output).toContain('answer-42')
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('Ctrl-C typed in a real terminal (tp and docker both get SIGINT) ends everything with exit 0', async () => {
@@ -182,7 +147,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(result, output).toBeDefined()
     expect(result!.exitCode, output).toBe(0)
     expect(await get()).toMatch(/^frontend-v1\n/)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it.each([
@@ -194,7 +159,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     const result = await tpCli(intercept(handlerArgs), {env})
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toMatch(message)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
     expect(await get()).toMatch(/^frontend-v1\n/)
   })
 
@@ -203,13 +168,13 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toMatch(/--docker-mount is for a daemon on this host/)
     expect(result.stderr).toMatch(/--mount=false/)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
   })
 
   it('--docker-run together with --docker-build is refused before anything exists', async () => {
     const result = await tpCli(intercept(['IMAGE'], ['--docker-build', '.']), {env})
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toMatch(/--docker-run|--docker-build/)
-    expect(await leftovers()).toEqual([])
+    expect(await leftovers(CONN)).toEqual([])
   })
 })

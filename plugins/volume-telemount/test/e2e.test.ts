@@ -2,12 +2,11 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
-import {execa, type ResultPromise} from 'execa'
+import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {type DemoCluster, DEMO_CONFIG_TXT, DEMO_SETTINGS_TXT, demoDown} from '@tp/images'
 import {pluginConfig, pluginRef} from '@tp/plugin-volume-telemount/plugin'
-import {docker, ensureDemo, httpGet, repoRoot, tpBin, tpCli} from '../../../test/helpers/index.js'
+import {type RunningTp, docker, ensureDemo, httpGet, nothingLeft, repoRoot, startTp, tpCli} from '../../../test/helpers/index.js'
 
 /**
  * Issue 6's acceptance, as a user runs it: `tp intercept … --docker-run -- frontend-v2` against a
@@ -32,25 +31,10 @@ function intercept(workload: string, port: number, handlerArgs: string[], extra:
   return ['intercept', '--docker', '--use', CONN, workload, '--port', String(port), ...extra, '--docker-run', '--', ...handlerArgs]
 }
 
-interface Running {
-  child: ResultPromise
-  output: () => string
-  active: Promise<void>
-}
+const start = (args: string[], extraEnv: Record<string, string> = {}) => startTp(args, {env: {...env, ...extraEnv}})
 
-function start(args: string[], extraEnv: Record<string, string> = {}): Running {
-  const child = execa('node', [tpBin, ...args], {env: {...env, ...extraEnv}, cwd: repoRoot, reject: false, buffer: false, stdin: 'ignore', all: true})
-  let output = ''
-  child.all?.on('data', (c: Buffer) => (output += c.toString()))
-  const active = (async () => {
-    const deadline = Date.now() + 120_000
-    while (!output.includes('now goes to your handler')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the intercept did not become active:\n${output}`)
-      await sleep(100)
-    }
-  })()
-  return {child, output: () => output, active}
-}
+type Running = RunningTp
+
 
 async function stop(run: Running): Promise<number | undefined> {
   run.child.kill('SIGINT')
@@ -58,24 +42,7 @@ async function stop(run: Running): Promise<number | undefined> {
   return result.exitCode
 }
 
-/** tp objects of this connection other than its daemon (handler containers, agents, volumes). */
-async function leftovers(): Promise<string[]> {
-  const filters = JSON.stringify({label: [`tp.connection=${CONN}`]})
-  const [containers, volumes] = await Promise.all([docker.listContainers({all: true, filters}), docker.listVolumes({filters})])
-  return [
-    ...containers.filter((c) => c.Labels['tp.role'] !== 'daemon').map((c) => `container ${c.Names[0]}`),
-    ...(volumes.Volumes ?? []).map((v) => `volume ${v.Name}`),
-  ]
-}
 
-async function nothingLeft(): Promise<string[]> {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const left = await leftovers()
-    if (left.length === 0 || Date.now() > deadline) return left
-    await sleep(250)
-  }
-}
 
 const get = (host: string, path: string) => httpGet(`http://${host}${path}`, {network: NET})
 
@@ -131,7 +98,7 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
         expect(await inWorkload(demo.frontend, 'ls /etc/frontend')).not.toMatch(/x\.txt/)
       }
       expect(await stop(run), run.output()).toBe(0)
-      expect(await nothingLeft(), `round ${round}`).toEqual([])
+      expect(await nothingLeft(CONN), `round ${round}`).toEqual([])
     }
     expect((await docker.getPlugin(pluginRef({name: PLUGIN, version: tpVersion}), undefined).inspect()).Enabled).toBe(true)
   })
@@ -149,7 +116,7 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
     } finally {
       await Promise.all([stop(a), stop(b)])
     }
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('plugin creation that fails stops tp with a clear error before any container starts', async () => {
@@ -159,7 +126,7 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
     expect(result.stderr).toMatch(/--mount=false/)
     const handlers = await docker.listContainers({all: true, filters: JSON.stringify({label: [`tp.connection=${CONN}`, 'tp.role=handler']})})
     expect(handlers).toEqual([])
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('needs no plugin with --mount=false or for a workload without volumes', async () => {
@@ -175,6 +142,6 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
     await catalog.active
     expect((await get('catalog', '/')).body).toMatch(/^frontend-v2\n/)
     expect(await stop(catalog), catalog.output()).toBe(0)
-    expect(await nothingLeft()).toEqual([])
+    expect(await nothingLeft(CONN)).toEqual([])
   })
 })
