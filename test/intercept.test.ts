@@ -3,7 +3,7 @@
  * test server in the daemon's namespace → clients on tp-demo get the test server → `tp leave` → the
  * workload again. Real engine, real demo cluster, nothing left behind.
  */
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {execa, type ResultPromise} from 'execa'
@@ -92,6 +92,13 @@ describe('tp connect, list, status', () => {
     expect((await docker.getContainer(DAEMON).inspect()).Id).toBe(before.Id)
     const status = JSON.parse((await tp(['status', '--json'])).stdout)
     expect(status.connections).toEqual([expect.objectContaining({name: CONNECTION, namespace: 'tp-demo', backend: 'container'})])
+    // the record holds the daemon's token: only its owner may read it
+    const record = join(cacheDir, 'connections', `${CONNECTION}.json`)
+    expect((await stat(record)).mode & 0o777).toBe(0o600)
+    const {api} = JSON.parse(await readFile(record, 'utf8')) as {api: {url: string; token: string}}
+    expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect((await fetch(`${api.url}/v1/status`)).status).toBe(401)
+    expect((await fetch(`${api.url}/v1/status`, {headers: {authorization: `Bearer ${api.token}`}})).status).toBe(200)
   })
 })
 
