@@ -1,4 +1,4 @@
-import {chmod, mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {type InterceptSession, fitsDockerEnvFile, formatEnv, sortedEnv} from '@tp/sdk'
 
@@ -47,11 +47,33 @@ export function splitEnvironment(env: Record<string, string>): SplitEnvironment 
   return split
 }
 
+/** Whether a process of that id runs (signal 0 only checks). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Removes the env directories of tp commands that died without cleaning up (kill -9): each is
+ * named after the pid that made it. They hold a workload's environment and must not linger.
+ */
+async function removeOrphanedEnvDirs(parent: string): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const pid = Number(/^env-(\d+)-/.exec(name)?.[1])
+    if (pid && pid !== process.pid && !processRuns(pid)) await rm(join(parent, name), {recursive: true, force: true})
+  }
+}
+
 /** A private directory (0700) for one run's env file, and the file in it (0600). Remove it with `removeEnvDir`. */
 export async function writeEnvFile(cacheDir: string, env: Record<string, string>): Promise<{dir: string; file: string}> {
   const parent = join(cacheDir, 'run')
   await mkdir(parent, {recursive: true, mode: 0o700})
-  const dir = await mkdtemp(join(parent, 'env-'))
+  await removeOrphanedEnvDirs(parent)
+  const dir = await mkdtemp(join(parent, `env-${process.pid}-`))
   await chmod(dir, 0o700)
   const file = join(dir, 'handler.env')
   await writeFile(file, formatEnv(env, 'docker'), {mode: 0o600})

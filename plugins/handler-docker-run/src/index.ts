@@ -1,7 +1,7 @@
 export {DOCKER_RUN_SYNTAX} from './syntax.js'
 export {type DockerRunPlan, type PlanOptions, planDockerRun} from './plan.js'
 export {type ComposeInput, type ComposedRun, composeDockerRun, defaultContainerName} from './compose.js'
-export {handlerEnvironment, splitEnvironment, type SplitEnvironment} from './environment.js'
+export {handlerEnvironment, removeEnvDir, splitEnvironment, type SplitEnvironment, writeEnvFile} from './environment.js'
 export {type PullImage, type ResolvedImage, dockerCliPull, resolveImage} from './image.js'
 export {DockerRunner, type RunnerOptions} from './runner.js'
 export {type PrepareDockerRunOptions, prepareDockerRun} from './prepare.js'

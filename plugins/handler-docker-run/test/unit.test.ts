@@ -1,4 +1,5 @@
-import {chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {PassThrough, Readable} from 'node:stream'
@@ -12,7 +13,9 @@ import {
   handlerEnvironment,
   planDockerRun,
   prepareDockerRun,
+  removeEnvDir,
   splitEnvironment,
+  writeEnvFile,
 } from '@tp/plugin-handler-docker-run'
 import handlersHook from '../dist/hooks/handlers.js'
 
@@ -347,3 +350,30 @@ function readdirSafe(path: string): string[] {
     return []
   }
 }
+
+describe('env file directories', () => {
+  it('are private, named after the tp process, and those of dead tp processes are swept', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'tpt-dr-envdir-'))
+    try {
+      // a tp command killed with -9 left its env file behind; its pid is gone
+      const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid
+      const orphan = join(cache, 'run', `env-${dead}-abc123`)
+      const alive = join(cache, 'run', `env-${process.ppid}-def456`)
+      for (const dir of [orphan, alive]) {
+        mkdirSync(dir, {recursive: true})
+        writeFileSync(join(dir, 'handler.env'), 'SECRET=1\n')
+      }
+      const {dir, file} = await writeEnvFile(cache, {A: 'b'})
+      expect(dir).toMatch(new RegExp(`/run/env-${process.pid}-`))
+      expect(statSync(dir).mode & 0o777).toBe(0o700)
+      expect(statSync(file).mode & 0o777).toBe(0o600)
+      expect(readFileSync(file, 'utf8')).toBe('A=b\n')
+      expect(existsSync(orphan)).toBe(false)
+      expect(existsSync(alive)).toBe(true)
+      await removeEnvDir(dir)
+      expect(existsSync(dir)).toBe(false)
+    } finally {
+      rmSync(cache, {recursive: true, force: true})
+    }
+  })
+})
