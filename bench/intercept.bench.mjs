@@ -9,12 +9,11 @@
  */
 import {spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
-import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {median} from './run.mjs'
+import {httpBody, median} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -24,19 +23,7 @@ const LOAD_SECONDS = Number(process.env.TP_BENCH_LOAD_SECONDS ?? 4)
 const CONCURRENCY = 8
 const docker = new Docker()
 
-function get(host, port, keepAliveAgent) {
-  return new Promise((resolve, reject) => {
-    const req = request({host, port, path: '/', agent: keepAliveAgent ?? false, timeout: 2000}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c) => (body += c))
-      res.on('end', () => resolve(body))
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
+const get = (host, port) => httpBody(host, port, {timeoutMs: 2000})
 
 async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
   for (;;) {

@@ -23,12 +23,28 @@
  * A benchmark that throws is reported and makes the run exit 1; the others still run.
  */
 import {readdir, readFile, writeFile} from 'node:fs/promises'
+import {request} from 'node:http'
 import {cpus, hostname} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
+
+/** The body of `GET http://host:port/` (helper for benchmark files); a new connection unless `agent` is given. */
+export function httpBody(host, port, {agent = false, timeoutMs = 5000} = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request({host, port, path: '/', agent, timeout: timeoutMs}, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => (body += c))
+      res.on('end', () => resolve(body))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
 
 /** Median of a list of numbers (helper for benchmark files: `import {median} from './run.mjs'`). */
 export function median(values) {
