@@ -13,6 +13,7 @@ import {
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
+import {chooseHandler} from '../handler-choice.js'
 import {parsePortSpec} from '../port-spec.js'
 
 // oclif's flag types are too precise for a map built at run time
@@ -74,17 +75,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     if (argv.length > 1) {
       throw new UserError(`unexpected argument "${argv[1]}" before --`, 'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`')
     }
-    const chosen = descriptors.filter((d) => Boolean((flags as Record<string, unknown>)[d.selectedBy]))
-    if (chosen.length > 1) {
-      throw new UserError(
-        `${chosen.map((d) => `--${d.selectedBy}`).join(' and ')} cannot be used together: each runs its own handler`,
-        chosen.some((d) => d.flags[d.selectedBy]?.implies) ? `--${chosen.find((d) => d.flags[d.selectedBy]?.implies)!.selectedBy} already implies --${chosen.find((d) => d.flags[d.selectedBy]?.implies)!.flags[chosen.find((d) => d.flags[d.selectedBy]?.implies)!.selectedBy].implies}: drop the other` : 'choose one',
-      )
-    }
-    const descriptor = chosen[0]
-    if (!descriptor && handlerArgs.length > 0) {
-      throw new UserError('arguments after -- are for a handler, but no handler was chosen', 'add --docker-run (or another handler flag, see `tp extensions`)')
-    }
+    const descriptor = chooseHandler(descriptors, flags as Record<string, unknown>, handlerArgs)
 
     const context = this.pluginContext()
     // TP_DEBUG=1 shows where the time to an intercept goes
