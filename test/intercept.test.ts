@@ -201,6 +201,17 @@ describe('intercept and leave', () => {
       await stop()
     }
   })
+
+  it('says so when nothing answers on the local port, and leaves the traffic with the workload', async () => {
+    const intercept = execa('node', ['--', tpBin, 'intercept', 'frontend-v1', '--port', '8050'], {env: {...env, TP_HINT_AFTER_MS: '1000'}, cwd: repoRoot, reject: false, stdin: 'ignore'})
+    let stderr = ''
+    intercept.stderr!.on('data', (c: Buffer) => (stderr += c))
+    await waitFor('the hint', async () => stderr.includes('Still waiting for something to answer on port 8050'))
+    expect(stderr).toContain('--port <that port>')
+    expect((await httpGet('http://frontend-v1/')).body).toContain(DEMO_GREETING)
+    intercept.kill('SIGINT')
+    expect((await intercept).exitCode).toBe(0)
+  })
 })
 
 describe('bad input: a clear message, a non-zero exit, nothing left behind', () => {

@@ -16,6 +16,9 @@ import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
 import {parsePortSpec} from '../port-spec.js'
 
+/** When to tell a user that the handler has not answered yet. */
+const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
+
 // oclif's flag types are too precise for a map built at run time
 type FlagMap = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -138,6 +141,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         step(`${session.mounts.length} volume(s) provided`)
       }
       this.printSession(session, prepared.describe)
+      this.hintWhileWaiting(session, lease)
       void lease.active.then(() => {
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
@@ -207,6 +211,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     else {
       this.printSession(session)
       process.stderr.write(`Waiting for something to answer on port ${session.ports.local} in the daemon's network (e.g. docker run ${session.network.dockerRunArgs.join(' ')} …); traffic switches when it does. Ctrl-C ends the intercept.\n`)
+      this.hintWhileWaiting(session, lease)
       void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
     }
     const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
@@ -217,6 +222,21 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
     if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, 'check `tp status`; run the intercept again')
+  }
+
+  /**
+   * Traffic switches only when the handler answers on the local port. A handler that listens on
+   * another port would leave the user waiting with no clue: say so after a while.
+   */
+  private hintWhileWaiting(session: InterceptSession, lease: InterceptLease): void {
+    const timer = setTimeout(() => {
+      process.stderr.write(
+        `Still waiting for something to answer on port ${session.ports.local} in the daemon's network; until then ${session.workload} keeps its traffic. If your handler listens on another port, run again with --port <that port>.\n`,
+      )
+    }, HINT_AFTER_MS)
+    timer.unref()
+    void lease.active.then(() => clearTimeout(timer))
+    void lease.ended.then(() => clearTimeout(timer))
   }
 
   private printSession(session: InterceptSession, handler?: string): void {
