@@ -113,6 +113,8 @@ export class InterceptManager {
     const exported = request.mounts ? workload.mounts : []
     const agent = this.agents.expect(id, token, {connectLocal: () => connectLocal(localPort), readyTimeoutMs: 20_000})
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
+    // an agent of an earlier daemon of this connection may still be releasing: let it go first
+    await this.cluster.removeAgent(agentName, 2)
     const {containerId} = await this.cluster.injectAgent({
       workload,
       image: this.config.runtimeImage,
