@@ -88,6 +88,8 @@ export class Agent {
   private mode: 'passthrough' | 'active' = 'passthrough'
   private releasing?: Promise<void>
   private readonly pending = new Map<string, PendingDial>()
+  /** Connections the daemon opened ahead of time; each carries one redirected connection. */
+  private readonly spares: Socket[] = []
   /** Every open connection the agent serves (redirected, dialled back, SFTP), for draining. */
   private readonly open = new Set<Socket>()
   private lastHeard = Date.now()
@@ -182,6 +184,7 @@ export class Agent {
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
         this.mode = 'passthrough'
+        for (const spare of this.spares.splice(0)) spare.destroy()
         break
       case 'dial-failed':
         if (typeof message.id === 'string') this.abandon(message.id, 'the daemon could not reach the handler')
@@ -243,6 +246,12 @@ export class Agent {
       this.toApp(client)
       return
     }
+    const spare = this.spares.shift()
+    if (spare) {
+      spare.write(encode({go: true}))
+      void splice(client, spare)
+      return
+    }
     const id = randomBytes(12).toString('hex')
     const timer = setTimeout(() => this.abandon(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
     this.pending.set(id, {client, timer})
@@ -268,14 +277,27 @@ export class Agent {
   private async onDialBack(socket: Socket): Promise<void> {
     this.track(socket)
     socket.on('error', () => socket.destroy())
-    let id: string
+    let header: {id?: unknown; spare?: unknown}
     try {
-      id = (JSON.parse(await readHeaderLine(socket, 5000)) as {id?: unknown}).id as string
+      header = JSON.parse(await readHeaderLine(socket, 5000)) as typeof header
     } catch (error) {
       this.log(`dropping a dial-back connection: ${(error as Error).message}`)
       socket.destroy()
       return
     }
+    if (typeof header.spare === 'string') {
+      if (header.spare !== this.config.token || this.releasing) {
+        socket.destroy()
+        return
+      }
+      this.spares.push(socket)
+      socket.once('close', () => {
+        const at = this.spares.indexOf(socket)
+        if (at >= 0) this.spares.splice(at, 1)
+      })
+      return
+    }
+    const id = header.id as string
     const p = typeof id === 'string' ? this.pending.get(id) : undefined
     if (!p) {
       socket.destroy()
@@ -329,6 +351,7 @@ export class Agent {
       this.pending.delete(id)
       this.toApp(p.client)
     }
+    for (const spare of this.spares.splice(0)) spare.destroy()
     this.control?.end()
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs

@@ -23,7 +23,20 @@ export interface DialBackHeader {
   id: string
 }
 
-export function encode(message: AgentMessage | DaemonMessage | DialBackHeader): string {
+/**
+ * The first line of a spare connection: the daemon opens a few ahead of time while an intercept is
+ * active, so a new redirected connection needs no dial round trip. The token proves it is the daemon.
+ */
+export interface SpareHeader {
+  spare: string
+}
+
+/** What the agent writes on a spare connection when it puts it to use; the stream follows. */
+export interface GoHeader {
+  go: true
+}
+
+export function encode(message: AgentMessage | DaemonMessage | DialBackHeader | SpareHeader | GoHeader): string {
   return `${JSON.stringify(message)}\n`
 }
 
@@ -68,7 +81,8 @@ export function readMessages(socket: Socket, onMessage: (message: Record<string,
 export function readHeaderLine(socket: Socket, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let buffer = Buffer.alloc(0)
-    const timer = setTimeout(() => finish(new Error(`no header within ${timeoutMs} ms`)), timeoutMs)
+    // timeoutMs 0: wait as long as the socket lives (an idle spare connection)
+    const timer = timeoutMs > 0 ? setTimeout(() => finish(new Error(`no header within ${timeoutMs} ms`)), timeoutMs) : undefined
     const onData = (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk])
       const at = buffer.indexOf(0x0a)
@@ -84,6 +98,7 @@ export function readHeaderLine(socket: Socket, timeoutMs: number): Promise<strin
       socket.off('data', onData)
       socket.off('end', onEnd)
       socket.off('error', onEnd)
+      socket.off('close', onEnd)
       socket.pause()
       if (error) reject(error)
       else resolve(line!)
@@ -91,6 +106,7 @@ export function readHeaderLine(socket: Socket, timeoutMs: number): Promise<strin
     socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onEnd)
+    socket.on('close', onEnd)
     // a socket accepted with pauseOnConnect does not start flowing by itself
     socket.resume()
   })

@@ -1,7 +1,7 @@
 import {createServer, connect, type Server, type Socket} from 'node:net'
 import {timingSafeEqual} from 'node:crypto'
 import {UserError} from '@tp/sdk'
-import {encode, readMessages, type DaemonMessage} from './protocol.js'
+import {encode, readHeaderLine, readMessages, type DaemonMessage} from './protocol.js'
 import {splice} from './splice.js'
 
 export interface AgentServerOptions {
@@ -42,11 +42,13 @@ export interface AgentSession {
   release(): Promise<void>
   /** Resolves (never rejects) with a reason when the agent disconnects or stops answering. */
   gone: Promise<string>
-  /** connections: relayed through this daemon so far; active: open now. */
-  stats(): {connections: number; active: number}
+  /** connections: relayed through this daemon so far; active: open now; spares: idle spare connections. */
+  stats(): {connections: number; active: number; spares: number}
 }
 
 const RELEASE_WAIT_MS = 10_000
+/** Spare connections kept open to an active agent, so a new redirected connection needs no dial round trip. */
+const SPARES = 2
 
 function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a)
@@ -72,6 +74,7 @@ class Session implements AgentSession {
   private ended = false
   private relayed = 0
   private readonly open = new Set<Socket>()
+  private readonly spares = new Set<Socket>()
   private pingTimer?: NodeJS.Timeout
   private readyTimer: NodeJS.Timeout
   private lastHeard = Date.now()
@@ -127,7 +130,10 @@ class Session implements AgentSession {
       case 'ready':
         clearTimeout(this.readyTimer)
         this.isReady = true
-        if (this.active) this.send({type: 'activate'})
+        if (this.active) {
+          this.send({type: 'activate'})
+          this.fillSpares()
+        }
         this.resolveReady(this.hello!)
         break
       case 'failed':
@@ -178,12 +184,52 @@ class Session implements AgentSession {
 
   activate(): void {
     this.active = true
-    if (this.isReady) this.send({type: 'activate'})
+    if (this.isReady) {
+      this.send({type: 'activate'})
+      this.fillSpares()
+    }
   }
 
+  /** The agent closes its spares when it reads this; one it already took is still served. */
   deactivate(): void {
     this.active = false
     if (this.isReady) this.send({type: 'deactivate'})
+  }
+
+  private fillSpares(): void {
+    while (this.active && this.isReady && !this.ended && this.spares.size < SPARES) this.openSpare()
+  }
+
+  /** A connection to the agent's dial-back port that waits until the agent puts it to use. */
+  private openSpare(): void {
+    const hello = this.hello!
+    const spare = connect({host: hello.address, port: hello.dialPort, allowHalfOpen: true, noDelay: true})
+    this.spares.add(spare)
+    spare.once('close', () => this.spares.delete(spare))
+    spare.on('error', () => spare.destroy())
+    spare.once('connect', () => {
+      spare.write(encode({spare: this.token}))
+      readHeaderLine(spare, 0).then(
+        async () => {
+          // the agent took it for a redirected connection: replace it, then serve this one
+          this.spares.delete(spare)
+          this.fillSpares()
+          let local: Socket
+          try {
+            local = await this.options.connectLocal()
+          } catch (error) {
+            this.server.log(`intercept ${this.interceptId}: cannot reach the handler: ${(error as Error).message}`)
+            spare.destroy()
+            return
+          }
+          this.relayed++
+          this.open.add(local)
+          await splice(local, spare)
+          this.open.delete(local)
+        },
+        () => spare.destroy(),
+      )
+    })
   }
 
   async release(): Promise<void> {
@@ -200,8 +246,8 @@ class Session implements AgentSession {
     this.end('released')
   }
 
-  stats(): {connections: number; active: number} {
-    return {connections: this.relayed, active: this.open.size}
+  stats(): {connections: number; active: number; spares: number} {
+    return {connections: this.relayed, active: this.open.size, spares: this.spares.size}
   }
 
   private fail(error: Error, reason: string): void {
@@ -216,6 +262,7 @@ class Session implements AgentSession {
     clearTimeout(this.readyTimer)
     clearInterval(this.pingTimer)
     this.rejectReady(new UserError(`the traffic agent of intercept ${this.interceptId} went away before it was ready: ${reason}`))
+    for (const spare of this.spares) spare.destroy()
     this.socket?.destroy()
     this.server.forget(this)
     this.server.log(`agent ${this.interceptId}: ${reason}`)

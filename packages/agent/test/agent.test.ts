@@ -322,6 +322,21 @@ describe('relayed connections', () => {
     expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
   })
 
+  it('keeps spare connections while active, and serves a burst larger than them (spares, then dial-backs)', async () => {
+    session.activate()
+    await eventually('spare connections open', async () => session.stats().spares, (n) => n === 2)
+    const before = session.stats().connections
+    const answers = await Promise.all(Array.from({length: 20}, () => get(workload.address)))
+    expect(answers).toEqual(Array.from({length: 20}, () => 'handler'))
+    expect(session.stats().connections - before).toBe(20)
+    // used spares are replaced
+    await eventually('spares refilled', async () => session.stats().spares, (n) => n === 2)
+    session.deactivate()
+    await eventually('spares closed by the agent', async () => session.stats().spares, (n) => n === 0)
+    expect(await get(workload.address)).toBe('app')
+    session.activate()
+  })
+
   it('passes what the handler says first (server-first protocols)', async () => {
     const banner = createServer((socket) => socket.end('banner from the handler\n'))
     const bannerPort = await new Promise<number>((resolve) => banner.listen(0, '127.0.0.1', () => resolve((banner.address() as {port: number}).port)))
