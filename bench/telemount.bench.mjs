@@ -12,6 +12,7 @@
  */
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {readFileSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {connect} from 'node:net'
 import {join} from 'node:path'
@@ -33,21 +34,8 @@ const execFileAsync = promisify(execFile)
 const docker = new Docker()
 const LABELS = {'tp.fixture': 'true', 'tpt.area': 'telemount-bench'}
 
-const SPAWNER = `
-const net = require('node:net')
-const {spawn} = require('node:child_process')
-net.createServer((socket) => {
-  socket.setNoDelay(true)
-  const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: ['pipe', 'pipe', 'inherit']})
-  socket.pipe(server.stdin)
-  server.stdout.pipe(socket)
-  const end = () => server.kill()
-  socket.on('error', end)
-  socket.on('close', end)
-  server.on('exit', () => socket.destroy())
-  server.stdin.on('error', () => {})
-}).listen(${SFTP_PORT}, '0.0.0.0')
-`
+// the stand-in SFTP source the telemount tests use too
+const SPAWNER = readFileSync(new URL('../plugins/volume-telemount/test/sftp-spawner.cjs', import.meta.url), 'utf8')
 
 /** Runs inside the handler container; prints the three timings in ms. */
 const MEASURE = `

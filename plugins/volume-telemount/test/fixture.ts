@@ -1,4 +1,6 @@
 import {execFile} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
 import {randomBytes} from 'node:crypto'
 import {connect} from 'node:net'
 import {promisify} from 'node:util'
@@ -12,25 +14,9 @@ export const NETWORK = 'tpt-tm-net'
 export const FIXTURE_LABELS = {'tp.fixture': 'true', 'tpt.area': 'telemount'}
 export const SFTP_PORT = 2222
 
-/**
- * What the agent does for its workload's volumes, in miniature: every TCP connection on the SFTP
- * port gets its own `sftp-server -e` with the socket as stdin/stdout.
- */
-export const SPAWNER = `
-const net = require('node:net')
-const {spawn} = require('node:child_process')
-net.createServer((socket) => {
-  socket.setNoDelay(true)
-  const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: ['pipe', 'pipe', 'inherit']})
-  socket.pipe(server.stdin)
-  server.stdout.pipe(socket)
-  const end = () => server.kill()
-  socket.on('error', end)
-  socket.on('close', end)
-  server.on('exit', () => socket.destroy())
-  server.stdin.on('error', () => {})
-}).listen(Number(process.env.SFTP_PORT || ${SFTP_PORT}), '0.0.0.0')
-`
+/** The stand-in SFTP source (what the agent does for its volumes, in miniature): see sftp-spawner.cjs. */
+export const SPAWNER_FILE = fileURLToPath(new URL('sftp-spawner.cjs', import.meta.url))
+export const SPAWNER = readFileSync(SPAWNER_FILE, 'utf8')
 
 export async function sftpSourceImage(): Promise<string> {
   const image = await ensureImportedImage(docker, {
