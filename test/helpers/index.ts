@@ -1,2 +1,3 @@
 export * from './demo.js'
 export * from './tp.js'
+export * from './terminal.js'

@@ -262,8 +262,8 @@ describe('docker-run handler on the real engine', () => {
   it('-it works under a real terminal (script)', async () => {
     const helper = fileURLToPath(new URL('./fixtures/run-tty.mjs', import.meta.url))
     const s = session()
-    const child = spawn('script', ['-qec', `node ${helper}`, '/dev/null'], {
-      env: {...process.env, TPT_SESSION: JSON.stringify(s), TPT_IMAGE: image, TPT_CACHE: cacheDir},
+    const child = spawn('script', ['-qec', `exec node ${helper}`, '/dev/null'], {
+      env: {...process.env, SHELL: '/bin/sh', TPT_SESSION: JSON.stringify(s), TPT_IMAGE: image, TPT_CACHE: cacheDir},
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     let out = ''
