@@ -6,7 +6,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, leftovers, nothingLeft, repoRoot, startTp, tpBin, tpCli} from '../../../test/helpers/index.js'
+import {docker, ensureDemo, httpGet, inTerminal, leftovers, nothingLeft, startTp, tpBin, tpCli} from '../../../test/helpers/index.js'
 
 /**
  * Issue 4's acceptance, as a user runs it: `tp intercept … --docker-run -- …` against a demo
@@ -27,10 +27,6 @@ function intercept(handlerArgs: string[], extra: string[] = []): string[] {
 }
 
 const start = (args: string[]) => startTp(args, {env})
-
-
-
-
 
 async function get(path = '/'): Promise<string> {
   return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
@@ -112,40 +108,64 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
   })
 
   it('-it with a shell works under a real terminal (script)', async () => {
-    const command = ['node', tpBin, ...intercept(['-it', 'frontend-v2', 'sh'])].map((a) => `'${a}'`).join(' ')
-    const child = execa('script', ['-qec', command, '/dev/null'], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'pipe', all: true})
-    let output = ''
-    child.all?.on('data', (c: Buffer) => (output += c.toString()))
-    const deadline = Date.now() + 90_000
-    while (!output.includes('now goes to your handler') && !output.includes('# ')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no shell:\n${output}`)
-      await sleep(100)
-    }
+    const terminal = inTerminal(['node', tpBin, ...intercept(['-it', 'frontend-v2', 'sh'])], {env})
+    await terminal.waitFor(/now goes to your handler|# /)
     await sleep(500)
-    child.stdin?.write('tty; echo "answer-$((6*7))"; exit 5\r')
-    const result = await Promise.race([child, sleep(30_000).then(() => undefined)])
-    expect(result, output).toBeDefined()
-    expect(result!.exitCode, output).toBe(5)
-    expect(output).toMatch(/\/dev\/pts\/\d+/)
-    expect(output).toContain('answer-42')
+    terminal.type('tty; echo "answer-$((6*7))"; exit 5\r')
+    const result = await Promise.race([terminal.child, sleep(30_000).then(() => undefined)])
+    expect(result, terminal.output()).toBeDefined()
+    expect(result!.exitCode, terminal.output()).toBe(5)
+    expect(terminal.output()).toMatch(/\/dev\/pts\/\d+/)
+    expect(terminal.output()).toContain('answer-42')
     expect(await nothingLeft(CONN)).toEqual([])
   })
 
   it('Ctrl-C typed in a real terminal (tp and docker both get SIGINT) ends everything with exit 0', async () => {
-    const command = ['node', tpBin, ...intercept(['frontend-v2'])].map((a) => `'${a}'`).join(' ')
-    const child = execa('script', ['-qec', command, '/dev/null'], {env, cwd: repoRoot, reject: false, buffer: false, stdin: 'pipe', all: true})
-    let output = ''
-    child.all?.on('data', (c: Buffer) => (output += c.toString()))
-    const deadline = Date.now() + 90_000
-    while (!output.includes('now goes to your handler')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`not active:\n${output}`)
-      await sleep(100)
-    }
+    const terminal = inTerminal(['node', tpBin, ...intercept(['frontend-v2'])], {env})
+    await terminal.waitFor('now goes to your handler')
     expect(await get()).toMatch(/^frontend-v2\n/)
-    child.stdin?.write('\x03')
-    const result = await Promise.race([child, sleep(30_000).then(() => undefined)])
-    expect(result, output).toBeDefined()
-    expect(result!.exitCode, output).toBe(0)
+    terminal.type('\x03')
+    const result = await Promise.race([terminal.child, sleep(30_000).then(() => undefined)])
+    expect(result, terminal.output()).toBeDefined()
+    expect(result!.exitCode, terminal.output()).toBe(0)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft(CONN)).toEqual([])
+  })
+
+  it('Ctrl-C twice in a real terminal: the second one does not cut the teardown short', async () => {
+    const terminal = inTerminal(['node', tpBin, ...intercept(['frontend-v2'])], {env})
+    await terminal.waitFor('now goes to your handler')
+    terminal.type('\x03')
+    await terminal.waitFor('stopping the handler and ending the intercept')
+    terminal.type('\x03')
+    const result = await Promise.race([terminal.child, sleep(30_000).then(() => undefined)])
+    expect(result, terminal.output()).toBeDefined()
+    expect(result!.exitCode, terminal.output()).toBe(0)
+    expect(terminal.output()).toMatch(/still ending the intercept/)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft(CONN)).toEqual([])
+  })
+
+  it('the terminal going away (SIGHUP) ends the intercept like Ctrl-C', async () => {
+    const run = start(intercept(['frontend-v2']))
+    await run.active
+    run.child.kill('SIGHUP')
+    const result = await run.child
+    expect(result.exitCode, run.output()).toBe(0)
+    expect(await get()).toMatch(/^frontend-v1\n/)
+    expect(await nothingLeft(CONN)).toEqual([])
+  })
+
+  it('Ctrl-C right after the intercept is created, before the handler runs: exit 0, nothing left', async () => {
+    const run = startTp(intercept(['frontend-v2']), {env: {...env, TP_DEBUG: '1'}})
+    const deadline = Date.now() + 60_000
+    while (!/intercept \S+ created/.test(run.output())) {
+      if (run.child.exitCode !== null || Date.now() > deadline) throw new Error(`no intercept:\n${run.output()}`)
+      await sleep(10)
+    }
+    run.child.kill('SIGINT')
+    const result = await run.child
+    expect(result.exitCode, run.output()).toBe(0)
     expect(await get()).toMatch(/^frontend-v1\n/)
     expect(await nothingLeft(CONN)).toEqual([])
   })

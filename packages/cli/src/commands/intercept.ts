@@ -14,6 +14,7 @@ import {
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
+import {Interrupts} from '../interrupts.js'
 import {parsePortSpec} from '../port-spec.js'
 
 /** When to tell a user that the handler has not answered yet. */
@@ -113,12 +114,15 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     }
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
+    // from here on a signal ends what exists in order, at whatever step it arrives
+    const interrupts = new Interrupts((text) => process.stderr.write(text))
     try {
       // 2. connect (implicitly when needed)
       if (!connection) {
         connection = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
         step(`connected ${connection.record.name}`)
       }
+      if (interrupts.signal) return
       // 3. the intercept, held by this process's lease
       lease = await connection.client.createIntercept({
         workload: args.workload,
@@ -130,9 +134,10 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       })
       const session = lease.session
       step(`intercept ${session.name} created`)
+      if (interrupts.signal) return
       await this.writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
-        await this.hold(session, lease, flags.output === 'json')
+        await this.hold(session, lease, interrupts, flags.output === 'json')
         return
       }
       // 4. volumes, 5. the handler in the foreground
@@ -140,16 +145,18 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         volumes = await this.provideVolumes(registries, session, daemonKind)
         step(`${session.mounts.length} volume(s) provided`)
       }
+      if (interrupts.signal) return
       this.printSession(session, prepared.describe)
       this.hintWhileWaiting(session, lease)
       void lease.active.then(() => {
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
       })
-      const exitCode = await this.runHandler(prepared, session, lease, volumes?.dockerRunArgs ?? [])
+      const exitCode = await this.runHandler(prepared, session, lease, interrupts, volumes?.dockerRunArgs ?? [])
       this.exitCode = exitCode
     } finally {
       // 6. tear down in reverse order, on every path
+      interrupts.action = 'ending the intercept (handler, volumes, traffic)'
       if (prepared) await prepared.stop('tp is ending the intercept').catch(() => undefined)
       if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
       if (lease && connection) {
@@ -157,6 +164,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         lease.close()
       }
       if (prepared?.dispose) await prepared.dispose().catch(() => undefined)
+      interrupts.dispose()
     }
     if (this.exitCode) this.exit(this.exitCode)
   }
@@ -176,18 +184,16 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   }
 
   /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
-  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, extraArgs: string[]): Promise<number> {
+  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, extraArgs: string[]): Promise<number> {
     let endedBy: {reason: string; normal: boolean} | undefined
     const stop = (reason: string) => {
       void prepared.stop(reason)
     }
-    const onSignal = (signal: NodeJS.Signals) => {
+    interrupts.action = 'stopping the handler and ending the intercept'
+    const cancel = interrupts.onInterrupt((signal) => {
       endedBy ??= {reason: signal, normal: true}
-      process.stderr.write(`\n${signal}: stopping the handler and ending the intercept…\n`)
       stop(signal)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
+    })
     void lease.ended.then((end) => {
       if (endedBy) return // already stopping
       endedBy = end
@@ -200,13 +206,12 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, 'check `tp status`; run the intercept again')
       return code
     } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
+      cancel()
     }
   }
 
   /** No handler: print the session and keep the intercept until Ctrl-C or until it is ended elsewhere. */
-  private async hold(session: InterceptSession, lease: InterceptLease, json: boolean): Promise<void> {
+  private async hold(session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, json: boolean): Promise<void> {
     if (json) this.log(JSON.stringify(session, null, 2))
     else {
       this.printSession(session)
@@ -215,9 +220,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
     }
     const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
-      const onSignal = (signal: string) => resolve({reason: signal, normal: true})
-      process.once('SIGINT', onSignal)
-      process.once('SIGTERM', onSignal)
+      interrupts.onInterrupt((signal) => resolve({reason: signal, normal: true}))
       void lease.ended.then(resolve)
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
