@@ -60,6 +60,16 @@ async function fuseMounts(): Promise<string[]> {
   return mounts.split('\n').map((l) => l.split(' ')).filter((f) => f[1]?.startsWith(`${mountRoot}/`) && f[2]?.startsWith('fuse')).map((f) => f[1])
 }
 
+/** Polls read() until done(value) holds or timeoutMs passes; returns the last value. */
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await read()
+    if (done(value) || Date.now() > deadline) return value
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
 async function create(name: string, opts: Record<string, string>) {
   const reply = await call('VolumeDriver.Create', {Name: name, Opts: {host: '127.0.0.1', port: String(port), ...opts}})
   expect(reply.Err).toBe('')
@@ -73,7 +83,7 @@ beforeAll(async () => {
   port = await freePort()
   await startSftp()
   server = spawn(process.execPath, [serverBundle], {
-    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json')},
+    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json'), TELEMOUNT_WARM_IDLE_MS: '3000'},
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   server.stderr!.on('data', (c: Buffer) => (serverLog += c.toString()))
@@ -173,6 +183,42 @@ describe('telemount plugin server', () => {
     expect(again.Err, serverLog).toBe('')
     expect(again.Mountpoint).not.toBe(first.Mountpoint)
     expect(await readFile(join(again.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+  })
+
+  it('Create starts the sshfs ahead of Mount, and Mount uses it', async () => {
+    await create('warm', {dir: work})
+    const warm = await eventually(fuseMounts, (m) => m.length === 1)
+    expect(warm).toHaveLength(1)
+    const mounted = await call('VolumeDriver.Mount', {Name: 'warm', ID: 'a'})
+    expect(mounted.Err).toBe('')
+    expect(mounted.Mountpoint).toBe(join(warm[0], work))
+    expect(await fuseMounts()).toEqual(warm)
+  })
+
+  it('a warm sshfs that nobody mounts stops when its last volume is removed, or after the idle time', async () => {
+    await create('unused-1', {dir: work})
+    await create('unused-2', {dir: work})
+    expect(await eventually(fuseMounts, (m) => m.length === 1)).toHaveLength(1)
+    expect((await call('VolumeDriver.Remove', {Name: 'unused-1'})).Err).toBe('')
+    expect(await fuseMounts()).toHaveLength(1) // unused-2 still needs it
+    expect((await call('VolumeDriver.Remove', {Name: 'unused-2'})).Err).toBe('')
+    expect(await fuseMounts()).toEqual([])
+
+    await create('idle', {dir: work})
+    expect(await eventually(fuseMounts, (m) => m.length === 1)).toHaveLength(1)
+    expect(await eventually(fuseMounts, (m) => m.length === 0, 8000)).toEqual([]) // idle time is 3 s here
+    const mounted = await call('VolumeDriver.Mount', {Name: 'idle', ID: 'a'})
+    expect(mounted.Err).toBe('')
+    expect(await readFile(join(mounted.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+  })
+
+  it('a server that is down at Create does not fail Create; Mount reports it', async () => {
+    await stopSftp()
+    await create('later', {dir: work})
+    const failed = await call('VolumeDriver.Mount', {Name: 'later', ID: 'a'})
+    expect(failed.Err).toMatch(/sshfs for 127\.0\.0\.1:\d+ \(rw\) exited with code \d+ before the mount appeared/)
+    await startSftp()
+    expect((await call('VolumeDriver.Mount', {Name: 'later', ID: 'b'})).Err).toBe('')
   })
 
   it('rejects bad options and a missing remote directory with a clear Err', async () => {

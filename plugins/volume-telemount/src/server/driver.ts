@@ -16,6 +16,12 @@ import {SshfsMount, type SshfsSettings, type SshfsTarget} from './sshfs.js'
  * A mount is reused only after a liveness probe: a dead sshfs (process gone, mount gone, or the
  * server no longer answering — the reference's "second mount after Ctrl-C fails") is stopped and a
  * new one started in a fresh directory, so containers still bound to the old one are not disturbed.
+ *
+ * Warm start: Create already starts the sshfs its volume will need, in the background. Docker
+ * calls Mount only once the container is being started, and one volume after the other; started at
+ * Create, the sshfs of an intercept's volumes come up side by side while `docker run` is still
+ * starting, and Mount finds them ready. A warm sshfs that nobody mounts is stopped when the last
+ * volume that needs it is removed, or after WARM_IDLE_MS.
  */
 export interface VolumeRecord {
   name: string
@@ -23,11 +29,16 @@ export interface VolumeRecord {
   createdAt: string
 }
 
+/** How long a warm sshfs waits for its first Mount before it is stopped. */
+const WARM_IDLE_MS = 60_000
+
 export interface DriverSettings extends SshfsSettings {
   /** Where mounts are made: the plugin's propagated mount (/mnt/volumes). */
   mountRoot: string
   /** File that keeps the volume list across plugin restarts; undefined keeps it in memory. */
   stateFile?: string
+  /** How long a warm sshfs waits for its first Mount (default WARM_IDLE_MS). */
+  warmIdleMs?: number
 }
 
 export class VolumeDriver {
@@ -64,6 +75,30 @@ export class VolumeDriver {
       if (this.inUse(name)) throw new Error(`volume ${name} already exists and is in use`)
       this.volumes.set(name, {name, options, createdAt: new Date().toISOString()})
       await this.save()
+      this.warm(targetOf(options))
+    })
+  }
+
+  /** Starts the sshfs for target unless one exists; never fails (Mount reports a failure properly). */
+  private warm(target: SshfsTarget): void {
+    const key = keyOf(target)
+    void this.lock
+      .run(`sshfs:${key}`, async () => {
+        if (this.mounts.has(key)) return // running, or in use: Mount checks it is alive
+        const mount = await SshfsMount.start(target, this.newMountDir(target), this.settings)
+        this.mounts.set(key, mount)
+        setTimeout(() => void this.stopUnused(key, mount), this.settings.warmIdleMs ?? WARM_IDLE_MS).unref()
+      })
+      .catch((error: Error) => this.log(`could not start sshfs ahead of Mount: ${error.message}`))
+  }
+
+  /** Stops the sshfs of key if nobody mounted it (a warm one whose volumes went away unused). */
+  private stopUnused(key: string, mount?: SshfsMount): Promise<void> {
+    return this.lock.run(`sshfs:${key}`, async () => {
+      const current = this.mounts.get(key)
+      if (!current || (mount && current !== mount) || current.users.size > 0) return
+      this.mounts.delete(key)
+      await current.stop()
     })
   }
 
@@ -72,9 +107,12 @@ export class VolumeDriver {
       if (!this.volumes.has(name)) return // already gone: removal is idempotent
       const users = this.callers.get(name)?.size ?? 0
       if (users > 0) throw new Error(`volume ${name} is in use by ${users} container${users > 1 ? 's' : ''}; stop ${users > 1 ? 'them' : 'it'} first`)
+      const key = keyOf(targetOf(this.volumes.get(name)!.options))
       this.volumes.delete(name)
       this.callers.delete(name)
       await this.save()
+      const needed = [...this.volumes.values()].some((v) => keyOf(targetOf(v.options)) === key)
+      if (!needed) await this.stopUnused(key)
     })
   }
 
@@ -85,7 +123,7 @@ export class VolumeDriver {
       if (existing && (await existing.alive())) return this.mountpointOf(existing, record)
       if (existing) await this.release(name, id)
 
-      const target: SshfsTarget = {host: record.options.host, port: record.options.port, readOnly: record.options.readOnly}
+      const target = targetOf(record.options)
       for (let attempt = 1; ; attempt++) {
         const mount = await this.acquire(target, name, id)
         const mountpoint = this.mountpointOf(mount, record)
@@ -102,7 +140,7 @@ export class VolumeDriver {
 
   /** The live sshfs for the target (started, or a dead one replaced), with this caller counted. */
   private async acquire(target: SshfsTarget, name: string, id: string): Promise<SshfsMount> {
-    const key = `${target.host}|${target.port}|${target.readOnly ? 'ro' : 'rw'}`
+    const key = keyOf(target)
     const mount = await this.lock.run(`sshfs:${key}`, async () => {
       let current = this.mounts.get(key)
       if (current && !(await current.alive())) {
@@ -156,7 +194,7 @@ export class VolumeDriver {
     if (!callers || !mount) return // unknown caller: Unmount is idempotent
     callers.delete(id)
     if (callers.size === 0) this.callers.delete(name)
-    const key = `${mount.target.host}|${mount.target.port}|${mount.target.readOnly ? 'ro' : 'rw'}`
+    const key = keyOf(mount.target)
     await this.lock.run(`sshfs:${key}`, async () => {
       mount.users.delete(callerKey(name, id))
       if (mount.users.size > 0) return
@@ -201,6 +239,15 @@ export class VolumeDriver {
   private log(message: string): void {
     this.settings.log?.(message)
   }
+}
+
+function targetOf(options: VolumeOptions): SshfsTarget {
+  return {host: options.host, port: options.port, readOnly: options.readOnly}
+}
+
+/** One sshfs per host, port and access mode. */
+function keyOf(target: SshfsTarget): string {
+  return `${target.host}|${target.port}|${target.readOnly ? 'ro' : 'rw'}`
 }
 
 function callerKey(name: string, id: string): string {

@@ -105,7 +105,7 @@ export class SshfsMount {
       if (Date.now() > deadline) {
         throw new Error(`sshfs for ${this.label} did not mount within ${Math.round(timeoutMs / 1000)} s${this.stderrTail ? `: ${this.stderrTail}` : ' (no output; is the SFTP server reachable?)'}`)
       }
-      await sleep(100)
+      await sleep(20) // a mount takes tens of ms to appear; the wait is part of every intercept's start
     }
   }
 
