@@ -100,6 +100,27 @@ describe('tp connect, list, status', () => {
     expect((await fetch(`${api.url}/v1/status`)).status).toBe(401)
     expect((await fetch(`${api.url}/v1/status`, {headers: {authorization: `Bearer ${api.token}`}})).status).toBe(200)
   })
+
+  it('Ctrl-C while connect starts a new daemon: the daemon is removed again, exit 130', async () => {
+    const name = `${CONNECTION}-int`
+    const labels = JSON.stringify({label: [`tp.connection=${name}`]})
+    // interrupt the moment the daemon container exists, while its API is still starting
+    const events = await docker.getEvents({filters: JSON.stringify({type: ['container'], event: ['create'], label: [`tp.connection=${name}`]})})
+    const created = new Promise<void>((resolve) => events.once('data', () => resolve()))
+    const child = execa('node', [tpBin, 'connect', '--docker', '--namespace', 'tp-demo', '--name', name], {env, cwd: repoRoot, reject: false})
+    try {
+      await Promise.race([created, child])
+    } finally {
+      ;(events as unknown as {destroy: () => void}).destroy()
+    }
+    child.kill('SIGINT')
+    const result = await child
+    expect(result.exitCode, result.stderr).toBe(130)
+    expect(result.stderr).toContain(`Not connected: the daemon of "${name}" was removed again.`)
+    expect(await docker.listContainers({all: true, filters: labels})).toEqual([])
+    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {connections: Array<{name: string}>}
+    expect(status.connections.map((c) => c.name)).toEqual([CONNECTION])
+  })
 })
 
 describe('intercept and leave', () => {

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {TpCommand} from '../base-command.js'
 import {Connections} from '../connections.js'
+import {Interrupts} from '../interrupts.js'
 
 export default class Connect extends TpCommand {
   static override summary = 'Connect to a namespace: start (or reuse) the daemon of a connection'
@@ -17,7 +18,23 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
   async run(): Promise<void> {
     const {flags} = await this.parse(Connect)
     const connections = new Connections(await this.registries(), this.pluginContext())
-    const {record} = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
+    const wasLive = (await connections.live()).some((c) => c.record.name === flags.name)
+    // Ctrl-C while a daemon starts: let it come up, then remove it again, rather than leave a
+    // daemon container that no connection record knows about
+    const interrupts = new Interrupts((text) => process.stderr.write(text))
+    interrupts.action = wasLive ? 'stopping' : 'stopping; the daemon being started is removed again'
+    let record
+    try {
+      const connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
+      if (interrupts.signal) {
+        if (!wasLive) await connection.backend.quit(connection.record)
+        process.stderr.write(wasLive ? `Connection "${flags.name}" is unchanged.\n` : `Not connected: the daemon of "${flags.name}" was removed again.\n`)
+        this.exit(130)
+      }
+      record = connection.record
+    } finally {
+      interrupts.dispose()
+    }
     if (flags.json) {
       const {api, ...shown} = record
       this.log(JSON.stringify({...shown, api: {url: api.url}}, null, 2))
