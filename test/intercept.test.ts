@@ -245,6 +245,13 @@ describe('bad input: a clear message, a non-zero exit, nothing left behind', () 
     expect(await connectionObjects()).toEqual([`/${DAEMON}`])
   })
 
+  it('says what is missing when no workload is given', async () => {
+    const result = await tp(['intercept', '--port', '8000', '--docker-run', '--', 'frontend-v2'])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toBe('tp: the workload to intercept is missing\n  → `tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`')
+    expect(await connectionObjects()).toEqual([`/${DAEMON}`])
+  })
+
   it('lists the ports when the service port is unknown', async () => {
     const result = await tp(['intercept', 'frontend-v1', '--port', '8000:81'])
     expect(result.exitCode).not.toBe(0)

@@ -73,9 +73,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const registries = await this.registries()
     const descriptors = registries.handlers.list().map((e) => e.descriptor)
     const {args, flags, argv} = await this.parse(
-      {flags: {...Intercept.flags, ...handlerFlags(descriptors)}, args: Intercept.args, strict: true},
+      // the workload is checked below: oclif's own message for a missing one is about multiple-value flags
+      {flags: {...Intercept.flags, ...handlerFlags(descriptors)}, args: {workload: Args.string({required: false})}, strict: true},
       own,
     )
+    if (!args.workload) {
+      throw new UserError('the workload to intercept is missing', '`tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`')
+    }
     if (argv.length > 1) {
       throw new UserError(`unexpected argument "${argv[1]}" before --`, 'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`')
     }
