@@ -17,6 +17,8 @@ export interface AgentConfig {
   drainMs: number
   /** How long a redirected connection waits for the daemon's dial-back (default 5 s). */
   dialTimeoutMs?: number
+  /** How long a direct connection to the handler may take before the daemon's relay is used (default 1 s). */
+  directTimeoutMs?: number
   sftpServer?: string
   iptables?: string
   log?: (message: string) => void
@@ -86,6 +88,11 @@ export class Agent {
   private control?: Socket
   private rule?: RedirectRule
   private mode: 'passthrough' | 'active' = 'passthrough'
+  /**
+   * While active: the handler's port on the daemon's address, if the daemon offered it and the
+   * handler has not refused a connection there (it may listen on loopback only).
+   */
+  private directPort?: number
   private releasing?: Promise<void>
   private readonly pending = new Map<string, PendingDial>()
   /** Connections the daemon opened ahead of time; each carries one redirected connection. */
@@ -180,10 +187,12 @@ export class Agent {
       case 'activate':
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the daemon')
         if (!this.releasing) this.mode = 'active'
+        this.directPort = typeof message.directPort === 'number' ? message.directPort : undefined
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
         this.mode = 'passthrough'
+        this.directPort = undefined
         for (const spare of this.spares.splice(0)) spare.destroy()
         break
       case 'dial-failed':
@@ -242,6 +251,43 @@ export class Agent {
   private onRedirected(client: Socket): void {
     this.track(client)
     client.on('error', () => client.destroy())
+    if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
+      this.toApp(client)
+      return
+    }
+    if (this.directPort) this.toHandlerDirectly(client, this.directPort)
+    else this.relay(client)
+  }
+
+  /**
+   * Straight to the handler at the daemon's address, saving the daemon's relay. A refusal means
+   * the handler listens on loopback only: this connection and the following ones go through the
+   * daemon until the next activation.
+   */
+  private toHandlerDirectly(client: Socket, port: number): void {
+    const host = this.config.daemonHost
+    const handler = connect({host, port, allowHalfOpen: true, noDelay: true})
+    const fallBack = (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      handler.destroy()
+      if (this.directPort === port) {
+        this.directPort = undefined
+        this.log(`the handler does not take connections on ${host}:${port} (${error.code ?? error.message}); relaying through the daemon`)
+      }
+      if (!client.destroyed) this.relay(client)
+    }
+    const timer = setTimeout(() => handler.destroy(new Error('no answer')), this.config.directTimeoutMs ?? 1000)
+    handler.once('error', fallBack)
+    handler.once('connect', () => {
+      clearTimeout(timer)
+      handler.off('error', fallBack)
+      this.track(handler)
+      void splice(client, handler)
+    })
+  }
+
+  /** Through the daemon: on a spare connection it opened ahead of time, else by asking it to dial back. */
+  private relay(client: Socket): void {
     if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
       this.toApp(client)
       return

@@ -12,7 +12,12 @@ export type AgentMessage =
   | {type: 'pong'}
 
 export type DaemonMessage =
-  | {type: 'activate'}
+  /**
+   * New redirected connections go to the handler. With directPort, the handler is reachable at the
+   * daemon's own address on that port (it shares the daemon's network namespace): the agent connects
+   * to it directly and uses the daemon's relay only if that is refused.
+   */
+  | {type: 'activate'; directPort?: number}
   | {type: 'deactivate'}
   | {type: 'dial-failed'; id: string}
   | {type: 'ping'}

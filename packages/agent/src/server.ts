@@ -29,6 +29,12 @@ export interface ExpectOptions {
   connectLocal: () => Promise<Socket>
   /** How long the agent may take to connect and install its rule (default 30 s). */
   readyTimeoutMs?: number
+  /**
+   * The handler's port on this daemon's address, when the handler shares the daemon's network
+   * namespace: the agent then connects to it directly, without the daemon's relay in between, as
+   * long as the handler listens on more than loopback.
+   */
+  directPort?: number
 }
 
 export interface AgentSession {
@@ -42,7 +48,7 @@ export interface AgentSession {
   release(): Promise<void>
   /** Resolves (never rejects) with a reason when the agent disconnects or stops answering. */
   gone: Promise<string>
-  /** connections: relayed through this daemon so far; active: open now; spares: idle spare connections. */
+  /** connections: relayed through this daemon so far (not those the agent made directly); active: open now; spares: idle spare connections. */
   stats(): {connections: number; active: number; spares: number}
 }
 
@@ -131,7 +137,7 @@ class Session implements AgentSession {
         clearTimeout(this.readyTimer)
         this.isReady = true
         if (this.active) {
-          this.send({type: 'activate'})
+          this.send(this.activation())
           this.fillSpares()
         }
         this.resolveReady(this.hello!)
@@ -185,9 +191,13 @@ class Session implements AgentSession {
   activate(): void {
     this.active = true
     if (this.isReady) {
-      this.send({type: 'activate'})
+      this.send(this.activation())
       this.fillSpares()
     }
+  }
+
+  private activation(): DaemonMessage {
+    return this.options.directPort ? {type: 'activate', directPort: this.options.directPort} : {type: 'activate'}
   }
 
   /** The agent closes its spares when it reads this; one it already took is still served. */

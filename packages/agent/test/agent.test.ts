@@ -105,10 +105,11 @@ async function startServer(options: {pingMs?: number} = {}): Promise<void> {
 }
 
 /** Injects an agent for the workload's port 80 and waits until it is ready. */
-async function inject(name: string, extra: Record<string, string> = {}, target: Workload = workload): Promise<{session: AgentSession; containerId: string}> {
+async function inject(name: string, extra: Record<string, string> = {}, target: Workload = workload, directPort?: number): Promise<{session: AgentSession; containerId: string}> {
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
   const session = server.expect(interceptId, token, {
+    directPort,
     connectLocal: () =>
       new Promise<Socket>((resolve, reject) => {
         const s = connect({host: '127.0.0.1', port: handlerPort, allowHalfOpen: true})
@@ -298,6 +299,74 @@ describe('traffic agent', () => {
     } finally {
       await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
       await rm(mnt, {recursive: true, force: true})
+      await cluster.removeAgent(containerId, 5)
+    }
+  })
+})
+
+describe('direct connections to the handler', () => {
+  // a handler that listens on every address, like one in the daemon's network namespace that
+  // binds 0.0.0.0; it answers with the address it sees the connection come from
+  let wide: Server
+  let widePort: number
+
+  beforeAll(async () => {
+    wide = createServer({allowHalfOpen: true}, (socket) => {
+      let bytes = 0
+      socket.on('data', (chunk: Buffer) => {
+        if (bytes === 0 && chunk.subarray(0, 4).toString() === 'GET ') {
+          socket.removeAllListeners('data')
+          socket.end(`HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nfrom ${socket.remoteAddress?.replace(/^::ffff:/, '')}\n`)
+          return
+        }
+        bytes += chunk.length
+      })
+      socket.on('end', () => socket.end(`got ${bytes} bytes`))
+      socket.on('error', () => undefined)
+    })
+    widePort = await new Promise((resolve) => wide.listen(0, '0.0.0.0', () => resolve((wide.address() as {port: number}).port)))
+  })
+
+  afterAll(() => {
+    wide?.close()
+  })
+
+  it('with the handler reachable at the daemon\'s address, connections skip the daemon\'s relay', async () => {
+    const saved = handlerPort
+    handlerPort = widePort // readiness and any relay would reach the same handler
+    const {session, containerId} = await inject('direct', {}, workload, widePort)
+    try {
+      session.activate()
+      // the handler sees the workload's own address: the agent connected to it, not the daemon
+      await eventually('direct answer', () => get(workload.address), (b) => b === `from ${workload.address}`)
+      const before = session.stats().connections
+      const answers = await Promise.all(Array.from({length: 10}, () => get(workload.address)))
+      expect(new Set(answers)).toEqual(new Set([`from ${workload.address}`]))
+      expect(session.stats().connections).toBe(before)
+      // half-close and a large upload travel through the direct splice too
+      const payload = Buffer.alloc(2 * 1024 * 1024, 'y')
+      expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
+      session.deactivate()
+      await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    } finally {
+      handlerPort = saved
+      await cluster.removeAgent(containerId, 5)
+    }
+  })
+
+  it('a handler on loopback only refuses the direct connection: the daemon relays it, and the next ones', async () => {
+    // handlerPort's server listens on 127.0.0.1 only; the agent's direct attempt at the daemon's address is refused
+    const {session, containerId} = await inject('direct-refused', {}, workload, handlerPort)
+    try {
+      session.activate()
+      const before = session.stats().connections
+      expect(await get(workload.address)).toBe('handler')
+      expect(await get(workload.address)).toBe('handler')
+      expect(session.stats().connections - before).toBe(2)
+      const agentLog = String(await fx.docker.getContainer(containerId).logs({stdout: true, stderr: true}))
+      expect(agentLog).toMatch(/does not take connections on .*ECONNREFUSED.*relaying through the daemon/)
+      expect(agentLog.match(/relaying through the daemon/g)).toHaveLength(1)
+    } finally {
       await cluster.removeAgent(containerId, 5)
     }
   })

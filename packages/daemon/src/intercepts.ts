@@ -111,7 +111,8 @@ export class InterceptManager {
     const token = randomBytes(16).toString('hex')
     const localPort = request.localPort
     const exported = request.mounts ? workload.mounts : []
-    const agent = this.agents.expect(id, token, {connectLocal: () => connectLocal(localPort), readyTimeoutMs: 20_000})
+    // the handler shares this daemon's network namespace, so the agent may reach it at our address
+    const agent = this.agents.expect(id, token, {connectLocal: () => connectLocal(localPort), directPort: localPort, readyTimeoutMs: 20_000})
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
     // an agent of an earlier daemon of this connection may still be releasing: let it go first
     await this.cluster.removeAgent(agentName, 2)
