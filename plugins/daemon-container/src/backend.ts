@@ -1,8 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {join} from 'node:path'
 import Docker from 'dockerode'
-import {DockerCluster} from '@tp/cluster-docker'
-import {ensureRuntimeImage} from '@tp/images'
 import {
   type ConnectOptions,
   type ConnectionRecord,
@@ -69,6 +67,8 @@ export class ContainerBackend implements DaemonBackend {
       }
       return existing
     }
+    // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
+    const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
     const namespace = await new DockerCluster(this.docker).resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
     const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
     const name = daemonContainerName(options.name)
