@@ -185,7 +185,7 @@ export class Agent {
         this.send({type: 'pong'})
         break
       case 'activate':
-        if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the daemon')
+        if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
         this.directPort = typeof message.directPort === 'number' ? message.directPort : undefined
         break
