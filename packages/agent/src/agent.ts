@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import {networkInterfaces} from 'node:os'
@@ -97,8 +97,10 @@ export class Agent {
   private readonly pending = new Map<string, PendingDial>()
   /** Connections the daemon opened ahead of time; each carries one redirected connection. */
   private readonly spares: Socket[] = []
-  /** Every open connection the agent serves (redirected, dialled back, SFTP), for draining. */
+  /** Every open connection the agent serves (redirected, dialled back), for draining. */
   private readonly open = new Set<Socket>()
+  /** The sftp-server of each open SFTP connection (it owns the connection's socket). */
+  private readonly sftpSessions = new Set<ChildProcess>()
   private lastHeard = Date.now()
   private leaseTimer?: NodeJS.Timeout
   private resolveDone!: (code: number) => void
@@ -354,21 +356,24 @@ export class Agent {
     void splice(p.client, socket)
   }
 
+  /**
+   * Each SFTP connection gets its own sftp-server with the connection itself as its stdin and
+   * stdout, so the file data never passes through node (a 100 MB read through a volume ~1.6× faster
+   * than piping it through node). The agent closes its own copy of the socket at once; the connection lives as long as
+   * the sftp-server.
+   */
   private onSftp(socket: Socket): void {
-    this.track(socket)
     const readOnly = this.config.mounts.every((m) => m.readOnly)
-    const child = spawn(this.config.sftpServer ?? '/usr/lib/openssh/sftp-server', ['-e', ...(readOnly ? ['-R'] : [])], {stdio: ['pipe', 'pipe', 'inherit']})
+    // sftp-server writes each reply on its own; without NODELAY, Nagle holds replies back
+    socket.setNoDelay(true)
+    const child = spawn(this.config.sftpServer ?? '/usr/lib/openssh/sftp-server', ['-e', ...(readOnly ? ['-R'] : [])], {stdio: [socket, socket, 'inherit']})
+    socket.destroy()
+    this.sftpSessions.add(child)
+    child.once('exit', () => this.sftpSessions.delete(child))
     child.on('error', (e) => {
+      this.sftpSessions.delete(child)
       this.log(`sftp-server: ${e.message}`)
-      socket.destroy()
     })
-    child.on('exit', () => socket.end())
-    child.stdin.on('error', () => undefined)
-    socket.on('error', () => socket.destroy())
-    socket.on('close', () => child.kill())
-    socket.pipe(child.stdin)
-    child.stdout.pipe(socket)
-    socket.resume()
   }
 
   /**
@@ -401,8 +406,9 @@ export class Agent {
     this.control?.end()
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs
-    while (this.open.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-    if (this.open.size > 0) this.log(`drain time over: closing ${this.open.size} connection(s)`)
+    const openNow = () => this.open.size + this.sftpSessions.size
+    while (openNow() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    if (openNow() > 0) this.log(`drain time over: closing ${openNow()} connection(s)`)
     this.finish(0)
   }
 
@@ -410,6 +416,7 @@ export class Agent {
     clearInterval(this.leaseTimer)
     this.rule?.removeSync()
     for (const s of this.open) s.destroy()
+    for (const child of this.sftpSessions) child.kill()
     this.control?.destroy()
     this.redirectServer.close()
     this.dialServer.close()

@@ -31,14 +31,16 @@ async function freePort(): Promise<number> {
 }
 
 async function startSftp(): Promise<void> {
-  sftp = spawn(process.execPath, ['-e', SPAWNER], {env: {...process.env, SFTP_PORT: String(port)}, stdio: 'ignore'})
+  // a process group of its own: the spawner's sftp-servers hold the connections, and stopping the
+  // "server" must end them too, as removing an agent container ends its sftp-servers
+  sftp = spawn(process.execPath, ['-e', SPAWNER], {env: {...process.env, SFTP_PORT: String(port)}, stdio: 'ignore', detached: true})
   await waitListening('127.0.0.1', port)
 }
 
 async function stopSftp(): Promise<void> {
   if (!sftp || sftp.exitCode !== null) return
   const exited = new Promise((resolve) => sftp!.once('exit', resolve))
-  sftp.kill('SIGKILL')
+  process.kill(-sftp.pid!, 'SIGKILL')
   await exited
 }
 

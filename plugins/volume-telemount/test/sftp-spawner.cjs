@@ -3,14 +3,10 @@
 // Used by the telemount tests and bench/telemount.bench.mjs as a stand-in workload.
 const net = require('node:net')
 const {spawn} = require('node:child_process')
-net.createServer((socket) => {
+net.createServer({pauseOnConnect: true}, (socket) => {
+  // as the agent does: the connection itself is sftp-server's stdin and stdout, node keeps no copy
   socket.setNoDelay(true)
-  const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: ['pipe', 'pipe', 'inherit']})
-  socket.pipe(server.stdin)
-  server.stdout.pipe(socket)
-  const end = () => server.kill()
-  socket.on('error', end)
-  socket.on('close', end)
-  server.on('exit', () => socket.destroy())
-  server.stdin.on('error', () => {})
+  const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: [socket, socket, 'inherit']})
+  socket.destroy()
+  server.on('error', () => {})
 }).listen(Number(process.env.SFTP_PORT || 2222), '0.0.0.0')

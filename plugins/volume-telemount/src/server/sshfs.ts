@@ -69,6 +69,8 @@ export class SshfsMount {
     const options = [
       `directport=${target.port}`,
       'follow_symlinks',
+      // larger read requests: a 100 MB read ~1.4× faster than with the default (checked byte for byte)
+      'max_read=1048576',
       // reconnect: a short network blip must not kill every volume of this agent. The ServerAlive
       // options are ssh's and inert with directport (no ssh runs); they matter only if a future
       // transport goes through ssh. Liveness is what our own statfs probe checks before reuse.
