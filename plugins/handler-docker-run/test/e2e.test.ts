@@ -141,7 +141,7 @@ describe('tp intercept --docker-run (issue 4 acceptance)', () => {
     const result = await Promise.race([terminal.child, sleep(30_000).then(() => undefined)])
     expect(result, terminal.output()).toBeDefined()
     expect(result!.exitCode, terminal.output()).toBe(0)
-    expect(terminal.output()).toMatch(/still ending the intercept/)
+    expect(terminal.output()).toMatch(/SIGINT: still (stopping the handler and )?ending the intercept/)
     expect(await get()).toMatch(/^frontend-v1\n/)
     expect(await nothingLeft(CONN)).toEqual([])
   })
