@@ -355,6 +355,34 @@ describe('bad input: a clear message, a non-zero exit, nothing left behind', () 
   })
 })
 
+describe('the workload going away', () => {
+  it('ends the intercept when the workload stops, says so, and leaves nothing behind', async () => {
+    const image = await busyboxImage()
+    const workload = await docker.createContainer({
+      name: 'tpt-e2e-stopping',
+      Image: image,
+      Cmd: ['sh', '-c', 'mkdir -p /www && echo stopping > /www/index.html && exec httpd -f -p 80 -h /www'],
+      Labels: {'tp.fixture': 'true'},
+      ExposedPorts: {'80/tcp': {}},
+      HostConfig: {NetworkMode: 'tp-demo'},
+    })
+    await workload.start()
+    try {
+      const intercept = startIntercept(['tpt-e2e-stopping', '--port', '8050'])
+      await waitFor('the agent', async () => (await agentsOf('tpt-e2e-stopping')).some((a) => a.State === 'running'))
+      await workload.stop({t: 1})
+      const ended = await intercept
+      expect(ended.exitCode).toBe(1)
+      expect(ended.stderr).toMatch(/the intercept ended unexpectedly: the workload tpt-e2e-stopping exited with code \d+/)
+      expect(ended.stderr).toContain('run the intercept again once `tp list` shows the workload running')
+      await waitFor('the agent gone', async () => (await agentsOf('tpt-e2e-stopping')).length === 0, 10_000)
+      expect(await connectionObjects()).toEqual([`/${DAEMON}`])
+    } finally {
+      await workload.remove({force: true})
+    }
+  })
+})
+
 describe('the daemon going away', () => {
   it('restores the workload within 10 s when the daemon container is killed; connect replaces it', async () => {
     const stop = await startTestServer('tpt-e2e-server-8030', 8030, 'before the daemon died')

@@ -217,6 +217,20 @@ export class DockerCluster {
   }
 
   /**
+   * Why a workload's container no longer runs ("exited with code 0", "was removed"), or undefined
+   * while it runs (or the engine cannot say).
+   */
+  async whyNotRunning(containerId: string): Promise<string | undefined> {
+    try {
+      const info = await this.docker.getContainer(containerId).inspect()
+      if (info.State.Running) return undefined
+      return info.State.Status === 'exited' ? `exited with code ${info.State.ExitCode}` : `is ${info.State.Status}`
+    } catch (error) {
+      return (error as {statusCode?: number}).statusCode === 404 ? 'was removed' : undefined
+    }
+  }
+
+  /**
    * Removes the redirect rules an agent left in a workload's namespace (it was killed before it
    * could): runs `node /opt/tp/agent.cjs cleanup` there. Without interceptId, every agent's rules.
    * Does nothing when the workload is not running.

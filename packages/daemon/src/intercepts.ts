@@ -187,7 +187,12 @@ export class InterceptManager {
     void lease.closed.then(() => intercept.markHolderDone())
     this.intercepts.set(name, intercept)
     this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → 127.0.0.1:${localPort}; agent ${agentName}`)
-    void agent.gone.then((reason) => this.remove(name, `the traffic agent went away (${reason})`, 'agent'))
+    void agent.gone.then(async (reason) => {
+      // the usual cause: the workload itself stopped (its agent shares its network namespace)
+      const workloadGone = await this.cluster.whyNotRunning(workload.containerId)
+      const why = workloadGone ? `the workload ${workload.name} ${workloadGone}` : `the traffic agent went away (${reason})`
+      await this.remove(name, why, 'agent')
+    })
     intercept.stopWatching = this.watchHandler(intercept)
     return session
   }

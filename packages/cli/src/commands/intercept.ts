@@ -17,6 +17,8 @@ import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
 import {parsePortSpec} from '../port-spec.js'
 
+const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
+
 /** When to tell a user that the handler has not answered yet. */
 const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
 
@@ -207,7 +209,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     try {
       const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, {dockerRunArgs: extraArgs})
       if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
-      if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, 'check `tp status`; run the intercept again')
+      if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
       return code
     } finally {
       cancel()
@@ -228,7 +230,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       void lease.ended.then(resolve)
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
-    if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, 'check `tp status`; run the intercept again')
+    if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, UNEXPECTED_END_NEXT_STEP)
   }
 
   /**
