@@ -1,7 +1,8 @@
 /** Running `tp` as a user in a second terminal would, and checking what a connection left behind. */
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
-import {docker, repoRoot, tpBin} from './demo.js'
+import {demoDown} from '@tp/images'
+import {docker, ensureDemo, repoRoot, tpBin, tpCli} from './demo.js'
 
 export interface RunningTp {
   child: ResultPromise
@@ -44,5 +45,21 @@ export async function nothingLeft(connection: string): Promise<string[]> {
     const left = await leftovers(connection)
     if (left.length === 0 || Date.now() > deadline) return left
     await sleep(250)
+  }
+}
+
+/**
+ * A demo cluster on a network of its own and a container-daemon connection to it, so a test file
+ * does not disturb others on `tp-demo`. `disconnect` quits the connection and removes the cluster.
+ */
+export async function connectOwnDemo(network: string, connection: string, env: Record<string, string | undefined>): Promise<{disconnect: () => Promise<void>}> {
+  await ensureDemo({network})
+  const connected = await tpCli(['connect', '--docker', '--name', connection, '--namespace', network], {env})
+  if (connected.exitCode !== 0) throw new Error(`tp connect failed (${connected.exitCode}): ${connected.stderr}`)
+  return {
+    disconnect: async () => {
+      await tpCli(['quit', '--name', connection], {env}).catch(() => undefined)
+      await demoDown(docker, {network}).catch(() => undefined)
+    },
   }
 }

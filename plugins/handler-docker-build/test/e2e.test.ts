@@ -5,8 +5,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, leftovers, nothingLeft, startTp, tpCli} from '../../../test/helpers/index.js'
+import {connectOwnDemo, docker, httpGet, leftovers, nothingLeft, startTp, tpCli} from '../../../test/helpers/index.js'
 import {BASE_IMAGE, containersMentioning, ensureBase, removeBaseAndDescendants, removeImages, writeHandlerContext} from './fixture.js'
 
 /**
@@ -29,24 +28,20 @@ function intercept(buildArgs: string[], handlerArgs: string[]): string[] {
 
 const start = (args: string[]) => startTp(args, {env, cwd: cacheDir})
 
-
-
-
 async function get(path = '/'): Promise<string> {
   return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
 }
 
+let demo: {disconnect: () => Promise<void>} | undefined
+
 beforeAll(async () => {
   await ensureBase()
   await writeHandlerContext(contextDir)
-  await ensureDemo({network: NET})
-  const connected = await tpCli(['connect', '--docker', '--name', CONN, '--namespace', NET], {env})
-  expect(connected.exitCode, connected.stderr).toBe(0)
+  demo = await connectOwnDemo(NET, CONN, env)
 })
 
 afterAll(async () => {
-  await tpCli(['quit', '--name', CONN], {env}).catch(() => undefined)
-  await demoDown(docker, {network: NET}).catch(() => undefined)
+  await demo?.disconnect()
   const built = await docker.getImage(TAG).inspect().catch(() => undefined)
   if (built) await removeImages([built.Id])
   await removeBaseAndDescendants()

@@ -5,8 +5,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, inTerminal, leftovers, nothingLeft, startTp, tpBin, tpCli} from '../../../test/helpers/index.js'
+import {connectOwnDemo, docker, httpGet, inTerminal, leftovers, nothingLeft, startTp, tpBin, tpCli} from '../../../test/helpers/index.js'
 
 /**
  * Issue 4's acceptance, as a user runs it: `tp intercept … --docker-run -- …` against a demo
@@ -32,15 +31,14 @@ async function get(path = '/'): Promise<string> {
   return (await httpGet(`http://frontend-v1${path}`, {network: NET})).body
 }
 
+let demo: {disconnect: () => Promise<void>} | undefined
+
 beforeAll(async () => {
-  await ensureDemo({network: NET})
-  const connected = await tpCli(['connect', '--docker', '--name', CONN, '--namespace', NET], {env})
-  expect(connected.exitCode, connected.stderr).toBe(0)
+  demo = await connectOwnDemo(NET, CONN, env)
 })
 
 afterAll(async () => {
-  await tpCli(['quit', '--name', CONN], {env}).catch(() => undefined)
-  await demoDown(docker, {network: NET}).catch(() => undefined)
+  await demo?.disconnect()
   rmSync(cacheDir, {recursive: true, force: true})
 })
 
