@@ -93,6 +93,7 @@ export class Agent {
    * handler has not refused a connection there (it may listen on loopback only).
    */
   private directPort?: number
+  private directHost?: string
   private releasing?: Promise<void>
   private readonly pending = new Map<string, PendingDial>()
   /** Connections the daemon opened ahead of time; each carries one redirected connection. */
@@ -190,6 +191,7 @@ export class Agent {
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
         this.directPort = typeof message.directPort === 'number' ? message.directPort : undefined
+        this.directHost = typeof message.directHost === 'string' ? message.directHost : undefined
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
@@ -267,7 +269,7 @@ export class Agent {
    * daemon until the next activation.
    */
   private toHandlerDirectly(client: Socket, port: number): void {
-    const host = this.config.daemonHost
+    const host = this.directHost ?? this.config.daemonHost
     const handler = connect({host, port, allowHalfOpen: true, noDelay: true})
     const fallBack = (error: NodeJS.ErrnoException) => {
       clearTimeout(timer)

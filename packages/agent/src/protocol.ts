@@ -13,11 +13,11 @@ export type AgentMessage =
 
 export type DaemonMessage =
   /**
-   * New redirected connections go to the handler. With directPort, the handler is reachable at the
-   * daemon's own address on that port (it shares the daemon's network namespace): the agent connects
-   * to it directly and uses the daemon's relay only if that is refused.
+   * New redirected connections go to the handler. With directPort, the handler is reachable at
+   * directHost (default: the daemon's address) on that port: the agent connects to it directly and
+   * uses the daemon's relay only if that is refused.
    */
-  | {type: 'activate'; directPort?: number}
+  | {type: 'activate'; directPort?: number; directHost?: string}
   | {type: 'deactivate'}
   | {type: 'dial-failed'; id: string}
   | {type: 'ping'}

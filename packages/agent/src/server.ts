@@ -30,11 +30,11 @@ export interface ExpectOptions {
   /** How long the agent may take to connect and install its rule (default 30 s). */
   readyTimeoutMs?: number
   /**
-   * The handler's port on this daemon's address, when the handler shares the daemon's network
-   * namespace: the agent then connects to it directly, without the daemon's relay in between, as
-   * long as the handler listens on more than loopback.
+   * Where the agent may reach the handler itself (the placement says where, e.g. the daemon's
+   * address when handlers share its network namespace): the agent then connects to it directly,
+   * without the daemon's relay in between, as long as the handler listens on more than loopback.
    */
-  directPort?: number
+  direct?: {host: string; port: number}
 }
 
 export interface AgentSession {
@@ -197,7 +197,8 @@ class Session implements AgentSession {
   }
 
   private activation(): DaemonMessage {
-    return this.options.directPort ? {type: 'activate', directPort: this.options.directPort} : {type: 'activate'}
+    const direct = this.options.direct
+    return direct ? {type: 'activate', directPort: direct.port, directHost: direct.host} : {type: 'activate'}
   }
 
   /** The agent closes its spares when it reads this; one it already took is still served. */

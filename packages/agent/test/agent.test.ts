@@ -109,7 +109,7 @@ async function inject(name: string, extra: Record<string, string> = {}, target: 
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
   const session = server.expect(interceptId, token, {
-    directPort,
+    direct: directPort ? {host: gateway, port: directPort} : undefined,
     connectLocal: () =>
       new Promise<Socket>((resolve, reject) => {
         const s = connect({host: '127.0.0.1', port: handlerPort, allowHalfOpen: true})

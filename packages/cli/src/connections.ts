@@ -5,6 +5,8 @@ import {
   ConnectionStore,
   type DaemonBackend,
   DaemonClient,
+  type Placement,
+  type PlacementCapabilities,
   type PluginContext,
   UserError,
 } from '@tp/sdk'
@@ -12,13 +14,15 @@ import type {Registries} from './extensions.js'
 
 /** The bundled backend that runs the daemon in a container; chosen by --docker. */
 export const CONTAINER_BACKEND = 'container'
-/** The backend that runs the daemon on this host, when a plugin provides one. */
+/** The backend that runs the daemon on this host: the default when it is installed. */
 export const HOST_BACKEND = 'host'
 
 export interface LiveConnection {
   record: ConnectionRecord
   backend: DaemonBackend
   client: DaemonClient
+  /** Where its daemon lives and how handlers reach it, as its backend says. */
+  placement: Placement
 }
 
 /** Finds, starts and lists connections across every installed daemon backend. */
@@ -39,11 +43,20 @@ export class Connections {
     return backend
   }
 
-  /** `--docker` forces the container daemon; otherwise a host backend if one is installed, else the container one. */
+  /** `--docker` forces the container daemon; otherwise $TP_DAEMON_BACKEND, the host backend if one is installed, else the container one. */
   backendName(docker: boolean): string {
     if (docker) return CONTAINER_BACKEND
     if (process.env.TP_DAEMON_BACKEND) return process.env.TP_DAEMON_BACKEND
     return this.registries.daemonBackends.has(HOST_BACKEND) ? HOST_BACKEND : CONTAINER_BACKEND
+  }
+
+  /** What a connection made by that backend will offer, before it exists (from the backend's descriptor). */
+  capabilitiesOf(backendName: string): PlacementCapabilities {
+    return this.registries.daemonBackends.get(backendName).descriptor.capabilities
+  }
+
+  private liveConnection(record: ConnectionRecord, backend: DaemonBackend): LiveConnection {
+    return {record, backend, client: new DaemonClient(record.api), placement: backend.placement(record)}
   }
 
   /** Every connection whose daemon is alive (stale records are cleaned up by their backend). */
@@ -53,7 +66,7 @@ export class Connections {
       if (!this.registries.daemonBackends.has(record.backend)) continue
       const backend = await this.backend(record.backend)
       const found = await backend.find(record.name)
-      if (found) live.push({record: found, backend, client: new DaemonClient(found.api)})
+      if (found) live.push(this.liveConnection(found, backend))
     }
     return live
   }
@@ -66,7 +79,7 @@ export class Connections {
     const backendName = existing && !options.docker ? existing.backend : this.backendName(options.docker)
     const backend = await this.backend(backendName)
     const record = await backend.ensure({name: options.name, namespace: options.namespace})
-    return {record, backend, client: new DaemonClient(record.api)}
+    return this.liveConnection(record, backend)
   }
 
   /**

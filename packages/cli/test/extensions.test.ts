@@ -135,7 +135,7 @@ describe('tp extensions', () => {
         hooks: {
           'tp:handlers': `export default async function () { throw new Error('tpt boom: config missing') }\n`,
           // its other extension point still registers
-          'tp:volume-providers': `export default async function () { return [{name: 'tpt-vol', apiVersion: 1, summary: 'vol', daemonKinds: ['host'], load: () => import('./nope.js')}] }\n`,
+          'tp:volume-providers': `export default async function () { return [{name: 'tpt-vol', apiVersion: 1, summary: 'vol', requires: {hostReachesCluster: true}, load: () => import('./nope.js')}] }\n`,
         },
       }),
     )

@@ -1,6 +1,7 @@
 /** Pure argument logic of `tp intercept`: --port and the handler choice. */
 import {describe, expect, it} from 'vitest'
 import {API_VERSION, type HandlerDescriptor, isUserError} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 import {chooseHandler} from '../dist/handler-choice.js'
 import {parsePortSpec} from '../dist/port-spec.js'
 
@@ -34,7 +35,7 @@ describe('--port', () => {
     ['8000:9000', 'host', {local: 8000, container: 9000}],
     ['8000:9000:http', 'host', {local: 8000, container: 9000, service: 'http'}],
   ] as const)('%s with a %s daemon', (spec, kind, expected) => {
-    expect(parsePortSpec(spec, kind)).toEqual(expected)
+    expect(parsePortSpec(spec, fakePlacement(kind === 'host' ? 'host' : 'shared').capabilities)).toEqual(expected)
   })
 
   it.each([
@@ -46,7 +47,7 @@ describe('--port', () => {
     ['8000:http', 'host', /container port "http" is not a port number/],
     ['1:2:3:4', 'host', /too many parts/],
   ] as const)('refuses %s with a %s daemon', (spec, kind, message) => {
-    const error = userError(() => parsePortSpec(spec, kind))
+    const error = userError(() => parsePortSpec(spec, fakePlacement(kind === 'host' ? 'host' : 'shared').capabilities))
     expect(error.message).toMatch(message)
     expect(error.next).toMatch(/--port <local>/)
   })

@@ -1,6 +1,6 @@
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {timingSafeEqual} from 'node:crypto'
-import type {DockerCluster} from '@tp/cluster-docker'
+import type {Cluster} from './cluster.js'
 import {type ApiErrorBody, type CreateInterceptRequest, type DaemonStatus, type InterceptEvent, UserError, type WorkloadInfo, isUserError} from '@tp/sdk'
 import type {DaemonConfig} from './config.js'
 import type {InterceptManager} from './intercepts.js'
@@ -8,7 +8,7 @@ import type {InterceptManager} from './intercepts.js'
 /** The daemon's HTTP+JSON API (see DaemonClient in @tp/sdk for the other side). */
 export function createApi(options: {
   config: DaemonConfig
-  cluster: DockerCluster
+  cluster: Cluster
   intercepts: InterceptManager
   quit: () => Promise<void>
   log: (m: string) => void

@@ -1,4 +1,4 @@
-import {UserError, type NetworkAttachment} from '@tp/sdk'
+import {type Placement, UserError, placementProblems} from '@tp/sdk'
 
 /** What a backend tells the daemon when it starts it (environment variables). */
 export interface DaemonConfig {
@@ -6,16 +6,20 @@ export interface DaemonConfig {
   connection: string
   namespace: string
   token: string
+  /** Where the API listens: 0.0.0.0 in a container (published on the host's loopback), 127.0.0.1 on the host. */
+  apiHost: string
+  /** 0: any free port (then written to `readyFile`). */
   apiPort: number
+  /** 0: any free port; agents are told the one in use. */
   controlPort: number
+  /** Written (0600) once the daemon answers: `{"apiPort": …, "pid": …}`, for backends that let it choose its port. */
+  readyFile?: string
   runtimeImage: string
   version: string
-  backend: string
-  /** Container name or process the daemon runs as. */
-  where: string
-  attachment: NetworkAttachment
-  /** How long a lease may be silent before its intercept is removed. */
-  leaseMs: number
+  /** Where the daemon lives and how handlers are reached, from the backend. */
+  placement: Placement
+  /** How long a lease holder gets to stop its handler and remove its volumes after being told the intercept ends. */
+  holderTeardownMs: number
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
@@ -24,18 +28,32 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     if (!value) throw new UserError(`the tp daemon needs ${name} in its environment`, 'start the daemon with `tp connect`, not by hand')
     return value
   }
+  const port = (name: string, fallback: number): number => {
+    const n = Number(env[name] ?? fallback)
+    if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new UserError(`${name} must be a port number, not ${env[name]}`, 'start the daemon with `tp connect`')
+    return n
+  }
+  let placement: Placement
+  try {
+    placement = JSON.parse(required('TP_PLACEMENT')) as Placement
+  } catch (error) {
+    if ((error as {kind?: string}).kind === 'user') throw error
+    throw new UserError('TP_PLACEMENT is not JSON', 'start the daemon with `tp connect`, not by hand')
+  }
+  const problems = placementProblems(placement)
+  if (problems.length > 0) throw new UserError(`the daemon backend gave an unusable placement: ${problems.join('; ')}`, 'report it to the backend plugin’s authors')
   return {
     id: required('TP_DAEMON_ID'),
     connection: required('TP_CONNECTION'),
     namespace: required('TP_NAMESPACE'),
     token: required('TP_DAEMON_TOKEN'),
-    apiPort: Number(env.TP_API_PORT ?? 4700),
-    controlPort: Number(env.TP_CONTROL_PORT ?? 4701),
+    apiHost: env.TP_API_HOST ?? '0.0.0.0',
+    apiPort: port('TP_API_PORT', 4700),
+    controlPort: port('TP_CONTROL_PORT', 4701),
+    readyFile: env.TP_READY_FILE || undefined,
     runtimeImage: required('TP_RUNTIME_IMAGE'),
     version: env.TP_VERSION ?? '0.0.0',
-    backend: env.TP_BACKEND ?? 'container',
-    where: env.TP_DAEMON_WHERE ?? 'unknown',
-    attachment: JSON.parse(required('TP_ATTACHMENT')) as NetworkAttachment,
-    leaseMs: Number(env.TP_LEASE_MS ?? 5000),
+    placement,
+    holderTeardownMs: Number(env.TP_HOLDER_TEARDOWN_MS ?? 15_000),
   }
 }

@@ -1,81 +1,103 @@
-import Docker from 'dockerode'
-import {LABEL_CONNECTION, LABEL_INTERCEPT, LABEL_MANAGED, LABEL_ROLE} from '@tp/sdk'
-import {AgentServer} from '@tp/agent'
-import {DockerCluster} from '@tp/cluster-docker'
+import {chmod, writeFile} from 'node:fs/promises'
+import {lookup} from 'node:dns/promises'
 import type {Server} from 'node:http'
+import {isIP} from 'node:net'
+import type Docker from 'dockerode'
+import {AgentServer} from '@tp/agent'
+import {LABEL_INTERCEPT, LABEL_ROLE, sweep} from '@tp/sdk'
+import type {Cluster, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
 import {createApi} from './api.js'
 import {InterceptManager} from './intercepts.js'
 
+export interface DaemonDeps {
+  cluster: Cluster
+  /** The engine where handler containers and volumes live (a gone CLI's are removed here). */
+  docker: Docker
+  log?: (m: string) => void
+  /** Called once `tp quit` has ended everything (the process exits there). */
+  onQuit?: () => void
+}
+
+/** An IP for a host the placement names (agents get an address, not a name to resolve each time). */
+async function address(host: string): Promise<string> {
+  if (isIP(host)) return host
+  return (await lookup(host, {family: 4})).address
+}
+
 /** One daemon per connection: the API, the agents' control server and the intercepts. */
 export class Daemon {
   private api?: Server
-  private readonly agents: AgentServer
-  private readonly intercepts: InterceptManager
-  private readonly cluster: DockerCluster
-  private readonly docker: Docker
+  private agents?: AgentServer
+  private intercepts?: InterceptManager
   private quitting?: Promise<void>
+  private readonly log: (m: string) => void
 
   constructor(
     private readonly config: DaemonConfig,
-    private readonly log: (m: string) => void = (m) => console.error(m),
-    /** Called once `tp quit` has ended everything (the process exits there). */
-    private readonly onQuit: () => void = () => undefined,
+    private readonly deps: DaemonDeps,
   ) {
-    this.docker = new Docker()
-    this.cluster = new DockerCluster(this.docker)
-    this.agents = new AgentServer({port: config.controlPort, log})
-    this.intercepts = new InterceptManager(config, this.cluster, this.agents, log, (name) => this.removeOrphans(name))
+    this.log = deps.log ?? ((m) => console.error(m))
   }
 
-  async start(): Promise<void> {
-    await this.agents.listen()
-    this.api = createApi({config: this.config, cluster: this.cluster, intercepts: this.intercepts, quit: () => this.quit('tp quit').then(() => this.onQuit()), log: this.log})
-    await new Promise<void>((resolve, reject) => {
-      this.api!.once('error', reject)
-      this.api!.listen(this.config.apiPort, '0.0.0.0', () => resolve())
+  /** Listens for agents and for the API; resolves with the API's port. */
+  async start(): Promise<number> {
+    const {placement} = this.config
+    this.agents = new AgentServer({host: placement.daemon.listenHost, port: this.config.controlPort, log: this.log})
+    const {port: controlPort} = await this.agents.listen()
+    const reach: Reach = {
+      agentsDial: `${await address(placement.daemon.agentHost)}:${controlPort}`,
+      handlerHost: placement.handler.daemonConnectsTo,
+      directHost: placement.handler.agentConnectsTo === undefined ? undefined : await address(placement.handler.agentConnectsTo),
+    }
+    this.intercepts = new InterceptManager(this.config, this.deps.cluster, this.agents, reach, this.log, (name) => this.removeOrphans(name))
+    this.api = createApi({
+      config: this.config,
+      cluster: this.deps.cluster,
+      intercepts: this.intercepts,
+      quit: () => this.quit('tp quit').then(() => this.deps.onQuit?.()),
+      log: this.log,
     })
-    this.log(`tp daemon ${this.config.id} for connection ${this.config.connection}, namespace ${this.config.namespace}: API on :${this.config.apiPort}, agents on :${this.config.controlPort}`)
+    const api = this.api
+    const apiPort = await new Promise<number>((resolve, reject) => {
+      api.once('error', reject)
+      api.listen(this.config.apiPort, this.config.apiHost, () => {
+        const bound = api.address()
+        resolve(typeof bound === 'object' && bound ? bound.port : this.config.apiPort)
+      })
+    })
+    if (this.config.readyFile) {
+      await writeFile(this.config.readyFile, JSON.stringify({apiPort, pid: process.pid}) + '\n', {mode: 0o600})
+      await chmod(this.config.readyFile, 0o600)
+    }
+    this.log(
+      `tp daemon ${this.config.id} for connection ${this.config.connection}, namespace ${this.config.namespace} (${placement.where}): ` +
+        `API on ${this.config.apiHost}:${apiPort}, agents dial ${reach.agentsDial}`,
+    )
+    return apiPort
   }
 
   /**
    * The CLI that ran a handler for this intercept is gone (kill -9, crash): stop its handler container
-   * and remove its volumes, found by their labels.
+   * and remove its volumes, found by their labels; the agent stays until the intercept's removal.
    */
   private async removeOrphans(intercept: string): Promise<void> {
-    const filters = {label: [`${LABEL_MANAGED}=true`, `${LABEL_CONNECTION}=${this.config.connection}`, `${LABEL_INTERCEPT}=${intercept}`]}
-    const containers = await this.docker.listContainers({all: true, filters})
-    await Promise.all(
-      containers
-        .filter((c) => c.Labels[LABEL_ROLE] !== 'agent')
-        .map(async (c) => {
-          const container = this.docker.getContainer(c.Id)
-          await container.stop({t: 2}).catch(() => undefined)
-          await container.remove({force: true}).catch(() => undefined)
-          this.log(`removed ${c.Names[0]} left by a gone tp command`)
-        }),
-    )
-    const volumes = (await this.docker.listVolumes({filters})).Volumes ?? []
-    for (const volume of volumes) {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          await this.docker.getVolume(volume.Name).remove()
-          break
-        } catch {
-          await new Promise((r) => setTimeout(r, 250)) // still in use while its container goes
-        }
-      }
-    }
+    const removed = await sweep(this.deps.docker, {
+      labels: [...this.config.placement.sweepLabels, `${LABEL_INTERCEPT}=${intercept}`],
+      keep: (labels) => labels[LABEL_ROLE] === 'agent',
+      stopSeconds: 2,
+    })
+    for (const object of removed) this.log(`removed ${object.kind} ${object.name} left by a gone tp command`)
   }
 
   /** Ends every intercept (traffic back to the workloads, agents removed), then stops. */
   quit(reason: string): Promise<void> {
     this.quitting ??= (async () => {
       this.log(`quitting: ${reason}`)
-      await this.intercepts.removeAll(`the daemon is quitting (${reason})`)
+      await this.intercepts?.removeAll(`the daemon is quitting (${reason})`)
       this.api?.closeAllConnections()
       this.api?.close()
-      await this.agents.close()
+      await this.agents?.close()
     })()
     return this.quitting
   }

@@ -1,20 +1,20 @@
 import {randomBytes} from 'node:crypto'
-import {networkInterfaces} from 'node:os'
 import type {AgentServer, AgentSession} from '@tp/agent'
-import type {DockerCluster, Workload} from '@tp/cluster-docker'
+import type {Workload} from '@tp/cluster-docker'
 import {
   type CreateInterceptRequest,
+  type DaemonSession,
   ENV_EXCLUDED,
   type InterceptEvent,
   type InterceptInfo,
-  type InterceptSession,
   type RemoteMount,
   UserError,
   sortedEnv,
   tpLabels,
 } from '@tp/sdk'
+import type {Cluster, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
-import {connectLocal, portAnswers} from './local-port.js'
+import {connectHandler, handlerAnswers} from './local-port.js'
 
 /** Where the lease's events go: the open response of the CLI that created the intercept. */
 export interface LeaseSink {
@@ -30,14 +30,11 @@ export interface LeaseSink {
  */
 export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost'
 
-/** How long a lease holder gets to stop its handler and remove its volumes after being told. */
-const HOLDER_TEARDOWN_MS = 15_000
-
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Intercept {
   info: InterceptInfo
-  session: InterceptSession
+  session: DaemonSession
   agent: AgentSession
   agentContainerId: string
   workloadContainerId: string
@@ -58,9 +55,10 @@ export class InterceptManager {
   private readonly claims = new Map<string, string>()
 
   constructor(
-    private readonly config: DaemonConfig,
-    private readonly cluster: DockerCluster,
-    private readonly agents: AgentServer,
+    private readonly config: Pick<DaemonConfig, 'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs'>,
+    private readonly cluster: Cluster,
+    private readonly agents: Pick<AgentServer, 'expect'>,
+    private readonly reach: Reach,
     private readonly log: (m: string) => void,
     /** Removes what the CLI ran for an intercept (handler container, volumes) when the CLI is gone. */
     private readonly removeOrphans: (intercept: string) => Promise<void> = async () => undefined,
@@ -71,7 +69,7 @@ export class InterceptManager {
   }
 
   /** Creates an intercept; its lifetime is the lease (the CLI's open request). */
-  async create(request: CreateInterceptRequest, lease: LeaseSink): Promise<InterceptSession> {
+  async create(request: CreateInterceptRequest, lease: LeaseSink): Promise<DaemonSession> {
     validateLocalPort(request.localPort)
     const workload = await this.cluster.workload(this.config.namespace, request.workload)
     const port = this.cluster.resolvePort(workload, request.servicePort)
@@ -106,13 +104,17 @@ export class InterceptManager {
     serviceName: string | undefined,
     request: CreateInterceptRequest,
     lease: LeaseSink,
-  ): Promise<InterceptSession> {
+  ): Promise<DaemonSession> {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
     const localPort = request.localPort
     const exported = request.mounts ? workload.mounts : []
-    // the handler shares this daemon's network namespace, so the agent may reach it at our address
-    const agent = this.agents.expect(id, token, {connectLocal: () => connectLocal(localPort), directPort: localPort, readyTimeoutMs: 20_000})
+    const {handlerHost, directHost} = this.reach
+    const agent = this.agents.expect(id, token, {
+      connectLocal: () => connectHandler(handlerHost, localPort),
+      direct: directHost ? {host: directHost, port: localPort} : undefined,
+      readyTimeoutMs: 20_000,
+    })
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
     // an agent of an earlier daemon of this connection may still be releasing: let it go first
     await this.cluster.removeAgent(agentName, 2)
@@ -122,7 +124,7 @@ export class InterceptManager {
       name: agentName,
       labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent'}),
       env: {
-        TP_AGENT_DAEMON: `${ownAddress()}:${this.config.controlPort}`,
+        TP_AGENT_DAEMON: this.reach.agentsDial,
         TP_AGENT_TOKEN: token,
         TP_AGENT_INTERCEPT_ID: id,
         TP_AGENT_SERVICE_PORT: String(servicePort),
@@ -152,7 +154,7 @@ export class InterceptManager {
       TP_CONTAINER: workload.container,
       TP_MOUNTS: mounts.map((m) => m.path).join(':'),
     })
-    const session: InterceptSession = {
+    const session: DaemonSession = {
       id,
       name,
       workload: workload.name,
@@ -160,8 +162,7 @@ export class InterceptManager {
       ports: {local: localPort, container: request.containerPort ?? localPort, service: servicePort, serviceName, protocol: 'tcp'},
       environment: sortedEnv(environment),
       mounts,
-      network: this.config.attachment,
-      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.backend, where: this.config.where},
+      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.placement.backend, where: this.config.placement.where},
     }
     const intercept: Intercept = {
       info: {
@@ -186,7 +187,7 @@ export class InterceptManager {
     intercept.holderDone = new Promise<void>((resolve) => (intercept.markHolderDone = resolve))
     void lease.closed.then(() => intercept.markHolderDone())
     this.intercepts.set(name, intercept)
-    this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → 127.0.0.1:${localPort}; agent ${agentName}`)
+    this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → ${handlerHost}:${localPort}; agent ${agentName}`)
     void agent.gone.then(async (reason) => {
       // the usual cause: the workload itself stopped (its agent shares its network namespace)
       const workloadGone = await this.cluster.whyNotRunning(workload.containerId)
@@ -205,7 +206,7 @@ export class InterceptManager {
     let stopped = false
     const loop = async () => {
       while (!stopped) {
-        const answers = await portAnswers(intercept.info.localPort)
+        const answers = await handlerAnswers(this.reach.handlerHost, intercept.info.localPort)
         if (stopped) return
         if (answers && intercept.info.state === 'waiting') {
           intercept.agent.activate()
@@ -249,9 +250,9 @@ export class InterceptManager {
       intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
       let holderGone = by === 'lease-lost'
       if (by === 'other' || by === 'quit' || by === 'agent') {
-        const closed = await Promise.race([intercept.holderDone.then(() => true), delay(HOLDER_TEARDOWN_MS).then(() => false)])
+        const closed = await Promise.race([intercept.holderDone.then(() => true), delay(this.config.holderTeardownMs).then(() => false)])
         if (!closed) {
-          this.log(`intercept ${name}: its tp command did not end within ${HOLDER_TEARDOWN_MS / 1000}s; removing its handler here`)
+          this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s; removing its handler here`)
           holderGone = true
         }
       }
@@ -285,13 +286,4 @@ function validateLocalPort(port: number): void {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new UserError(`local port ${port} is not a TCP port`, 'give --port a number from 1 to 65535')
   }
-}
-
-/** This daemon's IPv4 address on its namespace network (the agents dial it). */
-export function ownAddress(): string {
-  for (const [name, addresses] of Object.entries(networkInterfaces())) {
-    if (name === 'lo') continue
-    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address
-  }
-  return '127.0.0.1'
 }

@@ -1,10 +1,10 @@
 import {connect, type Socket} from 'node:net'
 
-/** Opens a connection to the handler on the daemon's loopback. */
-export function connectLocal(port: number, timeoutMs = 3000): Promise<Socket> {
+/** Opens a connection to the handler at the host the placement names (127.0.0.1 for the bundled backends). */
+export function connectHandler(host: string, port: number, timeoutMs = 3000): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true})
-    const timer = setTimeout(() => socket.destroy(new Error(`no answer on 127.0.0.1:${port} within ${timeoutMs} ms`)), timeoutMs)
+    const socket = connect({host, port, noDelay: true, allowHalfOpen: true})
+    const timer = setTimeout(() => socket.destroy(new Error(`no answer on ${host}:${port} within ${timeoutMs} ms`)), timeoutMs)
     socket.once('connect', () => {
       clearTimeout(timer)
       resolve(socket)
@@ -16,10 +16,10 @@ export function connectLocal(port: number, timeoutMs = 3000): Promise<Socket> {
   })
 }
 
-/** Whether something accepts connections on the port (the handler is up). */
-export async function portAnswers(port: number): Promise<boolean> {
+/** Whether something accepts connections there (the handler is up). */
+export async function handlerAnswers(host: string, port: number): Promise<boolean> {
   try {
-    const socket = await connectLocal(port, 1000)
+    const socket = await connectHandler(host, port, 1000)
     socket.destroy()
     return true
   } catch {

@@ -1,4 +1,5 @@
-import type {InterceptSession, NetworkAttachment} from './session.js'
+import type {Placement, PlacementCapabilities} from './placement.js'
+import type {InterceptSession} from './session.js'
 
 /** Extension API version this sdk speaks. A descriptor's apiVersion must fall in the supported range. */
 export const API_VERSION = 1
@@ -74,11 +75,14 @@ export interface HandlerRequest {
   flags: Record<string, unknown>
   /** Everything after `--` on the command line. */
   args: string[]
-  /** Kind of daemon the intercept will use; known before the intercept exists. */
-  daemonKind: 'container' | 'host'
+  /**
+   * What works where the intercept's handler will run (from the daemon backend), known before the
+   * intercept exists: decide on these, never on a backend's name.
+   */
+  capabilities: PlacementCapabilities
   /** Requested local port (from --port). */
   localPort: number
-  /** Requested container port (host daemon `--port L:C`); equals localPort otherwise. */
+  /** Requested container port (`--port L:C` where ports can be published); equals localPort otherwise. */
   containerPort: number
   cwd: string
 }
@@ -128,8 +132,16 @@ export interface VolumeProvider {
 }
 
 export type VolumeProviderDescriptor = Descriptor<VolumeProvider> & {
-  /** Kind of daemon this provider serves. */
-  daemonKinds: Array<'container' | 'host'>
+  /**
+   * Capabilities the connection's placement must have for this provider to fit (e.g.
+   * `{hostReachesCluster: true}` for mounts made on this host); empty: fits every placement.
+   */
+  requires: Partial<PlacementCapabilities>
+}
+
+/** Whether a provider's requirements are met by a placement's capabilities. */
+export function fitsCapabilities(requires: Partial<PlacementCapabilities> | undefined, capabilities: PlacementCapabilities): boolean {
+  return Object.entries(requires ?? {}).every(([key, wanted]) => capabilities[key as keyof PlacementCapabilities] === wanted)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,25 +161,39 @@ export interface ConnectionRecord {
   daemonId: string
   namespace: string
   api: {url: string; token: string}
-  /** Container id (container backend) or pid (host backend). */
+  /** What the backend needs to find its daemon again: a container id, a process id, … */
   containerId?: string
   pid?: number
+  /** Backend-specific facts (e.g. the namespace network's gateway); the backend's own business. */
+  details?: Record<string, string>
   createdAt: string
 }
 
 export interface DaemonBackend {
-  kind: 'container' | 'host'
   /** Starts a daemon for the connection, or returns the one that runs; replaces a stale one. */
   ensure(options: ConnectOptions): Promise<ConnectionRecord>
   /** The live connection of that name, or undefined (a stale record is removed). */
   find(name: string): Promise<ConnectionRecord | undefined>
   /** Stops the daemon and removes everything the connection created. */
   quit(record: ConnectionRecord): Promise<void>
-  /** How a handler container joins this connection's network. */
-  attachment(record: ConnectionRecord): NetworkAttachment
+  /** Where this connection's daemon lives and how handlers reach it (the one owner of that knowledge). */
+  placement(record: ConnectionRecord): Placement
+  /**
+   * Removes what the connection left (its labelled Docker objects, and whatever the backend changed
+   * on this machine) once its daemon is gone; `tp gc` calls it for connections no daemon owns.
+   */
+  sweep(connection: string): Promise<void>
+  /**
+   * `tp gc`: undoes what this backend changed on this machine (outside Docker) for connections
+   * not in `live`; returns one line per thing undone (or that would be, with dryRun).
+   */
+  gc?(options: {live: ReadonlySet<string>; dryRun: boolean}): Promise<string[]>
 }
 
-export type DaemonBackendDescriptor = Descriptor<DaemonBackend>
+export type DaemonBackendDescriptor = Descriptor<DaemonBackend> & {
+  /** What works with this backend's daemons, known before one exists (what `placement` will say). */
+  capabilities: PlacementCapabilities
+}
 
 /** Structural checks, used instead of instanceof across packages. */
 export function isDescriptor(value: unknown): value is Descriptor<unknown> {

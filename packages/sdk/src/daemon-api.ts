@@ -1,6 +1,6 @@
 import {request} from 'node:http'
 import {BugError, UserError} from './errors.js'
-import type {InterceptSession} from './session.js'
+import type {DaemonSession} from './session.js'
 
 /** The daemon's HTTP+JSON API (v1). Every request carries `Authorization: Bearer <token>`. */
 
@@ -55,7 +55,7 @@ export interface CreateInterceptRequest {
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */
 export type InterceptEvent =
-  | {type: 'session'; session: InterceptSession}
+  | {type: 'session'; session: DaemonSession}
   | {type: 'active'}
   | {type: 'heartbeat'}
   /** `normal`: ended on purpose (tp leave, tp quit); otherwise something failed (agent or workload gone). */
@@ -86,7 +86,8 @@ export class DaemonUnreachableError extends UserError {
 
 /** A lease on one intercept: events as they come; closing it ends the intercept. */
 export interface InterceptLease {
-  session: InterceptSession
+  /** The session without its placement (the CLI adds the one its backend gives). */
+  session: DaemonSession
   /** Resolves once the handler answers and traffic is switched. */
   active: Promise<void>
   /** Resolves when the daemon ends the intercept (leave, quit, agent gone) or the daemon is lost. */

@@ -75,6 +75,17 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
       return
     }
     const descriptor = item as D
+    const shapeProblem = pointProblem(this.point, item)
+    if (shapeProblem) {
+      this.problems.push({
+        point: this.point,
+        plugin,
+        name: descriptor.name,
+        reason: 'malformed',
+        message: `plugin ${pluginLabel(plugin)} provides ${this.point} "${descriptor.name}" with ${shapeProblem}; it was not loaded. This is a bug in that plugin.`,
+      })
+      return
+    }
     const {min, max} = SUPPORTED_API_VERSIONS
     if (!Number.isInteger(descriptor.apiVersion) || descriptor.apiVersion < min || descriptor.apiVersion > max) {
       this.problems.push({
@@ -155,6 +166,20 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
     }
     return (factory as Factory<T>)(context)
   }
+}
+
+/** What an extension point needs of its descriptors beyond the common fields. */
+function pointProblem(point: ExtensionPoint, item: object): string | undefined {
+  const d = item as Record<string, unknown>
+  if (point === 'daemon-backends') {
+    const caps = d.capabilities as Record<string, unknown> | undefined
+    const missing = ['canPublishPorts', 'sharesDaemonNetwork', 'hostReachesCluster'].filter((k) => typeof caps?.[k] !== 'boolean')
+    if (missing.length > 0) return `no capabilities (${missing.join(', ')} must be true or false)`
+  }
+  if (point === 'volume-providers' && d.requires !== undefined && (typeof d.requires !== 'object' || d.requires === null)) {
+    return 'a "requires" that is not an object of capabilities'
+  }
+  return undefined
 }
 
 export function pluginLabel(plugin: PluginRef): string {

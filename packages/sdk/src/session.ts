@@ -1,11 +1,13 @@
+import type {Placement} from './placement.js'
+
 /**
  * The intercept session: everything a handler or volume provider needs to know about one intercept.
  * A plain, serialisable object — the same data `tp intercept --output json` prints.
  */
 export interface SessionPorts {
-  /** Port the handler listens on, as seen from the daemon's network (container daemon: inside its namespace). */
+  /** Port the handler listens on, where the placement says handlers listen (the daemon reaches it there). */
   local: number
-  /** Port inside the handler container (host daemon `-p local:container`); equals local otherwise. */
+  /** Port inside the handler container when it is published (`-p local:container`); equals local otherwise. */
   container: number
   /** The workload's service port that is intercepted. */
   service: number
@@ -22,19 +24,10 @@ export interface RemoteMount {
   sftp: {host: string; port: number; dir: string}
 }
 
-/** How a handler container joins the connection's network; dictated by the daemon backend. */
-export interface NetworkAttachment {
-  kind: 'container' | 'host'
-  /** Arguments to add to `docker run` (e.g. `--network container:tp-x-cn`, or `--dns-search tel2-search`). */
-  dockerRunArgs: string[]
-  /** Whether `-p` publishing works in this mode (false in a container network namespace). */
-  canPublish: boolean
-}
-
 export interface DaemonIdentity {
   /** Connection name, e.g. `default`. */
   connection: string
-  /** Daemon id, e.g. `3f9a1c2b` — the container is `tp-<id>-cn`. */
+  /** Daemon id (the connection's name for the bundled backends). */
   id: string
   /** Backend that runs it: `container`, `host`, or a third party's. */
   backend: string
@@ -42,7 +35,8 @@ export interface DaemonIdentity {
   where: string
 }
 
-export interface InterceptSession {
+/** The session as the daemon sends it; the CLI adds the placement it got from the backend. */
+export interface DaemonSession {
   id: string
   name: string
   workload: string
@@ -51,8 +45,12 @@ export interface InterceptSession {
   /** The workload's environment (minus HOME, PATH, HOSTNAME) plus TP_* variables; keys sorted. */
   environment: Record<string, string>
   mounts: RemoteMount[]
-  network: NetworkAttachment
   daemon: DaemonIdentity
+}
+
+export interface InterceptSession extends DaemonSession {
+  /** Where the daemon lives and how a handler reaches it, from the connection's daemon backend. */
+  placement: Placement
 }
 
 /** Returns a copy of env with keys in sorted order (stable output, stable env files). */

@@ -92,10 +92,12 @@ describe('ExtensionRegistry', () => {
   })
 
   it('names every plugin when three claim the same name', () => {
+    const capabilities = {canPublishPorts: false, sharesDaemonNetwork: true, hostReachesCluster: false}
+    const backend = () => descriptor('container', {capabilities} as Partial<Descriptor<Greeter>>)
     const registry = new ExtensionRegistry<Greeter>('daemon-backends', outcome([
-      {plugin: alpha, result: [descriptor('container')]},
-      {plugin: beta, result: [descriptor('container')]},
-      {plugin: gamma, result: [descriptor('container')]},
+      {plugin: alpha, result: [backend()]},
+      {plugin: beta, result: [backend()]},
+      {plugin: gamma, result: [backend()]},
     ]))
     expect(() => registry.get('container')).toThrow(/@tp\/plugin-alpha@1\.2\.3.*tp-plugin-beta@0\.4\.0.*@acme\/gamma@9\.9\.9/)
     expect(registry.list()).toEqual([])
@@ -212,5 +214,13 @@ describe('ExtensionRegistry', () => {
     expect(thrown?.kind).toBe('user')
     expect(thrown?.message).toContain('docker-rnu')
     expect(thrown?.next).toContain('docker-build, docker-run')
+  })
+
+  it('refuses a daemon backend that does not say what works with it, naming the plugin', () => {
+    const registry = new ExtensionRegistry<Greeter>('daemon-backends', outcome([{plugin: beta, result: [descriptor('vague')]}]))
+    expect(registry.has('vague')).toBe(false)
+    expect(registry.problems).toEqual([
+      expect.objectContaining({reason: 'malformed', name: 'vague', message: expect.stringMatching(/tp-plugin-beta@0\.4\.0.*no capabilities \(canPublishPorts/)}),
+    ])
   })
 })

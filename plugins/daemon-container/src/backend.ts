@@ -7,17 +7,18 @@ import {
   ConnectionStore,
   DaemonClient,
   type DaemonBackend,
-  LABEL_CONNECTION,
-  LABEL_MANAGED,
-  type NetworkAttachment,
+  type Placement,
   type PluginContext,
   SubprocessError,
   UserError,
   dockerEndpoint,
   dockerUnreachable,
+  connectionLabels,
+  sweep,
   tail,
   tpLabels,
 } from '@tp/sdk'
+import {CONTAINER_CAPABILITIES} from './capabilities.js'
 
 const API_PORT = 4700
 const CONTROL_PORT = 4701
@@ -29,7 +30,6 @@ export function daemonContainerName(connection: string): string {
 
 /** Runs each connection's daemon as container `tp-<connection>-cn` on the namespace network. */
 export class ContainerBackend implements DaemonBackend {
-  readonly kind = 'container' as const
   private readonly docker = new Docker()
   private readonly store: ConnectionStore
 
@@ -37,8 +37,19 @@ export class ContainerBackend implements DaemonBackend {
     this.store = new ConnectionStore(join(context.cacheDir, 'connections'))
   }
 
-  attachment(record: ConnectionRecord): NetworkAttachment {
-    return {kind: 'container', dockerRunArgs: ['--network', `container:${daemonContainerName(record.name)}`], canPublish: false}
+  placement(record: Pick<ConnectionRecord, 'name'>): Placement {
+    const container = daemonContainerName(record.name)
+    return {
+      backend: 'container',
+      capabilities: CONTAINER_CAPABILITIES,
+      containerArgs: ['--network', `container:${container}`],
+      // the handler listens in the daemon's namespace: on its loopback, and on its address for the agents
+      handler: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: container},
+      // Docker's embedded DNS gives the container's own name its address on the namespace network
+      daemon: {agentHost: container, listenHost: '0.0.0.0'},
+      sweepLabels: connectionLabels(record.name),
+      where: `container ${container}`,
+    }
   }
 
   async find(name: string): Promise<ConnectionRecord | undefined> {
@@ -49,7 +60,7 @@ export class ContainerBackend implements DaemonBackend {
     await this.store.remove(name)
     // The daemon is gone (killed, engine restarted): remove what it left. Unless a daemon of the
     // same name runs (started from another cache directory): then those objects are its own.
-    if (!container?.State?.Running) await this.removeLeftovers(name)
+    if (!container?.State?.Running) await this.sweep(name)
     return undefined
   }
 
@@ -104,9 +115,7 @@ export class ContainerBackend implements DaemonBackend {
         TP_CONTROL_PORT: String(CONTROL_PORT),
         TP_RUNTIME_IMAGE: image.ref,
         TP_VERSION: this.context.tpVersion,
-        TP_BACKEND: 'container',
-        TP_DAEMON_WHERE: `container ${name}`,
-        TP_ATTACHMENT: JSON.stringify(this.attachment(record)),
+        TP_PLACEMENT: JSON.stringify(this.placement(record)),
       }).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: {[`${API_PORT}/tcp`]: {}},
       HostConfig: {
@@ -164,23 +173,12 @@ export class ContainerBackend implements DaemonBackend {
     const deadline = Date.now() + 30_000
     while (Date.now() < deadline && (await container.inspect().catch(() => undefined))) await new Promise((r) => setTimeout(r, 200))
     await this.store.remove(record.name)
-    await this.removeLeftovers(record.name)
+    await this.sweep(record.name)
   }
 
   /** Removes every object labelled with this connection (daemon, agents, handler containers, volumes). */
-  async removeLeftovers(connection: string): Promise<void> {
-    const filters = {label: [`${LABEL_MANAGED}=true`, `${LABEL_CONNECTION}=${connection}`]}
-    const containers = await this.docker.listContainers({all: true, filters}).catch(() => [])
-    // stop before removing: an agent must get its SIGTERM to take its redirect rule out of the workload
-    await Promise.all(
-      containers.map(async (c) => {
-        const container = this.docker.getContainer(c.Id)
-        await container.stop({t: 5}).catch(() => undefined)
-        await container.remove({force: true}).catch(() => undefined)
-      }),
-    )
-    const {Volumes: volumes} = await this.docker.listVolumes({filters}).catch(() => ({Volumes: []}))
-    await Promise.all((volumes ?? []).map((v) => this.docker.getVolume(v.Name).remove({force: true}).catch(() => undefined)))
+  async sweep(connection: string): Promise<void> {
+    await sweep(this.docker, {labels: this.placement({name: connection}).sweepLabels})
   }
 
   private async removeContainer(name: string): Promise<void> {

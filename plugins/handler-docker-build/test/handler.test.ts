@@ -4,6 +4,7 @@ import {Writable} from 'node:stream'
 import Dockerode from 'dockerode'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {type HandlerRequest, isUserError} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 import {createDockerBuildHandler} from '../dist/handler.js'
 import handlersHook from '../dist/hooks/handlers.js'
 import {BASE_IMAGE, containersMentioning, docker, ensureBase, removeBaseAndDescendants, tempDir, unique, writeHandlerContext} from './fixture.js'
@@ -24,7 +25,7 @@ function collector(): {stream: Writable; text: () => string} {
 }
 
 function request(flags: Record<string, unknown>, args: string[]): HandlerRequest {
-  return {workload: 'frontend-v1', flags, args, daemonKind: 'container', localPort: 8000, containerPort: 8000, cwd: ctx}
+  return {workload: 'frontend-v1', flags, args, capabilities: fakePlacement('shared').capabilities, localPort: 8000, containerPort: 8000, cwd: ctx}
 }
 
 /** Images tp built (by its label): none may appear when prepare fails before building. */

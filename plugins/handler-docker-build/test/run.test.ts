@@ -4,6 +4,7 @@ import {Writable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {InterceptSession} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 import {createDockerBuildHandler} from '../dist/handler.js'
 import {docker, ensureBase, removeBaseAndDescendants, removeImages, tempDir, unique, writeHandlerContext} from './fixture.js'
 
@@ -83,7 +84,7 @@ describe('docker-build handler: build, then docker run the built image (real eng
       workload: 'frontend-v1',
       flags: {'docker-build': '.', 'docker-build-opt': [`tag=${tag}`, 'build-arg=GREETING_SUFFIX=, built by tp']},
       args: ['--rm', 'IMAGE'],
-      daemonKind: 'host',
+      capabilities: fakePlacement('host').capabilities,
       localPort: port,
       containerPort: 8000,
       cwd: ctx,
@@ -103,7 +104,7 @@ describe('docker-build handler: build, then docker run the built image (real eng
       ports: {local: port, container: 8000, service: 80, protocol: 'tcp'},
       environment: {GREETING: 'hi'},
       mounts: [],
-      network: {kind: 'host', dockerRunArgs: [], canPublish: true},
+      placement: fakePlacement('host', 'default', {where: 'test'}),
       daemon: {connection: 'default', id: 'tptbuild', backend: 'host', where: 'test'},
     }
     const stderr = collector()

@@ -47,12 +47,11 @@ export function composeDockerRun(input: ComposeInput): ComposedRun {
   if (tpRemoves) args.push('--rm')
   if (input.cidFile && plan.cidFile === undefined) args.push('--cidfile', input.cidFile)
   args.push(...labelArgs(tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'handler'})))
-  args.push(...session.network.dockerRunArgs)
+  const {placement} = session
+  args.push(...placement.containerArgs)
   args.push(...extras.dockerRunArgs)
-  if (session.network.kind === 'host') {
-    if (session.network.canPublish) args.push('-p', `${session.ports.local}:${session.ports.container}`)
-    if (!session.network.dockerRunArgs.includes('--dns-search')) args.push('--dns-search', 'tel2-search')
-  }
+  // a container on its own network is reached through a published port
+  if (placement.capabilities.canPublishPorts) args.push('-p', `${session.ports.local}:${session.ports.container}`)
   args.push(...plan.optionArgs, input.image, ...plan.containerArgs)
   return {args, name, tpRemoves}
 }

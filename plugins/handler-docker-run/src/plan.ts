@@ -1,6 +1,7 @@
 import {
   CONTAINER_NAME_PATTERN,
   type DockerRunScan,
+  type PlacementCapabilities,
   type ScannedOption,
   UserError,
   booleanOption,
@@ -31,7 +32,8 @@ export interface DockerRunPlan {
 }
 
 export interface PlanOptions {
-  daemonKind: 'container' | 'host'
+  /** What works where the container will run (from the connection's placement). */
+  capabilities: PlacementCapabilities
   /** The port the handler will listen on (for messages). */
   localPort: number
   /** Replaces the image argument (docker-build passes the built image's id for `IMAGE`). */
@@ -40,7 +42,7 @@ export interface PlanOptions {
 
 /** Why an option cannot be used when the container joins the daemon's network namespace, and what to do. */
 function containerNetworkRefusal(option: ScannedOption, written: string, localPort: number): UserError | undefined {
-  const shared = 'with a container daemon, the handler container shares the daemon\'s network namespace (--network container:…)'
+  const shared = 'the handler container shares the daemon\'s network namespace (--network container:…)'
   switch (option.name) {
     case 'publish':
       return new UserError(
@@ -121,10 +123,10 @@ export function planDockerRun(args: readonly string[], options: PlanOptions): Do
     }
   }
   const rm = booleanOption(scan, 'rm')
-  if (options.daemonKind === 'container') {
+  if (options.capabilities.sharesDaemonNetwork) {
     if (rm === false) {
       throw new UserError(
-        '--rm=false cannot be used with a container daemon: the remote volumes mounted into the container cannot be removed while the container exists',
+        '--rm=false cannot be used with a daemon whose network the container shares: the remote volumes mounted into the container cannot be removed while the container exists',
         'remove --rm=false; the container is removed when it stops',
       )
     }

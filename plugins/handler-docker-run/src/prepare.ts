@@ -29,13 +29,13 @@ function shortId(id: string): string {
  * before the intercept exists. Creates nothing: the env file and the container come in run().
  */
 export async function prepareDockerRun(request: HandlerRequest, options: PrepareDockerRunOptions = {}): Promise<PreparedHandler> {
-  if (request.flags['docker-mount'] !== undefined && request.daemonKind === 'container') {
+  if (request.flags['docker-mount'] !== undefined && !request.capabilities.hostReachesCluster) {
     throw new UserError(
-      '--docker-mount is for a daemon on this host; with a container daemon the workload\'s volumes are mounted into the handler container by the telemount volume plugin, at the same paths',
+      '--docker-mount is for a daemon on this host; with this daemon the workload\'s volumes are mounted into the handler container by a volume plugin, at the same paths',
       'drop --docker-mount (use --mount=false to run without the volumes)',
     )
   }
-  const plan = planDockerRun(request.args, {daemonKind: request.daemonKind, localPort: request.localPort, image: options.image})
+  const plan = planDockerRun(request.args, {capabilities: request.capabilities, localPort: request.localPort, image: options.image})
   if (plan.tty && plan.interactive && !(options.stdinIsTTY ?? process.stdin.isTTY === true)) {
     throw new UserError(
       '-it needs a terminal, but tp\'s input is not one (docker would fail with "the input device is not a TTY")',

@@ -8,6 +8,7 @@ import {fileURLToPath} from 'node:url'
 import Docker from 'dockerode'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {type HandlerIO, type InterceptSession, type PreparedHandler, isTpError, isUserError} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 import {ensureImportedImage} from '@tp/images'
 import {defaultContainerName, prepareDockerRun} from '@tp/plugin-handler-docker-run'
 
@@ -36,7 +37,7 @@ function session(over: Partial<InterceptSession> = {}): InterceptSession {
     ports: {local: 8000, container: 8000, service: 80, protocol: 'tcp'},
     environment: {GREETING: 'hello from the workload', MULTI: 'line one\nline "two" $x\n\ttabbed\n', SPACED: ' a b '},
     mounts: [],
-    network: {kind: 'container', dockerRunArgs: ['--network', `container:${NS}`], canPublish: false},
+    placement: fakePlacement('shared', 'tpt-dr', {containerArgs: ['--network', `container:${NS}`], where: NS}),
     daemon: {connection: 'tpt-dr', id: 'tptdr', backend: 'container', where: NS},
     ...over,
   }
@@ -52,9 +53,9 @@ function io(input = ''): HandlerIO & {out: () => string; err: () => string} {
   return {stdin: Readable.from([input]), stdout, stderr, out: () => out, err: () => err}
 }
 
-async function prepare(args: string[], daemonKind: 'container' | 'host' = 'container'): Promise<PreparedHandler> {
+async function prepare(args: string[], kind: 'shared' | 'host' = 'shared'): Promise<PreparedHandler> {
   return prepareDockerRun(
-    {workload: 'frontend-v1', flags: {'docker-run': true}, args, daemonKind, localPort: 8000, containerPort: 8000, cwd: process.cwd()},
+    {workload: 'frontend-v1', flags: {'docker-run': true}, args, capabilities: fakePlacement(kind).capabilities, localPort: 8000, containerPort: 8000, cwd: process.cwd()},
     {docker, context: {cacheDir, log}},
   )
 }

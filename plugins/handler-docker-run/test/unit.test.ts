@@ -6,6 +6,7 @@ import {PassThrough, Readable} from 'node:stream'
 import Dockerode from 'dockerode'
 import {describe, expect, it} from 'vitest'
 import {type InterceptSession, isUserError} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 import {
   DOCKER_RUN_SYNTAX,
   type DockerRunPlan,
@@ -30,17 +31,21 @@ function session(kind: 'container' | 'host' = 'container', over: Partial<Interce
     ports: {local: 8000, container: kind === 'host' ? 80 : 8000, service: 80, protocol: 'tcp'},
     environment: {GREETING: 'hello', NOTES: 'line 1\nline 2'},
     mounts: [{path: '/data', readOnly: false, sftp: {host: '10.0.0.2', port: 2222, dir: '/data'}}],
-    network:
-      kind === 'container'
-        ? {kind, dockerRunArgs: ['--network', 'container:tp-ab12cd34-cn'], canPublish: false}
-        : {kind, dockerRunArgs: [], canPublish: true},
+    placement: placement(kind),
     daemon: {connection: 'default', id: 'ab12cd34', backend: kind, where: 'tp-ab12cd34-cn'},
     ...over,
   }
 }
 
+/** The bundled backends' placements: a container daemon (shared namespace), a host daemon (published ports). */
+function placement(kind: 'container' | 'host') {
+  return kind === 'container'
+    ? fakePlacement('shared', 'ab12cd34')
+    : fakePlacement('host', 'ab12cd34', {containerArgs: ['--dns-search', 'tel2-search']})
+}
+
 function plan(args: string[], daemonKind: 'container' | 'host' = 'container', image?: string): DockerRunPlan {
-  return planDockerRun(args, {daemonKind, localPort: 8000, image})
+  return planDockerRun(args, {capabilities: placement(daemonKind).capabilities, localPort: 8000, image})
 }
 
 function compose(args: string[], kind: 'container' | 'host' = 'container', clientEnvKeys: string[] = []) {
@@ -188,10 +193,10 @@ describe('composeDockerRun', () => {
     expect(args).not.toContain('--dns-search')
   })
 
-  it('host daemon: publishes local:container and adds the tel2-search domain', () => {
+  it('host daemon: adds the placement\'s arguments and publishes local:container', () => {
     const {args} = compose(['img'], 'host')
     const image = args.indexOf('sha256:0123')
-    expect(args.slice(0, image).join(' ')).toContain('-p 8000:80 --dns-search tel2-search')
+    expect(args.slice(0, image).join(' ')).toContain('--dns-search tel2-search -v tp-vol-1:/data -p 8000:80')
   })
 
   it('the user\'s options come after every option tp adds, so the user\'s -e and --env-file win', () => {
@@ -247,7 +252,7 @@ describe('the environment', () => {
 })
 
 describe('prepareDockerRun before Docker is asked anything', () => {
-  const request = (args: string[]) => ({workload: 'w', flags: {}, args, daemonKind: 'container' as const, localPort: 8000, containerPort: 8000, cwd: '/'})
+  const request = (args: string[]) => ({workload: 'w', flags: {}, args, capabilities: placement('container').capabilities, localPort: 8000, containerPort: 8000, cwd: '/'})
 
   it('refuses -it when its input is not a terminal, saying what to do', async () => {
     const error = await prepareDockerRun(request(['-it', 'img', 'sh']), {stdinIsTTY: false}).catch((e: unknown) => e)
@@ -295,7 +300,7 @@ exit \${FAKE_EXIT:-0}
     getImage: () => ({inspect: async () => ({Id: 'sha256:fakeimage'})}),
     getContainer: () => ({inspect: async () => Promise.reject(Object.assign(new Error('no such container'), {statusCode: 404}))}),
   } as unknown as Dockerode
-  const request = (args: string[]) => ({workload: 'frontend-v1', flags: {}, args, daemonKind: 'container' as const, localPort: 8000, containerPort: 8000, cwd: dir})
+  const request = (args: string[]) => ({workload: 'frontend-v1', flags: {}, args, capabilities: placement('container').capabilities, localPort: 8000, containerPort: 8000, cwd: dir})
   const streams = () => ({stdin: Readable.from(['']), stdout: new PassThrough(), stderr: new PassThrough()})
 
   it('passes multi-line values only through its environment, and returns its exit code', async () => {

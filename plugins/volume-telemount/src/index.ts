@@ -5,7 +5,7 @@ export const telemountDescriptor: VolumeProviderDescriptor = {
   name: 'telemount',
   apiVersion: API_VERSION,
   summary: 'Remote volumes as Docker volumes, mounted with sshfs over SFTP by a managed volume plugin',
-  daemonKinds: ['container'],
+  requires: {},
   load: () => import('./provider.js'),
 }
 

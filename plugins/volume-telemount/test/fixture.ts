@@ -7,6 +7,7 @@ import {promisify} from 'node:util'
 import Docker from 'dockerode'
 import {STATIC_BUSYBOX, ensureImportedImage} from '@tp/images'
 import type {InterceptSession, Logger, PluginContext, RemoteMount} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
 
 export const execFileAsync = promisify(execFile)
 export const docker = new Docker()
@@ -113,7 +114,7 @@ export function session(fields: {connection: string; name: string; mounts: Remot
     ports: {local: 8080, container: 8080, service: 80, protocol: 'tcp'},
     environment: {},
     mounts: fields.mounts,
-    network: {kind: 'container', dockerRunArgs: [], canPublish: false},
+    placement: fakePlacement('shared', fields.connection, {containerArgs: []}),
     daemon: {connection: fields.connection, id: 'tmtest', backend: 'container', where: 'tp-tmtest-cn'},
   }
 }

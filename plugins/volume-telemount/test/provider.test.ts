@@ -67,9 +67,9 @@ afterAll(async () => {
 })
 
 describe('telemount descriptor', () => {
-  it('registers one volume provider for container daemons on tp:volume-providers', async () => {
+  it('registers one volume provider that fits every placement on tp:volume-providers', async () => {
     const descriptors = await telemountHook.call(undefined, {})
-    expect(descriptors.map((d) => [d.name, d.daemonKinds, d.apiVersion])).toEqual([['telemount', ['container'], 1]])
+    expect(descriptors.map((d) => [d.name, d.requires, d.apiVersion])).toEqual([['telemount', {}, 1]])
   })
 })
 

@@ -23,23 +23,23 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     // daemon container that no connection record knows about
     const interrupts = new Interrupts((text) => process.stderr.write(text))
     interrupts.action = wasLive ? 'stopping' : 'stopping; the daemon being started is removed again'
-    let record
+    let connection
     try {
-      const connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
+      connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
       if (interrupts.signal) {
         if (!wasLive) await connection.backend.quit(connection.record)
         process.stderr.write(wasLive ? `Connection "${flags.name}" is unchanged.\n` : `Not connected: the daemon of "${flags.name}" was removed again.\n`)
         this.exit(130)
       }
-      record = connection.record
     } finally {
       interrupts.dispose()
     }
+    const {record, placement} = connection
     if (flags.json) {
       const {api, ...shown} = record
-      this.log(JSON.stringify({...shown, api: {url: api.url}}, null, 2))
+      this.log(JSON.stringify({...shown, api: {url: api.url}, placement}, null, 2))
       return
     }
-    this.log(`Connected "${record.name}" to namespace ${record.namespace} (${record.backend} daemon${record.backend === 'container' ? ` tp-${record.name}-cn` : ''}).`)
+    this.log(`Connected "${record.name}" to namespace ${record.namespace} (${record.backend} daemon, ${placement.where}).`)
   }
 }

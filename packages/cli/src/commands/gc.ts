@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
-import Docker from 'dockerode'
-import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE, dockerUnreachable} from '@tp/sdk'
+import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE, dockerUnreachable, sweep} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections} from '../connections.js'
 
@@ -10,39 +9,40 @@ export default class Gc extends TpCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Gc)
+    // loaded here: the other commands that never sweep do not pay for dockerode
+    const {default: Docker} = await import('dockerode')
     const docker = new Docker()
     await docker.ping().catch((error: unknown) => {
       throw dockerUnreachable(error)
     })
-    const connections = new Connections(await this.registries(), this.pluginContext())
-    // A connection is live when its daemon runs: known from our records, or a running daemon
-    // container started from another cache directory (another user, another checkout).
+    const registries = await this.registries()
+    const connections = new Connections(registries, this.pluginContext())
+    // A connection is live when its daemon runs: known from our records (finding them sweeps what
+    // dead daemons left, through their backends), or a running daemon container started from
+    // another cache directory (another user, another checkout).
     const live = new Set((await connections.live()).map((c) => c.record.name))
     const daemons = await docker.listContainers({filters: {label: [`${LABEL_MANAGED}=true`, `${LABEL_ROLE}=daemon`], status: ['running']}})
     for (const d of daemons) if (d.Labels[LABEL_CONNECTION]) live.add(d.Labels[LABEL_CONNECTION])
-    const owned = (labels?: Record<string, string>) => Boolean(labels?.[LABEL_CONNECTION] && live.has(labels[LABEL_CONNECTION]))
-    const filters = {label: [`${LABEL_MANAGED}=true`]}
-    const containers = (await docker.listContainers({all: true, filters})).filter((c) => !owned(c.Labels))
-    const volumes = ((await docker.listVolumes({filters})).Volumes ?? []).filter((v) => !owned(v.Labels ?? undefined))
-    const networks = (await docker.listNetworks({filters})).filter((n) => !owned(n.Labels))
+    const swept = await sweep(docker, {
+      labels: [`${LABEL_MANAGED}=true`],
+      keep: (labels) => Boolean(labels[LABEL_CONNECTION] && live.has(labels[LABEL_CONNECTION])),
+      networks: true,
+      dryRun: flags['dry-run'],
+    })
     const verb = flags['dry-run'] ? 'would remove' : 'removed'
-    // containers first: volumes and networks cannot go while a container uses them
-    for (const c of containers) {
-      if (!flags['dry-run']) {
-        // a graceful stop lets an agent take its redirect rule out of the workload
-        await docker.getContainer(c.Id).stop({t: 5}).catch(() => undefined)
-        await docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)
+    for (const object of swept) {
+      const owner = object.kind === 'container' ? ` (${object.role ?? 'tp'}, connection ${object.connection ?? '-'})` : ''
+      this.log(`${verb} ${object.kind} ${object.name}${owner}`)
+    }
+    // what the backends changed outside Docker for connections no daemon owns any more
+    let undone = 0
+    for (const {descriptor} of registries.daemonBackends.list()) {
+      const backend = await connections.backend(descriptor.name)
+      for (const line of (await backend.gc?.({live, dryRun: flags['dry-run'] === true})) ?? []) {
+        this.log(`${verb} ${line}`)
+        undone++
       }
-      this.log(`${verb} container ${c.Names[0]?.replace(/^\//, '')} (${c.Labels[LABEL_ROLE] ?? 'tp'}, connection ${c.Labels[LABEL_CONNECTION] ?? '-'})`)
     }
-    for (const v of volumes) {
-      if (!flags['dry-run']) await docker.getVolume(v.Name).remove({force: true}).catch(() => undefined)
-      this.log(`${verb} volume ${v.Name}`)
-    }
-    for (const n of networks) {
-      if (!flags['dry-run']) await docker.getNetwork(n.Id).remove().catch(() => undefined)
-      this.log(`${verb} network ${n.Name}`)
-    }
-    if (containers.length + volumes.length + networks.length === 0) this.log('Nothing to remove.')
+    if (swept.length + undone === 0) this.log('Nothing to remove.')
   }
 }

@@ -4,12 +4,14 @@ import {
   type HandlerDescriptor,
   type InterceptLease,
   type InterceptSession,
+  type PlacementCapabilities,
   type PreparedHandler,
   type ProvidedVolumes,
   UserError,
   formatEnv,
   ENV_SYNTAXES,
   type EnvSyntax,
+  fitsCapabilities,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
@@ -39,6 +41,19 @@ function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
     }
   }
   return flags
+}
+
+/** Where a handler must listen, in words. */
+function where(session: InterceptSession): string {
+  return session.placement.capabilities.sharesDaemonNetwork ? "in the daemon's network namespace" : 'on this machine'
+}
+
+/** What the user may start by hand for a held intercept. */
+function waitingFor(session: InterceptSession): string {
+  const {placement, ports} = session
+  const publish = placement.capabilities.canPublishPorts ? ` -p ${ports.local}:${ports.local}` : ''
+  const container = `docker run${placement.containerArgs.length > 0 ? ` ${placement.containerArgs.join(' ')}` : ''}${publish} …`
+  return `something to answer on port ${ports.local} ${where(session)} (e.g. ${container})`
 }
 
 export default class Intercept extends TpCommand {
@@ -92,15 +107,15 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const started = performance.now()
     const step = (what: string) => context.log.debug(`+${Math.round(performance.now() - started)} ms: ${what}`)
     const connections = new Connections(registries, context)
-    // which daemon kind the intercept will use is known before anything exists
+    // what works where the handler will run is known before anything exists
     const live = await connections.live()
     let connection: LiveConnection | undefined = flags.use ? live.find((c) => c.record.name === flags.use) : live.length === 1 ? live[0] : undefined
     if (!flags.use && live.length > 1) {
       throw new UserError(`there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')})`, 'choose one with --use <name>')
     }
-    const daemonKind = connection ? connection.backend.kind : (await connections.backend(connections.backendName(flags.docker))).kind
+    const capabilities: PlacementCapabilities = connection ? connection.placement.capabilities : connections.capabilitiesOf(connections.backendName(flags.docker))
     step(connection ? `connection ${connection.record.name} found` : 'no connection yet')
-    const port = parsePortSpec(flags.port, daemonKind)
+    const port = parsePortSpec(flags.port, capabilities)
     if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax)) throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
     // 1. the handler checks and resolves everything that can fail, before the intercept exists
@@ -111,7 +126,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         workload: args.workload,
         flags: flags as Record<string, unknown>,
         args: handlerArgs,
-        daemonKind,
+        capabilities,
         localPort: port.local,
         containerPort: port.container,
         cwd: process.cwd(),
@@ -138,7 +153,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         servicePort: port.service,
         mounts: flags.mount === 'true' && (prepared ? prepared.wantsVolumes : true),
       })
-      const session = lease.session
+      // the daemon's session, placed where the backend says handlers run
+      const session: InterceptSession = {...lease.session, placement: connection.placement}
       step(`intercept ${session.name} created`)
       if (interrupts.signal) return
       await this.writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
@@ -148,7 +164,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       }
       // 4. volumes, 5. the handler in the foreground
       if (prepared.wantsVolumes && session.mounts.length > 0 && flags.mount === 'true') {
-        volumes = await this.provideVolumes(registries, session, daemonKind)
+        volumes = await this.provideVolumes(registries, session)
         step(`${session.mounts.length} volume(s) provided`)
       }
       if (interrupts.signal) return
@@ -177,11 +193,11 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 
   private exitCode = 0
 
-  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession, kind: 'container' | 'host'): Promise<ProvidedVolumes> {
-    const candidates = registries.volumeProviders.list().filter((e) => e.descriptor.daemonKinds?.includes(kind))
+  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession): Promise<ProvidedVolumes> {
+    const candidates = registries.volumeProviders.list().filter((e) => fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
     if (candidates.length === 0) {
       throw new UserError(
-        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no volume provider for a ${kind} daemon is installed`,
+        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider fits the ${session.placement.backend} daemon's placement`,
         'install one (see `tp extensions`), or run without remote mounts: --mount=false',
       )
     }
@@ -221,7 +237,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     if (json) this.log(JSON.stringify(session, null, 2))
     else {
       this.printSession(session)
-      process.stderr.write(`Waiting for something to answer on port ${session.ports.local} in the daemon's network (e.g. docker run ${session.network.dockerRunArgs.join(' ')} …); traffic switches when it does. Ctrl-C ends the intercept.\n`)
+      process.stderr.write(`Waiting for ${waitingFor(session)}; traffic switches when it does. Ctrl-C ends the intercept.\n`)
       this.hintWhileWaiting(session, lease)
       void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
     }
@@ -240,7 +256,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   private hintWhileWaiting(session: InterceptSession, lease: InterceptLease): void {
     const timer = setTimeout(() => {
       process.stderr.write(
-        `Still waiting for something to answer on port ${session.ports.local} in the daemon's network; until then ${session.workload} keeps its traffic. If your handler listens on another port, run again with --port <that port>.\n`,
+        `Still waiting for something to answer on port ${session.ports.local} ${where(session)}; until then ${session.workload} keeps its traffic. If your handler listens on another port, run again with --port <that port>.\n`,
       )
     }, HINT_AFTER_MS)
     timer.unref()

@@ -11,8 +11,8 @@ export default class Status extends TpCommand {
     const {flags} = await this.parse(Status)
     const connections = new Connections(await this.registries(), this.pluginContext())
     const rows: Array<{name: string; backend: string; namespace: string; daemon: string; status?: DaemonStatus; error?: string}> = []
-    for (const {record, client} of await connections.live()) {
-      const row = {name: record.name, backend: record.backend, namespace: record.namespace, daemon: record.backend === 'container' ? `tp-${record.name}-cn` : `pid ${record.pid}`}
+    for (const {record, client, placement} of await connections.live()) {
+      const row = {name: record.name, backend: record.backend, namespace: record.namespace, daemon: placement.where}
       try {
         rows.push({...row, status: await client.status()})
       } catch (error) {
@@ -28,7 +28,7 @@ export default class Status extends TpCommand {
       return
     }
     for (const row of rows) {
-      this.log(`Connection ${row.name}: namespace ${row.namespace}, ${row.backend} daemon ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`)
+      this.log(`Connection ${row.name}: namespace ${row.namespace}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`)
       const intercepts = row.status?.intercepts ?? []
       if (intercepts.length === 0) this.log('  no intercepts')
       for (const i of intercepts) {

@@ -1,0 +1,251 @@
+import {type Server, createServer} from 'node:net'
+import {afterEach, describe, expect, it} from 'vitest'
+import type {AgentReady, AgentSession, ExpectOptions} from '@tp/agent'
+import type {Workload} from '@tp/cluster-docker'
+import {DockerCluster} from '@tp/cluster-docker'
+import {type InterceptEvent, UserError, isUserError} from '@tp/sdk'
+import {fakePlacement} from '@tp/sdk/testing'
+import {type Cluster, InterceptManager, type LeaseSink} from '@tp/daemon'
+
+/**
+ * The daemon's intercept logic with a fake cluster and fake agents: claims, naming, the order of
+ * removal, the lease holder's time limit, readiness gating. No Docker.
+ */
+
+function workload(name: string, ports: number[] = [80]): Workload {
+  return {
+    name,
+    container: `${name}-1`,
+    containerId: `id-${name}`,
+    aliases: [name],
+    ports: ports.map((port) => ({port, protocol: 'tcp' as const, name: port === 80 ? 'http' : undefined})),
+    environment: {GREETING: 'hi', HOME: '/root', PATH: '/bin', HOSTNAME: 'x'},
+    mounts: [{path: '/data', readOnly: false, type: 'volume'}],
+    address: '10.1.0.5',
+    startedAt: '',
+  }
+}
+
+/** Everything the fake cluster and agents were asked, in order. */
+type Call = string
+
+class FakeCluster implements Cluster {
+  constructor(
+    readonly calls: Call[],
+    private readonly all: Workload[],
+    private readonly gone?: string,
+  ) {}
+  async workloads(): Promise<Workload[]> {
+    return this.all
+  }
+  async workload(_namespace: string, name: string): Promise<Workload> {
+    const found = this.all.find((w) => w.name === name)
+    if (!found) throw new UserError(`no workload named "${name}"`)
+    return found
+  }
+  // the real port logic: it is pure
+  resolvePort = DockerCluster.prototype.resolvePort
+  async injectAgent(spec: Parameters<Cluster['injectAgent']>[0]) {
+    this.calls.push(`inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
+    return {containerId: `c-${spec.name}`, name: spec.name}
+  }
+  async removeAgent(containerId: string) {
+    this.calls.push(`remove-agent ${containerId}`)
+  }
+  async whyNotRunning() {
+    return this.gone
+  }
+  async restoreTraffic() {
+    this.calls.push('restore-traffic')
+  }
+}
+
+class FakeAgent implements AgentSession {
+  ready: Promise<AgentReady>
+  gone: Promise<string>
+  goAway!: (reason: string) => void
+  constructor(
+    private readonly calls: Call[],
+    readonly options: ExpectOptions,
+    fail?: Error,
+  ) {
+    this.ready = fail ? Promise.reject(fail) : Promise.resolve({address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: 2222})
+    this.ready.catch(() => undefined)
+    this.gone = new Promise((resolve) => (this.goAway = resolve))
+  }
+  activate() {
+    this.calls.push('activate')
+  }
+  deactivate() {
+    this.calls.push('deactivate')
+  }
+  async release() {
+    this.calls.push('release')
+  }
+  stats() {
+    return {connections: 0, active: 0, spares: 0}
+  }
+}
+
+function lease(calls: Call[]): LeaseSink & {events: InterceptEvent[]; close: () => void} {
+  let close!: () => void
+  const closed = new Promise<void>((resolve) => (close = resolve))
+  const events: InterceptEvent[] = []
+  return {
+    events,
+    closed,
+    close,
+    send: (event) => {
+      events.push(event)
+      if (event.type !== 'heartbeat') calls.push(`lease ${event.type}`)
+    },
+    end: () => calls.push('lease end'),
+  }
+}
+
+const servers: Server[] = []
+const managers: InterceptManager[] = []
+afterEach(async () => {
+  for (const m of managers.splice(0)) await m.removeAll('test over')
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r))
+})
+
+function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; agentFails?: Error; gone?: string} = {}) {
+  const calls: Call[] = []
+  const agents: FakeAgent[] = []
+  const cluster = new FakeCluster(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone)
+  const manager = new InterceptManager(
+    {
+      connection: 'unit',
+      namespace: 'ns',
+      id: 'unit',
+      runtimeImage: 'tp-runtime:test',
+      placement: fakePlacement('shared', 'unit'),
+      holderTeardownMs: options.holderTeardownMs ?? 200,
+    },
+    cluster,
+    {
+      expect: (_id: string, _token: string, expectOptions: ExpectOptions) => {
+        const agent = new FakeAgent(calls, expectOptions, options.agentFails)
+        agents.push(agent)
+        return agent
+      },
+    },
+    {agentsDial: '10.1.0.2:4701', handlerHost: '127.0.0.1', directHost: '10.1.0.2'},
+    () => undefined,
+    async (name) => {
+      calls.push(`remove-orphans ${name}`)
+    },
+  )
+  managers.push(manager)
+  return {calls, agents, manager}
+}
+
+async function userError(promise: Promise<unknown>): Promise<{message: string; next?: string}> {
+  try {
+    await promise
+  } catch (error) {
+    if (isUserError(error)) return error
+    throw error
+  }
+  throw new Error('expected a UserError')
+}
+
+describe('InterceptManager', () => {
+  it('names an intercept after its workload, plus the port when the workload has several', async () => {
+    const {manager, calls} = setup()
+    const one = await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: true}, lease(calls))
+    const two = await manager.create({workload: 'multi', localPort: 8001, servicePort: '8080', mounts: true}, lease(calls))
+    expect([one.name, two.name]).toEqual(['frontend-v1', 'multi-8080'])
+    expect(one.environment).toMatchObject({GREETING: 'hi', TP_INTERCEPT_NAME: 'frontend-v1', TP_WORKLOAD: 'frontend-v1', TP_MOUNTS: '/data'})
+    expect(Object.keys(one.environment)).not.toContain('HOME')
+    expect(one.mounts).toEqual([{path: '/data', readOnly: false, sftp: {host: '10.1.0.5', port: 2222, dir: '/data'}}])
+    // the placement decides the daemon's identity in the session and where agents dial
+    expect(one.daemon).toEqual({connection: 'unit', id: 'unit', backend: 'container', where: 'container tp-unit-cn'})
+    expect(calls).toContain('inject tp-unit-agent-frontend-v1 10.1.0.2:4701')
+    expect(await userError(manager.create({workload: 'frontend-v1', localPort: 8000, name: 'bad name!', mounts: false}, lease(calls)))).toMatchObject({
+      message: expect.stringContaining('not a usable intercept name'),
+    })
+  })
+
+  it('claims a workload port: a second intercept of it is refused until the first ends', async () => {
+    const {manager, calls} = setup()
+    const first = lease(calls)
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, first)
+    const refused = await userError(manager.create({workload: 'frontend-v1', localPort: 8001, name: 'other', mounts: false}, lease(calls)))
+    expect(refused.message).toBe('port 80 of frontend-v1 is already intercepted by "frontend-v1"')
+    expect(refused.next).toContain('tp leave frontend-v1')
+    expect(await userError(manager.create({workload: 'multi', localPort: 8002, servicePort: '80', name: 'frontend-v1', mounts: false}, lease(calls)))).toMatchObject({
+      message: 'an intercept named "frontend-v1" already exists',
+    })
+    await manager.remove('frontend-v1', 'done', 'owner')
+    const again = await manager.create({workload: 'frontend-v1', localPort: 8001, name: 'other', mounts: false}, lease(calls))
+    expect(again.name).toBe('other')
+  })
+
+  it('releases the claim when the agent never becomes ready', async () => {
+    const {manager, calls} = setup({agentFails: new Error('agent did not start')})
+    await expect(manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))).rejects.toThrow('agent did not start')
+    expect(calls).toEqual(['remove-agent tp-unit-agent-frontend-v1', 'inject tp-unit-agent-frontend-v1 10.1.0.2:4701', 'remove-agent c-tp-unit-agent-frontend-v1'])
+    expect(manager.list()).toEqual([])
+  })
+
+  it('ends in reverse order: traffic back, holder told and waited for, then the agent', async () => {
+    const {manager, calls} = setup({holderTeardownMs: 5000})
+    const holder = lease(calls)
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, holder)
+    calls.length = 0
+    const removing = manager.remove('frontend-v1', 'ended by tp leave', 'other')
+    await new Promise((r) => setTimeout(r, 50))
+    // the holder has not finished its teardown yet: the agent stays
+    expect(calls).toEqual(['deactivate', 'lease ended'])
+    holder.close()
+    await removing
+    expect(calls).toEqual(['deactivate', 'lease ended', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+    expect(holder.events.find((e) => e.type === 'ended')).toEqual({type: 'ended', reason: 'ended by tp leave', normal: true})
+  })
+
+  it('removes what a silent holder left once its time is up', async () => {
+    const {manager, calls} = setup({holderTeardownMs: 100})
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
+    calls.length = 0
+    const started = Date.now()
+    await manager.remove('frontend-v1', 'tp quit', 'quit')
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90)
+    expect(calls).toEqual(['deactivate', 'lease ended', 'remove-orphans frontend-v1', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+  })
+
+  it('a lost lease removes the handler at once; a gone agent restores the traffic and says why', async () => {
+    const {manager, calls, agents} = setup({gone: 'exited with code 137'})
+    const held = lease(calls)
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, held)
+    await manager.create({workload: 'multi', localPort: 8001, servicePort: 'http', mounts: false}, lease(calls))
+    calls.length = 0
+    await manager.remove('frontend-v1', 'the tp command that created it has gone', 'lease-lost')
+    expect(calls).toEqual(['deactivate', 'lease ended', 'remove-orphans frontend-v1', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+    calls.length = 0
+    agents[1].goAway('the agent closed its control connection')
+    await new Promise((r) => setTimeout(r, 400))
+    expect(calls).toContain('restore-traffic')
+    expect(manager.list()).toEqual([])
+  })
+
+  it('switches traffic only once the handler answers, at the host the placement names', async () => {
+    const {manager, calls, agents} = setup()
+    const server = createServer((s) => s.destroy())
+    servers.push(server)
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as {port: number}).port)))
+    const holder = lease(calls)
+    // nothing listens on port+1: it stays waiting
+    await manager.create({workload: 'multi', localPort: port + 1 === 65536 ? 1 : port + 1, servicePort: '8080', mounts: false}, lease(calls))
+    await manager.create({workload: 'frontend-v1', localPort: port, mounts: false}, holder)
+    await new Promise((r) => setTimeout(r, 300))
+    expect(holder.events.map((e) => e.type)).toEqual(['active'])
+    expect(manager.list().map((i) => [i.name, i.state])).toEqual([
+      ['multi-8080', 'waiting'],
+      ['frontend-v1', 'active'],
+    ])
+    expect(agents[1].options.direct).toEqual({host: '10.1.0.2', port})
+    expect(calls.filter((c) => c === 'activate')).toHaveLength(1)
+  })
+})
