@@ -20,6 +20,7 @@ import {promisify} from 'node:util'
 import Docker from 'dockerode'
 import {STATIC_BUSYBOX, ensureImportedImage} from '@tp/images'
 import {telemountDescriptor} from '@tp/plugin-volume-telemount'
+import {fakePlacement} from '@tp/sdk/testing'
 import {pluginRef, pluginSettingsFromEnv} from '@tp/plugin-volume-telemount/plugin'
 import {median} from './run.mjs'
 
@@ -114,7 +115,7 @@ export async function run({log, root}) {
       id, name: 'bench', workload: 'bench', namespace: network,
       ports: {local: 8080, container: 8080, service: 80, protocol: 'tcp'}, environment: {},
       mounts: [{path: '/data', readOnly: false, sftp: {host: ip, port: SFTP_PORT, dir: '/data'}}],
-      network: {kind: 'container', dockerRunArgs: [], canPublish: false},
+      placement: fakePlacement('shared', 'bench', {containerArgs: []}),
       daemon: {connection: 'bench', id, backend: 'container', where: 'bench'},
     })
     const hostPath = (await docker.getVolume(dataVolume).inspect()).Mountpoint

@@ -267,7 +267,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   private printSession(session: InterceptSession, handler?: string): void {
     const lines = [
       `Intercept ${session.name} (id ${session.id}): ${session.workload}:${session.ports.service}${session.ports.serviceName ? `/${session.ports.serviceName}` : ''} in ${session.namespace} → port ${session.ports.local}`,
-      `  connection ${session.daemon.connection} (${session.daemon.where})`,
+      `  connection ${session.daemon.connection} (${session.placement.where})`,
       `  environment: ${Object.keys(session.environment).join(' ')}`,
       `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}`,
     ]

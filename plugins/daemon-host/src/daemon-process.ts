@@ -1,0 +1,36 @@
+import {readFileSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
+
+/** The script a host daemon runs; its command line tells a daemon from a process that reused its pid. */
+export const DAEMON_MAIN = fileURLToPath(new URL('./daemon-main.js', import.meta.url))
+
+/**
+ * Whether the host daemon with this pid still runs. A killed daemon whose parent never reaps it
+ * stays a zombie that `kill(pid, 0)` still finds: its empty command line says it is gone.
+ */
+export function daemonRuns(pid: number | undefined): boolean {
+  if (!pid) return false
+  let cmdline: string
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && existsProc()) return false
+    // no /proc (not Linux): the pid is all there is
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (killError) {
+      return (killError as NodeJS.ErrnoException).code === 'EPERM'
+    }
+  }
+  return cmdline.includes(DAEMON_MAIN)
+}
+
+function existsProc(): boolean {
+  try {
+    readFileSync('/proc/self/cmdline')
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,126 @@
+import {readFileSync, writeFileSync} from 'node:fs'
+import type {Workload} from '@tp/cluster-docker'
+
+/**
+ * The names a host daemon adds to this machine: one block of the hosts file per connection, marked
+ * with its connection and the daemon's pid (kubefwd's approach; Telepresence runs a DNS server
+ * instead, which needs routes and a resolver configuration a Docker network does not: the host
+ * already routes to its bridge networks). Everything outside tp's blocks is left byte for byte.
+ * The file is rewritten in place (not renamed over): it is often a bind mount (containers, WSL).
+ */
+
+const BEGIN = '# tp begin'
+const END = '# tp end'
+
+export interface HostEntry {
+  address: string
+  names: string[]
+}
+
+/** $TP_HOSTS_FILE (tests, unusual systems), else /etc/hosts. */
+export function hostsFilePath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.TP_HOSTS_FILE || '/etc/hosts'
+}
+
+interface Block {
+  connection: string
+  pid: number
+  /** Line indexes, end inclusive. */
+  start: number
+  end: number
+}
+
+function blocks(lines: string[]): Block[] {
+  const found: Block[] = []
+  for (let i = 0; i < lines.length; i++) {
+    const begin = lines[i].match(/^# tp begin (\S+) pid=(\d+)/)
+    if (!begin) continue
+    const connection = begin[1]
+    let end = lines.findIndex((line, j) => j > i && line.startsWith(`${END} ${connection}`))
+    if (end < 0) end = i // a truncated block: only its first line is certainly ours
+    found.push({connection, pid: Number(begin[2]), start: i, end})
+    i = end
+  }
+  return found
+}
+
+function withoutBlocks(text: string, drop: (block: Block) => boolean): {text: string; dropped: string[]} {
+  const lines = text.split('\n')
+  const dropped: string[] = []
+  const remove = new Set<number>()
+  for (const block of blocks(lines)) {
+    if (!drop(block)) continue
+    dropped.push(block.connection)
+    for (let i = block.start; i <= block.end; i++) remove.add(i)
+  }
+  return {text: lines.filter((_, i) => !remove.has(i)).join('\n'), dropped}
+}
+
+function rewrite(file: string, update: (text: string) => string): void {
+  const before = readFileSync(file, 'utf8')
+  const after = update(before)
+  if (after !== before) writeFileSync(file, after)
+}
+
+/** A valid host name (RFC 1123 labels); anything else is not put in the file. */
+function hostName(name: string): boolean {
+  return name.length <= 253 && /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(name)
+}
+
+/** The block's text for these entries (names already used by an earlier entry are left out). */
+export function renderBlock(connection: string, pid: number, entries: HostEntry[]): string {
+  const seen = new Set<string>()
+  const lines = [`${BEGIN} ${connection} pid=${pid} (added by tp while connected; removed when the connection ends)`]
+  for (const entry of entries) {
+    const names = entry.names.filter((n) => hostName(n) && !seen.has(n.toLowerCase()))
+    for (const n of names) seen.add(n.toLowerCase())
+    if (names.length > 0) lines.push(`${entry.address}\t${names.join(' ')}`)
+  }
+  lines.push(`${END} ${connection}`)
+  return lines.join('\n')
+}
+
+/** Puts the connection's block in the file, replacing its earlier one. */
+export function writeBlock(file: string, connection: string, pid: number, entries: HostEntry[]): void {
+  rewrite(file, (text) => {
+    const rest = withoutBlocks(text, (b) => b.connection === connection).text
+    const base = rest.endsWith('\n') || rest === '' ? rest : `${rest}\n`
+    return `${base}${renderBlock(connection, pid, entries)}\n`
+  })
+}
+
+/** Takes the connection's block out; the file is then as it was before tp touched it. */
+export function removeBlock(file: string, connection: string): boolean {
+  let removed = false
+  rewrite(file, (text) => {
+    const result = withoutBlocks(text, (b) => b.connection === connection)
+    removed = result.dropped.length > 0
+    return result.text
+  })
+  return removed
+}
+
+/** Removes the blocks whose daemon is gone (killed with SIGKILL); returns their connections. */
+export function removeDeadBlocks(file: string, alive: (pid: number) => boolean, keep: (connection: string) => boolean = () => false): string[] {
+  let dropped: string[] = []
+  const text = readFileSync(file, 'utf8')
+  if (!text.includes(BEGIN)) return []
+  rewrite(file, (current) => {
+    const result = withoutBlocks(current, (b) => !keep(b.connection) && !alive(b.pid))
+    dropped = result.dropped
+    return result.text
+  })
+  return dropped
+}
+
+/** The connections that have a block in the file. */
+export function blockConnections(file: string): Array<{connection: string; pid: number}> {
+  return blocks(readFileSync(file, 'utf8').split('\n')).map(({connection, pid}) => ({connection, pid}))
+}
+
+/** A workload by every name it answers to: its name, container name, aliases, and `<name>.<namespace>`. */
+export function hostEntries(workloads: Workload[], namespace: string): HostEntry[] {
+  return workloads
+    .filter((w) => w.address)
+    .map((w) => ({address: w.address, names: [...new Set([w.name, w.container, ...w.aliases].flatMap((n) => [n, `${n}.${namespace}`]))]}))
+}
