@@ -1,0 +1,110 @@
+/**
+ * The host daemon against the container daemon, in the same run, on the same workload:
+ *  - `tp connect` (a new daemon each time, quit in between) — host vs `--docker`;
+ *  - `tp intercept` → first reply through the workload's address, with a handler already listening
+ *    where each placement puts it (a process on this host; a server in the daemon's namespace).
+ */
+import {spawn} from 'node:child_process'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import Docker from 'dockerode'
+import {demoUp, ensureFixtureImages} from '@tp/images'
+import {httpBody, median} from './run.mjs'
+
+export const name = 'host-daemon'
+export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
+
+const RUNS = Number(process.env.TP_BENCH_RUNS ?? 5)
+const docker = new Docker()
+
+async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
+  for (;;) {
+    const body = await httpBody(host, port, {timeoutMs: 2000}).catch(() => '')
+    if (body.includes(marker)) return (performance.now() - started) / 1000
+    if (performance.now() - started > timeoutMs) throw new Error(`no reply with "${marker}" from ${host}:${port}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+const serverCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
+
+export async function run({log, root}) {
+  const {busybox} = await ensureFixtureImages(docker)
+  await demoUp(docker)
+  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-host-'))
+  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
+  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const must = async (args) => {
+    const code = await exited(tp(args))
+    if (code !== 0) throw new Error(`tp ${args.join(' ')} exited ${code}`)
+  }
+  const created = []
+  const processes = []
+  try {
+    const connectTimes = {host: [], container: []}
+    for (let i = 0; i < RUNS; i++) {
+      log(`tp connect ${i + 1}/${RUNS}`)
+      for (const [kind, extra] of [['host', []], ['container', ['--docker']]]) {
+        const started = performance.now()
+        await must(['connect', ...extra, '--namespace', 'tp-demo', '--name', `bench-${kind}`])
+        connectTimes[kind].push((performance.now() - started) / 1000)
+        await must(['quit', '--name', `bench-${kind}`])
+      }
+    }
+    const rows = [
+      {
+        metric: 'host daemon: tp connect',
+        tp: median(connectTimes.host),
+        baseline: median(connectTimes.container),
+        unit: 's',
+        note: `median of ${RUNS}, a new daemon each time; baseline: tp connect --docker (container daemon)`,
+      },
+    ]
+
+    await must(['connect', '--namespace', 'tp-demo', '--name', 'bench-host'])
+    await must(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-container'])
+    const workload = await docker.createContainer({name: 'tpb-host-static', Image: busybox, Cmd: serverCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    created.push(workload)
+    await workload.start()
+    const workloadIp = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
+    // the handlers: busybox httpd on this host (all addresses), and in the container daemon's namespace
+    const www = join(cacheDir, 'www')
+    mkdirSync(www)
+    writeFileSync(join(www, 'index.html'), 'handler\n')
+    const local = spawn('busybox', ['httpd', '-f', '-p', '18080', '-h', www], {stdio: 'ignore'})
+    processes.push(local)
+    const inDaemon = await docker.createContainer({name: 'tpb-host-handler', Image: busybox, Cmd: serverCmd(18080, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-container-cn'}})
+    created.push(inDaemon)
+    await inDaemon.start()
+    await firstReply(workloadIp, 80, 'workload', performance.now())
+
+    const interceptTimes = {host: [], container: []}
+    for (let i = 0; i < RUNS; i++) {
+      log(`intercept → first reply ${i + 1}/${RUNS}`)
+      for (const kind of ['host', 'container']) {
+        const started = performance.now()
+        const intercept = tp(['intercept', '--use', `bench-${kind}`, 'tpb-host-static', '--port', '18080'])
+        interceptTimes[kind].push(await firstReply(workloadIp, 80, 'handler', started))
+        intercept.kill('SIGINT')
+        await exited(intercept)
+        await firstReply(workloadIp, 80, 'workload', performance.now())
+      }
+    }
+    rows.push({
+      metric: 'host daemon: tp intercept → first reply (handler already up)',
+      tp: median(interceptTimes.host),
+      baseline: median(interceptTimes.container),
+      unit: 's',
+      note: `median of ${RUNS}; handler: busybox httpd on this host; baseline: the same intercept on a container daemon`,
+    })
+    return rows
+  } finally {
+    for (const p of processes) p.kill()
+    for (const c of created) await c.remove({force: true}).catch(() => undefined)
+    await exited(tp(['quit', '--name', 'bench-host']))
+    await exited(tp(['quit', '--name', 'bench-container']))
+    rmSync(cacheDir, {recursive: true, force: true})
+  }
+}
