@@ -10,24 +10,13 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {httpBody, median} from './run.mjs'
+import {firstReply, median, staticServerCmd} from './run.mjs'
 
 export const name = 'host-daemon'
 export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
 
 const RUNS = Number(process.env.TP_BENCH_RUNS ?? 5)
 const docker = new Docker()
-
-async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
-  for (;;) {
-    const body = await httpBody(host, port, {timeoutMs: 2000}).catch(() => '')
-    if (body.includes(marker)) return (performance.now() - started) / 1000
-    if (performance.now() - started > timeoutMs) throw new Error(`no reply with "${marker}" from ${host}:${port}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
-
-const serverCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
 
 export async function run({log, root}) {
   const {busybox} = await ensureFixtureImages(docker)
@@ -65,7 +54,7 @@ export async function run({log, root}) {
 
     await must(['connect', '--namespace', 'tp-demo', '--name', 'bench-host'])
     await must(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-container'])
-    const workload = await docker.createContainer({name: 'tpb-host-static', Image: busybox, Cmd: serverCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    const workload = await docker.createContainer({name: 'tpb-host-static', Image: busybox, Cmd: staticServerCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
     created.push(workload)
     await workload.start()
     const workloadIp = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
@@ -75,7 +64,7 @@ export async function run({log, root}) {
     writeFileSync(join(www, 'index.html'), 'handler\n')
     const local = spawn('busybox', ['httpd', '-f', '-p', '18080', '-h', www], {stdio: 'ignore'})
     processes.push(local)
-    const inDaemon = await docker.createContainer({name: 'tpb-host-handler', Image: busybox, Cmd: serverCmd(18080, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-container-cn'}})
+    const inDaemon = await docker.createContainer({name: 'tpb-host-handler', Image: busybox, Cmd: staticServerCmd(18080, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-container-cn'}})
     created.push(inDaemon)
     await inDaemon.start()
     await firstReply(workloadIp, 80, 'workload', performance.now())

@@ -13,7 +13,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {httpBody, median} from './run.mjs'
+import {firstReply, httpBody, median, staticServerCmd} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -24,15 +24,6 @@ const CONCURRENCY = 8
 const docker = new Docker()
 
 const get = (host, port) => httpBody(host, port, {timeoutMs: 2000})
-
-async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
-  for (;;) {
-    const body = await get(host, port).catch(() => '')
-    if (body.includes(marker)) return (performance.now() - started) / 1000
-    if (performance.now() - started > timeoutMs) throw new Error(`no reply with "${marker}" from ${host}:${port}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 async function load(host, port) {
   const latencies = []
@@ -60,8 +51,6 @@ async function load(host, port) {
   }
 }
 
-const serverCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
-
 async function address(container, network) {
   const info = await docker.getContainer(container).inspect()
   return info.NetworkSettings.Networks[network].IPAddress
@@ -80,10 +69,10 @@ export async function run({log, root}) {
     log('connecting (container daemon)')
     if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench']))) !== 0) throw new Error('tp connect failed')
     // the workload: a static server on tp-demo; the handler: the same server in the daemon's namespace
-    const workload = await docker.createContainer({name: 'tpb-static', Image: busybox, Cmd: serverCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    const workload = await docker.createContainer({name: 'tpb-static', Image: busybox, Cmd: staticServerCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
     created.push(workload)
     await workload.start()
-    const handler = await docker.createContainer({name: 'tpb-handler', Image: busybox, Cmd: serverCmd(8000, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-cn'}})
+    const handler = await docker.createContainer({name: 'tpb-handler', Image: busybox, Cmd: staticServerCmd(8000, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-cn'}})
     created.push(handler)
     await handler.start()
     const workloadIp = await address('tpb-static', 'tp-demo')
@@ -101,7 +90,7 @@ export async function run({log, root}) {
       await firstReply(workloadIp, 80, 'workload', performance.now())
 
       started = performance.now()
-      const plain = await docker.createContainer({name: `tpb-plain-${i}`, Image: busybox, Cmd: serverCmd(80, 'plain'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+      const plain = await docker.createContainer({name: `tpb-plain-${i}`, Image: busybox, Cmd: staticServerCmd(80, 'plain'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
       await plain.start()
       plainTimes.push(await firstReply(await address(`tpb-plain-${i}`, 'tp-demo'), 80, 'plain', started))
       await plain.remove({force: true})

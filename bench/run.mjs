@@ -46,6 +46,19 @@ export function httpBody(host, port, {agent = false, timeoutMs = 5000} = {}) {
   })
 }
 
+/** Seconds from `started` until GET http://host:port/ answers with a body containing `marker` (polled every 10 ms). */
+export async function firstReply(host, port, marker, started, timeoutMs = 30_000) {
+  for (;;) {
+    const body = await httpBody(host, port, {timeoutMs: 2000}).catch(() => '')
+    if (body.includes(marker)) return (performance.now() - started) / 1000
+    if (performance.now() - started > timeoutMs) throw new Error(`no reply with "${marker}" from ${host}:${port}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+/** A busybox container command serving `marker` on `port` (the same static server for every path measured). */
+export const staticServerCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
+
 /** Median of a list of numbers (helper for benchmark files: `import {median} from './run.mjs'`). */
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
