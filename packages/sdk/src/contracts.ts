@@ -119,19 +119,38 @@ export interface Handler {
 // ---------------------------------------------------------------------------------------------
 // Volume providers
 
+/**
+ * What a handler consumes: Docker volumes for a container (`-v <volume>:<path>`), or a directory on
+ * this machine under which each remote mount appears at its own path (a process, `--docker-mount`).
+ */
+export type VolumeForm = 'docker-volumes' | 'directory'
+
+export interface VolumeRequest {
+  form: VolumeForm
+  /**
+   * `directory`: where the mounts go (`--mount=<dir>`, which must be empty or not exist yet); the
+   * provider makes a fresh directory when it is not given.
+   */
+  root?: string
+}
+
 export interface ProvidedVolumes {
-  /** e.g. ['-v', 'tp-…:/data'] */
+  /** `docker-volumes`: e.g. ['-v', 'tp-…:/data']; empty for `directory`. */
   dockerRunArgs: string[]
-  /** Removes the volumes; call after the container is gone; idempotent. */
+  /** `directory`: the local directory holding the mounts (`<root>/data` for `/data`): the handler's TP_ROOT. */
+  root?: string
+  /** Removes the volumes or unmounts the directory; call after the handler is gone; idempotent. */
   release(): Promise<void>
 }
 
 export interface VolumeProvider {
-  /** Checks (and installs) what the provider needs, before the container starts. */
-  provide(session: InterceptSession): Promise<ProvidedVolumes>
+  /** Checks (and installs) what the provider needs, before the handler starts. */
+  provide(session: InterceptSession, request?: VolumeRequest): Promise<ProvidedVolumes>
 }
 
 export type VolumeProviderDescriptor = Descriptor<VolumeProvider> & {
+  /** The forms this provider gives (default `['docker-volumes']`). */
+  forms?: VolumeForm[]
   /**
    * Capabilities the connection's placement must have for this provider to fit (e.g.
    * `{hostReachesCluster: true}` for mounts made on this host); empty: fits every placement.
