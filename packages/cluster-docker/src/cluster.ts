@@ -65,6 +65,13 @@ export class DockerCluster {
     }))
   }
 
+  /** The namespace network's IPv4 gateway: this machine's own address on it, undefined when it has none. */
+  async gateway(namespace: string): Promise<string | undefined> {
+    const network = await this.docker.getNetwork(namespace).inspect()
+    const configs: Array<{Gateway?: string}> = network.IPAM?.Config ?? []
+    return configs.map((c) => c.Gateway).find((g): g is string => Boolean(g) && !g!.includes(':'))
+  }
+
   async resolveNamespace(requested?: string): Promise<string> {
     const namespaces = await this.namespaces()
     const describe = namespaces.map((n) => `${n.name} (${n.workloads} running)`)

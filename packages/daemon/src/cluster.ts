@@ -6,12 +6,20 @@ import type {DockerCluster} from '@tp/cluster-docker'
  */
 export type Cluster = Pick<DockerCluster, 'workloads' | 'workload' | 'resolvePort' | 'injectAgent' | 'removeAgent' | 'whyNotRunning' | 'restoreTraffic'>
 
-/** How the daemon's intercepts reach the agents and the handler, worked out once at start from the placement. */
-export interface Reach {
-  /** `<host>:<port>` the agents dial (the daemon's control listener). */
-  agentsDial: string
-  /** Host where the daemon reaches a handler (readiness checks, relay). */
+/** Where a handler listening on the local port is reached. */
+export interface HandlerReach {
+  /** Host where the daemon reaches the handler (readiness checks, relay). */
   handlerHost: string
   /** Host where an agent may reach the handler straight; undefined: always through the daemon. */
   directHost?: string
+}
+
+/** How the daemon's intercepts reach the agents and the handlers, worked out once at start from the placement. */
+export interface Reach {
+  /** `<host>:<port>` the agents dial (the daemon's control listener). */
+  agentsDial: string
+  /** A handler container. */
+  container: HandlerReach
+  /** A process on the user's machine; undefined when the placement cannot reach one. */
+  process?: HandlerReach
 }

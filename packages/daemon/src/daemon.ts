@@ -5,7 +5,7 @@ import {isIP} from 'node:net'
 import type Docker from 'dockerode'
 import {AgentServer} from '@tp/agent'
 import {LABEL_INTERCEPT, LABEL_ROLE, sweep} from '@tp/sdk'
-import type {Cluster, Reach} from './cluster.js'
+import type {Cluster, HandlerReach, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
 import {createApi} from './api.js'
 import {InterceptManager} from './intercepts.js'
@@ -45,10 +45,14 @@ export class Daemon {
     const {placement} = this.config
     this.agents = new AgentServer({host: placement.daemon.listenHost, port: this.config.controlPort, log: this.log})
     const {port: controlPort} = await this.agents.listen()
+    const handlerReach = async (where: {daemonConnectsTo: string; agentConnectsTo?: string}): Promise<HandlerReach> => ({
+      handlerHost: where.daemonConnectsTo,
+      directHost: where.agentConnectsTo === undefined ? undefined : await address(where.agentConnectsTo),
+    })
     const reach: Reach = {
       agentsDial: `${await address(placement.daemon.agentHost)}:${controlPort}`,
-      handlerHost: placement.handler.daemonConnectsTo,
-      directHost: placement.handler.agentConnectsTo === undefined ? undefined : await address(placement.handler.agentConnectsTo),
+      container: await handlerReach(placement.handler),
+      process: placement.process ? await handlerReach(placement.process) : undefined,
     }
     this.intercepts = new InterceptManager(this.config, this.deps.cluster, this.agents, reach, this.log, (name) => this.removeOrphans(name))
     this.api = createApi({

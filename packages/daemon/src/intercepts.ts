@@ -12,7 +12,7 @@ import {
   sortedEnv,
   tpLabels,
 } from '@tp/sdk'
-import type {Cluster, Reach} from './cluster.js'
+import type {Cluster, HandlerReach, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
 import {connectHandler, handlerAnswers} from './local-port.js'
 
@@ -38,6 +38,8 @@ interface Intercept {
   agent: AgentSession
   agentContainerId: string
   workloadContainerId: string
+  /** Where its handler is reached. */
+  handler: HandlerReach
   lease: LeaseSink
   removing?: Promise<void>
   stopWatching: () => void
@@ -71,6 +73,12 @@ export class InterceptManager {
   /** Creates an intercept; its lifetime is the lease (the CLI's open request). */
   async create(request: CreateInterceptRequest, lease: LeaseSink): Promise<DaemonSession> {
     validateLocalPort(request.localPort)
+    if (request.handlerRunsAs === 'process' && !this.reach.process) {
+      throw new UserError(
+        `the ${this.config.placement.backend} daemon of connection ${this.config.connection} cannot reach a process on your machine`,
+        'run the handler in a container (--docker-run), or connect with a daemon on this host: `tp connect`',
+      )
+    }
     const workload = await this.cluster.workload(this.config.namespace, request.workload)
     const port = this.cluster.resolvePort(workload, request.servicePort)
     const name = request.name ?? (workload.ports.length > 1 ? `${workload.name}-${port.port}` : workload.name)
@@ -109,7 +117,8 @@ export class InterceptManager {
     const token = randomBytes(16).toString('hex')
     const localPort = request.localPort
     const exported = request.mounts ? workload.mounts : []
-    const {handlerHost, directHost} = this.reach
+    const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
+    const {handlerHost, directHost} = handler
     const agent = this.agents.expect(id, token, {
       connectLocal: () => connectHandler(handlerHost, localPort),
       direct: directHost ? {host: directHost, port: localPort} : undefined,
@@ -179,6 +188,7 @@ export class InterceptManager {
       agent,
       agentContainerId: containerId,
       workloadContainerId: workload.containerId,
+      handler,
       lease,
       stopWatching: () => undefined,
       holderDone: Promise.resolve(),
@@ -206,7 +216,7 @@ export class InterceptManager {
     let stopped = false
     const loop = async () => {
       while (!stopped) {
-        const answers = await handlerAnswers(this.reach.handlerHost, intercept.info.localPort)
+        const answers = await handlerAnswers(intercept.handler.handlerHost, intercept.info.localPort)
         if (stopped) return
         if (answers && intercept.info.state === 'waiting') {
           intercept.agent.activate()

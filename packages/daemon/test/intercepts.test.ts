@@ -131,7 +131,7 @@ function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; agen
         return agent
       },
     },
-    {agentsDial: '10.1.0.2:4701', handlerHost: '127.0.0.1', directHost: '10.1.0.2'},
+    {agentsDial: '10.1.0.2:4701', container: {handlerHost: '127.0.0.1', directHost: '10.1.0.2'}},
     () => undefined,
     async (name) => {
       calls.push(`remove-orphans ${name}`)

@@ -58,8 +58,8 @@ export interface HandlerFlag {
 export interface HandlerDescriptor extends Descriptor<Handler> {
   /** Flags this handler owns, by name without dashes. */
   flags: Record<string, HandlerFlag>
-  /** The flag whose presence selects this handler (e.g. `docker-run`). */
-  selectedBy: string
+  /** The flag whose presence selects this handler (e.g. `docker-run`); none with `selectedByArgs`. */
+  selectedBy?: string
   /**
    * Lower wins when several handlers are selected by implied flags (docker-build implies docker-run;
    * docker-build must win). Defaults to 100.
@@ -67,6 +67,13 @@ export interface HandlerDescriptor extends Descriptor<Handler> {
   precedence?: number
   /** JSON schema for this handler's section of an intercept specification. */
   specSchema?: Record<string, unknown>
+  /**
+   * The handler runs a container whose port tp publishes where the placement can: `--port` then
+   * takes `<local>:<container>[:<service port>]` there.
+   */
+  publishesPorts?: boolean
+  /** Chosen when arguments follow `--` and no handler flag is given (the local-process handler). */
+  selectedByArgs?: boolean
 }
 
 export interface HandlerRequest {
@@ -93,17 +100,26 @@ export interface HandlerIO {
   stderr: NodeJS.WritableStream
 }
 
-/** Extra `docker run` arguments other parts contribute at run time (volumes). */
+/** What other parts contribute at run time (volumes). */
 export interface RunExtras {
+  /** e.g. `-v <volume>:<path>` for each remote mount. */
   dockerRunArgs: string[]
+  /** The local directory holding the remote mounts (a `directory` volume provider's root): TP_ROOT. */
+  root?: string
 }
 
 /** The result of `prepare`: everything that could fail has been checked; nothing exists yet. */
 export interface PreparedHandler {
   /** One line describing what will run, e.g. `docker run frontend-v2 (sha256:…)`. */
   describe: string
-  /** Whether the handler wants remote mounts turned into Docker volumes. */
+  /** Whether the handler wants the remote mounts. */
   wantsVolumes: boolean
+  /** In which form (default `docker-volumes`). */
+  volumeForm?: VolumeForm
+  /** Where the handler listens: a container (default), or a process on this machine. */
+  runsAs?: 'container' | 'process'
+  /** Lines tp prints before the handler runs (what the placement cannot give it, …). */
+  notes?: string[]
   /** Runs in the foreground; resolves with the exit code tp should exit with. */
   run(session: InterceptSession, io: HandlerIO, extras: RunExtras): Promise<number>
   /** Ends `run` early (Ctrl-C, `tp leave`, `tp quit`); idempotent; safe before run starts. */

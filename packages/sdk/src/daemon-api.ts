@@ -51,6 +51,8 @@ export interface CreateInterceptRequest {
   servicePort?: string
   /** Whether to export the workload's volumes (false with --mount=false). */
   mounts: boolean
+  /** Where the handler listens: a container (the placement's `handler`), or a process here (its `process`). */
+  handlerRunsAs?: 'container' | 'process'
 }
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */

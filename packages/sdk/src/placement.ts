@@ -21,7 +21,7 @@ export interface Placement {
   capabilities: PlacementCapabilities
   /** `docker run` arguments that make a handler container join the connection (e.g. `--network container:tp-x-cn`). */
   containerArgs: string[]
-  /** How the handler listening on the local port is reached. */
+  /** How a handler container listening on the local port is reached. */
   handler: {
     /** Host the daemon connects to (relay, readiness checks), e.g. 127.0.0.1. */
     daemonConnectsTo: string
@@ -31,6 +31,12 @@ export interface Placement {
      */
     agentConnectsTo?: string
   }
+  /**
+   * How a process on this machine listening on the local port is reached (it must listen on more
+   * than loopback when the daemon is not on this machine's network); absent: processes here
+   * cannot be handlers of this connection.
+   */
+  process?: {daemonConnectsTo: string; agentConnectsTo?: string}
   /** The daemon as the cluster sees it: where agents dial its control port. */
   daemon: {
     /** Host name or IP the agents connect to (resolved once by the daemon). */

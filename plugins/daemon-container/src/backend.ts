@@ -37,14 +37,17 @@ export class ContainerBackend implements DaemonBackend {
     this.store = new ConnectionStore(join(context.cacheDir, 'connections'))
   }
 
-  placement(record: Pick<ConnectionRecord, 'name'>): Placement {
+  placement(record: Pick<ConnectionRecord, 'name' | 'details'>): Placement {
     const container = daemonContainerName(record.name)
+    const gateway = record.details?.gateway
     return {
       backend: 'container',
       capabilities: CONTAINER_CAPABILITIES,
       containerArgs: ['--network', `container:${container}`],
       // the handler listens in the daemon's namespace: on its loopback, and on its address for the agents
       handler: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: container},
+      // a process on this machine listens on all its addresses: the namespace's gateway is one
+      process: gateway ? {daemonConnectsTo: gateway, agentConnectsTo: gateway} : undefined,
       // Docker's embedded DNS gives the container's own name its address on the namespace network
       daemon: {agentHost: container, listenHost: '0.0.0.0'},
       sweepLabels: connectionLabels(record.name),
@@ -80,7 +83,9 @@ export class ContainerBackend implements DaemonBackend {
     }
     // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
     const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
-    const namespace = await new DockerCluster(this.docker).resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
+    const cluster = new DockerCluster(this.docker)
+    const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
+    const gateway = await cluster.gateway(namespace)
     const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
     const name = daemonContainerName(options.name)
     // a lingering container of the same name (crash, engine restart) is replaced, not an error
@@ -92,6 +97,7 @@ export class ContainerBackend implements DaemonBackend {
       daemonId: options.name,
       namespace,
       api: {url: '', token},
+      ...(gateway ? {details: {gateway}} : {}),
       createdAt: new Date().toISOString(),
     }
     const socketPath = dockerEndpoint().socketPath

@@ -54,6 +54,8 @@ export class HostBackend implements DaemonBackend {
       // on the namespace's network, a handler container resolves and reaches the workloads as they do each other
       containerArgs: ['--network', record.namespace],
       handler: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: gateway},
+      // a process here is where a published container port is: on this machine
+      process: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: gateway},
       daemon: {agentHost: gateway, listenHost: gateway},
       sweepLabels: connectionLabels(record.name),
       where: `process ${record.pid ?? '?'} on this host`,
@@ -101,9 +103,9 @@ export class HostBackend implements DaemonBackend {
       return existing
     }
     const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
-    const namespace = await new DockerCluster(this.docker).resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
-    const network = await this.docker.getNetwork(namespace).inspect()
-    const gateway = (network.IPAM?.Config ?? []).map((c: {Gateway?: string}) => c.Gateway).find((g: string | undefined) => g && !g.includes(':'))
+    const cluster = new DockerCluster(this.docker)
+    const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
+    const gateway = await cluster.gateway(namespace)
     if (!gateway) {
       throw new UserError(`namespace ${namespace} has no IPv4 gateway, so its containers cannot reach a daemon on this host`, 'use a daemon in a container: `tp connect --docker`')
     }

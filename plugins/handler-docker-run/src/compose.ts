@@ -50,6 +50,8 @@ export function composeDockerRun(input: ComposeInput): ComposedRun {
   const {placement} = session
   args.push(...placement.containerArgs)
   args.push(...extras.dockerRunArgs)
+  // the volumes mounted on this machine, bound where --docker-mount says
+  if (plan.dockerMount !== undefined && extras.root) args.push('-v', `${extras.root}:${plan.dockerMount}`)
   // a container on its own network is reached through a published port
   if (placement.capabilities.canPublishPorts) args.push('-p', `${session.ports.local}:${session.ports.container}`)
   args.push(...plan.optionArgs, input.image, ...plan.containerArgs)

@@ -29,6 +29,8 @@ export interface DockerRunPlan {
   interactive: boolean
   /** The user's `--cidfile`, if given (docker then writes the id there, not where tp asks). */
   cidFile?: string
+  /** `--docker-mount <dir>`: where the volumes' local directory is bound in the container. */
+  dockerMount?: string
 }
 
 export interface PlanOptions {

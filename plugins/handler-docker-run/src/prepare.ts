@@ -1,3 +1,4 @@
+import {isAbsolute} from 'node:path'
 import Dockerode from 'dockerode'
 import {type HandlerRequest, type Logger, type PluginContext, type PreparedHandler, UserError, cacheDir as defaultCacheDir} from '@tp/sdk'
 import {type PullImage, resolveImage} from './image.js'
@@ -35,6 +36,10 @@ export async function prepareDockerRun(request: HandlerRequest, options: Prepare
       'drop --docker-mount (use --mount=false to run without the volumes)',
     )
   }
+  const dockerMount = request.flags['docker-mount'] as string | undefined
+  if (dockerMount !== undefined && !isAbsolute(dockerMount)) {
+    throw new UserError(`--docker-mount ${dockerMount} is not an absolute path`, 'give the directory inside the container where the volumes go, e.g. --docker-mount /tp')
+  }
   const plan = planDockerRun(request.args, {capabilities: request.capabilities, localPort: request.localPort, image: options.image})
   if (plan.tty && plan.interactive && !(options.stdinIsTTY ?? process.stdin.isTTY === true)) {
     throw new UserError(
@@ -54,7 +59,7 @@ export async function prepareDockerRun(request: HandlerRequest, options: Prepare
       )
     }
   }
-  const runner = new DockerRunner(plan, image, {
+  const runner = new DockerRunner({...plan, dockerMount}, image, {
     docker,
     log,
     cacheDir: options.context?.cacheDir ?? defaultCacheDir(),
@@ -65,6 +70,8 @@ export async function prepareDockerRun(request: HandlerRequest, options: Prepare
   return {
     describe: `docker run ${shown}${plan.containerArgs.length > 0 ? ` ${plan.containerArgs.join(' ')}` : ''}`,
     wantsVolumes: true,
+    // --docker-mount: the volumes are mounted on this machine, and that directory bound into the container
+    volumeForm: dockerMount === undefined ? 'docker-volumes' : 'directory',
     run: (session, io, extras) => runner.run(session, io, extras),
     stop: (reason) => runner.stop(reason),
   }

@@ -1,4 +1,5 @@
-import {writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
+import {dirname, join, resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {
   type HandlerDescriptor,
@@ -7,7 +8,9 @@ import {
   type PlacementCapabilities,
   type PreparedHandler,
   type ProvidedVolumes,
+  type RunExtras,
   UserError,
+  type VolumeRequest,
   formatEnv,
   ENV_SYNTAXES,
   type EnvSyntax,
@@ -43,6 +46,40 @@ function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
   return flags
 }
 
+/** `--mount`: true, false, or the directory where a handler on this machine gets the volumes. */
+function parseMount(value: string): {wanted: boolean; root?: string} {
+  if (value === 'true') return {wanted: true}
+  if (value === 'false') return {wanted: false}
+  if (value === '') throw new UserError('--mount needs a value', 'use --mount=true, --mount=false or --mount=<empty directory>')
+  return {wanted: true, root: resolve(value)}
+}
+
+/** A `--mount=<dir>` is checked before anything exists: the handler takes a directory, and the directory is usable. */
+async function checkMountRoot(root: string, prepared: PreparedHandler | undefined): Promise<void> {
+  if (prepared?.volumeForm !== 'directory') {
+    throw new UserError(
+      `--mount=${root} names a directory, but ${prepared ? 'this handler takes the volumes as Docker volumes' : 'there is no handler to give it to'}`,
+      'use --mount=<dir> with a command on this machine (`tp intercept <workload> --mount=<dir> -- <command>`) or with --docker-mount; otherwise --mount=true or --mount=false',
+    )
+  }
+  const entries = await readdir(root).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    if (error.code === 'ENOTDIR') throw new UserError(`--mount=${root} is not a directory`, 'choose an empty directory, or one that does not exist yet')
+    throw new UserError(`--mount=${root} cannot be read: ${error.message}`, 'choose an empty directory you can write to')
+  })
+  if (entries && entries.length > 0) {
+    throw new UserError(`--mount=${root} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`, 'the volumes would hide what is there: choose an empty directory, or one that does not exist yet')
+  }
+  // the directory, or the nearest parent that exists, must take a new directory (a real try:
+  // permission bits say nothing to root, nor about read-only or pseudo file systems)
+  let dir = root
+  while (!(await stat(dir).then(() => true, () => false))) dir = dirname(dir)
+  const probe = await mkdtemp(join(dir, '.tp-write-check-')).catch(() => {
+    throw new UserError(`--mount=${root} is not writable (no directory can be made in ${dir})`, 'choose a directory you can write to')
+  })
+  await rmdir(probe)
+}
+
 /** Where a handler must listen, in words. */
 function where(session: InterceptSession): string {
   return session.placement.capabilities.sharesDaemonNetwork ? "in the daemon's network namespace" : 'on this machine'
@@ -74,7 +111,11 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     docker: Flags.boolean({description: 'if not connected, connect with a container daemon'}),
     namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
     use: Flags.string({description: 'connection to use, when there are several'}),
-    mount: Flags.string({description: 'mount the workload\'s volumes in the handler', options: ['true', 'false'], default: 'true'}),
+    mount: Flags.string({
+      description: "mount the workload's volumes in the handler (true, false, or for a handler on this machine the empty directory to mount them under: TP_ROOT)",
+      helpValue: 'true|false|<dir>',
+      default: 'true',
+    }),
     output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
     'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
     'env-syntax': Flags.string({description: 'syntax of --env-file', options: [...ENV_SYNTAXES], default: 'docker'}),
@@ -115,7 +156,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     }
     const capabilities: PlacementCapabilities = connection ? connection.placement.capabilities : connections.capabilitiesOf(connections.backendName(flags.docker))
     step(connection ? `connection ${connection.record.name} found` : 'no connection yet')
-    const port = parsePortSpec(flags.port, capabilities)
+    // only a handler container has a port of its own to publish
+    const port = parsePortSpec(flags.port, {canPublishPorts: capabilities.canPublishPorts && descriptor?.publishesPorts === true})
+    const mount = parseMount(flags.mount)
     if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax)) throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
     // 1. the handler checks and resolves everything that can fail, before the intercept exists
@@ -133,6 +176,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       })
       step(`handler ${descriptor.name} prepared`)
     }
+    if (mount.root) await checkMountRoot(mount.root, prepared)
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
     // from here on a signal ends what exists in order, at whatever step it arrives
@@ -151,7 +195,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         localPort: port.local,
         containerPort: port.container,
         servicePort: port.service,
-        mounts: flags.mount === 'true' && (prepared ? prepared.wantsVolumes : true),
+        mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
+        handlerRunsAs: prepared?.runsAs ?? 'container',
       })
       // the daemon's session, placed where the backend says handlers run
       const session: InterceptSession = {...lease.session, placement: connection.placement}
@@ -163,18 +208,19 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         return
       }
       // 4. volumes, 5. the handler in the foreground
-      if (prepared.wantsVolumes && session.mounts.length > 0 && flags.mount === 'true') {
-        volumes = await this.provideVolumes(registries, session)
-        step(`${session.mounts.length} volume(s) provided`)
+      if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
+        volumes = await this.provideVolumes(registries, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root})
+        step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
       if (interrupts.signal) return
-      this.printSession(session, prepared.describe)
+      this.printSession(session, prepared.describe, volumes?.root)
+      for (const note of prepared.notes ?? []) process.stderr.write(`${note}\n`)
       this.hintWhileWaiting(session, lease)
       void lease.active.then(() => {
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
       })
-      const exitCode = await this.runHandler(prepared, session, lease, interrupts, volumes?.dockerRunArgs ?? [])
+      const exitCode = await this.runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root})
       this.exitCode = exitCode
     } finally {
       // 6. tear down in reverse order, on every path
@@ -193,20 +239,23 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 
   private exitCode = 0
 
-  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession): Promise<ProvidedVolumes> {
-    const candidates = registries.volumeProviders.list().filter((e) => fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
+  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession, request: VolumeRequest): Promise<ProvidedVolumes> {
+    const candidates = registries.volumeProviders
+      .list()
+      .filter((e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
     if (candidates.length === 0) {
+      const form = request.form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
       throw new UserError(
-        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider fits the ${session.placement.backend} daemon's placement`,
+        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider gives them ${form} with the ${session.placement.backend} daemon`,
         'install one (see `tp extensions`), or run without remote mounts: --mount=false',
       )
     }
     const provider = await registries.volumeProviders.load(candidates[0].descriptor.name, this.pluginContext())
-    return provider.provide(session)
+    return provider.provide(session, request)
   }
 
   /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
-  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, extraArgs: string[]): Promise<number> {
+  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, extras: RunExtras): Promise<number> {
     let endedBy: {reason: string; normal: boolean} | undefined
     const stop = (reason: string) => {
       void prepared.stop(reason)
@@ -223,7 +272,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       stop(end.reason)
     })
     try {
-      const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, {dockerRunArgs: extraArgs})
+      const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
       if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
       if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
       return code
@@ -264,12 +313,12 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     void lease.ended.then(() => clearTimeout(timer))
   }
 
-  private printSession(session: InterceptSession, handler?: string): void {
+  private printSession(session: InterceptSession, handler?: string, root?: string): void {
     const lines = [
       `Intercept ${session.name} (id ${session.id}): ${session.workload}:${session.ports.service}${session.ports.serviceName ? `/${session.ports.serviceName}` : ''} in ${session.namespace} → port ${session.ports.local}`,
       `  connection ${session.daemon.connection} (${session.placement.where})`,
       `  environment: ${Object.keys(session.environment).join(' ')}`,
-      `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}`,
+      `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
     ]
     if (handler) lines.push(`  handler: ${handler}`)
     process.stderr.write(lines.join('\n') + '\n')

@@ -7,6 +7,7 @@ export default defineHandlers([
     summary: 'build an image from a context through the Docker Engine API, then docker run it as the handler',
     selectedBy: 'docker-build',
     // docker-build implies docker-run; this handler must win when both are selected
+    publishesPorts: true,
     precedence: 10,
     flags: {
       'docker-build': {

@@ -6,6 +6,7 @@ export default defineHandlers([
     apiVersion: API_VERSION,
     summary: 'docker run the handler container in the foreground, with the intercepted environment, volumes and network',
     selectedBy: 'docker-run',
+    publishesPorts: true,
     precedence: 100,
     flags: {
       'docker-run': {

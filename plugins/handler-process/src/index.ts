@@ -1,0 +1,1 @@
+export {ProcessHandler, findCommand, processNotes} from './handler.js'
