@@ -16,17 +16,21 @@ import {UserError} from './errors.js'
  *            unquoted; any other value double-quoted with `\\`, `\"`, `\$`, `\n`, `\r` escapes.
  *            Compose v1 (python-dotenv) reads `\$` in double quotes literally and ends a
  *            double-quoted value early at a trailing `\`: such values differ there.
- * - sh:      POSIX shells (`. file`): `export KEY='…'`, a `'` written `'\''`.
- * - csh:     csh/tcsh (`source file`): `setenv KEY '…'`, `'` as `'\''`, `!` as `\!` (history),
- *            a newline as backslash-newline inside the quotes.
- * - ps:      PowerShell (`. ./file.ps1`): `$env:KEY = '…'`; inside single quotes only a quote
- *            character needs doubling (PowerShell also treats ‘ ’ ‚ ‛ as single quotes).
+ * - sh:      POSIX shells (`. file`): `KEY='…'` shell variables, a `'` written `'\''`;
+ *            sh:export: `export KEY='…'`, for the commands the shell starts too.
+ * - csh:     csh/tcsh (`source file`): `set KEY='…'` shell variables, `'` as `'\''`, `!` as `\!`
+ *            (history), a newline as backslash-newline inside the quotes; csh:export: `setenv KEY '…'`.
+ * - ps:      PowerShell (`. ./file.ps1`): `$env:KEY = '…'` (the session's environment); inside
+ *            single quotes only a quote character needs doubling (PowerShell also treats ‘ ’ ‚ ‛ as
+ *            single quotes). ps:export: `[Environment]::SetEnvironmentVariable('KEY', '…', 'User')`,
+ *            which keeps them in the user's environment for processes started later.
  *            Windows has no empty variables: an empty value (ps and cmd) leaves the variable unset.
  * - cmd:     Windows batch files (`call file.cmd`): `set "KEY=…"`, `%` as `%%`, and `^ & | < > ( )`
  *            escaped with `^` where a `"` in the value has closed the quotes. Assumes delayed
  *            expansion is off (the default). Cannot hold a newline.
  */
-export const ENV_SYNTAXES = ['docker', 'compose', 'sh', 'csh', 'ps', 'cmd'] as const
+/** The reference's names: `sh`, `csh` and `ps` assign, their `:export` forms export. */
+export const ENV_SYNTAXES = ['docker', 'compose', 'sh', 'sh:export', 'csh', 'csh:export', 'ps', 'ps:export', 'cmd'] as const
 export type EnvSyntax = (typeof ENV_SYNTAXES)[number]
 
 export function isEnvSyntax(value: string): value is EnvSyntax {
@@ -92,25 +96,33 @@ function shellKey(syntax: EnvSyntax, key: string): void {
   }
 }
 
-function sh(key: string, value: string): string {
-  shellKey('sh', key)
-  return `export ${key}='${value.replaceAll("'", `'\\''`)}'`
+function shQuoted(syntax: EnvSyntax, key: string, value: string): string {
+  shellKey(syntax, key)
+  return `'${value.replaceAll("'", `'\\''`)}'`
 }
 
-function csh(key: string, value: string): string {
-  shellKey('csh', key)
+const sh = (key: string, value: string) => `${key}=${shQuoted('sh', key, value)}`
+const shExport = (key: string, value: string) => `export ${key}=${shQuoted('sh:export', key, value)}`
+
+function cshQuoted(syntax: EnvSyntax, key: string, value: string): string {
+  shellKey(syntax, key)
   if (value.includes('\r')) {
-    throw cannot('csh', key, 'csh cannot read a carriage return inside quotes reliably', 'use --env-syntax sh, or --env-json')
+    throw cannot(syntax, key, 'csh cannot read a carriage return inside quotes reliably', 'use --env-syntax sh, or --env-json')
   }
   // `!` triggers history substitution even inside single quotes; backslash-newline inside quotes is a newline
-  const quoted = value.replaceAll("'", `'\\''`).replaceAll('!', `'\\!'`).replaceAll('\n', '\\\n')
-  return `setenv ${key} '${quoted}'`
+  return `'${value.replaceAll("'", `'\\''`).replaceAll('!', `'\\!'`).replaceAll('\n', '\\\n')}'`
 }
 
-function ps(key: string, value: string): string {
-  shellKey('ps', key)
-  return `$env:${key} = '${value.replace(/['\u2018\u2019\u201a\u201b]/g, (c) => c + c)}'`
+const csh = (key: string, value: string) => `set ${key}=${cshQuoted('csh', key, value)}`
+const cshExport = (key: string, value: string) => `setenv ${key} ${cshQuoted('csh:export', key, value)}`
+
+function psQuoted(syntax: EnvSyntax, key: string, value: string): string {
+  shellKey(syntax, key)
+  return `'${value.replace(/['\u2018\u2019\u201a\u201b]/g, (c) => c + c)}'`
 }
+
+const ps = (key: string, value: string) => `$env:${key} = ${psQuoted('ps', key, value)}`
+const psExport = (key: string, value: string) => `[Environment]::SetEnvironmentVariable('${key}', ${psQuoted('ps:export', key, value)}, 'User')`
 
 function cmd(key: string, value: string): string {
   shellKey('cmd', key)
@@ -132,7 +144,17 @@ function cmd(key: string, value: string): string {
   return `set "${key}=${out}"`
 }
 
-const WRITERS: Record<EnvSyntax, (key: string, value: string) => string> = {docker, compose, sh, csh, ps, cmd}
+const WRITERS: Record<EnvSyntax, (key: string, value: string) => string> = {
+  docker,
+  compose,
+  sh,
+  'sh:export': shExport,
+  csh,
+  'csh:export': cshExport,
+  ps,
+  'ps:export': psExport,
+  cmd,
+}
 
 /** The environment in the given syntax, one variable per line (or per statement), ending with a newline. */
 export function formatEnv(env: Record<string, string>, syntax: EnvSyntax): string {

@@ -49,8 +49,11 @@ const CARRIES: Record<EnvSyntax, Record<string, string>> = {
   docker: VALUES,
   compose: {...VALUES, ...MULTI_LINE, ...CR},
   sh: {...VALUES, ...MULTI_LINE, ...CR},
+  'sh:export': {...VALUES, ...MULTI_LINE, ...CR},
   csh: {...VALUES, ...MULTI_LINE},
+  'csh:export': {...VALUES, ...MULTI_LINE},
   ps: {...VALUES, ...MULTI_LINE, ...CR},
+  'ps:export': {...VALUES, ...MULTI_LINE, ...CR},
   cmd: VALUES,
 }
 
@@ -125,8 +128,11 @@ function parseCompose(text: string): Record<string, string> {
   return env
 }
 
-/** csh rules for `setenv KEY 'a'\''b'\!'c\<newline>d'`: quotes concatenate, `\x` outside quotes is x. */
-function parseCsh(text: string): Record<string, string> {
+/**
+ * csh rules for `setenv KEY 'a'\''b'\!'c\<newline>d'` (csh:export) or `set KEY='…'` (csh): quotes
+ * concatenate, `\x` outside quotes is x.
+ */
+function parseCsh(text: string, form: 'set' | 'setenv'): Record<string, string> {
   const env: Record<string, string> = {}
   let i = 0
   while (i < text.length) {
@@ -134,8 +140,8 @@ function parseCsh(text: string): Record<string, string> {
       i++
       continue
     }
-    const match = /^setenv ([A-Za-z_][A-Za-z0-9_]*) /.exec(text.slice(i))
-    if (!match) throw new Error(`not a setenv line at ${JSON.stringify(text.slice(i, i + 30))}`)
+    const match = (form === 'setenv' ? /^setenv ([A-Za-z_][A-Za-z0-9_]*) / : /^set ([A-Za-z_][A-Za-z0-9_]*)=/).exec(text.slice(i))
+    if (!match) throw new Error(`not a ${form} line at ${JSON.stringify(text.slice(i, i + 30))}`)
     i += match[0].length
     let value = ''
     while (i < text.length && text[i] !== '\n') {
@@ -159,8 +165,11 @@ function parseCsh(text: string): Record<string, string> {
   return env
 }
 
-/** PowerShell rules for `$env:KEY = '...'`: inside single quotes, two quote characters are one. */
-function parsePs(text: string): Record<string, string> {
+/**
+ * PowerShell rules for `$env:KEY = '...'` (ps) or `[Environment]::SetEnvironmentVariable('KEY', '...', 'User')`
+ * (ps:export): inside single quotes, two quote characters are one.
+ */
+function parsePs(text: string, form: 'assign' | 'user'): Record<string, string> {
   const env: Record<string, string> = {}
   const quotes = "'\u2018\u2019\u201a\u201b"
   let i = 0
@@ -169,7 +178,7 @@ function parsePs(text: string): Record<string, string> {
       i++
       continue
     }
-    const match = /^\$env:([A-Za-z_][A-Za-z0-9_]*) = '/.exec(text.slice(i))
+    const match = (form === 'assign' ? /^\$env:([A-Za-z_][A-Za-z0-9_]*) = '/ : /^\[Environment\]::SetEnvironmentVariable\('([A-Za-z_][A-Za-z0-9_]*)', '/).exec(text.slice(i))
     if (!match) throw new Error(`not an assignment at ${JSON.stringify(text.slice(i, i + 30))}`)
     i += match[0].length
     let value = ''
@@ -182,6 +191,10 @@ function parsePs(text: string): Record<string, string> {
           i++
         } else break
       } else value += c
+    }
+    if (form === 'user') {
+      if (!text.startsWith(", 'User')", i)) throw new Error(`not a user-level SetEnvironmentVariable at ${i}`)
+      i += ", 'User')".length
     }
     env[match[1]] = value
   }
@@ -246,22 +259,40 @@ describe('formatEnv reads back with the real reader', () => {
     expect(pick(parseNulEnv(out), Object.keys(CARRIES.docker))).toEqual(CARRIES.docker)
   })
 
-  it('sh: sourced by sh (dash) and by bash', () => {
-    const file = writeTemp(formatEnv(CARRIES.sh, 'sh'))
+  it('sh:export: sourced by sh (dash) and by bash, the variables reach the commands it starts', () => {
+    const file = writeTemp(formatEnv(CARRIES['sh:export'], 'sh:export'))
     for (const shell of ['sh', 'bash']) {
       const out = execFileSync('env', ['-i', shell, '-c', '. "$1" && env -0', 'sh', file])
-      expect(pick(parseNulEnv(out), Object.keys(CARRIES.sh))).toEqual(CARRIES.sh)
+      expect(pick(parseNulEnv(out), Object.keys(CARRIES['sh:export']))).toEqual(CARRIES['sh:export'])
     }
   })
 
-  it.runIf(have('tcsh'))('csh: sourced by tcsh, also interactive (history substitution on)', () => {
-    const file = writeTemp(formatEnv(CARRIES.csh, 'csh'))
+  it('sh: sourced by sh (dash) and by bash, shell variables only until exported', () => {
+    const keys = Object.keys(CARRIES.sh)
+    const file = writeTemp(formatEnv(CARRIES.sh, 'sh'))
+    for (const shell of ['sh', 'bash']) {
+      expect(pick(parseNulEnv(execFileSync('env', ['-i', shell, '-c', '. "$1" && env -0', 'sh', file])), keys)).toEqual({})
+      const out = execFileSync('env', ['-i', shell, '-c', `. "$1" && export ${keys.join(' ')} && env -0`, 'sh', file])
+      expect(pick(parseNulEnv(out), keys)).toEqual(CARRIES.sh)
+    }
+  })
+
+  it.runIf(have('tcsh'))('csh:export: sourced by tcsh, also interactive (history substitution on)', () => {
+    const file = writeTemp(formatEnv(CARRIES['csh:export'], 'csh:export'))
     const out = execFileSync('env', ['-i', 'tcsh', '-f', '-c', `source ${file} && env -0`])
-    expect(pick(parseNulEnv(out), Object.keys(CARRIES.csh))).toEqual(CARRIES.csh)
+    expect(pick(parseNulEnv(out), Object.keys(CARRIES['csh:export']))).toEqual(CARRIES['csh:export'])
     const dump = join(work, 'csh-dump')
     // an interactive shell reading from stdin applies `!` history substitution to sourced lines too
     execFileSync('env', ['-i', 'tcsh', '-f', '-i'], {input: `source ${file}\nenv -0 > ${dump}\nexit\n`, stdio: ['pipe', 'ignore', 'ignore']})
-    expect(pick(parseNulEnv(execFileSync('cat', [dump])), Object.keys(CARRIES.csh))).toEqual(CARRIES.csh)
+    expect(pick(parseNulEnv(execFileSync('cat', [dump])), Object.keys(CARRIES['csh:export']))).toEqual(CARRIES['csh:export'])
+  })
+
+  it.runIf(have('tcsh'))('csh: sourced by tcsh as shell variables ($K:q exports each exactly)', () => {
+    const keys = Object.keys(CARRIES.csh)
+    const file = writeTemp(formatEnv(CARRIES.csh, 'csh'))
+    const exportAll = keys.map((k) => `setenv ${k} $${k}:q`).join(' && ')
+    const out = execFileSync('env', ['-i', 'tcsh', '-f', '-c', `source ${file} && ${exportAll} && env -0`])
+    expect(pick(parseNulEnv(out), keys)).toEqual(CARRIES.csh)
   })
 
   it.runIf(have('pwsh'))('ps: dot-sourced by PowerShell', () => {
@@ -277,12 +308,14 @@ describe('formatEnv reads back with a reverse parser of the documented rules', (
     expect(parseCompose(text)).toEqual(CARRIES.compose)
   })
 
-  it('csh', () => {
-    expect(parseCsh(formatEnv(CARRIES.csh, 'csh'))).toEqual(CARRIES.csh)
+  it('csh and csh:export', () => {
+    expect(parseCsh(formatEnv(CARRIES.csh, 'csh'), 'set')).toEqual(CARRIES.csh)
+    expect(parseCsh(formatEnv(CARRIES['csh:export'], 'csh:export'), 'setenv')).toEqual(CARRIES['csh:export'])
   })
 
-  it('ps', () => {
-    expect(parsePs(formatEnv(CARRIES.ps, 'ps'))).toEqual(CARRIES.ps)
+  it('ps and ps:export', () => {
+    expect(parsePs(formatEnv(CARRIES.ps, 'ps'), 'assign')).toEqual(CARRIES.ps)
+    expect(parsePs(formatEnv(CARRIES['ps:export'], 'ps:export'), 'user')).toEqual(CARRIES['ps:export'])
   })
 
   it('cmd: batch-file rules', () => {
@@ -319,6 +352,9 @@ describe('formatEnv refuses what a syntax cannot express', () => {
     ['docker', {BIG: 'x'.repeat(70_000)}, 'BIG', /compose|sh|env-json/],
     ['cmd', {MULTI: 'a\nb'}, 'MULTI', /ps|env-json/],
     ['csh', {CR: 'a\rb'}, 'CR', /sh|env-json/],
+    ['csh:export', {CR: 'a\rb'}, 'CR', /sh|env-json/],
+    ['sh:export', {'A-B': 'x'}, 'A-B', /docker|compose|env-json/],
+    ['ps:export', {'1ABC': 'x'}, '1ABC', /env-json/],
     ['sh', {'A-B': 'x'}, 'A-B', /docker|compose|env-json/],
     ['ps', {'1ABC': 'x'}, '1ABC', /env-json/],
     ['compose', {'A B': 'x'}, 'A B', /env-json/],
