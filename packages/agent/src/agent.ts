@@ -177,7 +177,7 @@ export class Agent {
   }
 
   private send(message: AgentMessage): void {
-    if (this.control && this.control.writable) this.control.write(encode(message))
+    if (this.control?.writable) this.control.write(encode(message))
   }
 
   private onControl(message: Record<string, unknown>): void {

@@ -115,7 +115,7 @@ export class DockerCluster {
       ),
     )
     return inspected
-      .filter((info): info is Dockerode.ContainerInspectInfo => info !== undefined && info.State.Running && info.NetworkSettings.Networks?.[namespace] !== undefined)
+      .filter((info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined)
       .map((info) => toWorkload(info, namespace))
       .sort((a, b) => a.name.localeCompare(b.name) || a.container.localeCompare(b.container))
   }

@@ -167,7 +167,7 @@ export class DockerRunner {
     const deadline = Date.now() + REMOVE_TIMEOUT_MS
     while (Date.now() < deadline) {
       const info = await container.inspect().catch(() => undefined)
-      if (!info || info.Config?.Labels?.['tp.managed'] !== 'true') return
+      if (info?.Config?.Labels?.['tp.managed'] !== 'true') return
       if (info.State?.Status !== 'removing') {
         await container.remove({force: true}).catch((error: unknown) => {
           if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)

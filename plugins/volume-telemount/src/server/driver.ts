@@ -157,7 +157,10 @@ export class VolumeDriver {
       return current
     })
     let callers = this.callers.get(name)
-    if (!callers) this.callers.set(name, (callers = new Map()))
+    if (!callers) {
+      callers = new Map()
+      this.callers.set(name, callers)
+    }
     callers.set(id, mount)
     return mount
   }
