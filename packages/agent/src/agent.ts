@@ -1,7 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
-import {networkInterfaces} from 'node:os'
+import {ipv4Addresses, listen, sleep} from '@tp/sdk'
 import {encode, readHeaderLine, readMessages, type AgentMessage} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {splice} from './splice.js'
@@ -57,17 +57,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
   }
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '0.0.0.0', () => {
-      server.off('error', reject)
-      const address = server.address()
-      resolve(typeof address === 'object' && address ? address.port : 0)
-    })
-  })
 }
 
 interface PendingDial {
@@ -218,10 +207,7 @@ export class Agent {
    * interface address only). Local connections go through OUTPUT, so the rule never sees them.
    */
   private async connectApp(): Promise<Socket> {
-    const own = Object.values(networkInterfaces())
-      .flat()
-      .filter((a) => a && a.family === 'IPv4' && !a.internal)
-      .map((a) => a!.address)
+    const own = ipv4Addresses()
     let last: Error | undefined
     for (const host of ['127.0.0.1', ...own]) {
       try {
@@ -407,7 +393,7 @@ export class Agent {
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs
     const openNow = () => this.open.size + this.sftpSessions.size
-    while (openNow() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    while (openNow() > 0 && Date.now() < deadline) await sleep(100)
     if (openNow() > 0) this.log(`drain time over: closing ${openNow()} connection(s)`)
     this.finish(0)
   }

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import Dockerode from 'dockerode'
-import {UserError} from '@tp/sdk'
+import {isConflict, isNotFound, sleep, UserError} from '@tp/sdk'
 import {type FixtureImages, ensureFixtureImages} from './fixtures.js'
 
 /**
@@ -73,10 +73,6 @@ function demoLabels(network: string): Record<string, string> {
   return {[LABEL_DEMO]: 'true', [LABEL_DEMO_NETWORK]: network}
 }
 
-function isNotFound(error: unknown): boolean {
-  return (error as {statusCode?: number}).statusCode === 404
-}
-
 async function ensureNetwork(docker: Dockerode, name: string): Promise<'created' | 'reused'> {
   const existing = await docker.getNetwork(name).inspect().catch((error) => {
     if (isNotFound(error)) return undefined
@@ -87,7 +83,7 @@ async function ensureNetwork(docker: Dockerode, name: string): Promise<'created'
     await docker.createNetwork({Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: demoLabels(name)})
   } catch (error) {
     // another `tp demo up` created it meanwhile
-    if ((error as {statusCode?: number}).statusCode === 409) return 'reused'
+    if (isConflict(error)) return 'reused'
     throw error
   }
   return 'created'
@@ -170,8 +166,8 @@ async function ensureWorkload(docker: Dockerode, names: DemoNames, image: string
     })
   } catch (error) {
     // a concurrent `tp demo up` won the race for the name: look again at what it made
-    if ((error as {statusCode?: number}).statusCode === 409 && attempt < 3) {
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+    if (isConflict(error) && attempt < 3) {
+      await sleep(1000)
       return ensureWorkload(docker, names, image, spec, attempt + 1)
     }
     throw error

@@ -1,9 +1,8 @@
 import {readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import type Dockerode from 'dockerode'
 import {execa, type ResultPromise} from 'execa'
-import {type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError} from '@tp/sdk'
+import {dockerMessage, dockerStatusCode, type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError, sleep, waitUntilGone} from '@tp/sdk'
 import {composeDockerRun} from './compose.js'
 import {handlerEnvironment, removeEnvDir, splitEnvironment, writeEnvFile} from './environment.js'
 import type {ResolvedImage} from './image.js'
@@ -27,10 +26,6 @@ export interface RunnerOptions {
   cwd: string
   /** The docker CLI to run (tests may point at a wrapper). */
   dockerCommand?: string
-}
-
-function statusCode(error: unknown): number | undefined {
-  return (error as {statusCode?: number})?.statusCode
 }
 
 /** Keeps the last bytes of a stream that is also passed through. */
@@ -164,18 +159,16 @@ export class DockerRunner {
   private async removeLeftover(idOrName: string | undefined): Promise<void> {
     if (!idOrName) return
     const container = this.options.docker.getContainer(idOrName)
-    const deadline = Date.now() + REMOVE_TIMEOUT_MS
-    while (Date.now() < deadline) {
-      const info = await container.inspect().catch(() => undefined)
-      if (info?.Config?.Labels?.['tp.managed'] !== 'true') return
-      if (info.State?.Status !== 'removing') {
-        await container.remove({force: true}).catch((error: unknown) => {
-          if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)
-        })
-      }
-      await sleep(100)
+    const info = await container.inspect().catch(() => undefined)
+    if (info?.Config?.Labels?.['tp.managed'] !== 'true') return
+    if (info.State?.Status !== 'removing') {
+      await container.remove({force: true}).catch((error: unknown) => {
+        if (![404, 409].includes(dockerStatusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${dockerMessage(error)}`)
+      })
     }
-    this.options.log.warn(`container ${idOrName} is still being removed`)
+    // an engine that stops answering cannot say it is still there: nothing more to wait for
+    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(() => true)
+    if (!gone) this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
   /**
@@ -216,7 +209,7 @@ export class DockerRunner {
         try {
           await docker.getContainer(target).stop({t: STOP_GRACE_SECONDS})
         } catch (error) {
-          const code = statusCode(error)
+          const code = dockerStatusCode(error)
           // 404: already removed; 304: not running (created and not started yet, or already stopped)
           if (code !== 404 && code !== 304) log.warn(`could not stop container ${name}: ${(error as Error).message}`)
         }

@@ -5,7 +5,7 @@ import {fileURLToPath} from 'node:url'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
 import {type RootfsSpec, STATIC_BUSYBOX, assembleRootfs, inputsHash} from '@tp/images'
-import {BugError, type Logger, UserError} from '@tp/sdk'
+import {BugError, dockerMessage, isNotFound, type Logger, UserError} from '@tp/sdk'
 
 /**
  * Installs the telemount managed volume plugin with no registry: a rootfs assembled from this
@@ -95,14 +95,9 @@ async function inspectPlugin(docker: Dockerode, ref: string): Promise<PluginInfo
   try {
     return await docker.getPlugin(ref, undefined).inspect()
   } catch (error) {
-    if ((error as {statusCode?: number}).statusCode === 404) return undefined
+    if (isNotFound(error)) return undefined
     throw error
   }
-}
-
-function dockerMessage(error: unknown): string {
-  const e = error as {json?: {message?: string}; reason?: string; message?: string}
-  return (e.json?.message ?? e.message ?? String(error)).trim()
 }
 
 function installFailed(ref: string, why: string, error?: unknown): UserError {
@@ -217,7 +212,7 @@ async function removePlugin(docker: Dockerode, ref: string, log: Logger): Promis
     await plugin.remove({})
     return true
   } catch (error) {
-    if ((error as {statusCode?: number}).statusCode === 404) return true
+    if (isNotFound(error)) return true
     log.warn(`could not remove the telemount plugin ${ref}: ${dockerMessage(error)}`)
     return false
   }

@@ -1,5 +1,6 @@
 import {type ChildProcess, execFile, spawn} from 'node:child_process'
 import {mkdir, readFile, rmdir} from 'node:fs/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 /**
  * One sshfs process: the SFTP server at host:port mounted at `dir` (the server's whole `/`),
@@ -169,8 +170,4 @@ export async function isFuseMounted(dir: string): Promise<boolean> {
 
 function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
