@@ -1,6 +1,8 @@
 import type Dockerode from 'dockerode'
-import {demuxLogs, dockerStatusCode, isNotFound, LABEL_MANAGED, SubprocessError, UserError, waitUntilGone} from '@tp/sdk'
+import {demuxLogs, dockerStatusCode, isNotFound, LABEL_MANAGED, SubprocessError, UserError, waitUntilGone, debugLog, swallow} from '@tp/sdk'
 import {describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
+
+const trace = debugLog('tp:daemon')
 
 /** Networks Docker creates itself; they are not namespaces. */
 const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none'])
@@ -169,7 +171,7 @@ export class DockerCluster {
     try {
       await container.start()
     } catch (error) {
-      await container.remove({force: true}).catch(() => undefined)
+      await container.remove({force: true}).catch(swallow(trace, `removing agent container ${spec.name} that did not start`))
       throw error
     }
     return {containerId: container.id, name: spec.name}
@@ -234,7 +236,7 @@ export class DockerCluster {
     const workload = await this.docker
       .getContainer(o.workloadContainerId)
       .inspect()
-      .catch(() => undefined)
+      .catch(swallow(trace, `inspecting workload ${o.workloadContainerId} before restoring its traffic`))
     if (!workload?.State.Running) return
     const container = await this.docker.createContainer({
       Image: o.image,
@@ -247,11 +249,11 @@ export class DockerCluster {
       await container.start()
       const {StatusCode} = (await container.wait()) as {StatusCode: number}
       if (StatusCode !== 0) {
-        const logs = await container.logs({stdout: true, stderr: true}).catch(() => Buffer.alloc(0))
-        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, (await demuxLogs(this.docker, logs)).slice(-2000))
+        const logs = await container.logs({stdout: true, stderr: true}).catch(swallow(trace, 'reading the logs of the cleanup container'))
+        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, (await demuxLogs(this.docker, logs ?? '')).slice(-2000))
       }
     } finally {
-      await container.remove({force: true}).catch(() => undefined)
+      await container.remove({force: true}).catch(swallow(trace, 'removing the cleanup container'))
     }
   }
 }

@@ -1,7 +1,9 @@
 import {createHash} from 'node:crypto'
 import Dockerode from 'dockerode'
-import {isConflict, isNotFound, sleep, UserError} from '@tp/sdk'
+import {isConflict, isNotFound, sleep, UserError, debugLog, swallow} from '@tp/sdk'
 import {type FixtureImages, ensureFixtureImages} from './fixtures.js'
+
+const trace = debugLog('tp:cli')
 
 /**
  * The demo cluster: a Docker network (the namespace) with two workloads, `frontend-v1` and
@@ -108,7 +110,7 @@ async function runOnce(docker: Dockerode, options: Dockerode.ContainerCreateOpti
     const logs = await container.logs({stdout: true, stderr: true})
     return {code: StatusCode, output: logs.toString()}
   } finally {
-    await container.remove({force: true}).catch(() => undefined)
+    await container.remove({force: true}).catch(swallow(trace, 'removing a one-off demo container'))
   }
 }
 

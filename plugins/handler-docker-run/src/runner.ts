@@ -2,11 +2,13 @@ import {readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import type Dockerode from 'dockerode'
 import {execa, type ResultPromise} from 'execa'
-import {dockerMessage, dockerStatusCode, type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError, sleep, waitUntilGone} from '@tp/sdk'
+import {dockerMessage, dockerStatusCode, type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError, sleep, waitUntilGone, debugLog, swallow} from '@tp/sdk'
 import {composeDockerRun} from './compose.js'
 import {handlerEnvironment, removeEnvDir, splitEnvironment, writeEnvFile} from './environment.js'
 import type {ResolvedImage} from './image.js'
 import type {DockerRunPlan} from './plan.js'
+
+const trace = debugLog('tp:plugin:handler-docker-run')
 
 /** Docker's grace period before it kills the container (the reference's 2 s). */
 const STOP_GRACE_SECONDS = 2
@@ -159,16 +161,16 @@ export class DockerRunner {
   private async removeLeftover(idOrName: string | undefined): Promise<void> {
     if (!idOrName) return
     const container = this.options.docker.getContainer(idOrName)
-    const info = await container.inspect().catch(() => undefined)
+    const info = await container.inspect().catch(swallow(trace, `inspecting container ${idOrName} before removing it`))
     if (info?.Config?.Labels?.['tp.managed'] !== 'true') return
     if (info.State?.Status !== 'removing') {
       await container.remove({force: true}).catch((error: unknown) => {
         if (![404, 409].includes(dockerStatusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${dockerMessage(error)}`)
       })
     }
-    // an engine that stops answering cannot say it is still there: nothing more to wait for
-    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(() => true)
-    if (!gone) this.options.log.warn(`container ${idOrName} is still being removed`)
+    // an engine that stops answering (undefined) cannot say it is still there: nothing more to wait for
+    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(swallow(trace, `waiting until container ${idOrName} is gone`))
+    if (gone === false) this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
   /**
@@ -179,7 +181,7 @@ export class DockerRunner {
   private async ownContainer(): Promise<string | undefined> {
     const cid = this.cidFile ? await readCid(this.cidFile) : undefined
     if (cid) return cid
-    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(() => undefined)
+    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(swallow(trace, `looking for container ${this.containerName}`))
     const labels = info?.Config?.Labels ?? {}
     if (info && labels['tp.intercept'] === this.labels?.intercept && labels['tp.connection'] === this.labels?.connection) return info.Id
     return undefined
@@ -221,7 +223,7 @@ export class DockerRunner {
     if (clientExited) return
     log.warn('docker run did not return after the container was stopped; killing it')
     const target = await this.ownContainer()
-    if (target) await docker.getContainer(target).kill().catch(() => undefined)
+    if (target) await docker.getContainer(target).kill().catch(swallow(trace, `killing container ${target}`))
     this.subprocess?.kill('SIGKILL')
     await exited
   }

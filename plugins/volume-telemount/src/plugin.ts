@@ -5,7 +5,9 @@ import {fileURLToPath} from 'node:url'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
 import {type RootfsSpec, STATIC_BUSYBOX, assembleRootfs, inputsHash} from '@tp/images'
-import {BugError, dockerMessage, isNotFound, type Logger, UserError} from '@tp/sdk'
+import {BugError, dockerMessage, isNotFound, type Logger, UserError, debugLog, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 /**
  * Installs the telemount managed volume plugin with no registry: a rootfs assembled from this
@@ -124,8 +126,8 @@ async function createPlugin(docker: Dockerode, ref: string, pluginDir: string): 
 }
 
 async function checkPluginDir(dir: string): Promise<void> {
-  const config = await stat(join(dir, 'config.json')).catch(() => undefined)
-  const rootfs = await stat(join(dir, 'rootfs')).catch(() => undefined)
+  const config = await stat(join(dir, 'config.json')).catch(swallow(trace, `stat of ${dir}/config.json`))
+  const rootfs = await stat(join(dir, 'rootfs')).catch(swallow(trace, `stat of ${dir}/rootfs`))
   if (!config?.isFile() || !rootfs?.isDirectory()) {
     throw new UserError(
       `cannot install the telemount volume plugin: TP_TELEMOUNT_ROOTFS=${dir} is not a plugin directory (it needs config.json and a rootfs/ directory)`,
@@ -184,7 +186,7 @@ export async function ensurePlugin(docker: Dockerode, settings: PluginSettings):
       await enablePlugin(docker, ref)
     } catch (error) {
       // never leave a plugin that cannot start: the next attempt must start from scratch
-      await docker.getPlugin(ref, undefined).remove({force: true}).catch(() => undefined)
+      await docker.getPlugin(ref, undefined).remove({force: true}).catch(swallow(trace, `removing plugin ${ref} that did not enable`))
       throw installFailed(ref, `docker plugin enable failed: ${dockerMessage(error)}`, error)
     }
     await removeOtherVersions(docker, settings, ref)

@@ -1,8 +1,10 @@
 import Docker from 'dockerode'
-import {dockerMessage, type InterceptSession, isNotFound, type PluginContext, type ProvidedVolumes, sleep, type VolumeProvider, UserError, tpLabels} from '@tp/sdk'
+import {dockerMessage, type InterceptSession, isNotFound, type PluginContext, type ProvidedVolumes, sleep, type VolumeProvider, UserError, tpLabels, debugLog, swallow} from '@tp/sdk'
 import {volumeName} from './names.js'
 import {volumeDriverOptions} from './options.js'
 import {type PluginSettings, ensurePlugin, pluginRef, pluginSettingsFromEnv} from './plugin.js'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 export interface TelemountProviderOptions {
   docker?: Docker
@@ -68,7 +70,7 @@ export class TelemountProvider implements VolumeProvider {
         dockerRunArgs.push('-v', `${name}:${mount.path}${mount.readOnly ? ':ro' : ''}`)
       }
     } catch (error) {
-      await release().catch(() => undefined)
+      await release().catch(swallow(trace, 'removing the volumes made before the failure'))
       throw new UserError(
         `cannot create the remote volume for ${session.mounts[created.length]?.path ?? '?'}: ${dockerMessage(error)}`,
         'run the intercept with --mount=false to go without remote volumes',
