@@ -2,7 +2,7 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import {ipv4Addresses, listen, sleep} from '@tp/sdk'
-import {encode, readHeaderLine, readMessages, type AgentMessage} from './protocol.js'
+import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {splice} from './splice.js'
 
@@ -159,7 +159,7 @@ export class Agent {
         clearTimeout(timer)
         socket.on('error', (e) => this.log(`control connection: ${e.message}`))
         socket.on('close', () => void this.release('the daemon closed the control connection'))
-        readMessages(socket, (m) => this.onControl(m))
+        readMessages(socket, decodeDaemonMessage, (m) => this.onControl(m), (line) => this.log(`ignoring unknown message ${line.slice(0, 120)}`))
         resolve(socket)
       })
     })
@@ -169,7 +169,7 @@ export class Agent {
     if (this.control?.writable) this.control.write(encode(message))
   }
 
-  private onControl(message: Record<string, unknown>): void {
+  private onControl(message: DaemonMessage): void {
     this.lastHeard = Date.now()
     switch (message.type) {
       case 'ping':
@@ -178,7 +178,7 @@ export class Agent {
       case 'activate':
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
-        this.directPort = typeof message.directPort === 'number' ? message.directPort : undefined
+        this.directPort = message.directPort
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
@@ -187,13 +187,13 @@ export class Agent {
         for (const spare of this.spares.splice(0)) spare.destroy()
         break
       case 'dial-failed':
-        if (typeof message.id === 'string') this.abandon(message.id, 'the daemon could not reach the handler')
+        this.abandon(message.id, 'the daemon could not reach the handler')
         break
       case 'release':
         void this.release('released by the daemon')
         break
       default:
-        this.log(`ignoring unknown message ${JSON.stringify(message).slice(0, 120)}`)
+        message satisfies never
     }
   }
 
