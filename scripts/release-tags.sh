@@ -11,6 +11,10 @@ set -eu
 cd "$(git rev-parse --show-toplevel)"
 print_only=${1:-}
 
+if [ "$(git rev-parse --is-shallow-repository)" = true ]; then
+  echo "release-tags: this clone is shallow: fetch the whole history first (git fetch --unshallow)" >&2
+  exit 1
+fi
 base=$(git log -1 --format=%H --extended-regexp --grep='^chore\(release\):' HEAD)
 if [ -z "$base" ]; then
   echo "release-tags: no 'chore(release):' commit in the history: nothing to tag" >&2
