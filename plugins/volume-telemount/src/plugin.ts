@@ -225,7 +225,7 @@ async function removePlugin(docker: Dockerode, ref: string, log: Logger): Promis
  * left alone, so an old tp running beside a new one does not tear down the new one's plugin.
  */
 async function removeOtherVersions(docker: Dockerode, settings: PluginSettings, keep: string): Promise<void> {
-  const plugins = await docker.listPlugins().catch(() => [] as Array<{Name: string}>)
+  const plugins = (await docker.listPlugins().catch(swallow(trace, 'listing the Docker plugins'))) ?? []
   const keepTag = keep.slice(settings.name.length + 1)
   for (const plugin of plugins) {
     if (!plugin.Name.startsWith(`${settings.name}:`) || plugin.Name === keep) continue
