@@ -51,6 +51,7 @@ function parseSize(text) {
   return Number(m[1]) * {B: 1, kB: 1000, MB: 1e6, GB: 1e9}[m[2]]
 }
 
+/** @param {{log?: ((message: string) => void) | {info?: (message: string) => void}}} [options] */
 export async function run({log} = {}) {
   const say = typeof log === 'function' ? log : (message) => log?.info?.(message)
   const docker = new Dockerode()

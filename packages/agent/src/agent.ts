@@ -1,8 +1,8 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
-import {networkInterfaces} from 'node:os'
-import {encode, readHeaderLine, readMessages, type AgentMessage} from './protocol.js'
+import {ipv4Addresses, listen, sleep} from '@tp/sdk'
+import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {splice} from './splice.js'
 
@@ -57,17 +57,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
   }
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '0.0.0.0', () => {
-      server.off('error', reject)
-      const address = server.address()
-      resolve(typeof address === 'object' && address ? address.port : 0)
-    })
-  })
 }
 
 interface PendingDial {
@@ -171,17 +160,17 @@ export class Agent {
         clearTimeout(timer)
         socket.on('error', (e) => this.log(`control connection: ${e.message}`))
         socket.on('close', () => void this.release('the daemon closed the control connection'))
-        readMessages(socket, (m) => this.onControl(m))
+        readMessages(socket, decodeDaemonMessage, (m) => this.onControl(m), (line) => this.log(`ignoring unknown message ${line.slice(0, 120)}`))
         resolve(socket)
       })
     })
   }
 
   private send(message: AgentMessage): void {
-    if (this.control && this.control.writable) this.control.write(encode(message))
+    if (this.control?.writable) this.control.write(encode(message))
   }
 
-  private onControl(message: Record<string, unknown>): void {
+  private onControl(message: DaemonMessage): void {
     this.lastHeard = Date.now()
     switch (message.type) {
       case 'ping':
@@ -190,8 +179,8 @@ export class Agent {
       case 'activate':
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
-        this.directPort = typeof message.directPort === 'number' ? message.directPort : undefined
-        this.directHost = typeof message.directHost === 'string' ? message.directHost : undefined
+        this.directPort = message.directPort
+        this.directHost = message.directHost
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
@@ -200,13 +189,13 @@ export class Agent {
         for (const spare of this.spares.splice(0)) spare.destroy()
         break
       case 'dial-failed':
-        if (typeof message.id === 'string') this.abandon(message.id, 'the daemon could not reach the handler')
+        this.abandon(message.id, 'the daemon could not reach the handler')
         break
       case 'release':
         void this.release('released by the daemon')
         break
       default:
-        this.log(`ignoring unknown message ${JSON.stringify(message).slice(0, 120)}`)
+        message satisfies never
     }
   }
 
@@ -220,10 +209,7 @@ export class Agent {
    * interface address only). Local connections go through OUTPUT, so the rule never sees them.
    */
   private async connectApp(): Promise<Socket> {
-    const own = Object.values(networkInterfaces())
-      .flat()
-      .filter((a) => a && a.family === 'IPv4' && !a.internal)
-      .map((a) => a!.address)
+    const own = ipv4Addresses()
     let last: Error | undefined
     for (const host of ['127.0.0.1', ...own]) {
       try {
@@ -409,7 +395,7 @@ export class Agent {
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs
     const openNow = () => this.open.size + this.sftpSessions.size
-    while (openNow() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    while (openNow() > 0 && Date.now() < deadline) await sleep(100)
     if (openNow() > 0) this.log(`drain time over: closing ${openNow()} connection(s)`)
     this.finish(0)
   }

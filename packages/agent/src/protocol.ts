@@ -48,17 +48,79 @@ export function encode(message: AgentMessage | DaemonMessage | DialBackHeader | 
 /** Longest line accepted; a peer that sends more without a newline is not speaking this protocol. */
 export const MAX_LINE = 64 * 1024
 
+type Fields = Record<string, unknown>
+
+function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65_535
+}
+
+function envelope(value: unknown): Fields | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof (value as Fields).type === 'string' ? (value as Fields) : undefined
+}
+
 /**
- * Calls onMessage for every JSON line read from the socket. Lines that are not JSON objects are
+ * A message from the agent, validated: the typed message (only its known fields), or undefined if
+ * `value` is not one (unknown type, a field missing or of the wrong type).
+ */
+export function decodeAgentMessage(value: unknown): AgentMessage | undefined {
+  const m = envelope(value)
+  switch (m?.type) {
+    case 'hello': {
+      const {token, interceptId, redirectPort, dialPort, sftpPort} = m
+      if (typeof token !== 'string' || typeof interceptId !== 'string' || !isPort(redirectPort) || !isPort(dialPort)) return undefined
+      if (sftpPort !== undefined && sftpPort !== null && !isPort(sftpPort)) return undefined
+      return {type: 'hello', token, interceptId, redirectPort, dialPort, sftpPort: sftpPort ?? null}
+    }
+    case 'ready':
+    case 'pong':
+      return {type: m.type}
+    case 'failed':
+      return typeof m.message === 'string' ? {type: 'failed', message: m.message} : undefined
+    case 'dial':
+      return typeof m.id === 'string' ? {type: 'dial', id: m.id} : undefined
+    default:
+      return undefined
+  }
+}
+
+/** A message from the daemon, validated (as decodeAgentMessage). */
+export function decodeDaemonMessage(value: unknown): DaemonMessage | undefined {
+  const m = envelope(value)
+  switch (m?.type) {
+    case 'activate':
+      if (m.directPort === undefined || m.directPort === null) return {type: 'activate'}
+      if (!isPort(m.directPort)) return undefined
+      if (m.directHost === undefined) return {type: 'activate', directPort: m.directPort}
+      return typeof m.directHost === 'string' && m.directHost !== '' ? {type: 'activate', directPort: m.directPort, directHost: m.directHost} : undefined
+    case 'deactivate':
+    case 'ping':
+    case 'release':
+      return {type: m.type}
+    case 'dial-failed':
+      return typeof m.id === 'string' ? {type: 'dial-failed', id: m.id} : undefined
+    default:
+      return undefined
+  }
+}
+
+/**
+ * Why a line was not delivered: `not-protocol`, it is not a JSON object with a string `type` (or a
+ * line too long: the socket is then destroyed); `unknown-message`, it is one, but not a message
+ * this side knows (a newer peer, a field of the wrong type).
+ */
+export type InvalidLine = 'not-protocol' | 'unknown-message'
+
+/**
+ * Reads JSON lines from the socket, decodes each once with `decode` (decodeAgentMessage or
+ * decodeDaemonMessage) and calls onMessage with the typed message. Lines that do not decode are
  * given to onInvalid (default: ignored).
  */
-export function readMessages(socket: Socket, onMessage: (message: Record<string, unknown>) => void, onInvalid?: (line: string) => void): void {
+export function readMessages<M>(socket: Socket, decode: (value: unknown) => M | undefined, onMessage: (message: M) => void, onInvalid?: (line: string, why: InvalidLine) => void): void {
   let buffer = ''
   socket.setEncoding('utf8')
   socket.on('data', (chunk: string) => {
     buffer += chunk
-    let at: number
-    while ((at = buffer.indexOf('\n')) >= 0) {
+    for (let at = buffer.indexOf('\n'); at >= 0; at = buffer.indexOf('\n')) {
       const line = buffer.slice(0, at).trim()
       buffer = buffer.slice(at + 1)
       if (line === '') continue
@@ -66,14 +128,19 @@ export function readMessages(socket: Socket, onMessage: (message: Record<string,
       try {
         parsed = JSON.parse(line)
       } catch {
-        onInvalid?.(line)
+        onInvalid?.(line, 'not-protocol')
         continue
       }
-      if (typeof parsed === 'object' && parsed !== null && typeof (parsed as {type?: unknown}).type === 'string') onMessage(parsed as Record<string, unknown>)
-      else onInvalid?.(line)
+      if (!envelope(parsed)) {
+        onInvalid?.(line, 'not-protocol')
+        continue
+      }
+      const message = decode(parsed)
+      if (message === undefined) onInvalid?.(line, 'unknown-message')
+      else onMessage(message)
     }
     if (buffer.length > MAX_LINE) {
-      onInvalid?.(buffer.slice(0, 200))
+      onInvalid?.(buffer.slice(0, 200), 'not-protocol')
       socket.destroy()
     }
   })

@@ -1,7 +1,7 @@
 import {createServer, connect, type Server, type Socket} from 'node:net'
 import {timingSafeEqual} from 'node:crypto'
 import {UserError} from '@tp/sdk'
-import {encode, readHeaderLine, readMessages, type DaemonMessage} from './protocol.js'
+import {type AgentMessage, type DaemonMessage, decodeAgentMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {splice} from './splice.js'
 
 export interface AgentServerOptions {
@@ -130,7 +130,7 @@ class Session implements AgentSession {
     }, this.server.pingMs)
   }
 
-  onMessage(message: Record<string, unknown>): void {
+  onMessage(message: AgentMessage): void {
     this.lastHeard = Date.now()
     switch (message.type) {
       case 'ready':
@@ -143,15 +143,18 @@ class Session implements AgentSession {
         this.resolveReady(this.hello!)
         break
       case 'failed':
-        this.fail(new UserError(`the traffic agent of intercept ${this.interceptId} failed: ${String(message.message)}`, 'check `docker logs` of the agent container'), 'the agent failed')
+        this.fail(new UserError(`the traffic agent of intercept ${this.interceptId} failed: ${message.message}`, 'check `docker logs` of the agent container'), 'the agent failed')
         break
       case 'dial':
-        if (typeof message.id === 'string') void this.dial(message.id)
+        void this.dial(message.id)
         break
       case 'pong':
         break
+      case 'hello':
+        this.server.log(`agent ${this.interceptId}: unexpected second hello`)
+        break
       default:
-        this.server.log(`agent ${this.interceptId}: unexpected message ${JSON.stringify(message).slice(0, 200)}`)
+        message satisfies never
     }
   }
 
@@ -342,29 +345,38 @@ export class AgentServer {
       clearTimeout(helloTimer)
       this.controlSockets.delete(socket)
     })
+    const reject = () => {
+      clearTimeout(helloTimer)
+      this.log(`rejected an agent connection from ${plainAddress(socket.remoteAddress)}: unknown intercept or wrong token`)
+      socket.destroy()
+    }
     readMessages(
       socket,
+      decodeAgentMessage,
       (message) => {
         if (session) {
           session.onMessage(message)
           return
         }
+        if (message.type !== 'hello') return reject()
+        const candidate = this.sessions.get(message.interceptId)
+        if (!candidate || !sameSecret(message.token, candidate.token)) return reject()
         clearTimeout(helloTimer)
-        const candidate = typeof message.interceptId === 'string' ? this.sessions.get(message.interceptId) : undefined
-        if (message.type !== 'hello' || !candidate || typeof message.token !== 'string' || !sameSecret(message.token, candidate.token)) {
-          this.log(`rejected an agent connection from ${plainAddress(socket.remoteAddress)}: unknown intercept or wrong token`)
-          socket.destroy()
-          return
-        }
         session = candidate
         session.attach(socket, {
           address: plainAddress(socket.remoteAddress),
-          redirectPort: Number(message.redirectPort),
-          dialPort: Number(message.dialPort),
-          sftpPort: typeof message.sftpPort === 'number' ? message.sftpPort : null,
+          redirectPort: message.redirectPort,
+          dialPort: message.dialPort,
+          sftpPort: message.sftpPort,
         })
       },
-      (line) => {
+      (line, why) => {
+        if (why === 'unknown-message' && session) {
+          this.log(`agent ${session.interceptId}: unexpected message ${line.slice(0, 200)}`)
+          return
+        }
+        if (why === 'unknown-message') return reject()
+        clearTimeout(helloTimer)
         this.log(`agent connection from ${plainAddress(socket.remoteAddress)} sent something that is not protocol: ${line.slice(0, 80)}`)
         socket.destroy()
       },

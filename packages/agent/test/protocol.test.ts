@@ -1,6 +1,6 @@
 import {createServer, connect, type Socket} from 'node:net'
 import {describe, expect, it} from 'vitest'
-import {readHeaderLine, splice} from '@tp/agent'
+import {AgentServer, type AgentMessage, type DaemonMessage, decodeAgentMessage, decodeDaemonMessage, encode, type InvalidLine, readHeaderLine, readMessages, splice} from '@tp/agent'
 
 // Real sockets on loopback; no Docker.
 function pair(): Promise<{client: Socket; server: Socket; close: () => void}> {
@@ -87,5 +87,112 @@ describe('splice', () => {
     await closed
     a.close()
     b.close()
+  })
+})
+
+describe('decodeAgentMessage', () => {
+  const hello = {type: 'hello', token: 't0k', interceptId: 'i-1', redirectPort: 40001, dialPort: 40002, sftpPort: 40003}
+
+  it('decodes every message the agent sends, keeping only the known fields', () => {
+    const sent: AgentMessage[] = [hello as AgentMessage, {type: 'ready'}, {type: 'failed', message: 'iptables: no'}, {type: 'dial', id: 'c7'}, {type: 'pong'}]
+    for (const message of sent) expect(decodeAgentMessage(JSON.parse(encode(message)))).toEqual(message)
+    expect(decodeAgentMessage({type: 'ready', extra: 1})).toEqual({type: 'ready'})
+    expect(decodeAgentMessage({...hello, sftpPort: null})).toEqual({...hello, sftpPort: null})
+    expect(decodeAgentMessage({...hello, sftpPort: undefined})).toEqual({...hello, sftpPort: null})
+  })
+
+  it.each([
+    ['not an object', 'hello'],
+    ['null', null],
+    ['an array', [{type: 'ready'}]],
+    ['no type', {token: 'x'}],
+    ['an unknown type', {type: 'activate'}],
+    ['a hello without token', {...hello, token: undefined}],
+    ['a hello with a port as text', {...hello, redirectPort: '40001'}],
+    ['a hello with port 0', {...hello, dialPort: 0}],
+    ['a hello with a fractional sftp port', {...hello, sftpPort: 1.5}],
+    ['failed without a message', {type: 'failed'}],
+    ['dial with a numeric id', {type: 'dial', id: 7}],
+  ])('rejects %s', (_title, value) => {
+    expect(decodeAgentMessage(value)).toBeUndefined()
+  })
+})
+
+describe('decodeDaemonMessage', () => {
+  it('decodes every message the daemon sends', () => {
+    const sent: DaemonMessage[] = [{type: 'activate'}, {type: 'activate', directPort: 8080}, {type: 'activate', directPort: 8080, directHost: '172.18.0.1'}, {type: 'deactivate'}, {type: 'dial-failed', id: 'c7'}, {type: 'ping'}, {type: 'release'}]
+    for (const message of sent) expect(decodeDaemonMessage(JSON.parse(encode(message)))).toEqual(message)
+    expect(decodeDaemonMessage({type: 'activate', directPort: null})).toEqual({type: 'activate'})
+  })
+
+  it.each([
+    ['an agent message', {type: 'hello'}],
+    ['an unknown type', {type: 'reboot'}],
+    ['activate with a port as text', {type: 'activate', directPort: '8080'}],
+    ['activate with an out-of-range port', {type: 'activate', directPort: 70_000}],
+    ['activate with an empty host', {type: 'activate', directPort: 8080, directHost: ''}],
+    ['dial-failed without id', {type: 'dial-failed'}],
+  ])('rejects %s', (_title, value) => {
+    expect(decodeDaemonMessage(value)).toBeUndefined()
+  })
+})
+
+describe('readMessages', () => {
+  it('delivers decoded messages and says why other lines were not', async () => {
+    const {client, server, close} = await pair()
+    server.resume()
+    const messages: DaemonMessage[] = []
+    const invalid: [string, InvalidLine][] = []
+    const ended = new Promise((resolve) => server.once('end', resolve))
+    readMessages(server, decodeDaemonMessage, (m) => messages.push(m), (line, why) => invalid.push([line, why]))
+    client.write(`${encode({type: 'ping'})}not json\n{"type":"reboot"}\n\n[1]\n{"type":"activate","directPort":`)
+    client.end('9000}\n')
+    await ended
+    expect(messages).toEqual([{type: 'ping'}, {type: 'activate', directPort: 9000}])
+    expect(invalid).toEqual([
+      ['not json', 'not-protocol'],
+      ['{"type":"reboot"}', 'unknown-message'],
+      ['[1]', 'not-protocol'],
+    ])
+    close()
+  })
+})
+
+describe('AgentServer hello', () => {
+  /** A fake agent: connects to the server, sends the lines, collects what the daemon sends back. */
+  async function agent(port: number, lines: string[]): Promise<{received: DaemonMessage[]; closed: Promise<void>; socket: Socket}> {
+    const socket = connect({host: '127.0.0.1', port})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    const received: DaemonMessage[] = []
+    readMessages(socket, decodeDaemonMessage, (m) => received.push(m))
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    for (const line of lines) socket.write(line)
+    return {received, closed, socket}
+  }
+
+  it('accepts a valid hello, then ready; rejects a wrong token and a malformed hello', async () => {
+    const logs: string[] = []
+    const server = new AgentServer({host: '127.0.0.1', log: (m) => logs.push(m)})
+    const {port} = await server.listen()
+    try {
+      const session = server.expect('i-1', 'secret', {connectLocal: () => Promise.reject(new Error('no handler'))})
+      const hello = {type: 'hello', token: 'secret', interceptId: 'i-1', redirectPort: 40001, dialPort: 40002, sftpPort: null} as const
+
+      const wrong = await agent(port, [encode({...hello, token: 'guess!'})])
+      await wrong.closed
+      const malformed = await agent(port, [`${JSON.stringify({...hello, dialPort: 'x'})}\n`])
+      await malformed.closed
+      expect(logs.filter((l) => l.includes('rejected an agent connection'))).toHaveLength(2)
+
+      const good = await agent(port, [encode(hello), encode({type: 'ready'}), '{"type":"from-the-future"}\n'])
+      expect(await session.ready).toEqual({address: '127.0.0.1', redirectPort: 40001, dialPort: 40002, sftpPort: null})
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(logs.some((l) => /agent i-1: unexpected message .*from-the-future/.test(l))).toBe(true)
+      expect(good.socket.destroyed).toBe(false)
+      good.socket.destroy()
+      expect(await session.gone).toMatch(/closed/)
+    } finally {
+      await server.close()
+    }
   })
 })

@@ -1,5 +1,5 @@
 import {Command} from '@oclif/core'
-import {type PluginContext, cacheDir, formatError, isTpError} from '@tp/sdk'
+import {type PluginContext, cacheDir, debugLog, formatError, isTpError} from '@tp/sdk'
 import {type Registries, loadRegistries} from './extensions.js'
 
 /** Base of every tp command: typed error output, the plugin context, the extension registries. */
@@ -11,17 +11,17 @@ export abstract class TpCommand extends Command {
     return this.registriesPromise
   }
 
+  /** `tp:cli` debug lines (TP_DEBUG=1, TP_DEBUG=<pattern> or DEBUG=<pattern>). */
+  protected readonly debugLine = debugLog('tp:cli')
+
   protected pluginContext(): PluginContext {
-    const debug = Boolean(process.env.TP_DEBUG)
     return {
       tpVersion: this.config.version,
       cacheDir: cacheDir(),
       log: {
         info: (m) => process.stderr.write(`${m}\n`),
         warn: (m) => process.stderr.write(`warning: ${m}\n`),
-        debug: (m) => {
-          if (debug) process.stderr.write(`debug: ${m}\n`)
-        },
+        debug: this.debugLine,
       },
     }
   }

@@ -6,6 +6,9 @@ import {execa, type Result} from 'execa'
 
 export const TP_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/run.js')
 
+/** How the sandbox runs tp: its result type follows from these options (stdout is a string). */
+const TP_RUN_OPTIONS = {reject: false, stdin: 'ignore', timeout: 60_000} as const
+
 /**
  * A throw-away user environment: HOME and the XDG directories point into a temp dir, so
  * `tp plugins link` writes its plugin list there and never into the real user's.
@@ -14,7 +17,7 @@ export interface Sandbox {
   dir: string
   env: Record<string, string>
   /** Runs the real `tp` binary in this sandbox; never throws on a non-zero exit. */
-  tp(args: string[], env?: Record<string, string>): Promise<Result<{reject: false}>>
+  tp(args: string[], env?: Record<string, string>): Promise<Result<typeof TP_RUN_OPTIONS>>
   remove(): Promise<void>
 }
 
@@ -37,7 +40,7 @@ export async function makeSandbox(label: string): Promise<Sandbox> {
     dir,
     env,
     tp: (args, extra = {}) =>
-      execa('node', [TP_BIN, ...args], {env: {...env, ...extra}, reject: false, stdin: 'ignore', timeout: 60_000}),
+      execa('node', [TP_BIN, ...args], {...TP_RUN_OPTIONS, env: {...env, ...extra}}),
     remove: () => rm(dir, {recursive: true, force: true}),
   }
 }

@@ -1,6 +1,8 @@
 import type Dockerode from 'dockerode'
-import {LABEL_MANAGED, SubprocessError, UserError} from '@tp/sdk'
+import {demuxLogs, dockerStatusCode, isNotFound, LABEL_MANAGED, SubprocessError, UserError, waitUntilGone, debugLog, swallow} from '@tp/sdk'
 import {describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
+
+const trace = debugLog('tp:daemon')
 
 /** Networks Docker creates itself; they are not namespaces. */
 const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none'])
@@ -23,10 +25,6 @@ export interface AgentSpec {
 
 function list(items: string[]): string {
   return items.length === 0 ? '(none)' : items.join(', ')
-}
-
-function statusCode(error: unknown): number | undefined {
-  return (error as {statusCode?: number})?.statusCode
 }
 
 /**
@@ -116,13 +114,13 @@ export class DockerCluster {
           .inspect()
           .catch((error: unknown) => {
             // it stopped between list and inspect
-            if (statusCode(error) === 404) return undefined
+            if (isNotFound(error)) return undefined
             throw error
           }),
       ),
     )
     return inspected
-      .filter((info): info is Dockerode.ContainerInspectInfo => info !== undefined && info.State.Running && info.NetworkSettings.Networks?.[namespace] !== undefined)
+      .filter((info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined)
       .map((info) => toWorkload(info, namespace))
       .sort((a, b) => a.name.localeCompare(b.name) || a.container.localeCompare(b.container))
   }
@@ -180,7 +178,7 @@ export class DockerCluster {
     try {
       await container.start()
     } catch (error) {
-      await container.remove({force: true}).catch(() => undefined)
+      await container.remove({force: true}).catch(swallow(trace, `removing agent container ${spec.name} that did not start`))
       throw error
     }
     return {containerId: container.id, name: spec.name}
@@ -193,12 +191,12 @@ export class DockerCluster {
   async removeAgent(containerId: string, graceSeconds = 10): Promise<void> {
     const container = this.docker.getContainer(containerId)
     const info = await container.inspect().catch((error: unknown) => {
-      if (statusCode(error) === 404) return undefined
+      if (isNotFound(error)) return undefined
       throw error
     })
     if (!info) return
     const gone = (error: unknown) => {
-      const code = statusCode(error)
+      const code = dockerStatusCode(error)
       // 404: no such container; 304: already stopped; 409: removal already in progress
       if (code === 404 || code === 304 || code === 409) return
       throw error
@@ -214,8 +212,7 @@ export class DockerCluster {
     clearTimeout(timer)
     await container.remove({force: true}).catch(gone)
     // AutoRemove may have been removing it already (409): wait until it is really gone
-    const deadline = Date.now() + 5000
-    while (Date.now() < deadline && (await container.inspect().then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100))
+    await waitUntilGone(() => container.inspect(), {timeoutMs: 5000})
     const workload = /^container:(.+)$/.exec(info.HostConfig.NetworkMode ?? '')?.[1]
     if (status !== 0 && workload) {
       const interceptId = (info.Config.Env ?? []).find((e) => e.startsWith('TP_AGENT_INTERCEPT_ID='))?.slice('TP_AGENT_INTERCEPT_ID='.length)
@@ -233,7 +230,7 @@ export class DockerCluster {
       if (info.State.Running) return undefined
       return info.State.Status === 'exited' ? `exited with code ${info.State.ExitCode}` : `is ${info.State.Status}`
     } catch (error) {
-      return (error as {statusCode?: number}).statusCode === 404 ? 'was removed' : undefined
+      return isNotFound(error) ? 'was removed' : undefined
     }
   }
 
@@ -246,7 +243,7 @@ export class DockerCluster {
     const workload = await this.docker
       .getContainer(o.workloadContainerId)
       .inspect()
-      .catch(() => undefined)
+      .catch(swallow(trace, `inspecting workload ${o.workloadContainerId} before restoring its traffic`))
     if (!workload?.State.Running) return
     const container = await this.docker.createContainer({
       Image: o.image,
@@ -259,11 +256,11 @@ export class DockerCluster {
       await container.start()
       const {StatusCode} = (await container.wait()) as {StatusCode: number}
       if (StatusCode !== 0) {
-        const logs = String(await container.logs({stdout: true, stderr: true}).catch(() => ''))
-        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, logs.replace(/[\x00-\x08]/g, '').slice(-2000))
+        const logs = await container.logs({stdout: true, stderr: true}).catch(swallow(trace, 'reading the logs of the cleanup container'))
+        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, (await demuxLogs(this.docker, logs ?? '')).slice(-2000))
       }
     } finally {
-      await container.remove({force: true}).catch(() => undefined)
+      await container.remove({force: true}).catch(swallow(trace, 'removing the cleanup container'))
     }
   }
 }

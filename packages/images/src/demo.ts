@@ -1,7 +1,9 @@
 import {createHash} from 'node:crypto'
 import Dockerode from 'dockerode'
-import {UserError} from '@tp/sdk'
+import {isConflict, isNotFound, sleep, UserError, debugLog, swallow} from '@tp/sdk'
 import {type FixtureImages, ensureFixtureImages} from './fixtures.js'
+
+const trace = debugLog('tp:cli')
 
 /**
  * The demo cluster: a Docker network (the namespace) with two workloads, `frontend-v1` and
@@ -73,10 +75,6 @@ function demoLabels(network: string): Record<string, string> {
   return {[LABEL_DEMO]: 'true', [LABEL_DEMO_NETWORK]: network}
 }
 
-function isNotFound(error: unknown): boolean {
-  return (error as {statusCode?: number}).statusCode === 404
-}
-
 async function ensureNetwork(docker: Dockerode, name: string): Promise<'created' | 'reused'> {
   const existing = await docker.getNetwork(name).inspect().catch((error) => {
     if (isNotFound(error)) return undefined
@@ -87,7 +85,7 @@ async function ensureNetwork(docker: Dockerode, name: string): Promise<'created'
     await docker.createNetwork({Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: demoLabels(name)})
   } catch (error) {
     // another `tp demo up` created it meanwhile
-    if ((error as {statusCode?: number}).statusCode === 409) return 'reused'
+    if (isConflict(error)) return 'reused'
     throw error
   }
   return 'created'
@@ -112,7 +110,7 @@ async function runOnce(docker: Dockerode, options: Dockerode.ContainerCreateOpti
     const logs = await container.logs({stdout: true, stderr: true})
     return {code: StatusCode, output: logs.toString()}
   } finally {
-    await container.remove({force: true}).catch(() => undefined)
+    await container.remove({force: true}).catch(swallow(trace, 'removing a one-off demo container'))
   }
 }
 
@@ -170,8 +168,8 @@ async function ensureWorkload(docker: Dockerode, names: DemoNames, image: string
     })
   } catch (error) {
     // a concurrent `tp demo up` won the race for the name: look again at what it made
-    if ((error as {statusCode?: number}).statusCode === 409 && attempt < 3) {
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+    if (isConflict(error) && attempt < 3) {
+      await sleep(1000)
       return ensureWorkload(docker, names, image, spec, attempt + 1)
     }
     throw error

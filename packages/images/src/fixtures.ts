@@ -1,5 +1,8 @@
 import type Dockerode from 'dockerode'
+import {debugLog, swallow} from '@tp/sdk'
 import {type ImportChanges, type RootfsSpec, STATIC_BUSYBOX, ensureImportedImage, inputsHash} from './rootfs.js'
+
+const trace = debugLog('tp:cli')
 
 /**
  * Test and demo images built on this machine with no registry: a busybox base, the demo cluster's
@@ -107,7 +110,7 @@ const BASE_CHANGES: ImportChanges = ['ENV PATH=/bin:/usr/bin:/sbin:/usr/sbin', '
 
 /** Tags `source` as `target` unless it already points at the same image. */
 async function ensureTag(docker: Dockerode, imageId: string, target: string): Promise<void> {
-  const existing = await docker.getImage(target).inspect().catch(() => undefined)
+  const existing = await docker.getImage(target).inspect().catch(swallow(trace, `looking up image ${target}`))
   if (existing?.Id === imageId) return
   const [repo, tag] = target.split(':')
   await docker.getImage(imageId).tag({repo, tag})

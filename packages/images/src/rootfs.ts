@@ -6,7 +6,9 @@ import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
-import {SubprocessError, UserError} from '@tp/sdk'
+import {SubprocessError, UserError, debugLog, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:cli')
 
 const execFileAsync = promisify(execFile)
 
@@ -131,7 +133,7 @@ export async function inputsHash(spec: RootfsSpec, changes: ImportChanges): Prom
   hash.update(JSON.stringify({...spec, files: Object.keys(spec.files ?? {}).sort()}))
   hash.update(JSON.stringify(changes))
   for (const path of [...(spec.binaries ?? []), ...(spec.hostPaths ?? []), ...(spec.busybox ? [spec.busybox] : [])]) {
-    const info = await stat(path).catch(() => undefined)
+    const info = await stat(path).catch(swallow(trace, `stat of rootfs input ${path}`))
     hash.update(`${path}:${info?.size}:${info?.mtimeMs}\n`)
   }
   for (const [path, file] of Object.entries(spec.files ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
@@ -163,7 +165,7 @@ export async function ensureImportedImage(
   const ref = `${options.repo}:${options.tag}`
   const changes = options.changes ?? []
   const hash = await inputsHash(options.spec, [...changes, JSON.stringify(options.labels ?? {})])
-  const existing = await docker.getImage(ref).inspect().catch(() => undefined)
+  const existing = await docker.getImage(ref).inspect().catch(swallow(trace, `looking up image ${ref}`))
   if (existing && existing.Config?.Labels?.[LABEL_INPUTS] === hash) return {ref, id: existing.Id, built: false}
 
   const root = await mkdtemp(join(tmpdir(), 'tp-rootfs-'))

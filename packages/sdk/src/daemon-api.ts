@@ -153,8 +153,7 @@ export class DaemonClient {
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => {
           buffer += chunk
-          let nl: number
-          while ((nl = buffer.indexOf('\n')) !== -1) {
+          for (let nl = buffer.indexOf('\n'); nl !== -1; nl = buffer.indexOf('\n')) {
             const line = buffer.slice(0, nl)
             buffer = buffer.slice(nl + 1)
             if (!line.trim()) continue

@@ -105,7 +105,7 @@ describe('scanDockerRunArgs', () => {
     expect(scan.options.map((o) => [o.name, o.value])).toEqual(row.options)
     const expectedErrors = row.errors ?? []
     expect(scan.errors).toHaveLength(expectedErrors.length)
-    expectedErrors.forEach((text, k) => expect(scan.errors[k]).toContain(text))
+    for (const [k, text] of expectedErrors.entries()) expect(scan.errors[k]).toContain(text)
   })
 
   it('records where each option starts', () => {

@@ -1,5 +1,5 @@
 import type Dockerode from 'dockerode'
-import {BugError, UserError, dockerUnreachable} from '@tp/sdk'
+import {BugError, dockerMessage, dockerStatusCode, UserError, dockerUnreachable} from '@tp/sdk'
 import type {BuildContext} from './context.js'
 import {ignoreRules, readDockerignore} from './dockerignore.js'
 import type {BuildOptions} from './options.js'
@@ -88,11 +88,6 @@ function packingError(context: BuildContext, error: Error | undefined): UserErro
   return new UserError(`could not send the build context ${context.dir}: ${error.message}`, 'make every file of the context readable, or list it in .dockerignore')
 }
 
-function describeEngineError(error: unknown): string {
-  const e = error as {json?: {message?: string}; reason?: string; message?: string}
-  return (e.json?.message ?? e.message ?? String(error)).trim()
-}
-
 /**
  * Builds an image through the Engine API: packs the context (honouring .dockerignore the way the
  * docker CLI does), streams it to `POST /build`, relays the builder's output line by line, and
@@ -112,8 +107,8 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
     packed.stream.destroy()
     const packFailure = packingError(context, packed.error())
     if (packFailure) throw packFailure
-    if ((error as {statusCode?: number}).statusCode === undefined) throw dockerUnreachable(error) // no answer at all
-    throw new UserError(`docker build of ${context.dir} was refused: ${describeEngineError(error)}`, 'check the build options and the Dockerfile')
+    if (dockerStatusCode(error) === undefined) throw dockerUnreachable(error) // no answer at all
+    throw new UserError(`docker build of ${context.dir} was refused: ${dockerMessage(error)}`, 'check the build options and the Dockerfile')
   }
 
   const tracker = new StepTracker(request.onProgress)
@@ -137,7 +132,7 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
       },
     )
   }).catch((error: unknown) => {
-    throw packingError(context, packed.error()) ?? new UserError(`the connection to Docker broke during the build of ${context.dir}: ${describeEngineError(error)}`, 'check that the Docker engine is running, then retry')
+    throw packingError(context, packed.error()) ?? new UserError(`the connection to Docker broke during the build of ${context.dir}: ${dockerMessage(error)}`, 'check that the Docker engine is running, then retry')
   })
   tracker.flush()
 

@@ -1,6 +1,8 @@
 import {stat} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, relative, resolve, sep} from 'node:path'
-import {UserError} from '@tp/sdk'
+import {UserError, debugLog, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:plugin:handler-docker-build')
 
 /** A build context on disk: the directory sent to Docker and the Dockerfile inside it. */
 export interface BuildContext {
@@ -11,7 +13,7 @@ export interface BuildContext {
 }
 
 async function statOrUndefined(path: string) {
-  return stat(path).catch(() => undefined)
+  return stat(path).catch(swallow(trace, `stat of ${path}`))
 }
 
 function toPosix(path: string): string {

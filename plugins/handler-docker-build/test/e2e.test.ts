@@ -51,7 +51,7 @@ afterAll(async () => {
 describe('tp intercept --docker-build (issue 5 acceptance)', () => {
   it('builds the context, tags it, and clients get the built handler\'s answer; Ctrl-C restores frontend-v1, nothing left', async () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
-    const run = start(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'tag=' + TAG, '--docker-build-opt', 'build-arg=GREETING_SUFFIX=, built by tp'], ['IMAGE']))
+    const run = start(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', `tag=${TAG}`, '--docker-build-opt', 'build-arg=GREETING_SUFFIX=, built by tp'], ['IMAGE']))
     await run.active
     // the build's own output and the summary were shown before the intercept existed
     expect(run.output()).toMatch(/^Step 1\/\d+ : FROM tpt-build-busybox:latest AS base$/m)

@@ -1,6 +1,8 @@
 import {chmod, mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {type InterceptSession, fitsDockerEnvFile, formatEnv, sortedEnv} from '@tp/sdk'
+import {type InterceptSession, debugLog, fitsDockerEnvFile, formatEnv, sortedEnv, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:plugin:handler-docker-run')
 
 /**
  * The handler's environment: the workload's (the daemon already left out HOME, PATH, HOSTNAME)
@@ -62,7 +64,7 @@ function processRuns(pid: number): boolean {
  * named after the pid that made it. They hold a workload's environment and must not linger.
  */
 async function removeOrphanedEnvDirs(parent: string): Promise<void> {
-  for (const name of await readdir(parent).catch(() => [] as string[])) {
+  for (const name of (await readdir(parent).catch(swallow(trace, `listing ${parent}`))) ?? []) {
     const pid = Number(/^env-(\d+)-/.exec(name)?.[1])
     if (pid && pid !== process.pid && !processRuns(pid)) await rm(join(parent, name), {recursive: true, force: true})
   }

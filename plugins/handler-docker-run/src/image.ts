@@ -1,6 +1,6 @@
 import type Dockerode from 'dockerode'
 import {execa} from 'execa'
-import {UserError, dockerUnreachable, tail} from '@tp/sdk'
+import {dockerStatusCode, UserError, dockerUnreachable, tail} from '@tp/sdk'
 
 export interface ResolvedImage {
   /** The image as the user named it. */
@@ -22,7 +22,7 @@ async function inspect(docker: Dockerode, ref: string): Promise<string | undefin
   try {
     return (await docker.getImage(ref).inspect()).Id
   } catch (error) {
-    const status = (error as {statusCode?: number}).statusCode
+    const status = dockerStatusCode(error)
     if (status === 404) return undefined
     if (status === undefined) throw dockerUnreachable(error) // no answer at all: the engine is not there
     throw new UserError(`Docker could not look up image ${ref}: ${(error as Error).message}`, 'check the image name (docker images)', {cause: error})

@@ -1,13 +1,14 @@
 import {readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import type Dockerode from 'dockerode'
 import {execa, type ResultPromise} from 'execa'
-import {type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError} from '@tp/sdk'
+import {dockerMessage, dockerStatusCode, type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError, sleep, waitUntilGone, debugLog, swallow} from '@tp/sdk'
 import {composeDockerRun} from './compose.js'
 import {handlerEnvironment, removeEnvDir, splitEnvironment, writeEnvFile} from './environment.js'
 import type {ResolvedImage} from './image.js'
 import type {DockerRunPlan} from './plan.js'
+
+const trace = debugLog('tp:plugin:handler-docker-run')
 
 /** Docker's grace period before it kills the container (the reference's 2 s). */
 const STOP_GRACE_SECONDS = 2
@@ -27,10 +28,6 @@ export interface RunnerOptions {
   cwd: string
   /** The docker CLI to run (tests may point at a wrapper). */
   dockerCommand?: string
-}
-
-function statusCode(error: unknown): number | undefined {
-  return (error as {statusCode?: number})?.statusCode
 }
 
 /** Keeps the last bytes of a stream that is also passed through. */
@@ -164,18 +161,16 @@ export class DockerRunner {
   private async removeLeftover(idOrName: string | undefined): Promise<void> {
     if (!idOrName) return
     const container = this.options.docker.getContainer(idOrName)
-    const deadline = Date.now() + REMOVE_TIMEOUT_MS
-    while (Date.now() < deadline) {
-      const info = await container.inspect().catch(() => undefined)
-      if (!info || info.Config?.Labels?.['tp.managed'] !== 'true') return
-      if (info.State?.Status !== 'removing') {
-        await container.remove({force: true}).catch((error: unknown) => {
-          if (![404, 409].includes(statusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${(error as Error).message}`)
-        })
-      }
-      await sleep(100)
+    const info = await container.inspect().catch(swallow(trace, `inspecting container ${idOrName} before removing it`))
+    if (info?.Config?.Labels?.['tp.managed'] !== 'true') return
+    if (info.State?.Status !== 'removing') {
+      await container.remove({force: true}).catch((error: unknown) => {
+        if (![404, 409].includes(dockerStatusCode(error) ?? 0)) this.options.log.warn(`could not remove container ${idOrName}: ${dockerMessage(error)}`)
+      })
     }
-    this.options.log.warn(`container ${idOrName} is still being removed`)
+    // an engine that stops answering (undefined) cannot say it is still there: nothing more to wait for
+    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(swallow(trace, `waiting until container ${idOrName} is gone`))
+    if (gone === false) this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
   /**
@@ -186,7 +181,7 @@ export class DockerRunner {
   private async ownContainer(): Promise<string | undefined> {
     const cid = this.cidFile ? await readCid(this.cidFile) : undefined
     if (cid) return cid
-    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(() => undefined)
+    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(swallow(trace, `looking for container ${this.containerName}`))
     const labels = info?.Config?.Labels ?? {}
     if (info && labels['tp.intercept'] === this.labels?.intercept && labels['tp.connection'] === this.labels?.connection) return info.Id
     return undefined
@@ -216,7 +211,7 @@ export class DockerRunner {
         try {
           await docker.getContainer(target).stop({t: STOP_GRACE_SECONDS})
         } catch (error) {
-          const code = statusCode(error)
+          const code = dockerStatusCode(error)
           // 404: already removed; 304: not running (created and not started yet, or already stopped)
           if (code !== 404 && code !== 304) log.warn(`could not stop container ${name}: ${(error as Error).message}`)
         }
@@ -228,7 +223,7 @@ export class DockerRunner {
     if (clientExited) return
     log.warn('docker run did not return after the container was stopped; killing it')
     const target = await this.ownContainer()
-    if (target) await docker.getContainer(target).kill().catch(() => undefined)
+    if (target) await docker.getContainer(target).kill().catch(swallow(trace, `killing container ${target}`))
     this.subprocess?.kill('SIGKILL')
     await exited
   }

@@ -5,7 +5,9 @@ import {fileURLToPath} from 'node:url'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
 import {type RootfsSpec, STATIC_BUSYBOX, assembleRootfs, inputsHash} from '@tp/images'
-import {BugError, type Logger, UserError} from '@tp/sdk'
+import {BugError, dockerMessage, isNotFound, type Logger, UserError, debugLog, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 /**
  * Installs the telemount managed volume plugin with no registry: a rootfs assembled from this
@@ -95,14 +97,9 @@ async function inspectPlugin(docker: Dockerode, ref: string): Promise<PluginInfo
   try {
     return await docker.getPlugin(ref, undefined).inspect()
   } catch (error) {
-    if ((error as {statusCode?: number}).statusCode === 404) return undefined
+    if (isNotFound(error)) return undefined
     throw error
   }
-}
-
-function dockerMessage(error: unknown): string {
-  const e = error as {json?: {message?: string}; reason?: string; message?: string}
-  return (e.json?.message ?? e.message ?? String(error)).trim()
 }
 
 function installFailed(ref: string, why: string, error?: unknown): UserError {
@@ -129,8 +126,8 @@ async function createPlugin(docker: Dockerode, ref: string, pluginDir: string): 
 }
 
 async function checkPluginDir(dir: string): Promise<void> {
-  const config = await stat(join(dir, 'config.json')).catch(() => undefined)
-  const rootfs = await stat(join(dir, 'rootfs')).catch(() => undefined)
+  const config = await stat(join(dir, 'config.json')).catch(swallow(trace, `stat of ${dir}/config.json`))
+  const rootfs = await stat(join(dir, 'rootfs')).catch(swallow(trace, `stat of ${dir}/rootfs`))
   if (!config?.isFile() || !rootfs?.isDirectory()) {
     throw new UserError(
       `cannot install the telemount volume plugin: TP_TELEMOUNT_ROOTFS=${dir} is not a plugin directory (it needs config.json and a rootfs/ directory)`,
@@ -189,7 +186,7 @@ export async function ensurePlugin(docker: Dockerode, settings: PluginSettings):
       await enablePlugin(docker, ref)
     } catch (error) {
       // never leave a plugin that cannot start: the next attempt must start from scratch
-      await docker.getPlugin(ref, undefined).remove({force: true}).catch(() => undefined)
+      await docker.getPlugin(ref, undefined).remove({force: true}).catch(swallow(trace, `removing plugin ${ref} that did not enable`))
       throw installFailed(ref, `docker plugin enable failed: ${dockerMessage(error)}`, error)
     }
     await removeOtherVersions(docker, settings, ref)
@@ -217,7 +214,7 @@ async function removePlugin(docker: Dockerode, ref: string, log: Logger): Promis
     await plugin.remove({})
     return true
   } catch (error) {
-    if ((error as {statusCode?: number}).statusCode === 404) return true
+    if (isNotFound(error)) return true
     log.warn(`could not remove the telemount plugin ${ref}: ${dockerMessage(error)}`)
     return false
   }
@@ -228,7 +225,7 @@ async function removePlugin(docker: Dockerode, ref: string, log: Logger): Promis
  * left alone, so an old tp running beside a new one does not tear down the new one's plugin.
  */
 async function removeOtherVersions(docker: Dockerode, settings: PluginSettings, keep: string): Promise<void> {
-  const plugins = await docker.listPlugins().catch(() => [] as Array<{Name: string}>)
+  const plugins = (await docker.listPlugins().catch(swallow(trace, 'listing the Docker plugins'))) ?? []
   const keepTag = keep.slice(settings.name.length + 1)
   for (const plugin of plugins) {
     if (!plugin.Name.startsWith(`${settings.name}:`) || plugin.Name === keep) continue

@@ -1,8 +1,10 @@
 import Docker from 'dockerode'
-import {type InterceptSession, type PluginContext, type ProvidedVolumes, type VolumeProvider, UserError, tpLabels} from '@tp/sdk'
+import {dockerMessage, type InterceptSession, isNotFound, type PluginContext, type ProvidedVolumes, sleep, type VolumeProvider, UserError, tpLabels, debugLog, swallow} from '@tp/sdk'
 import {volumeName} from './names.js'
 import {volumeDriverOptions} from './options.js'
 import {type PluginSettings, ensurePlugin, pluginRef, pluginSettingsFromEnv} from './plugin.js'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 export interface TelemountProviderOptions {
   docker?: Docker
@@ -25,17 +27,6 @@ function ensurePluginOnce(docker: Docker, settings: PluginSettings): Promise<str
   }
   return install
 }
-
-function statusOf(error: unknown): number | undefined {
-  return (error as {statusCode?: number}).statusCode
-}
-
-function messageOf(error: unknown): string {
-  const e = error as {json?: {message?: string}; message?: string}
-  return (e.json?.message ?? e.message ?? String(error)).trim()
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export class TelemountProvider implements VolumeProvider {
   private readonly docker: Docker
@@ -70,7 +61,7 @@ export class TelemountProvider implements VolumeProvider {
           await create()
         } catch (error) {
           // the plugin this process installed earlier was removed since (`docker plugin rm`, tp gc): install it again
-          if (!/plugin .* not found|error looking up volume plugin/i.test(messageOf(error))) throw error
+          if (!/plugin .* not found|error looking up volume plugin/i.test(dockerMessage(error))) throw error
           installs.delete(driver)
           driver = await ensurePluginOnce(this.docker, settings)
           await create()
@@ -79,9 +70,9 @@ export class TelemountProvider implements VolumeProvider {
         dockerRunArgs.push('-v', `${name}:${mount.path}${mount.readOnly ? ':ro' : ''}`)
       }
     } catch (error) {
-      await release().catch(() => undefined)
+      await release().catch(swallow(trace, 'removing the volumes made before the failure'))
       throw new UserError(
-        `cannot create the remote volume for ${session.mounts[created.length]?.path ?? '?'}: ${messageOf(error)}`,
+        `cannot create the remote volume for ${session.mounts[created.length]?.path ?? '?'}: ${dockerMessage(error)}`,
         'run the intercept with --mount=false to go without remote volumes',
         {cause: error},
       )
@@ -100,9 +91,9 @@ export class TelemountProvider implements VolumeProvider {
           await this.docker.getVolume(name).remove()
           break
         } catch (error) {
-          if (statusOf(error) === 404) break
+          if (isNotFound(error)) break
           if (Date.now() > deadline) {
-            left.push(`${name} (${messageOf(error)})`)
+            left.push(`${name} (${dockerMessage(error)})`)
             break
           }
           await sleep(250)

@@ -44,6 +44,7 @@ async function stopSftp(): Promise<void> {
   await exited
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests read arbitrary fields of the driver's JSON answers
 function call(path: string, body: Record<string, unknown> = {}): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
     const req = request({socketPath: socket, path: `/${path}`, method: 'POST', headers: {'Content-Type': 'application/json'}}, (res) => {

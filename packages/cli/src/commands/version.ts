@@ -1,5 +1,5 @@
 import {createRequire} from 'node:module'
-import {SUPPORTED_API_VERSIONS} from '@tp/sdk'
+import {dockerMessage, dockerStatusCode, SUPPORTED_API_VERSIONS} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 
 /** How long `tp version` waits for the Docker engine before saying it is unreachable. */
@@ -86,7 +86,7 @@ export async function dockerEngineInfo(timeoutMs = DOCKER_TIMEOUT_MS): Promise<E
   }
 }
 
-function explainDockerError(error: NodeJS.ErrnoException & {statusCode?: number}, timeoutMs: number, timedOut: boolean): string {
+function explainDockerError(error: NodeJS.ErrnoException, timeoutMs: number, timedOut: boolean): string {
   const source = process.env.DOCKER_HOST ? 'DOCKER_HOST' : 'the default socket; set DOCKER_HOST to use another engine'
   switch (error.code) {
     case 'ENOENT':
@@ -101,6 +101,7 @@ function explainDockerError(error: NodeJS.ErrnoException & {statusCode?: number}
       return `host name not found (${source})`
   }
   if (timedOut || /timeout/i.test(error.message ?? '') || error.code === 'ETIMEDOUT') return `no answer within ${timeoutMs / 1000} s (${source})`
-  if (error.statusCode) return `the engine answered HTTP ${error.statusCode}: ${error.message}`
+  const status = dockerStatusCode(error)
+  if (status) return `the engine answered HTTP ${status}: ${dockerMessage(error)}`
   return `${error.message ?? String(error)} (${source})`
 }

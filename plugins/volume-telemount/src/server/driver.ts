@@ -1,8 +1,11 @@
 import {mkdir, readFile, readdir, rename, rmdir, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, posix} from 'node:path'
+import {debugLog, swallow} from '@tp/sdk'
 import {type VolumeOptions, parseVolumeOptions} from '../options.js'
 import {KeyedLock} from './keyed-lock.js'
 import {SshfsMount, type SshfsSettings, type SshfsTarget} from './sshfs.js'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 /**
  * The volume driver's state and rules, independent of HTTP.
@@ -55,11 +58,11 @@ export class VolumeDriver {
   /** Loads saved volumes and removes empty mount directories a previous run left. */
   async init(): Promise<void> {
     await mkdir(this.settings.mountRoot, {recursive: true})
-    for (const entry of await readdir(this.settings.mountRoot).catch(() => [] as string[])) {
-      await rmdir(join(this.settings.mountRoot, entry)).catch(() => undefined)
+    for (const entry of (await readdir(this.settings.mountRoot).catch(swallow(trace, `listing ${this.settings.mountRoot}`))) ?? []) {
+      await rmdir(join(this.settings.mountRoot, entry)).catch(swallow(trace, `removing mount directory ${entry} (not empty: in use)`))
     }
     if (!this.settings.stateFile) return
-    const saved = await readFile(this.settings.stateFile, 'utf8').catch(() => undefined)
+    const saved = await readFile(this.settings.stateFile, 'utf8').catch(swallow(trace, `reading the state file ${this.settings.stateFile}`))
     if (!saved) return
     try {
       for (const record of JSON.parse(saved) as VolumeRecord[]) this.volumes.set(record.name, record)
@@ -157,7 +160,10 @@ export class VolumeDriver {
       return current
     })
     let callers = this.callers.get(name)
-    if (!callers) this.callers.set(name, (callers = new Map()))
+    if (!callers) {
+      callers = new Map()
+      this.callers.set(name, callers)
+    }
     callers.set(id, mount)
     return mount
   }

@@ -5,6 +5,7 @@ export class KeyedLock {
   async run<T>(key: string, work: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve()
     const result = previous.then(work, work)
+    // not a swallowed error: the caller gets it from `result`; the next work only waits for this one
     const tail = result.catch(() => undefined)
     this.tails.set(key, tail)
     try {

@@ -1,5 +1,9 @@
 import {type ChildProcess, execFile, spawn} from 'node:child_process'
 import {mkdir, readFile, rmdir} from 'node:fs/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {debugLog, swallow} from '@tp/sdk'
+
+const trace = debugLog('tp:plugin:volume-telemount')
 
 /**
  * One sshfs process: the SFTP server at host:port mounted at `dir` (the server's whole `/`),
@@ -143,7 +147,7 @@ export class SshfsMount {
       if (await isFuseMounted(this.dir)) {
         await new Promise<void>((resolve) => execFile('fusermount3', ['-u', '-z', this.dir], () => resolve()))
       }
-      await rmdir(this.dir).catch(() => undefined)
+      await rmdir(this.dir).catch(swallow(trace, `removing mount directory ${this.dir}`))
       this.settings.log?.(`sshfs for ${this.label} at ${this.dir} stopped`)
     })()
     return this.stopping
@@ -169,8 +173,4 @@ export async function isFuseMounted(dir: string): Promise<boolean> {
 
 function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
