@@ -1,6 +1,6 @@
 import {createServer, connect, type Server, type Socket} from 'node:net'
 import {timingSafeEqual} from 'node:crypto'
-import {UserError} from '@tp/sdk'
+import {UserError, listen} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeAgentMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {splice} from './splice.js'
 
@@ -310,16 +310,10 @@ export class AgentServer {
     this.server = createServer({noDelay: true}, (socket) => this.onConnection(socket))
   }
 
-  listen(): Promise<{port: number}> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.options.port ?? 0, this.options.host ?? '0.0.0.0', () => {
-        this.server.off('error', reject)
-        const address = this.server.address()
-        resolve({port: typeof address === 'object' && address ? address.port : 0})
-      })
-    })
+  async listen(): Promise<{port: number}> {
+    return {port: await listen(this.server, this.options.host ?? '0.0.0.0', this.options.port ?? 0)}
   }
+
 
   expect(interceptId: string, token: string, options: ExpectOptions): AgentSession {
     const existing = this.sessions.get(interceptId)

@@ -4,7 +4,7 @@ import type {Server} from 'node:http'
 import {isIP} from 'node:net'
 import type Docker from 'dockerode'
 import {AgentServer} from '@tp/agent'
-import {LABEL_INTERCEPT, LABEL_ROLE, sweep} from '@tp/sdk'
+import {LABEL_INTERCEPT, LABEL_ROLE, listen, sweep} from '@tp/sdk'
 import type {Cluster, HandlerReach, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
 import {createApi} from './api.js'
@@ -62,14 +62,7 @@ export class Daemon {
       quit: () => this.quit('tp quit').then(() => this.deps.onQuit?.()),
       log: this.log,
     })
-    const api = this.api
-    const apiPort = await new Promise<number>((resolve, reject) => {
-      api.once('error', reject)
-      api.listen(this.config.apiPort, this.config.apiHost, () => {
-        const bound = api.address()
-        resolve(typeof bound === 'object' && bound ? bound.port : this.config.apiPort)
-      })
-    })
+    const apiPort = await listen(this.api, this.config.apiHost, this.config.apiPort)
     if (this.config.readyFile) {
       await writeFile(this.config.readyFile, JSON.stringify({apiPort, pid: process.pid}) + '\n', {mode: 0o600})
       await chmod(this.config.readyFile, 0o600)

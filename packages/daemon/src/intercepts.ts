@@ -9,7 +9,10 @@ import {
   type InterceptInfo,
   type RemoteMount,
   UserError,
+  debugLog,
+  sleep,
   sortedEnv,
+  swallow,
   tpLabels,
 } from '@tp/sdk'
 import type {Cluster, HandlerReach, Reach} from './cluster.js'
@@ -30,7 +33,7 @@ export interface LeaseSink {
  */
 export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost'
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const trace = debugLog('tp:daemon')
 
 interface Intercept {
   info: InterceptInfo
@@ -144,7 +147,7 @@ export class InterceptManager {
     try {
       ready = await agent.ready
     } catch (error) {
-      await this.cluster.removeAgent(containerId, 1).catch(() => undefined)
+      await this.cluster.removeAgent(containerId, 1).catch(swallow(trace, `removing the agent of ${name} that never became ready`))
       throw error
     }
 
@@ -228,7 +231,7 @@ export class InterceptManager {
           intercept.info.state = 'waiting'
           this.log(`intercept ${intercept.info.name}: handler stopped answering, traffic back to the workload`)
         }
-        await new Promise((r) => setTimeout(r, intercept.info.state === 'active' ? 1000 : READINESS_POLL_MS))
+        await sleep(intercept.info.state === 'active' ? 1000 : READINESS_POLL_MS)
       }
     }
     void loop()
@@ -260,14 +263,14 @@ export class InterceptManager {
       intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
       let holderGone = by === 'lease-lost'
       if (by === 'other' || by === 'quit' || by === 'agent') {
-        const closed = await Promise.race([intercept.holderDone.then(() => true), delay(this.config.holderTeardownMs).then(() => false)])
+        const closed = await Promise.race([intercept.holderDone.then(() => true), sleep(this.config.holderTeardownMs).then(() => false)])
         if (!closed) {
           this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s; removing its handler here`)
           holderGone = true
         }
       }
       if (holderGone) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
-      await intercept.agent.release().catch(() => undefined)
+      await intercept.agent.release().catch(swallow(trace, `releasing the agent of ${name}`))
       await this.cluster.removeAgent(intercept.agentContainerId, 5).catch((error: Error) => this.log(`removing agent of ${name}: ${error.message}`))
       if (by === 'agent') {
         // an agent killed from outside (docker kill, out of memory) could not take its rule out

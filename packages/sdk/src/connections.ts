@@ -2,6 +2,9 @@ import {mkdir, readFile, readdir, rm, writeFile, chmod} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import type {ConnectionRecord} from './contracts.js'
+import {debugLog, swallow} from './debug.js'
+
+const trace = debugLog('tp:connections')
 
 /** tp's cache directory: $TP_CACHE_DIR, else $XDG_CACHE_HOME/tp, else ~/.cache/tp. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -44,7 +47,7 @@ export class ConnectionStore {
     }
     const records: ConnectionRecord[] = []
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
-      const record = await this.get(name.slice(0, -'.json'.length)).catch(() => undefined)
+      const record = await this.get(name.slice(0, -'.json'.length)).catch(swallow(trace, `reading connection record ${name}`))
       if (record) records.push(record)
     }
     return records

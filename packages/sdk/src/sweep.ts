@@ -1,4 +1,6 @@
 import type Docker from 'dockerode'
+import {debugLog, swallow} from './debug.js'
+import {isNotFound, sleep} from './docker-kit.js'
 import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE} from './labels.js'
 
 /**
@@ -29,7 +31,7 @@ export interface SweptObject {
   connection?: string
 }
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const trace = debugLog('tp:sweep')
 
 export async function sweep(docker: Docker, options: SweepOptions): Promise<SweptObject[]> {
   const filters = {label: [`${LABEL_MANAGED}=true`, ...options.labels.filter((l) => l !== `${LABEL_MANAGED}=true`)]}
@@ -48,8 +50,8 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
     await Promise.all(
       containers.map(async (c) => {
         const container = docker.getContainer(c.Id)
-        await container.stop({t: options.stopSeconds ?? 5}).catch(() => undefined) // already stopped
-        await container.remove({force: true}).catch(() => undefined) // already removed (AutoRemove)
+        await container.stop({t: options.stopSeconds ?? 5}).catch(swallow(trace, `stopping ${c.Id} (already stopped)`))
+        await container.remove({force: true}).catch(swallow(trace, `removing ${c.Id} (already removed: AutoRemove)`))
       }),
     )
   }
@@ -65,8 +67,9 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
             await docker.getVolume(v.Name).remove({force: true})
             return
           } catch (error) {
-            if ((error as {statusCode?: number}).statusCode === 404 || Date.now() > deadline) return
-            await pause(200) // in use while its container is being removed
+            if (isNotFound(error)) return
+            if (Date.now() > deadline) return swallow(trace, `removing volume ${v.Name}`)(error)
+            await sleep(200) // in use while its container is being removed
           }
         }
       }),
@@ -76,7 +79,7 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
   if (options.networks) {
     const networks = (await docker.listNetworks({filters})).filter((n) => !keep(n.Labels ?? {}))
     swept.push(...networks.map((n) => describe('network', n.Name, n.Labels)))
-    if (!options.dryRun) await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)))
+    if (!options.dryRun) await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(swallow(trace, `removing network ${n.Name}`))))
   }
   return swept
 }

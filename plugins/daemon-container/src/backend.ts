@@ -14,12 +14,19 @@ import {
   dockerEndpoint,
   dockerUnreachable,
   connectionLabels,
+  debugLog,
+  demuxLogs,
+  dockerMessage,
+  sleep,
+  swallow,
   sweep,
   tail,
+  waitUntilGone,
   tpLabels,
 } from '@tp/sdk'
 import {CONTAINER_CAPABILITIES} from './capabilities.js'
 
+const trace = debugLog('tp:plugin:daemon-container')
 const API_PORT = 4700
 const CONTROL_PORT = 4701
 const READY_TIMEOUT_MS = 20_000
@@ -58,7 +65,7 @@ export class ContainerBackend implements DaemonBackend {
   async find(name: string): Promise<ConnectionRecord | undefined> {
     const record = await this.store.get(name)
     if (!record || record.backend !== 'container') return undefined
-    const container = await this.docker.getContainer(daemonContainerName(name)).inspect().catch(() => undefined)
+    const container = await this.docker.getContainer(daemonContainerName(name)).inspect().catch(swallow(trace, `inspecting ${daemonContainerName(name)} (gone)`))
     if (container?.State?.Running && container.Id === record.containerId) return record
     await this.store.remove(name)
     // The daemon is gone (killed, engine restarted): remove what it left. Unless a daemon of the
@@ -158,26 +165,26 @@ export class ContainerBackend implements DaemonBackend {
       } catch (error) {
         lastError = error
       }
-      const state = await container.inspect().catch(() => undefined)
+      const state = await container.inspect().catch(swallow(trace, 'inspecting the starting daemon'))
       if (!state?.State?.Running) break
-      await new Promise((r) => setTimeout(r, 100))
+      await sleep(100)
     }
-    const logs = await container.logs({stdout: true, stderr: true, tail: 30}).catch(() => Buffer.from(''))
+    const logs = await container.logs({stdout: true, stderr: true, tail: 30}).catch((error: unknown) => Buffer.from(`(no logs: ${dockerMessage(error)})`))
     throw new SubprocessError(
       `the tp daemon (${daemonContainerName(record.name)})`,
       undefined,
-      tail(demux(logs)),
+      tail(await demuxLogs(this.docker, logs)),
       `the tp daemon did not start: ${(lastError as Error)?.message ?? 'its container exited'}`,
     )
   }
 
   async quit(record: ConnectionRecord): Promise<void> {
-    await new DaemonClient(record.api, 15_000).quit().catch(() => undefined)
+    await new DaemonClient(record.api, 15_000).quit().catch(swallow(trace, `asking the daemon of ${record.name} to quit (gone: swept below)`))
     const container = this.docker.getContainer(daemonContainerName(record.name))
     // the daemon exits by itself once its intercepts are gone (their tp commands get up to 15 s to
     // stop their handlers); AutoRemove removes the container
     const deadline = Date.now() + 30_000
-    while (Date.now() < deadline && (await container.inspect().catch(() => undefined))) await new Promise((r) => setTimeout(r, 200))
+    await waitUntilGone(() => container.inspect(), {timeoutMs: 30_000, pollMs: 200})
     await this.store.remove(record.name)
     await this.sweep(record.name)
   }
@@ -188,24 +195,11 @@ export class ContainerBackend implements DaemonBackend {
   }
 
   private async removeContainer(name: string): Promise<void> {
-    await this.docker.getContainer(name).remove({force: true}).catch(() => undefined)
+    const container = this.docker.getContainer(name)
+    await container.remove({force: true}).catch(swallow(trace, `removing ${name} (not there)`))
     // with AutoRemove the engine may still be removing it; wait until the name is free
-    for (let i = 0; i < 50 && (await this.docker.getContainer(name).inspect().catch(() => undefined)); i++) {
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await waitUntilGone(() => container.inspect(), {timeoutMs: 5000})
   }
-}
-
-/** `docker logs` of a non-TTY container interleaves 8-byte frame headers. */
-function demux(buffer: Buffer): string {
-  const out: Buffer[] = []
-  let offset = 0
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4)
-    out.push(buffer.subarray(offset + 8, offset + 8 + size))
-    offset += 8 + size
-  }
-  return Buffer.concat(out).toString('utf8')
 }
 
 export default (context: PluginContext) => new ContainerBackend(context)

@@ -15,8 +15,11 @@ import {
   SubprocessError,
   UserError,
   connectionLabels,
+  debugLog,
   dockerEndpoint,
   dockerUnreachable,
+  sleep,
+  swallow,
   sweep,
   tail,
 } from '@tp/sdk'
@@ -27,7 +30,7 @@ import {blockConnections, hostsFilePath, removeBlock} from './hosts-file.js'
 const READY_TIMEOUT_MS = 20_000
 const QUIT_TIMEOUT_MS = 30_000
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const trace = debugLog('tp:plugin:daemon-host')
 
 
 /**
@@ -168,9 +171,10 @@ export class HostBackend implements DaemonBackend {
   private async waitUntilReady(readyFile: string, logFile: string, pid: number | undefined, exited: () => boolean): Promise<number> {
     const deadline = Date.now() + READY_TIMEOUT_MS
     while (Date.now() < deadline && !exited()) {
-      const ready = await readFile(readyFile, 'utf8').then((t) => JSON.parse(t) as {apiPort: number}).catch(() => undefined)
+      // not there yet, or half written
+      const ready = await readFile(readyFile, 'utf8').then((t) => JSON.parse(t) as {apiPort: number}).catch(swallow(trace, 'reading the ready file'))
       if (ready?.apiPort) return ready.apiPort
-      await pause(25)
+      await sleep(25)
     }
     const logs = await readFile(logFile, 'utf8').catch(() => '')
     throw new SubprocessError(
@@ -182,10 +186,10 @@ export class HostBackend implements DaemonBackend {
   }
 
   async quit(record: ConnectionRecord): Promise<void> {
-    await new DaemonClient(record.api, 15_000).quit().catch(() => undefined) // already gone: swept below
+    await new DaemonClient(record.api, 15_000).quit().catch(swallow(trace, `asking the daemon of ${record.name} to quit (gone: swept below)`))
     // it exits by itself once its intercepts are gone (their tp commands get up to 15 s)
     const deadline = Date.now() + QUIT_TIMEOUT_MS
-    while (Date.now() < deadline && record.pid && daemonRuns(record.pid)) await pause(100)
+    while (Date.now() < deadline && record.pid && daemonRuns(record.pid)) await sleep(100)
     if (record.pid && daemonRuns(record.pid)) process.kill(record.pid, 'SIGKILL')
     await this.store.remove(record.name)
     await this.sweep(record.name)

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {TpCommand} from '../base-command.js'
-import {Connections} from '../connections.js'
+import {Connections, type LiveConnection} from '../connections.js'
 import {Interrupts} from '../interrupts.js'
 
 export default class Connect extends TpCommand {
@@ -23,7 +23,7 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     // daemon container that no connection record knows about
     const interrupts = new Interrupts((text) => process.stderr.write(text))
     interrupts.action = wasLive ? 'stopping' : 'stopping; the daemon being started is removed again'
-    let connection
+    let connection: LiveConnection | undefined
     try {
       connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
       if (interrupts.signal) {
@@ -34,6 +34,7 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     } finally {
       interrupts.dispose()
     }
+    if (!connection) return // interrupted: exited above
     const {record, placement} = connection
     if (flags.json) {
       const {api, ...shown} = record

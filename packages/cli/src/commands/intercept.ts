@@ -14,7 +14,9 @@ import {
   formatEnv,
   ENV_SYNTAXES,
   type EnvSyntax,
+  debugLog,
   fitsCapabilities,
+  swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
@@ -27,8 +29,11 @@ const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows t
 /** When to tell a user that the handler has not answered yet. */
 const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
 
+const trace = debugLog('tp:cli')
+
 // oclif's flag types are too precise for a map built at run time
-type FlagMap = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: oclif's flag builders return types a map built at run time cannot name
+type FlagMap = Record<string, any>
 
 /** The flags handlers own become flags of `tp intercept`. */
 function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
@@ -225,13 +230,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     } finally {
       // 6. tear down in reverse order, on every path
       interrupts.action = 'ending the intercept (handler, volumes, traffic)'
-      if (prepared) await prepared.stop('tp is ending the intercept').catch(() => undefined)
+      if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
       if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
       if (lease && connection) {
-        await connection.client.leave(lease.session.name, {owner: true}).catch(() => undefined)
+        await connection.client.leave(lease.session.name, {owner: true}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
         lease.close()
       }
-      if (prepared?.dispose) await prepared.dispose().catch(() => undefined)
+      if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
       interrupts.dispose()
     }
     if (this.exitCode) this.exit(this.exitCode)
