@@ -40,7 +40,11 @@ async function removeBaseAndDescendants(docker) {
     const images = await docker.listImages({all: true, filters: {label: [`${LABEL_INPUTS}=${hash}`]}})
     if (images.length === 0) return
     images.sort((a, b) => b.Created - a.Created) // children first
-    for (const image of images) await docker.getImage(image.Id).remove({force: true}).catch(() => undefined)
+    for (const image of images)
+      await docker
+        .getImage(image.Id)
+        .remove({force: true})
+        .catch(() => undefined)
   }
 }
 
@@ -113,7 +117,11 @@ export async function run({log} = {}) {
     })
     return rows
   } finally {
-    for (const id of images) await docker.getImage(id).remove({force: true}).catch(() => undefined)
+    for (const id of images)
+      await docker
+        .getImage(id)
+        .remove({force: true})
+        .catch(() => undefined)
     await removeBaseAndDescendants(docker)
     await rm(dir, {recursive: true, force: true})
   }

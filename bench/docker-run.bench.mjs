@@ -72,11 +72,16 @@ export async function run({log, root}) {
       log(`run ${i + 1}/${RUNS}: plain docker run`)
       const plainName = `tpb-docker-run-plain-${i}`
       started = performance.now()
-      const plain = spawn('docker', ['run', '--rm', '--name', plainName, '--label', 'tp.fixture=true', '--network', NETWORK, demo.images.frontendV2Bare], {stdio: 'ignore'})
+      const plain = spawn('docker', ['run', '--rm', '--name', plainName, '--label', 'tp.fixture=true', '--network', NETWORK, demo.images.frontendV2Bare], {
+        stdio: 'ignore',
+      })
       try {
         plainTimes.push(await firstReply(() => ipOf(plainName), 8000, 'frontend-v2', started))
       } finally {
-        await docker.getContainer(plainName).stop({t: 2}).catch(() => undefined)
+        await docker
+          .getContainer(plainName)
+          .stop({t: 2})
+          .catch(() => undefined)
         await exited(plain)
       }
     }

@@ -35,7 +35,10 @@ export async function run({log, root}) {
     const connectTimes = {host: [], container: []}
     for (let i = 0; i < RUNS; i++) {
       log(`tp connect ${i + 1}/${RUNS}`)
-      for (const [kind, extra] of [['host', []], ['container', ['--docker']]]) {
+      for (const [kind, extra] of [
+        ['host', []],
+        ['container', ['--docker']],
+      ]) {
         const started = performance.now()
         await must(['connect', ...extra, '--namespace', 'tp-demo', '--name', `bench-${kind}`])
         connectTimes[kind].push((performance.now() - started) / 1000)
@@ -54,7 +57,14 @@ export async function run({log, root}) {
 
     await must(['connect', '--namespace', 'tp-demo', '--name', 'bench-host'])
     await must(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-container'])
-    const workload = await docker.createContainer({name: 'tpb-host-static', Image: busybox, Cmd: staticServerCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    const workload = await docker.createContainer({
+      name: 'tpb-host-static',
+      Image: busybox,
+      Cmd: staticServerCmd(80, 'workload'),
+      ExposedPorts: {'80/tcp': {}},
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'tp-demo'},
+    })
     created.push(workload)
     await workload.start()
     const workloadIp = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
@@ -64,7 +74,13 @@ export async function run({log, root}) {
     writeFileSync(join(www, 'index.html'), 'handler\n')
     const local = spawn('busybox', ['httpd', '-f', '-p', '18080', '-h', www], {stdio: 'ignore'})
     processes.push(local)
-    const inDaemon = await docker.createContainer({name: 'tpb-host-handler', Image: busybox, Cmd: staticServerCmd(18080, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-container-cn'}})
+    const inDaemon = await docker.createContainer({
+      name: 'tpb-host-handler',
+      Image: busybox,
+      Cmd: staticServerCmd(18080, 'handler'),
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'container:tp-bench-container-cn'},
+    })
     created.push(inDaemon)
     await inDaemon.start()
     await firstReply(workloadIp, 80, 'workload', performance.now())

@@ -69,10 +69,23 @@ export async function run({log, root}) {
     log('connecting (container daemon)')
     if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench']))) !== 0) throw new Error('tp connect failed')
     // the workload: a static server on tp-demo; the handler: the same server in the daemon's namespace
-    const workload = await docker.createContainer({name: 'tpb-static', Image: busybox, Cmd: staticServerCmd(80, 'workload'), ExposedPorts: {'80/tcp': {}}, Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+    const workload = await docker.createContainer({
+      name: 'tpb-static',
+      Image: busybox,
+      Cmd: staticServerCmd(80, 'workload'),
+      ExposedPorts: {'80/tcp': {}},
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'tp-demo'},
+    })
     created.push(workload)
     await workload.start()
-    const handler = await docker.createContainer({name: 'tpb-handler', Image: busybox, Cmd: staticServerCmd(8000, 'handler'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'container:tp-bench-cn'}})
+    const handler = await docker.createContainer({
+      name: 'tpb-handler',
+      Image: busybox,
+      Cmd: staticServerCmd(8000, 'handler'),
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'container:tp-bench-cn'},
+    })
     created.push(handler)
     await handler.start()
     const workloadIp = await address('tpb-static', 'tp-demo')
@@ -90,12 +103,24 @@ export async function run({log, root}) {
       await firstReply(workloadIp, 80, 'workload', performance.now())
 
       started = performance.now()
-      const plain = await docker.createContainer({name: `tpb-plain-${i}`, Image: busybox, Cmd: staticServerCmd(80, 'plain'), Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tp-demo'}})
+      const plain = await docker.createContainer({
+        name: `tpb-plain-${i}`,
+        Image: busybox,
+        Cmd: staticServerCmd(80, 'plain'),
+        Labels: {'tp.fixture': 'true'},
+        HostConfig: {NetworkMode: 'tp-demo'},
+      })
       await plain.start()
       plainTimes.push(await firstReply(await address(`tpb-plain-${i}`, 'tp-demo'), 80, 'plain', started))
       await plain.remove({force: true})
     }
-    rows.push({metric: 'tp intercept → first intercepted reply', tp: median(interceptTimes), baseline: median(plainTimes), unit: 's', note: `median of ${RUNS}; baseline: create+start a plain container of the same server → first reply`})
+    rows.push({
+      metric: 'tp intercept → first intercepted reply',
+      tp: median(interceptTimes),
+      baseline: median(plainTimes),
+      unit: 's',
+      note: `median of ${RUNS}; baseline: create+start a plain container of the same server → first reply`,
+    })
 
     log('load through the agent and direct')
     const direct = await load(workloadIp, 80)
@@ -107,7 +132,13 @@ export async function run({log, root}) {
     const note = `${CONCURRENCY} clients, a new connection per request, ${LOAD_SECONDS}s each; baseline: the same requests to the un-intercepted workload`
     rows.push({metric: 'requests/s through the agent', tp: Math.round(through.rps), baseline: Math.round(direct.rps), unit: 'req/s', note})
     rows.push({metric: 'p50 latency through the agent', tp: through.p50, baseline: direct.p50, unit: 'ms', note})
-    rows.push({metric: 'p99 latency through the agent', tp: through.p99, baseline: direct.p99, unit: 'ms', note: `failed requests: ${through.failed} through, ${direct.failed} direct`})
+    rows.push({
+      metric: 'p99 latency through the agent',
+      tp: through.p99,
+      baseline: direct.p99,
+      unit: 'ms',
+      note: `failed requests: ${through.failed} through, ${direct.failed} direct`,
+    })
     return rows
   } finally {
     for (const c of created) await c.remove({force: true}).catch(() => undefined)

@@ -75,9 +75,21 @@ function format(value) {
 
 function printTable(rows) {
   const header = ['bench', 'metric', 'tp', 'baseline', 'unit', 'ratio', 'note']
-  const cells = rows.map((r) => [r.bench, r.metric, format(r.tp), format(r.baseline), r.unit ?? '', r.ratio == null ? '–' : `${format(r.ratio)}×`, r.note ?? ''])
+  const cells = rows.map((r) => [
+    r.bench,
+    r.metric,
+    format(r.tp),
+    format(r.baseline),
+    r.unit ?? '',
+    r.ratio == null ? '–' : `${format(r.ratio)}×`,
+    r.note ?? '',
+  ])
   const widths = header.map((h, k) => Math.max(h.length, ...cells.map((c) => String(c[k]).length)))
-  const line = (c) => c.map((v, k) => String(v).padEnd(widths[k])).join('  ').trimEnd()
+  const line = (c) =>
+    c
+      .map((v, k) => String(v).padEnd(widths[k]))
+      .join('  ')
+      .trimEnd()
   console.log(line(header))
   console.log(line(widths.map((w) => '-'.repeat(w))))
   for (const c of cells) console.log(line(c))
@@ -106,7 +118,8 @@ async function main() {
       const rows = await module.run({log, root})
       if (!Array.isArray(rows)) throw new Error(`${file}: run() must return an array of rows`)
       for (const row of rows) {
-        if (row.ratio === undefined) row.ratio = typeof row.tp === 'number' && typeof row.baseline === 'number' && row.baseline !== 0 ? row.tp / row.baseline : null
+        if (row.ratio === undefined)
+          row.ratio = typeof row.tp === 'number' && typeof row.baseline === 'number' && row.baseline !== 0 ? row.tp / row.baseline : null
         table.push({bench: name, ...row})
       }
       results[name] = {date: new Date().toISOString(), rows}

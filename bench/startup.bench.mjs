@@ -66,7 +66,14 @@ export async function run({log, root}) {
   const note = `median of ${RUNS} runs, interleaved with node -e 0`
   return [
     {metric: 'tp version, wall time', tp: version, baseline, unit: 's', ratio: version / baseline, note: `${note}; includes asking Docker its version`},
-    {metric: 'tp version, CPU time', tp: cpu('version'), baseline: cpu('baseline'), unit: 's', ratio: cpu('version') / cpu('baseline'), note: `${note}; user+system, steadier on a busy machine`},
+    {
+      metric: 'tp version, CPU time',
+      tp: cpu('version'),
+      baseline: cpu('baseline'),
+      unit: 's',
+      ratio: cpu('version') / cpu('baseline'),
+      note: `${note}; user+system, steadier on a busy machine`,
+    },
     {metric: 'tp --version, wall time', tp: hostOnly, baseline, unit: 's', ratio: hostOnly / baseline, note: `${note}; the oclif host alone, no Docker`},
   ]
 }

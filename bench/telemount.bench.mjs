@@ -56,7 +56,10 @@ console.log(JSON.stringify({read, bytes, cold, warm, entries}))
 async function waitListening(host, port) {
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise((resolve) => {
-      const s = connect({host, port}, () => { s.destroy(); resolve(true) })
+      const s = connect({host, port}, () => {
+        s.destroy()
+        resolve(true)
+      })
       s.on('error', () => resolve(false))
     })
     if (ok) return
@@ -85,35 +88,61 @@ export async function run({log, root}) {
   const lines = []
   const context = {tpVersion, cacheDir: '/tmp', log: {info: log, warn: log, debug: (m) => lines.push(m)}}
   const plugin = pluginRef(pluginSettingsFromEnv(tpVersion, context.log))
-  const pluginExisted = await docker.getPlugin(plugin, undefined).inspect().then(() => true, () => false)
+  const pluginExisted = await docker
+    .getPlugin(plugin, undefined)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    )
   let image
   let provided
   try {
     log('building the stand-in workload image (node + sftp-server + busybox)')
-    image = (await ensureImportedImage(docker, {
-      repo: 'tpt-tm-bench', tag: id,
-      spec: {
-        binaries: ['/usr/bin/node', '/usr/lib/openssh/sftp-server'], busybox: STATIC_BUSYBOX,
-        files: {'/spawner.cjs': {content: SPAWNER}, '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\n'}},
-        dirs: ['/data', '/root'],
-      },
-      changes: ['CMD ["/usr/bin/node", "/spawner.cjs"]', 'ENV PATH=/usr/bin:/bin'],
-      labels: LABELS, what: 'telemount bench',
-    })).ref
+    image = (
+      await ensureImportedImage(docker, {
+        repo: 'tpt-tm-bench',
+        tag: id,
+        spec: {
+          binaries: ['/usr/bin/node', '/usr/lib/openssh/sftp-server'],
+          busybox: STATIC_BUSYBOX,
+          files: {'/spawner.cjs': {content: SPAWNER}, '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\n'}},
+          dirs: ['/data', '/root'],
+        },
+        changes: ['CMD ["/usr/bin/node", "/spawner.cjs"]', 'ENV PATH=/usr/bin:/bin'],
+        labels: LABELS,
+        what: 'telemount bench',
+      })
+    ).ref
     await docker.createNetwork({Name: network, Labels: LABELS})
     await docker.createVolume({Name: dataVolume, Labels: LABELS})
-    const source = await docker.createContainer({name: sourceName, Image: image, Labels: LABELS, HostConfig: {NetworkMode: network, Binds: [`${dataVolume}:/data`]}})
+    const source = await docker.createContainer({
+      name: sourceName,
+      Image: image,
+      Labels: LABELS,
+      HostConfig: {NetworkMode: network, Binds: [`${dataVolume}:/data`]},
+    })
     await source.start()
     const ip = (await source.inspect()).NetworkSettings.Networks[network].IPAddress
     log(`writing ${FILE_MB} MB and ${FILES} files into the workload's volume`)
-    await execFileAsync('docker', ['exec', sourceName, 'sh', '-c', `dd if=/dev/urandom of=/data/big bs=1M count=${FILE_MB} 2>/dev/null && mkdir /data/many && cd /data/many && seq 1 ${FILES} | sed 's/^/file-/' | xargs touch && sync`])
+    await execFileAsync('docker', [
+      'exec',
+      sourceName,
+      'sh',
+      '-c',
+      `dd if=/dev/urandom of=/data/big bs=1M count=${FILE_MB} 2>/dev/null && mkdir /data/many && cd /data/many && seq 1 ${FILES} | sed 's/^/file-/' | xargs touch && sync`,
+    ])
     await waitListening(ip, SFTP_PORT)
 
     log(`telemount plugin ${plugin}${pluginExisted ? ' (already installed)' : ' (installing)'}`)
     const provider = await (await telemountDescriptor.load()).default(context)
     provided = await provider.provide({
-      id, name: 'bench', workload: 'bench', namespace: network,
-      ports: {local: 8080, container: 8080, service: 80, protocol: 'tcp'}, environment: {},
+      id,
+      name: 'bench',
+      workload: 'bench',
+      namespace: network,
+      ports: {local: 8080, container: 8080, service: 80, protocol: 'tcp'},
+      environment: {},
       mounts: [{path: '/data', readOnly: false, sftp: {host: ip, port: SFTP_PORT, dir: '/data'}}],
       placement: fakePlacement('shared', 'bench', {containerArgs: []}),
       daemon: {connection: 'bench', id, backend: 'container', where: 'bench'},
@@ -127,11 +156,14 @@ export async function run({log, root}) {
       // alternate which goes first, so neither always meets a cache the other just warmed
       for (const kind of i % 2 === 0 ? ['telemount', 'bind'] : ['bind', 'telemount']) {
         const sample = await measure(kinds[kind], image)
-        if (sample.bytes !== FILE_MB * 1024 * 1024 || sample.entries !== FILES) throw new Error(`${kind}: read ${sample.bytes} bytes and ${sample.entries} entries`)
+        if (sample.bytes !== FILE_MB * 1024 * 1024 || sample.entries !== FILES)
+          throw new Error(`${kind}: read ${sample.bytes} bytes and ${sample.entries} entries`)
         samples[kind].push(sample)
         starts[kind].push(await startTime(kinds[kind], image))
       }
-      log(`run ${i + 1}/${RUNS}: read ${samples.telemount.at(-1).read.toFixed(0)} vs ${samples.bind.at(-1).read.toFixed(0)} ms, list ${samples.telemount.at(-1).cold.toFixed(0)} vs ${samples.bind.at(-1).cold.toFixed(0)} ms`)
+      log(
+        `run ${i + 1}/${RUNS}: read ${samples.telemount.at(-1).read.toFixed(0)} vs ${samples.bind.at(-1).read.toFixed(0)} ms, list ${samples.telemount.at(-1).cold.toFixed(0)} vs ${samples.bind.at(-1).cold.toFixed(0)} ms`,
+      )
     }
     const m = (kind, key) => median(samples[kind].map((s) => s[key]))
     const note = `median of ${RUNS}; timed inside the container; telemount = sshfs over SFTP to a container on a bridge network, bind = -v <same volume's host dir>`
@@ -139,20 +171,57 @@ export async function run({log, root}) {
     return [
       {metric: `read a ${FILE_MB} MB file`, tp: m('telemount', 'read'), baseline: m('bind', 'read'), unit: 'ms', note},
       {metric: `read throughput`, tp: mbps(m('telemount', 'read')), baseline: mbps(m('bind', 'read')), unit: 'MB/s', note: 'from the read above'},
-      {metric: `list ${FILES} files, readdir+stat (cold)`, tp: m('telemount', 'cold'), baseline: m('bind', 'cold'), unit: 'ms', note: `${note}; fresh sshfs each run`},
-      {metric: `list ${FILES} files again (warm)`, tp: m('telemount', 'warm'), baseline: m('bind', 'warm'), unit: 'ms', note: 'same container, right after the cold listing (sshfs attribute cache)'},
-      {metric: 'docker run … true with /data mounted', tp: median(starts.telemount), baseline: median(starts.bind), unit: 'ms', note: `median of ${RUNS}; wall time from outside, includes the sshfs mount`},
+      {
+        metric: `list ${FILES} files, readdir+stat (cold)`,
+        tp: m('telemount', 'cold'),
+        baseline: m('bind', 'cold'),
+        unit: 'ms',
+        note: `${note}; fresh sshfs each run`,
+      },
+      {
+        metric: `list ${FILES} files again (warm)`,
+        tp: m('telemount', 'warm'),
+        baseline: m('bind', 'warm'),
+        unit: 'ms',
+        note: 'same container, right after the cold listing (sshfs attribute cache)',
+      },
+      {
+        metric: 'docker run … true with /data mounted',
+        tp: median(starts.telemount),
+        baseline: median(starts.bind),
+        unit: 'ms',
+        note: `median of ${RUNS}; wall time from outside, includes the sshfs mount`,
+      },
     ]
   } finally {
     await provided?.release().catch((e) => log(`release: ${e.message}`))
-    await docker.getContainer(sourceName).remove({force: true}).catch(() => undefined)
-    await docker.getVolume(dataVolume).remove().catch(() => undefined)
-    await docker.getNetwork(network).remove().catch(() => undefined)
-    if (image) await docker.getImage(image).remove({force: true}).catch(() => undefined)
+    await docker
+      .getContainer(sourceName)
+      .remove({force: true})
+      .catch(() => undefined)
+    await docker
+      .getVolume(dataVolume)
+      .remove()
+      .catch(() => undefined)
+    await docker
+      .getNetwork(network)
+      .remove()
+      .catch(() => undefined)
+    if (image)
+      await docker
+        .getImage(image)
+        .remove({force: true})
+        .catch(() => undefined)
     // the plugin is tp's own and shared: remove it only if this run installed it and nobody uses it now
     if (!pluginExisted) {
       const installed = docker.getPlugin(plugin, undefined)
-      await installed.disable({}).then(() => installed.remove({}), () => undefined).catch(() => undefined)
+      await installed
+        .disable({})
+        .then(
+          () => installed.remove({}),
+          () => undefined,
+        )
+        .catch(() => undefined)
     }
   }
 }

@@ -35,8 +35,15 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await tpCli(['quit'], {env: env()})
-  await docker.getContainer('tpt-gc-ghost-handler').remove({force: true}).catch(() => undefined)
-  for (const v of ['tpt-gc-ghost-volume', 'tpt-gc-live-volume']) await docker.getVolume(v).remove().catch(() => undefined)
+  await docker
+    .getContainer('tpt-gc-ghost-handler')
+    .remove({force: true})
+    .catch(() => undefined)
+  for (const v of ['tpt-gc-ghost-volume', 'tpt-gc-live-volume'])
+    await docker
+      .getVolume(v)
+      .remove()
+      .catch(() => undefined)
   await rm(cacheDir, {recursive: true, force: true})
 })
 

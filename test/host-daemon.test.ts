@@ -31,8 +31,19 @@ async function machine(): Promise<Record<string, string>> {
   const [routes, rules, processes] = await Promise.all([
     execFileAsync('ip', ['route']).then((r) => r.stdout),
     // counters change with traffic: only the rules count
-    execFileAsync('iptables-save').then((r) => r.stdout.replace(/\[\d+:\d+\]/g, '').split('\n').filter((l) => !l.startsWith('#')).join('\n')),
-    execa('pgrep', ['-af', 'daemon-host/dist/daemon-main'], {reject: false}).then((r) => r.stdout.split('\n').filter((l) => !l.includes('pgrep') && l.trim()).join('\n')),
+    execFileAsync('iptables-save').then((r) =>
+      r.stdout
+        .replace(/\[\d+:\d+\]/g, '')
+        .split('\n')
+        .filter((l) => !l.startsWith('#'))
+        .join('\n'),
+    ),
+    execa('pgrep', ['-af', 'daemon-host/dist/daemon-main'], {reject: false}).then((r) =>
+      r.stdout
+        .split('\n')
+        .filter((l) => !l.includes('pgrep') && l.trim())
+        .join('\n'),
+    ),
   ])
   const mounts = (await readFile('/proc/mounts', 'utf8'))
     .split('\n')
@@ -68,7 +79,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await tp(['quit', '--name', HOST])
   await tp(['quit', '--name', CONTAINER])
-  await docker.getContainer(`tpt-hostd-handler-${process.pid}`).remove({force: true}).catch(() => undefined)
+  await docker
+    .getContainer(`tpt-hostd-handler-${process.pid}`)
+    .remove({force: true})
+    .catch(() => undefined)
   await demoDown(docker, {network: NETWORK}).catch(() => undefined)
   await rm(cacheDir, {recursive: true, force: true})
 })
@@ -179,11 +193,15 @@ describe('host daemon', () => {
     const nobodyCache = await mkdtemp(join(tmpdir(), 'tp-e2e-hostd-nobody-'))
     await chown(nobodyCache, 65_534, 65_534)
     try {
-      const result = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', '--', tpBin, 'connect', '--name', HOST, '--namespace', NETWORK], {
-        env: {TP_CACHE_DIR: nobodyCache, HOME: nobodyCache},
-        cwd: repoRoot,
-        reject: false,
-      })
+      const result = await execa(
+        'setpriv',
+        ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', '--', tpBin, 'connect', '--name', HOST, '--namespace', NETWORK],
+        {
+          env: {TP_CACHE_DIR: nobodyCache, HOME: nobodyCache},
+          cwd: repoRoot,
+          reject: false,
+        },
+      )
       expect(result.exitCode).toBe(1)
       expect(result.stderr).toContain('a daemon on this host needs to write /etc/hosts')
       expect(result.stderr).toContain('sudo tp connect')

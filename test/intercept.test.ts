@@ -132,7 +132,9 @@ describe('intercept and leave', () => {
       const intercept = startIntercept(['frontend-v1', '--port', '8000'])
       await waitFor('the intercepted answer', async () => (await httpGet('http://frontend-v1/')).body === 'answered by the test server')
       const status = JSON.parse((await tp(['status', '--json'])).stdout)
-      expect(status.connections[0].intercepts).toEqual([expect.objectContaining({name: 'frontend-v1', workload: 'frontend-v1', servicePort: 80, localPort: 8000, state: 'active'})])
+      expect(status.connections[0].intercepts).toEqual([
+        expect.objectContaining({name: 'frontend-v1', workload: 'frontend-v1', servicePort: 80, localPort: 8000, state: 'active'}),
+      ])
 
       const left = await tp(['leave', 'frontend-v1'])
       expect(left.exitCode).toBe(0)
@@ -163,7 +165,12 @@ describe('intercept and leave', () => {
     intercept.stdout!.on('data', (chunk: Buffer) => (stdout += chunk))
     const session = await waitFor('the session', async () => {
       try {
-        return JSON.parse(stdout) as {name: string; ports: {local: number; service: number}; environment: Record<string, string>; mounts: Array<{path: string; readOnly: boolean}>}
+        return JSON.parse(stdout) as {
+          name: string
+          ports: {local: number; service: number}
+          environment: Record<string, string>
+          mounts: Array<{path: string; readOnly: boolean}>
+        }
       } catch {
         return undefined
       }
@@ -174,7 +181,12 @@ describe('intercept and leave', () => {
     expect(session.environment.DEMO_NOTES).toBe('first line\nsecond line')
     expect(session.environment.HOME).toBeUndefined()
     expect(session.environment.PATH).toBeUndefined()
-    expect(session.mounts.map((m) => [m.path, m.readOnly])).toEqual(expect.arrayContaining([['/data', false], ['/etc/frontend', true]]))
+    expect(session.mounts.map((m) => [m.path, m.readOnly])).toEqual(
+      expect.arrayContaining([
+        ['/data', false],
+        ['/etc/frontend', true],
+      ]),
+    )
     intercept.kill('SIGINT')
     expect((await intercept).exitCode).toBe(0)
     expect(await agentsOf('frontend-v1')).toEqual([])
@@ -224,7 +236,12 @@ describe('intercept and leave', () => {
   })
 
   it('says so when nothing answers on the local port, and leaves the traffic with the workload', async () => {
-    const intercept = execa('node', ['--', tpBin, 'intercept', 'frontend-v1', '--port', '8050'], {env: {...env, TP_HINT_AFTER_MS: '1000'}, cwd: repoRoot, reject: false, stdin: 'ignore'})
+    const intercept = execa('node', ['--', tpBin, 'intercept', 'frontend-v1', '--port', '8050'], {
+      env: {...env, TP_HINT_AFTER_MS: '1000'},
+      cwd: repoRoot,
+      reject: false,
+      stdin: 'ignore',
+    })
     let stderr = ''
     intercept.stderr!.on('data', (c: Buffer) => (stderr += c))
     await waitFor('the hint', async () => stderr.includes('Still waiting for something to answer on port 8050'))
@@ -248,7 +265,9 @@ describe('bad input: a clear message, a non-zero exit, nothing left behind', () 
   it('says what is missing when no workload is given', async () => {
     const result = await tp(['intercept', '--port', '8000', '--docker-run', '--', 'frontend-v2'])
     expect(result.exitCode).toBe(1)
-    expect(result.stderr).toBe('tp: the workload to intercept is missing\n  → `tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`')
+    expect(result.stderr).toBe(
+      'tp: the workload to intercept is missing\n  → `tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`',
+    )
     expect(await connectionObjects()).toEqual([`/${DAEMON}`])
   })
 
@@ -306,7 +325,13 @@ describe('bad input: a clear message, a non-zero exit, nothing left behind', () 
       // a second network with a workload makes the choice ambiguous
       const network = await docker.createNetwork({Name: 'tpt-e2e-other-ns', Labels: {'tp.fixture': 'true'}})
       const image = await busyboxImage()
-      const other = await docker.createContainer({name: 'tpt-e2e-other-workload', Image: image, Cmd: ['sleep', '60'], Labels: {'tp.fixture': 'true'}, HostConfig: {NetworkMode: 'tpt-e2e-other-ns'}})
+      const other = await docker.createContainer({
+        name: 'tpt-e2e-other-workload',
+        Image: image,
+        Cmd: ['sleep', '60'],
+        Labels: {'tp.fixture': 'true'},
+        HostConfig: {NetworkMode: 'tpt-e2e-other-ns'},
+      })
       await other.start()
       try {
         const ambiguous = await tpCli(['connect', '--docker', '--name', 'e2e-ns'], {env: {TP_CACHE_DIR: fresh, TP_NAMESPACE: undefined}})
@@ -328,7 +353,9 @@ describe('bad input: a clear message, a non-zero exit, nothing left behind', () 
   it('says where it looked when the Docker engine is unreachable', async () => {
     const fresh = await mkdtemp(join(tmpdir(), 'tp-e2e-nodocker-'))
     try {
-      const result = await tpCli(['intercept', 'frontend-v1', '--port', '8000', '--docker'], {env: {TP_CACHE_DIR: fresh, DOCKER_HOST: 'unix:///tmp/tp-no-such-docker.sock'}})
+      const result = await tpCli(['intercept', 'frontend-v1', '--port', '8000', '--docker'], {
+        env: {TP_CACHE_DIR: fresh, DOCKER_HOST: 'unix:///tmp/tp-no-such-docker.sock'},
+      })
       expect(result.exitCode).not.toBe(0)
       expect(result.stderr).toContain('DOCKER_HOST=unix:///tmp/tp-no-such-docker.sock')
       expect(result.stderr).toMatch(/start Docker|DOCKER_HOST/)

@@ -86,7 +86,7 @@ describe('a command on this machine as the handler', () => {
     expect((await tpObjects()).containers.filter((c) => c.includes('agent'))).toEqual([])
   })
 
-  it('its exit code is tp\'s, and --mount=<dir> chooses TP_ROOT', async () => {
+  it("its exit code is tp's, and --mount=<dir> chooses TP_ROOT", async () => {
     const root = join(cacheDir, 'my-root')
     const script = join(cacheDir, 'check-root.sh')
     await writeFile(script, '#!/bin/sh\n[ "$TP_ROOT" = "$1" ] && [ -f "$TP_ROOT/data/config.txt" ] && exit 7\nexit 9\n')
@@ -113,7 +113,7 @@ describe('a command on this machine as the handler', () => {
 })
 
 describe('--docker-run with a host daemon (the hybrid mode)', () => {
-  it('publishes --port <local>:<container>: the container answers, reads the workload\'s /data and reaches catalog by name', async () => {
+  it("publishes --port <local>:<container>: the container answers, reads the workload's /data and reaches catalog by name", async () => {
     const run = startTp(['intercept', '--use', HOST, 'frontend-v1', '--port', '18103:80', '--docker-run', '--', '-e', 'PORT=80', 'frontend-v2'], {env})
     await run.active
     const reply = await httpGet('http://frontend-v1/', {network: NETWORK})
@@ -130,12 +130,32 @@ describe('--docker-run with a host daemon (the hybrid mode)', () => {
 describe('bad input: a clear message, exit 1, nothing left behind', () => {
   const notEmpty = () => join(cacheDir, 'not-empty')
   it.each([
-    ['--docker-mount with a container daemon', () => ['--use', CONTAINER, '--port', '18110', '--docker-run', '--docker-mount', '/tp', '--', 'frontend-v2'], /--docker-mount is for a daemon on this host/],
-    ['--port <local>:<name> with a host daemon and --docker-run', () => ['--use', HOST, '--port', '18111:http', '--docker-run', '--', 'frontend-v2'], /container port "http" is not a port number/],
-    ['a command that does not exist', () => ['--use', HOST, '--port', '18112', '--', 'tp-no-such-command'], /the command "tp-no-such-command" was not found on PATH/],
+    [
+      '--docker-mount with a container daemon',
+      () => ['--use', CONTAINER, '--port', '18110', '--docker-run', '--docker-mount', '/tp', '--', 'frontend-v2'],
+      /--docker-mount is for a daemon on this host/,
+    ],
+    [
+      '--port <local>:<name> with a host daemon and --docker-run',
+      () => ['--use', HOST, '--port', '18111:http', '--docker-run', '--', 'frontend-v2'],
+      /container port "http" is not a port number/,
+    ],
+    [
+      'a command that does not exist',
+      () => ['--use', HOST, '--port', '18112', '--', 'tp-no-such-command'],
+      /the command "tp-no-such-command" was not found on PATH/,
+    ],
     ['a --mount directory that is not empty', () => ['--use', HOST, '--port', '18113', `--mount=${notEmpty()}`, '--', 'true'], /is not empty/],
-    ['a --mount directory that is not writable', () => ['--use', HOST, '--port', '18114', '--mount=/proc/tp-root', '--', 'true'], /is not writable|cannot be read|not a directory/],
-    ['a --mount directory with a handler container', () => ['--use', HOST, '--port', '18115', `--mount=${join(cacheDir, 'fresh')}`, '--docker-run', '--', 'frontend-v2'], /takes the volumes as Docker volumes/],
+    [
+      'a --mount directory that is not writable',
+      () => ['--use', HOST, '--port', '18114', '--mount=/proc/tp-root', '--', 'true'],
+      /is not writable|cannot be read|not a directory/,
+    ],
+    [
+      'a --mount directory with a handler container',
+      () => ['--use', HOST, '--port', '18115', `--mount=${join(cacheDir, 'fresh')}`, '--docker-run', '--', 'frontend-v2'],
+      /takes the volumes as Docker volumes/,
+    ],
   ])('%s', async (_title, args, message) => {
     await mkdir(notEmpty(), {recursive: true})
     await writeFile(join(notEmpty(), 'keep.txt'), 'mine\n')

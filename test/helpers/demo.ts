@@ -47,7 +47,25 @@ export async function httpGet(url: string, options: {network?: string; timeoutSe
   const name = uniqueName('tpt-httpget-')
   const result = await execa(
     'docker',
-    ['run', '--rm', '--name', name, '--label', 'tp.fixture=true', '--network', options.network ?? 'tp-demo', image, 'timeout', String(options.timeoutSeconds ?? 5), 'wget', '-q', '-S', '-O', '-', url],
+    [
+      'run',
+      '--rm',
+      '--name',
+      name,
+      '--label',
+      'tp.fixture=true',
+      '--network',
+      options.network ?? 'tp-demo',
+      image,
+      'timeout',
+      String(options.timeoutSeconds ?? 5),
+      'wget',
+      '-q',
+      '-S',
+      '-O',
+      '-',
+      url,
+    ],
     {reject: false, stripFinalNewline: false},
   )
   const statuses = [...result.stderr.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]))
@@ -130,7 +148,10 @@ export interface CliResult {
 }
 
 /** Runs the built `tp` CLI (node packages/cli/bin/run.js) and never throws on a non-zero exit. */
-export async function tpCli(args: string[], options: {env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number} = {}): Promise<CliResult> {
+export async function tpCli(
+  args: string[],
+  options: {env?: Record<string, string | undefined>; input?: string; cwd?: string; timeoutMs?: number} = {},
+): Promise<CliResult> {
   const result = await execa('node', ['--', tpBin, ...args], {
     reject: false,
     env: options.env,
@@ -150,7 +171,11 @@ export interface TpObjects {
 /** Every Docker object labelled tp.managed=true (what must be gone after clean-up). */
 export async function tpObjects(): Promise<TpObjects> {
   const filters = JSON.stringify({label: ['tp.managed=true']})
-  const [containers, volumes, networks] = await Promise.all([docker.listContainers({all: true, filters}), docker.listVolumes({filters}), docker.listNetworks({filters})])
+  const [containers, volumes, networks] = await Promise.all([
+    docker.listContainers({all: true, filters}),
+    docker.listVolumes({filters}),
+    docker.listNetworks({filters}),
+  ])
   return {
     containers: containers.map((c) => c.Names[0]?.replace(/^\//, '') ?? c.Id),
     volumes: (volumes.Volumes ?? []).map((v) => v.Name),

@@ -14,7 +14,14 @@ export interface RunningTp {
 
 /** Starts `tp <args>` in the background (`node --` keeps a later `--env-file` tp's own flag). */
 export function startTp(args: string[], options: {env?: Record<string, string | undefined>; cwd?: string; activeTimeoutMs?: number} = {}): RunningTp {
-  const child = execa('node', ['--', tpBin, ...args], {env: options.env, cwd: options.cwd ?? repoRoot, reject: false, buffer: false, stdin: 'ignore', all: true})
+  const child = execa('node', ['--', tpBin, ...args], {
+    env: options.env,
+    cwd: options.cwd ?? repoRoot,
+    reject: false,
+    buffer: false,
+    stdin: 'ignore',
+    all: true,
+  })
   let output = ''
   child.all?.on('data', (c: Buffer) => (output += c.toString()))
   const active = (async () => {

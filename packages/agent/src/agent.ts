@@ -34,9 +34,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
   const daemon = need('TP_AGENT_DAEMON')
   const colon = daemon.lastIndexOf(':')
   const daemonPort = Number(daemon.slice(colon + 1))
-  if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535) throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
+  if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535)
+    throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
   const servicePort = Number(need('TP_AGENT_SERVICE_PORT'))
-  if (!Number.isInteger(servicePort) || servicePort < 1 || servicePort > 65535) throw new Error(`TP_AGENT_SERVICE_PORT must be a port number, not ${env.TP_AGENT_SERVICE_PORT}`)
+  if (!Number.isInteger(servicePort) || servicePort < 1 || servicePort > 65535)
+    throw new Error(`TP_AGENT_SERVICE_PORT must be a port number, not ${env.TP_AGENT_SERVICE_PORT}`)
   let mounts: AgentConfig['mounts'] = []
   if (env.TP_AGENT_MOUNTS) {
     const parsed = JSON.parse(env.TP_AGENT_MOUNTS) as unknown
@@ -140,9 +142,12 @@ export class Agent {
     this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
     this.send({type: 'ready'})
     this.lastHeard = Date.now()
-    this.leaseTimer = setInterval(() => {
-      if (Date.now() - this.lastHeard > this.config.leaseMs) void this.release(`no word from the daemon for ${this.config.leaseMs} ms`)
-    }, Math.min(250, this.config.leaseMs / 4))
+    this.leaseTimer = setInterval(
+      () => {
+        if (Date.now() - this.lastHeard > this.config.leaseMs) void this.release(`no word from the daemon for ${this.config.leaseMs} ms`)
+      },
+      Math.min(250, this.config.leaseMs / 4),
+    )
   }
 
   private connectControl(): Promise<Socket> {
@@ -160,7 +165,12 @@ export class Agent {
         clearTimeout(timer)
         socket.on('error', (e) => this.log(`control connection: ${e.message}`))
         socket.on('close', () => void this.release('the daemon closed the control connection'))
-        readMessages(socket, decodeDaemonMessage, (m) => this.onControl(m), (line) => this.log(`ignoring unknown message ${line.slice(0, 120)}`))
+        readMessages(
+          socket,
+          decodeDaemonMessage,
+          (m) => this.onControl(m),
+          (line) => this.log(`ignoring unknown message ${line.slice(0, 120)}`),
+        )
         resolve(socket)
       })
     })

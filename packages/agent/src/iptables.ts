@@ -23,10 +23,23 @@ export class RedirectRule {
 
   private args(action: '-I' | '-D'): string[] {
     return [
-      '-w', '-t', 'nat', action, 'PREROUTING',
-      '-p', 'tcp', '--dport', String(this.servicePort),
-      '-m', 'comment', '--comment', `${RULE_COMMENT}:${this.interceptId}`,
-      '-j', 'REDIRECT', '--to-ports', String(this.redirectPort),
+      '-w',
+      '-t',
+      'nat',
+      action,
+      'PREROUTING',
+      '-p',
+      'tcp',
+      '--dport',
+      String(this.servicePort),
+      '-m',
+      'comment',
+      '--comment',
+      `${RULE_COMMENT}:${this.interceptId}`,
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      String(this.redirectPort),
     ]
   }
 

@@ -17,11 +17,7 @@ export type DaemonMessage =
    * directHost (default: the daemon's address) on that port: the agent connects to it directly and
    * uses the daemon's relay only if that is refused.
    */
-  | {type: 'activate'; directPort?: number; directHost?: string}
-  | {type: 'deactivate'}
-  | {type: 'dial-failed'; id: string}
-  | {type: 'ping'}
-  | {type: 'release'}
+  {type: 'activate'; directPort?: number; directHost?: string} | {type: 'deactivate'} | {type: 'dial-failed'; id: string} | {type: 'ping'} | {type: 'release'}
 
 /** The first line the daemon writes on a dial-back connection. */
 export interface DialBackHeader {
@@ -115,7 +111,12 @@ export type InvalidLine = 'not-protocol' | 'unknown-message'
  * decodeDaemonMessage) and calls onMessage with the typed message. Lines that do not decode are
  * given to onInvalid (default: ignored).
  */
-export function readMessages<M>(socket: Socket, decode: (value: unknown) => M | undefined, onMessage: (message: M) => void, onInvalid?: (line: string, why: InvalidLine) => void): void {
+export function readMessages<M>(
+  socket: Socket,
+  decode: (value: unknown) => M | undefined,
+  onMessage: (message: M) => void,
+  onInvalid?: (line: string, why: InvalidLine) => void,
+): void {
   let buffer = ''
   socket.setEncoding('utf8')
   socket.on('data', (chunk: string) => {

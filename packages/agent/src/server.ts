@@ -143,7 +143,10 @@ class Session implements AgentSession {
         this.resolveReady(this.hello!)
         break
       case 'failed':
-        this.fail(new UserError(`the traffic agent of intercept ${this.interceptId} failed: ${message.message}`, 'check `docker logs` of the agent container'), 'the agent failed')
+        this.fail(
+          new UserError(`the traffic agent of intercept ${this.interceptId} failed: ${message.message}`, 'check `docker logs` of the agent container'),
+          'the agent failed',
+        )
         break
       case 'dial':
         void this.dial(message.id)
@@ -313,7 +316,6 @@ export class AgentServer {
   async listen(): Promise<{port: number}> {
     return {port: await listen(this.server, this.options.host ?? '0.0.0.0', this.options.port ?? 0)}
   }
-
 
   expect(interceptId: string, token: string, options: ExpectOptions): AgentSession {
     const existing = this.sessions.get(interceptId)

@@ -105,7 +105,12 @@ async function startServer(options: {pingMs?: number} = {}): Promise<void> {
 }
 
 /** Injects an agent for the workload's port 80 and waits until it is ready. */
-async function inject(name: string, extra: Record<string, string> = {}, target: Workload = workload, directPort?: number): Promise<{session: AgentSession; containerId: string}> {
+async function inject(
+  name: string,
+  extra: Record<string, string> = {},
+  target: Workload = workload,
+  directPort?: number,
+): Promise<{session: AgentSession; containerId: string}> {
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
   const session = server.expect(interceptId, token, {
@@ -135,7 +140,10 @@ async function inject(name: string, extra: Record<string, string> = {}, target: 
   try {
     await session.ready
   } catch (error) {
-    const logsOfAgent = await fx.docker.getContainer(containerId).logs({stdout: true, stderr: true}).catch(() => '')
+    const logsOfAgent = await fx.docker
+      .getContainer(containerId)
+      .logs({stdout: true, stderr: true})
+      .catch(() => '')
     throw new Error(`${(error as Error).message}\n${String(logsOfAgent)}`)
   }
   return {session, containerId}
@@ -158,7 +166,11 @@ beforeAll(async () => {
   })
   workload = await cluster.workload(NET, 'web')
   before = {id: workload.containerId, startedAt: workload.startedAt}
-  await eventually('the workload answers', () => get(workload.address), (b) => b === 'app')
+  await eventually(
+    'the workload answers',
+    () => get(workload.address),
+    (b) => b === 'app',
+  )
   // HTTP requests get `handler`; anything else is counted until the client half-closes, then
   // the count is the answer (half-close must travel through both splices)
   handler = createServer({allowHalfOpen: true}, (socket) => {
@@ -190,14 +202,22 @@ describe('traffic agent', () => {
     expect(await get(workload.address)).toBe('app')
 
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     // a client on the namespace network, by workload name
     const viaName = await fx.run(busybox, NET, ['sh', '-c', 'timeout 5 wget -q -O - http://web/'], 'tpt-agent-client')
     expect(viaName).toEqual({output: 'handler\n', code: 0})
     expect(session.stats().connections).toBeGreaterThanOrEqual(2)
 
     session.deactivate()
-    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    await eventually(
+      'app answer',
+      () => get(workload.address),
+      (b) => b === 'app',
+    )
 
     await cluster.removeAgent(containerId, 5)
     expect(await containerGone(containerId)).toBe(true)
@@ -219,14 +239,27 @@ describe('traffic agent', () => {
         }
       }
     })()
-    const until = (n: number, answer: string) => eventually(`${n} answers of ${answer}`, async () => answers.filter((a) => a === answer).length, (c) => c >= n)
+    const until = (n: number, answer: string) =>
+      eventually(
+        `${n} answers of ${answer}`,
+        async () => answers.filter((a) => a === answer).length,
+        (c) => c >= n,
+      )
     await until(20, 'app')
     session.activate()
     await until(50, 'handler')
     await session.release()
     const handled = answers.length
-    await eventually('app again', async () => answers.slice(handled).filter((a) => a === 'app').length, (c) => c >= 20)
-    await eventually('agent container gone', () => containerGone(containerId), (g) => g)
+    await eventually(
+      'app again',
+      async () => answers.slice(handled).filter((a) => a === 'app').length,
+      (c) => c >= 20,
+    )
+    await eventually(
+      'agent container gone',
+      () => containerGone(containerId),
+      (g) => g,
+    )
     await until(answers.filter((a) => a === 'app').length + 20, 'app')
     running = false
     await loop
@@ -237,11 +270,25 @@ describe('traffic agent', () => {
   it('gives the traffic back and exits when the daemon goes away', async () => {
     const {session, containerId} = await inject('daemon-gone')
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     const closedAt = Date.now()
     await server.close()
-    await eventually('app answer', () => get(workload.address), (b) => b === 'app', 10_000)
-    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000 - (Date.now() - closedAt))
+    await eventually(
+      'app answer',
+      () => get(workload.address),
+      (b) => b === 'app',
+      10_000,
+    )
+    await eventually(
+      'agent container gone',
+      () => containerGone(containerId),
+      (g) => g,
+      10_000 - (Date.now() - closedAt),
+    )
     expect(await session.gone).toContain('shutting down')
     await startServer()
   })
@@ -251,7 +298,12 @@ describe('traffic agent', () => {
     await startServer({pingMs: 60_000})
     const {session, containerId} = await inject('lease', {TP_AGENT_LEASE_MS: '1500'})
     session.activate()
-    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000)
+    await eventually(
+      'agent container gone',
+      () => containerGone(containerId),
+      (g) => g,
+      10_000,
+    )
     expect(await get(workload.address)).toBe('app')
     await server.close()
     await startServer()
@@ -331,14 +383,18 @@ describe('direct connections to the handler', () => {
     wide?.close()
   })
 
-  it('with the handler reachable at the daemon\'s address, connections skip the daemon\'s relay', async () => {
+  it("with the handler reachable at the daemon's address, connections skip the daemon's relay", async () => {
     const saved = handlerPort
     handlerPort = widePort // readiness and any relay would reach the same handler
     const {session, containerId} = await inject('direct', {}, workload, widePort)
     try {
       session.activate()
       // the handler sees the workload's own address: the agent connected to it, not the daemon
-      await eventually('direct answer', () => get(workload.address), (b) => b === `from ${workload.address}`)
+      await eventually(
+        'direct answer',
+        () => get(workload.address),
+        (b) => b === `from ${workload.address}`,
+      )
       const before = session.stats().connections
       const answers = await Promise.all(Array.from({length: 10}, () => get(workload.address)))
       expect(new Set(answers)).toEqual(new Set([`from ${workload.address}`]))
@@ -347,7 +403,11 @@ describe('direct connections to the handler', () => {
       const payload = Buffer.alloc(2 * 1024 * 1024, 'y')
       expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
       session.deactivate()
-      await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+      await eventually(
+        'app answer',
+        () => get(workload.address),
+        (b) => b === 'app',
+      )
     } finally {
       handlerPort = saved
       await cluster.removeAgent(containerId, 5)
@@ -386,22 +446,38 @@ describe('relayed connections', () => {
 
   it('carries a large upload, honours half-close and returns the answer', async () => {
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     const payload = Buffer.alloc(4 * 1024 * 1024, 'x')
     expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
   })
 
   it('keeps spare connections while active, and serves a burst larger than them (spares, then dial-backs)', async () => {
     session.activate()
-    await eventually('spare connections open', async () => session.stats().spares, (n) => n === 2)
+    await eventually(
+      'spare connections open',
+      async () => session.stats().spares,
+      (n) => n === 2,
+    )
     const before = session.stats().connections
     const answers = await Promise.all(Array.from({length: 20}, () => get(workload.address)))
     expect(answers).toEqual(Array.from({length: 20}, () => 'handler'))
     expect(session.stats().connections - before).toBe(20)
     // used spares are replaced
-    await eventually('spares refilled', async () => session.stats().spares, (n) => n === 2)
+    await eventually(
+      'spares refilled',
+      async () => session.stats().spares,
+      (n) => n === 2,
+    )
     session.deactivate()
-    await eventually('spares closed by the agent', async () => session.stats().spares, (n) => n === 0)
+    await eventually(
+      'spares closed by the agent',
+      async () => session.stats().spares,
+      (n) => n === 0,
+    )
     expect(await get(workload.address)).toBe('app')
     session.activate()
   })
@@ -436,26 +512,47 @@ describe('relayed connections', () => {
 
   it('never cuts open connections when the mode changes', async () => {
     session.deactivate()
-    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    await eventually(
+      'app answer',
+      () => get(workload.address),
+      (b) => b === 'app',
+    )
     const toApp = await open(workload.address)
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     const toHandler = await open(workload.address)
     session.deactivate()
-    await eventually('app answer', () => get(workload.address), (b) => b === 'app')
+    await eventually(
+      'app answer',
+      () => get(workload.address),
+      (b) => b === 'app',
+    )
     expect(body(await converse(toApp, HTTP_GET))).toBe('app')
     expect(body(await converse(toHandler, HTTP_GET))).toBe('handler')
   })
 
   it('keeps serving open relayed connections after release, then exits', async () => {
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     const held = await open(workload.address)
     await new Promise((r) => setTimeout(r, 200)) // the dial-back completes
     await session.release()
     expect(await get(workload.address)).toBe('app')
     expect(body(await converse(held, HTTP_GET))).toBe('handler')
-    await eventually('agent container gone', () => containerGone(containerId), (g) => g, 10_000)
+    await eventually(
+      'agent container gone',
+      () => containerGone(containerId),
+      (g) => g,
+      10_000,
+    )
   })
 })
 
@@ -500,7 +597,11 @@ describe('an agent killed before it could clean up', () => {
   it('removeAgent restores the traffic when it had to kill the agent', async () => {
     const {session, containerId} = await inject('killed-by-stop')
     session.activate()
-    await eventually('intercepted answer', () => get(workload.address), (b) => b === 'handler')
+    await eventually(
+      'intercepted answer',
+      () => get(workload.address),
+      (b) => b === 'handler',
+    )
     await cluster.removeAgent(containerId, 0) // no grace: SIGKILL at once
     expect(await containerGone(containerId)).toBe(true)
     expect(await get(workload.address)).toBe('app')
@@ -528,7 +629,11 @@ describe('passthrough', () => {
       HostConfig: {NetworkMode: NET},
     })
     const bound = await cluster.workload(NET, 'tpt-agent-bound')
-    await eventually('the bound app answers', () => get(bound.address), (b) => b === 'bound')
+    await eventually(
+      'the bound app answers',
+      () => get(bound.address),
+      (b) => b === 'bound',
+    )
     const {containerId} = await inject('bound-agent', {}, bound)
     try {
       for (let i = 0; i < 5; i++) expect(await get(bound.address)).toBe('bound')

@@ -15,20 +15,32 @@ export class Fixtures {
   /** A busybox image (httpd, sh, wget, nc) for workloads and clients. */
   async busybox(ref = 'tpt-agent-busybox:1'): Promise<string> {
     const [repo, tag] = ref.split(':')
-    const image = await ensureImportedImage(this.docker, {repo, tag, spec: {busybox: STATIC_BUSYBOX, dirs: ['/www', '/data']}, labels: FIXTURE_LABELS, what: 'test fixture'})
+    const image = await ensureImportedImage(this.docker, {
+      repo,
+      tag,
+      spec: {busybox: STATIC_BUSYBOX, dirs: ['/www', '/data']},
+      labels: FIXTURE_LABELS,
+      what: 'test fixture',
+    })
     if (!this.images.includes(image.ref)) this.images.push(image.ref)
     return image.ref
   }
 
   async network(name: string): Promise<Dockerode.NetworkInspectInfo> {
-    await this.docker.getNetwork(name).remove().catch(() => undefined)
+    await this.docker
+      .getNetwork(name)
+      .remove()
+      .catch(() => undefined)
     await this.docker.createNetwork({Name: name, Labels: FIXTURE_LABELS, CheckDuplicate: true})
     this.networks.push(name)
     return this.docker.getNetwork(name).inspect()
   }
 
   async volume(name: string): Promise<string> {
-    await this.docker.getVolume(name).remove({force: true}).catch(() => undefined)
+    await this.docker
+      .getVolume(name)
+      .remove({force: true})
+      .catch(() => undefined)
     await this.docker.createVolume({Name: name, Labels: FIXTURE_LABELS})
     this.volumes.push(name)
     return name
@@ -36,7 +48,10 @@ export class Fixtures {
 
   /** Creates and starts a container; removed in cleanup. */
   async container(options: Dockerode.ContainerCreateOptions & {name: string}, start = true): Promise<Dockerode.ContainerInspectInfo> {
-    await this.docker.getContainer(options.name).remove({force: true}).catch(() => undefined)
+    await this.docker
+      .getContainer(options.name)
+      .remove({force: true})
+      .catch(() => undefined)
     const container = await this.docker.createContainer({...options, Labels: {...FIXTURE_LABELS, ...options.Labels}})
     this.containers.push(container.id)
     if (start) await container.start()
@@ -45,8 +60,17 @@ export class Fixtures {
 
   /** Runs a command in a throwaway container on a network; returns its output and exit code. */
   async run(image: string, network: string, cmd: string[], name: string, hostConfig: Dockerode.HostConfig = {}): Promise<{output: string; code: number}> {
-    await this.docker.getContainer(name).remove({force: true}).catch(() => undefined)
-    const container = await this.docker.createContainer({name, Image: image, Cmd: cmd, Labels: FIXTURE_LABELS, HostConfig: {NetworkMode: network, ...hostConfig}})
+    await this.docker
+      .getContainer(name)
+      .remove({force: true})
+      .catch(() => undefined)
+    const container = await this.docker.createContainer({
+      name,
+      Image: image,
+      Cmd: cmd,
+      Labels: FIXTURE_LABELS,
+      HostConfig: {NetworkMode: network, ...hostConfig},
+    })
     this.containers.push(container.id)
     await container.start()
     const {StatusCode} = (await container.wait()) as {StatusCode: number}
@@ -56,10 +80,26 @@ export class Fixtures {
   }
 
   async cleanup(): Promise<void> {
-    for (const id of this.containers.reverse()) await this.docker.getContainer(id).remove({force: true}).catch(() => undefined)
-    for (const name of this.networks.reverse()) await this.docker.getNetwork(name).remove().catch(() => undefined)
-    for (const name of this.volumes.reverse()) await this.docker.getVolume(name).remove({force: true}).catch(() => undefined)
-    for (const ref of this.images) await this.docker.getImage(ref).remove().catch(() => undefined)
+    for (const id of this.containers.reverse())
+      await this.docker
+        .getContainer(id)
+        .remove({force: true})
+        .catch(() => undefined)
+    for (const name of this.networks.reverse())
+      await this.docker
+        .getNetwork(name)
+        .remove()
+        .catch(() => undefined)
+    for (const name of this.volumes.reverse())
+      await this.docker
+        .getVolume(name)
+        .remove({force: true})
+        .catch(() => undefined)
+    for (const ref of this.images)
+      await this.docker
+        .getImage(ref)
+        .remove()
+        .catch(() => undefined)
   }
 }
 

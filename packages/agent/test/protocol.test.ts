@@ -1,6 +1,17 @@
 import {createServer, connect, type Socket} from 'node:net'
 import {describe, expect, it} from 'vitest'
-import {AgentServer, type AgentMessage, type DaemonMessage, decodeAgentMessage, decodeDaemonMessage, encode, type InvalidLine, readHeaderLine, readMessages, splice} from '@tp/agent'
+import {
+  AgentServer,
+  type AgentMessage,
+  type DaemonMessage,
+  decodeAgentMessage,
+  decodeDaemonMessage,
+  encode,
+  type InvalidLine,
+  readHeaderLine,
+  readMessages,
+  splice,
+} from '@tp/agent'
 
 // Real sockets on loopback; no Docker.
 function pair(): Promise<{client: Socket; server: Socket; close: () => void}> {
@@ -120,7 +131,15 @@ describe('decodeAgentMessage', () => {
 
 describe('decodeDaemonMessage', () => {
   it('decodes every message the daemon sends', () => {
-    const sent: DaemonMessage[] = [{type: 'activate'}, {type: 'activate', directPort: 8080}, {type: 'activate', directPort: 8080, directHost: '172.18.0.1'}, {type: 'deactivate'}, {type: 'dial-failed', id: 'c7'}, {type: 'ping'}, {type: 'release'}]
+    const sent: DaemonMessage[] = [
+      {type: 'activate'},
+      {type: 'activate', directPort: 8080},
+      {type: 'activate', directPort: 8080, directHost: '172.18.0.1'},
+      {type: 'deactivate'},
+      {type: 'dial-failed', id: 'c7'},
+      {type: 'ping'},
+      {type: 'release'},
+    ]
     for (const message of sent) expect(decodeDaemonMessage(JSON.parse(encode(message)))).toEqual(message)
     expect(decodeDaemonMessage({type: 'activate', directPort: null})).toEqual({type: 'activate'})
   })
@@ -144,7 +163,12 @@ describe('readMessages', () => {
     const messages: DaemonMessage[] = []
     const invalid: [string, InvalidLine][] = []
     const ended = new Promise((resolve) => server.once('end', resolve))
-    readMessages(server, decodeDaemonMessage, (m) => messages.push(m), (line, why) => invalid.push([line, why]))
+    readMessages(
+      server,
+      decodeDaemonMessage,
+      (m) => messages.push(m),
+      (line, why) => invalid.push([line, why]),
+    )
     client.write(`${encode({type: 'ping'})}not json\n{"type":"reboot"}\n\n[1]\n{"type":"activate","directPort":`)
     client.end('9000}\n')
     await ended

@@ -30,7 +30,10 @@ export class Connections {
   private readonly store: ConnectionStore
   private readonly loaded = new Map<string, Promise<DaemonBackend>>()
 
-  constructor(private readonly registries: Registries, private readonly context: PluginContext) {
+  constructor(
+    private readonly registries: Registries,
+    private readonly context: PluginContext,
+  ) {
     this.store = new ConnectionStore(join(context.cacheDir, 'connections'))
   }
 

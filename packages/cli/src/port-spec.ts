@@ -11,9 +11,7 @@ export interface PortSpec {
 type Where = Pick<PlacementCapabilities, 'canPublishPorts'>
 
 function expected(where: Where): string {
-  return where.canPublishPorts
-    ? '--port <local>[:<container port>[:<service port name or number>]]'
-    : '--port <local>[:<service port name or number>]'
+  return where.canPublishPorts ? '--port <local>[:<container port>[:<service port name or number>]]' : '--port <local>[:<service port name or number>]'
 }
 
 function portNumber(text: string, what: string, where: Where): number {

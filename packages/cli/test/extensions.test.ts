@@ -75,8 +75,14 @@ describe('tp extensions', () => {
 
   it('exits 1 naming both plugins when two linked plugins register the same handler name', async () => {
     const s = await sandbox('dup')
-    await link(s, await writePlugin(s, {name: 'tpt-cli-dup-a', version: '1.0.0', hooks: {'tp:handlers': handlersHook([{name: 'tpt-same'}, {name: 'tpt-only-a'}])}}))
-    await link(s, await writePlugin(s, {name: 'tpt-cli-dup-b', version: '2.0.0', hooks: {'tp:handlers': handlersHook([{name: 'tpt-same'}, {name: 'tpt-only-b'}])}}))
+    await link(
+      s,
+      await writePlugin(s, {name: 'tpt-cli-dup-a', version: '1.0.0', hooks: {'tp:handlers': handlersHook([{name: 'tpt-same'}, {name: 'tpt-only-a'}])}}),
+    )
+    await link(
+      s,
+      await writePlugin(s, {name: 'tpt-cli-dup-b', version: '2.0.0', hooks: {'tp:handlers': handlersHook([{name: 'tpt-same'}, {name: 'tpt-only-b'}])}}),
+    )
 
     const human = await s.tp(['extensions'])
     expect(human.exitCode).toBe(1)
@@ -111,7 +117,10 @@ describe('tp extensions', () => {
 
   it('refuses a descriptor for extension API 99, naming the plugin and the supported range', async () => {
     const s = await sandbox('api')
-    const hook = handlersHook([{name: 'tpt-future', apiVersion: 99}, {name: 'tpt-present', apiVersion: 1}])
+    const hook = handlersHook([
+      {name: 'tpt-future', apiVersion: 99},
+      {name: 'tpt-present', apiVersion: 1},
+    ])
     await link(s, await writePlugin(s, {name: 'tpt-cli-future', version: '3.0.0', hooks: {'tp:handlers': hook}}))
 
     const result = await s.tp(['extensions'])
@@ -139,14 +148,19 @@ describe('tp extensions', () => {
         },
       }),
     )
-    await link(s, await writePlugin(s, {name: 'tpt-cli-malformed', hooks: {'tp:handlers': `export default async function () { return [{name: 'tpt-shapeless'}] }\n`}}))
+    await link(
+      s,
+      await writePlugin(s, {name: 'tpt-cli-malformed', hooks: {'tp:handlers': `export default async function () { return [{name: 'tpt-shapeless'}] }\n`}}),
+    )
 
     const result = await s.tp(['extensions', '--json'])
     expect(result.exitCode).toBe(1)
     const json = parseJson(result.stdout)
     expect(json.handlers.map((h) => h.name)).toContain('tpt-still-here')
     expect(json['volume-providers'].map((v) => [v.name, v.plugin])).toContainEqual(['tpt-vol', 'tpt-cli-throws'])
-    expect(json.problems).toContainEqual(expect.objectContaining({reason: 'hook-failed', point: 'handlers', plugin: {name: 'tpt-cli-throws', version: '0.0.1'}}))
+    expect(json.problems).toContainEqual(
+      expect.objectContaining({reason: 'hook-failed', point: 'handlers', plugin: {name: 'tpt-cli-throws', version: '0.0.1'}}),
+    )
     expect(json.problems).toContainEqual(expect.objectContaining({reason: 'malformed', name: 'tpt-shapeless'}))
     expect(result.stderr).toMatch(/tpt-cli-throws@0\.0\.1.*tpt boom: config missing/)
     expect(result.stderr).toMatch(/tpt-cli-malformed@1\.0\.0.*load is not a function/)

@@ -39,8 +39,7 @@ export async function makeSandbox(label: string): Promise<Sandbox> {
   return {
     dir,
     env,
-    tp: (args, extra = {}) =>
-      execa('node', [TP_BIN, ...args], {...TP_RUN_OPTIONS, env: {...env, ...extra}}),
+    tp: (args, extra = {}) => execa('node', [TP_BIN, ...args], {...TP_RUN_OPTIONS, env: {...env, ...extra}}),
     remove: () => rm(dir, {recursive: true, force: true}),
   }
 }

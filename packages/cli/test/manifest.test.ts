@@ -55,7 +55,9 @@ describe('oclif manifest', () => {
     const result = await s.tp(['version'], {NODE_OPTIONS: `--import ${pathToFileURL(register).href}`})
     expect(result.exitCode).toBe(0)
     const loaded = readFileSync(log, 'utf8').split('\n')
-    const commandsLoaded = loaded.filter((url) => url.startsWith(pathToFileURL(commandsDir).href)).map((url) => url.slice(pathToFileURL(commandsDir).href.length + 1))
+    const commandsLoaded = loaded
+      .filter((url) => url.startsWith(pathToFileURL(commandsDir).href))
+      .map((url) => url.slice(pathToFileURL(commandsDir).href.length + 1))
     expect(commandsLoaded).toEqual(['version.js'])
   })
 })

@@ -81,14 +81,19 @@ export class DockerCluster {
           `pass --namespace with one of: ${list(describe)}`,
         )
       }
-      throw new UserError(`namespace "${requested}" does not exist: there is no user-defined Docker network of that name`, `pass --namespace with one of: ${list(describe)}`)
+      throw new UserError(
+        `namespace "${requested}" does not exist: there is no user-defined Docker network of that name`,
+        `pass --namespace with one of: ${list(describe)}`,
+      )
     }
     const withWorkloads = namespaces.filter((n) => n.workloads > 0)
     if (withWorkloads.length === 1) return withWorkloads[0].name
     if (withWorkloads.length === 0) {
       throw new UserError(
         'no user-defined Docker network has running containers, so there is no namespace to connect to',
-        namespaces.length === 0 ? 'start your stack (e.g. `docker-compose up -d`) and try again' : `start your stack, or pass --namespace with one of: ${list(describe)}`,
+        namespaces.length === 0
+          ? 'start your stack (e.g. `docker-compose up -d`) and try again'
+          : `start your stack, or pass --namespace with one of: ${list(describe)}`,
       )
     }
     throw new UserError(
@@ -149,8 +154,15 @@ export class DockerCluster {
     const known = `ports of ${workload.name}: ${list(workload.ports.map(describePort))}`
     if (spec === undefined || spec === '') {
       if (tcp.length === 1) return tcp[0]
-      if (tcp.length === 0) throw new UserError(`workload ${workload.name} exposes no TCP port, so there is nothing to intercept`, 'expose the port in its image or compose file (`expose:`/`ports:`)')
-      throw new UserError(`workload ${workload.name} exposes several ports; say which one to intercept`, `pass --port <local>:<service port> with one of the ${known}`)
+      if (tcp.length === 0)
+        throw new UserError(
+          `workload ${workload.name} exposes no TCP port, so there is nothing to intercept`,
+          'expose the port in its image or compose file (`expose:`/`ports:`)',
+        )
+      throw new UserError(
+        `workload ${workload.name} exposes several ports; say which one to intercept`,
+        `pass --port <local>:<service port> with one of the ${known}`,
+      )
     }
     const matches = /^\d+$/.test(spec) ? workload.ports.filter((p) => p.port === Number(spec)) : workload.ports.filter((p) => p.name === spec)
     const tcpMatches = matches.filter((p) => p.protocol === 'tcp')
@@ -208,7 +220,9 @@ export class DockerCluster {
     const wasRunning = info.State.Running
     await container.stop({t: graceSeconds}).catch(gone)
     let timer: NodeJS.Timeout | undefined
-    const status = wasRunning ? await Promise.race([exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5000)))]) : info.State.ExitCode
+    const status = wasRunning
+      ? await Promise.race([exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5000)))])
+      : info.State.ExitCode
     clearTimeout(timer)
     await container.remove({force: true}).catch(gone)
     // AutoRemove may have been removing it already (409): wait until it is really gone

@@ -109,7 +109,9 @@ export function createApi(options: {
 
   const server = createServer((req, res) => {
     if (!authorized(req)) {
-      sendJson(res, 401, {error: {kind: 'user', message: 'the daemon refused the request: wrong or missing token', next: 'reconnect with `tp quit` then `tp connect`'}})
+      sendJson(res, 401, {
+        error: {kind: 'user', message: 'the daemon refused the request: wrong or missing token', next: 'reconnect with `tp quit` then `tp connect`'},
+      })
       return
     }
     routes(req, res).catch((error: unknown) => {

@@ -30,7 +30,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
   }
   const port = (name: string, fallback: number): number => {
     const n = Number(env[name] ?? fallback)
-    if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new UserError(`${name} must be a port number, not ${env[name]}`, 'start the daemon with `tp connect`')
+    if (!Number.isInteger(n) || n < 0 || n > 65_535)
+      throw new UserError(`${name} must be a port number, not ${env[name]}`, 'start the daemon with `tp connect`')
     return n
   }
   let placement: Placement
@@ -41,7 +42,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     throw new UserError('TP_PLACEMENT is not JSON', 'start the daemon with `tp connect`, not by hand')
   }
   const problems = placementProblems(placement)
-  if (problems.length > 0) throw new UserError(`the daemon backend gave an unusable placement: ${problems.join('; ')}`, 'report it to the backend plugin’s authors')
+  if (problems.length > 0)
+    throw new UserError(`the daemon backend gave an unusable placement: ${problems.join('; ')}`, 'report it to the backend plugin’s authors')
   return {
     id: required('TP_DAEMON_ID'),
     connection: required('TP_CONNECTION'),

@@ -175,7 +175,9 @@ describe('InterceptManager', () => {
     const refused = await userError(manager.create({workload: 'frontend-v1', localPort: 8001, name: 'other', mounts: false}, lease(calls)))
     expect(refused.message).toBe('port 80 of frontend-v1 is already intercepted by "frontend-v1"')
     expect(refused.next).toContain('tp leave frontend-v1')
-    expect(await userError(manager.create({workload: 'multi', localPort: 8002, servicePort: '80', name: 'frontend-v1', mounts: false}, lease(calls)))).toMatchObject({
+    expect(
+      await userError(manager.create({workload: 'multi', localPort: 8002, servicePort: '80', name: 'frontend-v1', mounts: false}, lease(calls))),
+    ).toMatchObject({
       message: 'an intercept named "frontend-v1" already exists',
     })
     await manager.remove('frontend-v1', 'done', 'owner')
@@ -186,7 +188,11 @@ describe('InterceptManager', () => {
   it('releases the claim when the agent never becomes ready', async () => {
     const {manager, calls} = setup({agentFails: new Error('agent did not start')})
     await expect(manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))).rejects.toThrow('agent did not start')
-    expect(calls).toEqual(['remove-agent tp-unit-agent-frontend-v1', 'inject tp-unit-agent-frontend-v1 10.1.0.2:4701', 'remove-agent c-tp-unit-agent-frontend-v1'])
+    expect(calls).toEqual([
+      'remove-agent tp-unit-agent-frontend-v1',
+      'inject tp-unit-agent-frontend-v1 10.1.0.2:4701',
+      'remove-agent c-tp-unit-agent-frontend-v1',
+    ])
     expect(manager.list()).toEqual([])
   })
 

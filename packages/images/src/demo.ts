@@ -66,7 +66,10 @@ export async function connectDocker(): Promise<Dockerode> {
     await docker.ping()
   } catch (error) {
     const where = process.env.DOCKER_HOST ? `DOCKER_HOST=${process.env.DOCKER_HOST}` : 'the default socket /var/run/docker.sock (DOCKER_HOST is not set)'
-    throw new UserError(`the Docker engine is unreachable: looked at ${where} (${(error as Error).message})`, 'start Docker (e.g. `dockerd &`), or point DOCKER_HOST at a running engine')
+    throw new UserError(
+      `the Docker engine is unreachable: looked at ${where} (${(error as Error).message})`,
+      'start Docker (e.g. `dockerd &`), or point DOCKER_HOST at a running engine',
+    )
   }
   return docker
 }
@@ -76,10 +79,13 @@ function demoLabels(network: string): Record<string, string> {
 }
 
 async function ensureNetwork(docker: Dockerode, name: string): Promise<'created' | 'reused'> {
-  const existing = await docker.getNetwork(name).inspect().catch((error) => {
-    if (isNotFound(error)) return undefined
-    throw error
-  })
+  const existing = await docker
+    .getNetwork(name)
+    .inspect()
+    .catch((error) => {
+      if (isNotFound(error)) return undefined
+      throw error
+    })
   if (existing) return 'reused'
   try {
     await docker.createNetwork({Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: demoLabels(name)})
@@ -92,10 +98,13 @@ async function ensureNetwork(docker: Dockerode, name: string): Promise<'created'
 }
 
 async function ensureVolume(docker: Dockerode, name: string, network: string): Promise<'created' | 'reused'> {
-  const existing = await docker.getVolume(name).inspect().catch((error) => {
-    if (isNotFound(error)) return undefined
-    throw error
-  })
+  const existing = await docker
+    .getVolume(name)
+    .inspect()
+    .catch((error) => {
+      if (isNotFound(error)) return undefined
+      throw error
+    })
   if (existing) return 'reused'
   await docker.createVolume({Name: name, Labels: demoLabels(network)})
   return 'created'
@@ -116,10 +125,9 @@ async function runOnce(docker: Dockerode, options: Dockerode.ContainerCreateOpti
 
 /** Puts the demo's files into its volumes; /data/config.txt only if missing (tests may change it). */
 async function seedVolumes(docker: Dockerode, names: DemoNames, busybox: string): Promise<void> {
-  const script = [
-    `[ -f /data/config.txt ] || printf '%s' "$CONFIG_TXT" > /data/config.txt`,
-    `printf '%s' "$SETTINGS_TXT" > /etc/frontend/settings.txt`,
-  ].join(' && ')
+  const script = [`[ -f /data/config.txt ] || printf '%s' "$CONFIG_TXT" > /data/config.txt`, `printf '%s' "$SETTINGS_TXT" > /etc/frontend/settings.txt`].join(
+    ' && ',
+  )
   const result = await runOnce(docker, {
     Image: busybox,
     Cmd: ['sh', '-c', script],
@@ -127,7 +135,8 @@ async function seedVolumes(docker: Dockerode, names: DemoNames, busybox: string)
     Labels: demoLabels(names.network),
     HostConfig: {Binds: [`${names.dataVolume}:/data`, `${names.readOnlyVolume}:/etc/frontend`], NetworkMode: 'none'},
   })
-  if (result.code !== 0) throw new UserError(`could not write the demo's files into its volumes: ${result.output.trim()}`, 'run `tp demo down`, then `tp demo up` again')
+  if (result.code !== 0)
+    throw new UserError(`could not write the demo's files into its volumes: ${result.output.trim()}`, 'run `tp demo down`, then `tp demo up` again')
 }
 
 interface WorkloadSpec {
@@ -141,18 +150,33 @@ interface WorkloadSpec {
  * Creates the container, or keeps the existing one when it is running with the same configuration
  * (so an intercept in progress against it is never disturbed); anything else is replaced.
  */
-async function ensureWorkload(docker: Dockerode, names: DemoNames, image: string, spec: WorkloadSpec, attempt = 1): Promise<'created' | 'recreated' | 'reused'> {
+async function ensureWorkload(
+  docker: Dockerode,
+  names: DemoNames,
+  image: string,
+  spec: WorkloadSpec,
+  attempt = 1,
+): Promise<'created' | 'recreated' | 'reused'> {
   const imageId = (await docker.getImage(image).inspect()).Id
-  const specHash = createHash('sha256').update(JSON.stringify({imageId, ...spec, network: names.network})).digest('hex').slice(0, 16)
-  const existing = await docker.getContainer(spec.name).inspect().catch((error) => {
-    if (isNotFound(error)) return undefined
-    throw error
-  })
+  const specHash = createHash('sha256')
+    .update(JSON.stringify({imageId, ...spec, network: names.network}))
+    .digest('hex')
+    .slice(0, 16)
+  const existing = await docker
+    .getContainer(spec.name)
+    .inspect()
+    .catch((error) => {
+      if (isNotFound(error)) return undefined
+      throw error
+    })
   if (existing) {
     const sameSpec = existing.Config.Labels?.[LABEL_DEMO_SPEC] === specHash
     if (sameSpec && existing.State.Running && existing.NetworkSettings.Networks[names.network]) return 'reused'
     if (existing.Config.Labels?.[LABEL_DEMO] !== 'true') {
-      throw new UserError(`a container named ${spec.name} exists and is not part of the demo`, `remove or rename it (docker rm -f ${spec.name}), then run \`tp demo up\` again`)
+      throw new UserError(
+        `a container named ${spec.name} exists and is not part of the demo`,
+        `remove or rename it (docker rm -f ${spec.name}), then run \`tp demo up\` again`,
+      )
     }
     await docker.getContainer(spec.name).remove({force: true})
   }
@@ -250,21 +274,27 @@ export async function demoDown(docker: Dockerode, options: DemoOptions = {}): Pr
   const removed: string[] = []
   const filters = JSON.stringify({label: [`${LABEL_DEMO}=true`, `${LABEL_DEMO_NETWORK}=${names.network}`]})
   const containers = await docker.listContainers({all: true, filters})
-  const network = await docker.getNetwork(names.network).inspect().catch((error) => {
-    if (isNotFound(error)) return undefined
-    throw error
-  })
+  const network = await docker
+    .getNetwork(names.network)
+    .inspect()
+    .catch((error) => {
+      if (isNotFound(error)) return undefined
+      throw error
+    })
   const others = await foreignUsers(docker, network, containers)
   if (others.length > 0) {
     throw new UserError(
       `the demo on network ${names.network} is still in use by ${others.join(', ')}, which the demo did not create; nothing was removed`,
-      'end those first (`tp quit` ends tp\'s intercepts and daemons), then run `tp demo down` again',
+      "end those first (`tp quit` ends tp's intercepts and daemons), then run `tp demo down` again",
     )
   }
   for (const c of containers) {
-    await docker.getContainer(c.Id).remove({force: true}).catch((error) => {
-      if (!isNotFound(error)) throw error
-    })
+    await docker
+      .getContainer(c.Id)
+      .remove({force: true})
+      .catch((error) => {
+        if (!isNotFound(error)) throw error
+      })
     removed.push(`container ${c.Names[0]?.replace(/^\//, '') ?? c.Id}`)
   }
   if (network?.Labels?.[LABEL_DEMO] === 'true') {

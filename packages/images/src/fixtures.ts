@@ -110,7 +110,10 @@ const BASE_CHANGES: ImportChanges = ['ENV PATH=/bin:/usr/bin:/sbin:/usr/sbin', '
 
 /** Tags `source` as `target` unless it already points at the same image. */
 async function ensureTag(docker: Dockerode, imageId: string, target: string): Promise<void> {
-  const existing = await docker.getImage(target).inspect().catch(swallow(trace, `looking up image ${target}`))
+  const existing = await docker
+    .getImage(target)
+    .inspect()
+    .catch(swallow(trace, `looking up image ${target}`))
   if (existing?.Id === imageId) return
   const [repo, tag] = target.split(':')
   await docker.getImage(imageId).tag({repo, tag})
@@ -126,7 +129,14 @@ export async function ensureFixtureImages(docker: Dockerode, options: {prefix?: 
   const baseSpec = busyboxSpec()
   const baseTag = await inputsHash(baseSpec, [...BASE_CHANGES, JSON.stringify(FIXTURE_LABELS)])
   const [base, workload, frontendV2] = await Promise.all([
-    ensureImportedImage(docker, {repo: `${prefix}${BUSYBOX_REPO}`, tag: baseTag, spec: baseSpec, changes: BASE_CHANGES, labels: FIXTURE_LABELS, what: 'fixture busybox'}),
+    ensureImportedImage(docker, {
+      repo: `${prefix}${BUSYBOX_REPO}`,
+      tag: baseTag,
+      spec: baseSpec,
+      changes: BASE_CHANGES,
+      labels: FIXTURE_LABELS,
+      what: 'fixture busybox',
+    }),
     ensureImportedImage(docker, {
       repo: `${prefix}tp-demo-workload`,
       tag: 'latest',

@@ -165,7 +165,10 @@ export async function ensureImportedImage(
   const ref = `${options.repo}:${options.tag}`
   const changes = options.changes ?? []
   const hash = await inputsHash(options.spec, [...changes, JSON.stringify(options.labels ?? {})])
-  const existing = await docker.getImage(ref).inspect().catch(swallow(trace, `looking up image ${ref}`))
+  const existing = await docker
+    .getImage(ref)
+    .inspect()
+    .catch(swallow(trace, `looking up image ${ref}`))
   if (existing && existing.Config?.Labels?.[LABEL_INPUTS] === hash) return {ref, id: existing.Id, built: false}
 
   const root = await mkdtemp(join(tmpdir(), 'tp-rootfs-'))
@@ -173,7 +176,10 @@ export async function ensureImportedImage(
     await assembleRootfs(options.spec, root, options.what)
     const labels = {...options.labels, [LABEL_INPUTS]: hash}
     const allChanges = [...changes, ...Object.entries(labels).map(([k, v]) => `LABEL ${JSON.stringify(k)}=${JSON.stringify(v)}`)]
-    const stream = (await docker.importImage(pack(root) as unknown as NodeJS.ReadableStream, {repo: options.repo, tag: options.tag, changes: allChanges} as never)) as unknown as NodeJS.ReadableStream
+    const stream = (await docker.importImage(
+      pack(root) as unknown as NodeJS.ReadableStream,
+      {repo: options.repo, tag: options.tag, changes: allChanges} as never,
+    )) as unknown as NodeJS.ReadableStream
     await new Promise<void>((resolve, reject) => {
       docker.modem.followProgress(stream as NodeJS.ReadableStream, (error: Error | null, output: Array<{error?: string}>) => {
         const failed = error ?? output.find((o) => o.error)?.error
@@ -182,7 +188,8 @@ export async function ensureImportedImage(
       })
     })
     const image = await docker.getImage(ref).inspect()
-    if (image.Config?.Labels?.[LABEL_INPUTS] !== hash) throw new SubprocessError(`docker import ${ref}`, undefined, 'the imported image lacks its labels (changes were not applied)')
+    if (image.Config?.Labels?.[LABEL_INPUTS] !== hash)
+      throw new SubprocessError(`docker import ${ref}`, undefined, 'the imported image lacks its labels (changes were not applied)')
     return {ref, id: image.Id, built: true}
   } finally {
     await rm(root, {recursive: true, force: true})

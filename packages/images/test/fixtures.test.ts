@@ -18,8 +18,15 @@ describe('fixture images', () => {
     await docker.createNetwork({Name: network, Labels: {[LABEL_FIXTURE]: 'true'}})
   })
   afterAll(async () => {
-    for (const name of created) await docker.getContainer(name).remove({force: true}).catch(() => undefined)
-    await docker.getNetwork(network).remove().catch(() => undefined)
+    for (const name of created)
+      await docker
+        .getContainer(name)
+        .remove({force: true})
+        .catch(() => undefined)
+    await docker
+      .getNetwork(network)
+      .remove()
+      .catch(() => undefined)
   })
 
   it('builds every image from nothing, labelled as a fixture, and reuses them on the second call', async () => {
@@ -47,10 +54,16 @@ describe('fixture images', () => {
       const again = await ensureFixtureImages(docker, {prefix})
       expect(performance.now() - againStarted).toBeLessThan(1000)
       expect(again.built).toEqual([])
-      const idsAgain = await Promise.all([again.busybox, again.workload, again.frontendV2, again.frontendV2Bare].map(async (ref) => (await docker.getImage(ref).inspect()).Id))
+      const idsAgain = await Promise.all(
+        [again.busybox, again.workload, again.frontendV2, again.frontendV2Bare].map(async (ref) => (await docker.getImage(ref).inspect()).Id),
+      )
       expect(idsAgain).toEqual(ids)
     } finally {
-      for (const ref of refs) await docker.getImage(ref).remove().catch(() => undefined)
+      for (const ref of refs)
+        await docker
+          .getImage(ref)
+          .remove()
+          .catch(() => undefined)
     }
   })
 
@@ -65,13 +78,62 @@ describe('fixture images', () => {
     const catalog = `tpt-images-catalog-${suffix}`
     const v2 = `tpt-images-v2-${suffix}`
     created.push(catalog, v2)
-    expect((await run(['run', '-d', '--name', catalog, '--network', network, '--network-alias', 'catalog', '-e', 'RESPONSE_JSON={"catalog":["x"]}', images.workload])).exitCode).toBe(0)
+    expect(
+      (
+        await run([
+          'run',
+          '-d',
+          '--name',
+          catalog,
+          '--network',
+          network,
+          '--network-alias',
+          'catalog',
+          '-e',
+          'RESPONSE_JSON={"catalog":["x"]}',
+          images.workload,
+        ])
+      ).exitCode,
+    ).toBe(0)
     const notes = 'line one\nline two'
-    const started = await execa('docker', ['run', '-d', '--name', v2, '--network', network, '--network-alias', 'v2', '-e', 'GREETING=hi there', '-e', 'DEMO_NOTES', '-e', 'TP_INTERCEPT_ID=abc', '--tmpfs', '/data', '--tmpfs', '/ro:ro', FRONTEND_V2_BARE_IMAGE], {env: {DEMO_NOTES: notes}})
+    const started = await execa(
+      'docker',
+      [
+        'run',
+        '-d',
+        '--name',
+        v2,
+        '--network',
+        network,
+        '--network-alias',
+        'v2',
+        '-e',
+        'GREETING=hi there',
+        '-e',
+        'DEMO_NOTES',
+        '-e',
+        'TP_INTERCEPT_ID=abc',
+        '--tmpfs',
+        '/data',
+        '--tmpfs',
+        '/ro:ro',
+        FRONTEND_V2_BARE_IMAGE,
+      ],
+      {env: {DEMO_NOTES: notes}},
+    )
     expect(started.exitCode).toBe(0)
 
     const client = (url: string) =>
-      run(['run', '--rm', '--network', network, images.busybox, 'sh', '-c', `for i in $(seq 50); do timeout 5 wget -q -O - "${url}" && exit 0; sleep 0.2; done; exit 1`])
+      run([
+        'run',
+        '--rm',
+        '--network',
+        network,
+        images.busybox,
+        'sh',
+        '-c',
+        `for i in $(seq 50); do timeout 5 wget -q -O - "${url}" && exit 0; sleep 0.2; done; exit 1`,
+      ])
     const root = await client('http://v2:8000/')
     expect(root.exitCode).toBe(0)
     expect(root.stdout).toContain('frontend-v2')
@@ -89,7 +151,21 @@ describe('fixture images', () => {
     expect((await client('http://v2:8000/config')).stdout.trim()).toBe('from-volume')
 
     // a read-only mount reports the failure instead of pretending
-    const refused = await run(['run', '--rm', '--network', network, images.busybox, 'timeout', '5', 'wget', '-q', '-S', '-O', '-', 'http://v2:8000/cgi-bin/write?path=/ro/x'])
+    const refused = await run([
+      'run',
+      '--rm',
+      '--network',
+      network,
+      images.busybox,
+      'timeout',
+      '5',
+      'wget',
+      '-q',
+      '-S',
+      '-O',
+      '-',
+      'http://v2:8000/cgi-bin/write?path=/ro/x',
+    ])
     expect(refused.exitCode).not.toBe(0)
     expect(refused.stderr).toMatch(/HTTP\/1\.1 500/)
   })
@@ -99,7 +175,16 @@ describe('fixture images', () => {
     const v2 = `tpt-images-port-${suffix}`
     created.push(v2)
     expect((await run(['run', '-d', '--name', v2, '--network', network, '--network-alias', 'v2port', '-e', 'PORT=9123', images.frontendV2])).exitCode).toBe(0)
-    const reply = await run(['run', '--rm', '--network', network, images.busybox, 'sh', '-c', 'for i in $(seq 50); do timeout 5 wget -q -O - http://v2port:9123/ && exit 0; sleep 0.2; done; exit 1'])
+    const reply = await run([
+      'run',
+      '--rm',
+      '--network',
+      network,
+      images.busybox,
+      'sh',
+      '-c',
+      'for i in $(seq 50); do timeout 5 wget -q -O - http://v2port:9123/ && exit 0; sleep 0.2; done; exit 1',
+    ])
     expect(reply.stdout).toMatch(/^frontend-v2\n/)
   })
 })

@@ -82,7 +82,11 @@ export function errorFromApi(body: ApiErrorBody): Error {
 
 export class DaemonUnreachableError extends UserError {
   constructor(url: string, cause: unknown) {
-    super(`the tp daemon at ${url} does not answer (${(cause as Error)?.message ?? cause})`, 'run `tp status` to check the connection, or `tp quit` and connect again', {cause})
+    super(
+      `the tp daemon at ${url} does not answer (${(cause as Error)?.message ?? cause})`,
+      'run `tp status` to check the connection, or `tp quit` and connect again',
+      {cause},
+    )
   }
 }
 
@@ -99,7 +103,10 @@ export interface InterceptLease {
 }
 
 export class DaemonClient {
-  constructor(readonly endpoint: DaemonEndpoint, private readonly timeoutMs = 30_000) {}
+  constructor(
+    readonly endpoint: DaemonEndpoint,
+    private readonly timeoutMs = 30_000,
+  ) {}
 
   status(): Promise<DaemonStatus> {
     return this.json('GET', '/v1/status')

@@ -6,8 +6,21 @@
 
 /** Long options of `docker run` that take no value (they may still be written `--opt=false`). */
 const BOOLEAN_LONG = new Set([
-  'rm', 'init', 'interactive', 'privileged', 'publish-all', 'quiet', 'read-only', 'sig-proxy', 'tty',
-  'detach', 'no-healthcheck', 'oom-kill-disable', 'disable-content-trust', 'help', 'use-api-socket',
+  'rm',
+  'init',
+  'interactive',
+  'privileged',
+  'publish-all',
+  'quiet',
+  'read-only',
+  'sig-proxy',
+  'tty',
+  'detach',
+  'no-healthcheck',
+  'oom-kill-disable',
+  'disable-content-trust',
+  'help',
+  'use-api-socket',
 ])
 /** The spellings docker (Go's strconv.ParseBool) accepts for a boolean option's value. */
 const BOOLEAN_VALUES = new Set(['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'])
@@ -17,8 +30,21 @@ const BOOLEAN_SHORT = new Set(['d', 'i', 't', 'P', 'q'])
 /** Short options that take a value: -a attach, -c cpu-shares, -e env, -h hostname, -l label, -m memory, -p publish, -u user, -v volume, -w workdir. */
 const VALUE_SHORT = new Set(['a', 'c', 'e', 'h', 'l', 'm', 'p', 'u', 'v', 'w'])
 const SHORT_TO_LONG: Record<string, string> = {
-  a: 'attach', c: 'cpu-shares', d: 'detach', e: 'env', h: 'hostname', i: 'interactive', l: 'label', m: 'memory',
-  p: 'publish', P: 'publish-all', q: 'quiet', t: 'tty', u: 'user', v: 'volume', w: 'workdir',
+  a: 'attach',
+  c: 'cpu-shares',
+  d: 'detach',
+  e: 'env',
+  h: 'hostname',
+  i: 'interactive',
+  l: 'label',
+  m: 'memory',
+  p: 'publish',
+  P: 'publish-all',
+  q: 'quiet',
+  t: 'tty',
+  u: 'user',
+  v: 'volume',
+  w: 'workdir',
 }
 
 /** Old spellings docker still accepts (hidden), reported under the current name. */

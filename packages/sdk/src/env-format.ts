@@ -69,7 +69,12 @@ function docker(key: string, value: string): string {
     throw cannot('docker', key, 'docker rejects names with whitespace or a leading #', 'use --env-syntax compose, or --env-json')
   }
   if (hasNewline(value)) {
-    throw cannot('docker', key, 'its value spans several lines and docker reads one variable per line, unquoted', 'use --env-syntax compose or sh, or --env-json')
+    throw cannot(
+      'docker',
+      key,
+      'its value spans several lines and docker reads one variable per line, unquoted',
+      'use --env-syntax compose or sh, or --env-json',
+    )
   }
   const line = `${key}=${value}`
   if (Buffer.byteLength(line) > DOCKER_MAX_LINE) {
@@ -92,7 +97,12 @@ function compose(key: string, value: string): string {
 
 function shellKey(syntax: EnvSyntax, key: string): void {
   if (!SHELL_KEY.test(key)) {
-    throw cannot(syntax, key, 'a shell variable name is letters, digits and "_", not starting with a digit', 'use --env-syntax docker or compose, or --env-json')
+    throw cannot(
+      syntax,
+      key,
+      'a shell variable name is letters, digits and "_", not starting with a digit',
+      'use --env-syntax docker or compose, or --env-json',
+    )
   }
 }
 

@@ -15,7 +15,11 @@ export abstract class TpError extends Error {
 
 export class UserError extends TpError {
   readonly kind = 'user' as const
-  constructor(message: string, readonly next?: string, options?: {cause?: unknown; exitCode?: number}) {
+  constructor(
+    message: string,
+    readonly next?: string,
+    options?: {cause?: unknown; exitCode?: number},
+  ) {
     super(message, options?.cause === undefined ? undefined : {cause: options.cause})
     this.name = 'UserError'
     if (options?.exitCode !== undefined) this.exitCode = options.exitCode
@@ -67,7 +71,12 @@ export function formatError(e: unknown): string {
     }
     if (e.kind === 'subprocess') {
       const s = e as SubprocessError
-      const stderr = s.stderrTail ? `\n${s.stderrTail.split('\n').map((l) => `  | ${l}`).join('\n')}` : ''
+      const stderr = s.stderrTail
+        ? `\n${s.stderrTail
+            .split('\n')
+            .map((l) => `  | ${l}`)
+            .join('\n')}`
+        : ''
       return `${s.message}${stderr}`
     }
     return `internal error (a bug in tp or one of its plugins): ${e.message}\n  → please report it with the output of \`tp version\`${e.stack ? `\n${e.stack}` : ''}`

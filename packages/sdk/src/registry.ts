@@ -1,11 +1,4 @@
-import {
-  type Descriptor,
-  type ExtensionPoint,
-  type Factory,
-  type PluginContext,
-  SUPPORTED_API_VERSIONS,
-  isDescriptor,
-} from './contracts.js'
+import {type Descriptor, type ExtensionPoint, type Factory, type PluginContext, SUPPORTED_API_VERSIONS, isDescriptor} from './contracts.js'
 import {BugError, UserError} from './errors.js'
 
 /** The plugin a descriptor came from. */
@@ -45,7 +38,10 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
   /** Names claimed by more than one plugin: unusable until one plugin is removed. */
   private readonly duplicates = new Map<string, PluginRef[]>()
 
-  constructor(readonly point: ExtensionPoint, outcome: HookOutcome) {
+  constructor(
+    readonly point: ExtensionPoint,
+    outcome: HookOutcome,
+  ) {
     for (const failure of outcome.failures) {
       this.problems.push({
         point,

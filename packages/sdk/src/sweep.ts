@@ -79,7 +79,15 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
   if (options.networks) {
     const networks = (await docker.listNetworks({filters})).filter((n) => !keep(n.Labels ?? {}))
     swept.push(...networks.map((n) => describe('network', n.Name, n.Labels)))
-    if (!options.dryRun) await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(swallow(trace, `removing network ${n.Name}`))))
+    if (!options.dryRun)
+      await Promise.all(
+        networks.map((n) =>
+          docker
+            .getNetwork(n.Id)
+            .remove()
+            .catch(swallow(trace, `removing network ${n.Name}`)),
+        ),
+      )
   }
   return swept
 }

@@ -120,7 +120,10 @@ function parseCompose(text: string): Record<string, string> {
       }
     } else {
       const end = text.indexOf('\n', i)
-      value = text.slice(i, end === -1 ? undefined : end).split('#')[0].trimEnd()
+      value = text
+        .slice(i, end === -1 ? undefined : end)
+        .split('#')[0]
+        .trimEnd()
       i = end === -1 ? text.length : end
     }
     env[key] = value
@@ -178,7 +181,9 @@ function parsePs(text: string, form: 'assign' | 'user'): Record<string, string> 
       i++
       continue
     }
-    const match = (form === 'assign' ? /^\$env:([A-Za-z_][A-Za-z0-9_]*) = '/ : /^\[Environment\]::SetEnvironmentVariable\('([A-Za-z_][A-Za-z0-9_]*)', '/).exec(text.slice(i))
+    const match = (form === 'assign' ? /^\$env:([A-Za-z_][A-Za-z0-9_]*) = '/ : /^\[Environment\]::SetEnvironmentVariable\('([A-Za-z_][A-Za-z0-9_]*)', '/).exec(
+      text.slice(i),
+    )
     if (!match) throw new Error(`not an assignment at ${JSON.stringify(text.slice(i, i + 30))}`)
     i += match[0].length
     let value = ''
@@ -249,7 +254,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rmSync(work, {recursive: true, force: true})
-  await docker.getImage(`${IMAGE_REPO}:1`).remove().catch(() => undefined)
+  await docker
+    .getImage(`${IMAGE_REPO}:1`)
+    .remove()
+    .catch(() => undefined)
 })
 
 describe('formatEnv reads back with the real reader', () => {
@@ -297,7 +305,11 @@ describe('formatEnv reads back with the real reader', () => {
 
   it.runIf(have('pwsh'))('ps: dot-sourced by PowerShell', () => {
     const file = writeTemp(formatEnv(CARRIES.ps, 'ps'), '.ps1')
-    const out = execFileSync('pwsh', ['-NoProfile', '-Command', `. '${file}'; Get-ChildItem env: | ForEach-Object { [Console]::Out.Write($_.Name + '=' + $_.Value + [char]0) }`])
+    const out = execFileSync('pwsh', [
+      '-NoProfile',
+      '-Command',
+      `. '${file}'; Get-ChildItem env: | ForEach-Object { [Console]::Out.Write($_.Name + '=' + $_.Value + [char]0) }`,
+    ])
     expect(pick(parseNulEnv(out), Object.keys(CARRIES.ps))).toEqual(CARRIES.ps)
   })
 })
@@ -325,9 +337,7 @@ describe('formatEnv reads back with a reverse parser of the documented rules', (
   it.runIf(spawnSync('python3', ['-c', 'import dotenv']).status === 0)('compose: python-dotenv (Compose v1 reader) agrees where v1 and v2 agree', () => {
     // v1 reads `\$` inside double quotes literally, and a trailing `\` as an escaped closing quote
     const doubleQuoted = (k: string, v: string) => formatEnv({[k]: v}, 'compose').startsWith(`${k}="`)
-    const values = Object.fromEntries(
-      Object.entries(CARRIES.compose).filter(([k, v]) => !(doubleQuoted(k, v) && (v.includes('$') || v.endsWith('\\')))),
-    )
+    const values = Object.fromEntries(Object.entries(CARRIES.compose).filter(([k, v]) => !(doubleQuoted(k, v) && (v.includes('$') || v.endsWith('\\')))))
     const file = writeTemp(formatEnv(values, 'compose'))
     const out = execFileSync('python3', ['-c', 'import sys, json, dotenv; print(json.dumps(dotenv.dotenv_values(sys.argv[1], interpolate=False)))', file])
     expect(JSON.parse(out.toString())).toEqual(values)

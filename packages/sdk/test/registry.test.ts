@@ -1,12 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {
-  type Descriptor,
-  ExtensionRegistry,
-  type HookOutcome,
-  isTpError,
-  type PluginContext,
-  SUPPORTED_API_VERSIONS,
-} from '@tp/sdk'
+import {type Descriptor, ExtensionRegistry, type HookOutcome, isTpError, type PluginContext, SUPPORTED_API_VERSIONS} from '@tp/sdk'
 
 /** A thing an extension builds: records which factory made it. */
 interface Greeter {
@@ -44,11 +37,14 @@ function outcome(successes: HookOutcome['successes'], failures: HookOutcome['fai
 
 describe('ExtensionRegistry', () => {
   it('lists extensions of every plugin, sorted, with the plugin that provides each', () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([
-      {plugin: beta, result: [descriptor('zulu')]},
-      {plugin: alpha, result: [descriptor('docker-run'), descriptor('alpha-b')]},
-      {plugin: gamma, result: undefined}, // a plugin that does not extend this point
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([
+        {plugin: beta, result: [descriptor('zulu')]},
+        {plugin: alpha, result: [descriptor('docker-run'), descriptor('alpha-b')]},
+        {plugin: gamma, result: undefined}, // a plugin that does not extend this point
+      ]),
+    )
     expect(registry.problems).toEqual([])
     expect(registry.list().map((e) => [e.descriptor.name, e.plugin.name, e.plugin.version])).toEqual([
       ['alpha-b', alpha.name, alpha.version],
@@ -65,10 +61,13 @@ describe('ExtensionRegistry', () => {
   })
 
   it('rejects a duplicate name, naming both plugins, and refuses to hand out either', async () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([
-      {plugin: alpha, result: [descriptor('docker-run'), descriptor('other')]},
-      {plugin: beta, result: [descriptor('docker-run')]},
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([
+        {plugin: alpha, result: [descriptor('docker-run'), descriptor('other')]},
+        {plugin: beta, result: [descriptor('docker-run')]},
+      ]),
+    )
     expect(registry.problems).toHaveLength(1)
     const [problem] = registry.problems
     expect(problem.reason).toBe('duplicate')
@@ -94,11 +93,14 @@ describe('ExtensionRegistry', () => {
   it('names every plugin when three claim the same name', () => {
     const capabilities = {canPublishPorts: false, sharesDaemonNetwork: true, hostReachesCluster: false}
     const backend = () => descriptor('container', {capabilities} as Partial<Descriptor<Greeter>>)
-    const registry = new ExtensionRegistry<Greeter>('daemon-backends', outcome([
-      {plugin: alpha, result: [backend()]},
-      {plugin: beta, result: [backend()]},
-      {plugin: gamma, result: [backend()]},
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'daemon-backends',
+      outcome([
+        {plugin: alpha, result: [backend()]},
+        {plugin: beta, result: [backend()]},
+        {plugin: gamma, result: [backend()]},
+      ]),
+    )
     expect(() => registry.get('container')).toThrow(/@tp\/plugin-alpha@1\.2\.3.*tp-plugin-beta@0\.4\.0.*@acme\/gamma@9\.9\.9/)
     expect(registry.list()).toEqual([])
   })
@@ -112,9 +114,10 @@ describe('ExtensionRegistry', () => {
   })
 
   it('refuses apiVersion 99, naming the plugin and the supported range', () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([
-      {plugin: beta, result: [descriptor('future', {apiVersion: 99}), descriptor('current')]},
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([{plugin: beta, result: [descriptor('future', {apiVersion: 99}), descriptor('current')]}]),
+    )
     expect(registry.problems).toHaveLength(1)
     const [problem] = registry.problems
     expect(problem.reason).toBe('api-version')
@@ -129,9 +132,10 @@ describe('ExtensionRegistry', () => {
   })
 
   it('refuses apiVersion 0 and fractional versions', () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([
-      {plugin: alpha, result: [descriptor('old', {apiVersion: 0}), descriptor('odd', {apiVersion: 1.5})]},
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([{plugin: alpha, result: [descriptor('old', {apiVersion: 0}), descriptor('odd', {apiVersion: 1.5})]}]),
+    )
     expect(registry.problems.map((p) => [p.reason, p.name])).toEqual([
       ['api-version', 'old'],
       ['api-version', 'odd'],
@@ -139,10 +143,16 @@ describe('ExtensionRegistry', () => {
   })
 
   it('reports a hook that failed while the other plugins still register', () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome(
-      [{plugin: alpha, result: [descriptor('docker-run')]}, {plugin: gamma, result: [descriptor('gamma-h')]}],
-      [{plugin: beta, error: new Error('cannot read config.yaml')}],
-    ))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome(
+        [
+          {plugin: alpha, result: [descriptor('docker-run')]},
+          {plugin: gamma, result: [descriptor('gamma-h')]},
+        ],
+        [{plugin: beta, error: new Error('cannot read config.yaml')}],
+      ),
+    )
     expect(registry.problems).toHaveLength(1)
     expect(registry.problems[0]).toMatchObject({reason: 'hook-failed', plugin: beta})
     expect(registry.problems[0].message).toContain('tp-plugin-beta@0.4.0')
@@ -151,19 +161,22 @@ describe('ExtensionRegistry', () => {
   })
 
   it('reports malformed descriptors and says what is wrong, keeping the good ones', () => {
-    const registry = new ExtensionRegistry<Greeter>('volume-providers', outcome([
-      {
-        plugin: gamma,
-        result: [
-          {name: 'no-load', apiVersion: 1, summary: 'forgot load'},
-          {name: '', apiVersion: 1, summary: 'empty name', load: async () => ({})},
-          {name: 'string-version', apiVersion: '1', summary: 'x', load: async () => ({})},
-          'telemount',
-          null,
-          descriptor('good'),
-        ],
-      },
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'volume-providers',
+      outcome([
+        {
+          plugin: gamma,
+          result: [
+            {name: 'no-load', apiVersion: 1, summary: 'forgot load'},
+            {name: '', apiVersion: 1, summary: 'empty name', load: async () => ({})},
+            {name: 'string-version', apiVersion: '1', summary: 'x', load: async () => ({})},
+            'telemount',
+            null,
+            descriptor('good'),
+          ],
+        },
+      ]),
+    )
     expect(registry.problems.map((p) => p.reason)).toEqual(['malformed', 'malformed', 'malformed', 'malformed', 'malformed'])
     expect(registry.problems.every((p) => p.message.includes('@acme/gamma@9.9.9'))).toBe(true)
     expect(registry.problems[0].message).toContain('load is not a function')
@@ -189,15 +202,18 @@ describe('ExtensionRegistry', () => {
   })
 
   it('turns an implementation that cannot be imported into a bug naming the plugin', async () => {
-    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([
-      {
-        plugin: beta,
-        result: [
-          descriptor('broken', {load: async () => Promise.reject(new Error("Cannot find module './impl.js'"))}),
-          descriptor('no-factory', {load: async () => ({default: 42 as never})}),
-        ],
-      },
-    ]))
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([
+        {
+          plugin: beta,
+          result: [
+            descriptor('broken', {load: async () => Promise.reject(new Error("Cannot find module './impl.js'"))}),
+            descriptor('no-factory', {load: async () => ({default: 42 as never})}),
+          ],
+        },
+      ]),
+    )
     await expect(registry.load('broken', context)).rejects.toMatchObject({kind: 'bug', message: expect.stringContaining('tp-plugin-beta@0.4.0')})
     await expect(registry.load('broken', context)).rejects.toThrow(/Cannot find module/)
     await expect(registry.load('no-factory', context)).rejects.toMatchObject({kind: 'bug', message: expect.stringContaining('no default export')})
@@ -220,7 +236,11 @@ describe('ExtensionRegistry', () => {
     const registry = new ExtensionRegistry<Greeter>('daemon-backends', outcome([{plugin: beta, result: [descriptor('vague')]}]))
     expect(registry.has('vague')).toBe(false)
     expect(registry.problems).toEqual([
-      expect.objectContaining({reason: 'malformed', name: 'vague', message: expect.stringMatching(/tp-plugin-beta@0\.4\.0.*no capabilities \(canPublishPorts/)}),
+      expect.objectContaining({
+        reason: 'malformed',
+        name: 'vague',
+        message: expect.stringMatching(/tp-plugin-beta@0\.4\.0.*no capabilities \(canPublishPorts/),
+      }),
     ])
   })
 })

@@ -65,7 +65,10 @@ export class ContainerBackend implements DaemonBackend {
   async find(name: string): Promise<ConnectionRecord | undefined> {
     const record = await this.store.get(name)
     if (!record || record.backend !== 'container') return undefined
-    const container = await this.docker.getContainer(daemonContainerName(name)).inspect().catch(swallow(trace, `inspecting ${daemonContainerName(name)} (gone)`))
+    const container = await this.docker
+      .getContainer(daemonContainerName(name))
+      .inspect()
+      .catch(swallow(trace, `inspecting ${daemonContainerName(name)} (gone)`))
     if (container?.State?.Running && container.Id === record.containerId) return record
     await this.store.remove(name)
     // The daemon is gone (killed, engine restarted): remove what it left. Unless a daemon of the
@@ -183,7 +186,6 @@ export class ContainerBackend implements DaemonBackend {
     const container = this.docker.getContainer(daemonContainerName(record.name))
     // the daemon exits by itself once its intercepts are gone (their tp commands get up to 15 s to
     // stop their handlers); AutoRemove removes the container
-    const deadline = Date.now() + 30_000
     await waitUntilGone(() => container.inspect(), {timeoutMs: 30_000, pollMs: 200})
     await this.store.remove(record.name)
     await this.sweep(record.name)

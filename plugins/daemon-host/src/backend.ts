@@ -32,7 +32,6 @@ const QUIT_TIMEOUT_MS = 30_000
 
 const trace = debugLog('tp:plugin:daemon-host')
 
-
 /**
  * Runs each connection's daemon as a detached process on this machine. Its API listens on
  * 127.0.0.1 (token in the 0600 connection record); agents dial it at the namespace network's
@@ -69,7 +68,9 @@ export class HostBackend implements DaemonBackend {
   private async checkPrivileges(): Promise<void> {
     const hostsFile = hostsFilePath()
     const missing: string[] = []
-    await access(hostsFile, constants.R_OK | constants.W_OK).catch(() => missing.push(`write ${hostsFile} (to make the namespace's names resolve on this machine)`))
+    await access(hostsFile, constants.R_OK | constants.W_OK).catch(() =>
+      missing.push(`write ${hostsFile} (to make the namespace's names resolve on this machine)`),
+    )
     const socket = dockerEndpoint().socketPath
     if (socket) await access(socket, constants.R_OK | constants.W_OK).catch(() => missing.push(`use the Docker engine's socket ${socket}`))
     if (missing.length > 0) {
@@ -110,7 +111,10 @@ export class HostBackend implements DaemonBackend {
     const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
     const gateway = await cluster.gateway(namespace)
     if (!gateway) {
-      throw new UserError(`namespace ${namespace} has no IPv4 gateway, so its containers cannot reach a daemon on this host`, 'use a daemon in a container: `tp connect --docker`')
+      throw new UserError(
+        `namespace ${namespace} has no IPv4 gateway, so its containers cannot reach a daemon on this host`,
+        'use a daemon in a container: `tp connect --docker`',
+      )
     }
     // the agents the daemon injects run tp's runtime image
     const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
@@ -172,7 +176,9 @@ export class HostBackend implements DaemonBackend {
     const deadline = Date.now() + READY_TIMEOUT_MS
     while (Date.now() < deadline && !exited()) {
       // not there yet, or half written
-      const ready = await readFile(readyFile, 'utf8').then((t) => JSON.parse(t) as {apiPort: number}).catch(swallow(trace, 'reading the ready file'))
+      const ready = await readFile(readyFile, 'utf8')
+        .then((t) => JSON.parse(t) as {apiPort: number})
+        .catch(swallow(trace, 'reading the ready file'))
       if (ready?.apiPort) return ready.apiPort
       await sleep(25)
     }

@@ -85,7 +85,10 @@ class StepTracker {
 /** A file of the context that could not be read stops the build: say which, not "Docker failed". */
 function packingError(context: BuildContext, error: Error | undefined): UserError | undefined {
   if (!error) return undefined
-  return new UserError(`could not send the build context ${context.dir}: ${error.message}`, 'make every file of the context readable, or list it in .dockerignore')
+  return new UserError(
+    `could not send the build context ${context.dir}: ${error.message}`,
+    'make every file of the context readable, or list it in .dockerignore',
+  )
 }
 
 /**
@@ -132,7 +135,13 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
       },
     )
   }).catch((error: unknown) => {
-    throw packingError(context, packed.error()) ?? new UserError(`the connection to Docker broke during the build of ${context.dir}: ${dockerMessage(error)}`, 'check that the Docker engine is running, then retry')
+    throw (
+      packingError(context, packed.error()) ??
+      new UserError(
+        `the connection to Docker broke during the build of ${context.dir}: ${dockerMessage(error)}`,
+        'check that the Docker engine is running, then retry',
+      )
+    )
   })
   tracker.flush()
 
@@ -141,7 +150,10 @@ export async function buildImage(docker: Dockerode, request: BuildRequest): Prom
   if (failure) {
     const message = (failure.errorDetail?.message ?? failure.error ?? 'unknown error').trim()
     const where = tracker.step ? `at ${tracker.step}` : 'before its first step'
-    throw new UserError(`docker build of ${context.dir} failed ${where}: ${message}`, `fix ${context.dockerfile} (the build output is above), then run the command again`)
+    throw new UserError(
+      `docker build of ${context.dir} failed ${where}: ${message}`,
+      `fix ${context.dockerfile} (the build output is above), then run the command again`,
+    )
   }
   if (!imageId && shortId) imageId = (await docker.getImage(shortId).inspect()).Id
   if (!imageId) throw new BugError(`docker build of ${context.dir} ended without reporting an image id (last output: ${tracker.lines.slice(-3).join(' | ')})`)

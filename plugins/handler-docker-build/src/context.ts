@@ -25,11 +25,15 @@ function toPosix(path: string): string {
  * to the context). A context that is a file means "this Dockerfile, with its folder as context".
  */
 export async function resolveBuildContext(contextArg: string, cwd: string, file?: string): Promise<BuildContext> {
-  if (!contextArg) throw new UserError('--docker-build needs a build context', 'write --docker-build <directory with a Dockerfile> (or the path of a Dockerfile)')
+  if (!contextArg)
+    throw new UserError('--docker-build needs a build context', 'write --docker-build <directory with a Dockerfile> (or the path of a Dockerfile)')
   const given = resolve(cwd, contextArg)
   const info = await statOrUndefined(given)
   if (!info) {
-    throw new UserError(`the build context ${contextArg} was not found${given === contextArg ? '' : ` (looked for ${given})`}`, 'give --docker-build a directory that holds a Dockerfile, or the path of a Dockerfile')
+    throw new UserError(
+      `the build context ${contextArg} was not found${given === contextArg ? '' : ` (looked for ${given})`}`,
+      'give --docker-build a directory that holds a Dockerfile, or the path of a Dockerfile',
+    )
   }
   if (info.isFile()) {
     if (file !== undefined) {
@@ -40,7 +44,8 @@ export async function resolveBuildContext(contextArg: string, cwd: string, file?
     }
     return {dir: dirname(given), dockerfile: basename(given)}
   }
-  if (!info.isDirectory()) throw new UserError(`the build context ${contextArg} is neither a directory nor a file`, 'give --docker-build a directory or the path of a Dockerfile')
+  if (!info.isDirectory())
+    throw new UserError(`the build context ${contextArg} is neither a directory nor a file`, 'give --docker-build a directory or the path of a Dockerfile')
 
   const dockerfilePath = resolve(given, file ?? 'Dockerfile')
   const inside = relative(given, dockerfilePath)

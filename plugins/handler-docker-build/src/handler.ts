@@ -1,14 +1,5 @@
 import Dockerode from 'dockerode'
-import {
-  type Factory,
-  type Handler,
-  type HandlerRequest,
-  type PluginContext,
-  type PreparedHandler,
-  UserError,
-  booleanOption,
-  scanDockerRunArgs,
-} from '@tp/sdk'
+import {type Factory, type Handler, type HandlerRequest, type PluginContext, type PreparedHandler, UserError, booleanOption, scanDockerRunArgs} from '@tp/sdk'
 import {prepareDockerRun} from '@tp/plugin-handler-docker-run'
 import {buildImage, buildSummary} from './build.js'
 import {resolveBuildContext} from './context.js'
@@ -22,10 +13,7 @@ const SYNTAX = 'tp intercept <workload> --port <port> --docker-build <context> [
 /** Checks the arguments after `--` before anything is built. */
 export function checkRunArgs(args: readonly string[]): void {
   if (args.length === 0) {
-    throw new UserError(
-      '--docker-build needs the docker run arguments after --, with the word IMAGE where the image goes',
-      `write: ${SYNTAX}`,
-    )
+    throw new UserError('--docker-build needs the docker run arguments after --, with the word IMAGE where the image goes', `write: ${SYNTAX}`)
   }
   const scan = scanDockerRunArgs(args)
   if (scan.errors.length > 0) throw new UserError(`the docker run arguments after -- are not usable: ${scan.errors.join('; ')}`, `write: ${SYNTAX}`)
@@ -33,13 +21,16 @@ export function checkRunArgs(args: readonly string[]): void {
     const found = scan.image === undefined ? 'there is no image argument' : `the image argument is "${scan.image}"`
     throw new UserError(
       `with --docker-build, the image argument after -- must be the word IMAGE, but ${found}. ` +
-        'IMAGE stands for the image tp builds from the context; tp replaces it with the built image\'s ID, ' +
+        "IMAGE stands for the image tp builds from the context; tp replaces it with the built image's ID, " +
         'which does not exist yet when you type the command',
       `write: ${SYNTAX}`,
     )
   }
   if (booleanOption(scan, 'detach')) {
-    throw new UserError('-d/--detach cannot be used: the handler runs in the foreground for as long as the intercept lasts', 'remove -d/--detach from the docker run options')
+    throw new UserError(
+      '-d/--detach cannot be used: the handler runs in the foreground for as long as the intercept lasts',
+      'remove -d/--detach from the docker run options',
+    )
   }
 }
 

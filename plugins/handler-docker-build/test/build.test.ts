@@ -5,7 +5,17 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {isUserError} from '@tp/sdk'
 import {buildImage, parseBuildOptions, resolveBuildContext} from '@tp/plugin-handler-docker-build'
 import {
-  BASE_IMAGE, containersMentioning, docker, ensureBase, greeting, removeBaseAndDescendants, removeImages, runInImage, tempDir, unique, writeHandlerContext,
+  BASE_IMAGE,
+  containersMentioning,
+  docker,
+  ensureBase,
+  greeting,
+  removeBaseAndDescendants,
+  removeImages,
+  runInImage,
+  tempDir,
+  unique,
+  writeHandlerContext,
 } from './fixture.js'
 
 const created = new Set<string>()
@@ -80,11 +90,13 @@ describe('building through the Engine API (real engine)', () => {
 
   it('rejects a missing context, a Dockerfile outside the context, and a missing Dockerfile', async () => {
     await expect(resolveBuildContext('no-such-dir', ctx)).rejects.toSatisfy((e) => isUserError(e) && /no-such-dir was not found/.test((e as Error).message))
-    await expect(resolveBuildContext(ctx, '/', '../Dockerfile')).rejects.toSatisfy((e) => isUserError(e) && /outside the build context/.test((e as Error).message))
+    await expect(resolveBuildContext(ctx, '/', '../Dockerfile')).rejects.toSatisfy(
+      (e) => isUserError(e) && /outside the build context/.test((e as Error).message),
+    )
     await expect(resolveBuildContext(ctx, '/', 'Nope.Dockerfile')).rejects.toSatisfy((e) => isUserError(e) && /no Dockerfile at/.test((e as Error).message))
   })
 
-  it('fails at step N with Docker\'s message and leaves no container behind', async () => {
+  it("fails at step N with Docker's message and leaves no container behind", async () => {
     const bad = await tempDir('tpt-build-bad')
     dirs.push(bad)
     const marker = unique('tpt-build-marker')
@@ -97,10 +109,15 @@ describe('building through the Engine API (real engine)', () => {
     const message = (error as Error).message
     // the legacy builder counts the LABEL step it appends for tp.built-by, hence "/5"
     expect(message).toContain(`at Step 3/5 : RUN echo ${marker} && false`)
-    expect(message).toContain("returned a non-zero code: 1")
+    expect(message).toContain('returned a non-zero code: 1')
     expect(lines).toContain(marker) // the step's own output was streamed
     expect(await containersMentioning(marker)).toEqual([])
-    expect(await docker.getImage(tag).inspect().catch(() => undefined)).toBeUndefined()
+    expect(
+      await docker
+        .getImage(tag)
+        .inspect()
+        .catch(() => undefined),
+    ).toBeUndefined()
   })
 
   it('reports a Dockerfile error that happens before any step', async () => {
@@ -142,21 +159,24 @@ describe('.dockerignore (real engine)', () => {
     await symlink('src/app.js', join(ctx, 'app-link.js'))
     await mkdir(join(ctx, 'empty'))
     await chmod(join(ctx, 'empty'), 0o700)
-    await writeFile(join(ctx, '.dockerignore'), [
-      '# dependencies are installed in the image, never sent',
-      'node_modules',
-      '!node_modules/keep/kept.txt',
-      'secret.txt',
-      '*.md',
-      '!README.md',
-      '**/*.log',
-      '!src/important.log',
-      'docs/',
-      '!docs/keep/**',
-      'Dockerfile',
-      '.dockerignore',
-      '',
-    ].join('\n'))
+    await writeFile(
+      join(ctx, '.dockerignore'),
+      [
+        '# dependencies are installed in the image, never sent',
+        'node_modules',
+        '!node_modules/keep/kept.txt',
+        'secret.txt',
+        '*.md',
+        '!README.md',
+        '**/*.log',
+        '!src/important.log',
+        'docs/',
+        '!docs/keep/**',
+        'Dockerfile',
+        '.dockerignore',
+        '',
+      ].join('\n'),
+    )
     await writeFile(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY . /ctx\nCMD ["find", "/ctx"]\n`)
   })
 

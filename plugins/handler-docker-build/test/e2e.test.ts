@@ -42,16 +42,24 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await demo?.disconnect()
-  const built = await docker.getImage(TAG).inspect().catch(() => undefined)
+  const built = await docker
+    .getImage(TAG)
+    .inspect()
+    .catch(() => undefined)
   if (built) await removeImages([built.Id])
   await removeBaseAndDescendants()
   rmSync(cacheDir, {recursive: true, force: true})
 })
 
 describe('tp intercept --docker-build (issue 5 acceptance)', () => {
-  it('builds the context, tags it, and clients get the built handler\'s answer; Ctrl-C restores frontend-v1, nothing left', async () => {
+  it("builds the context, tags it, and clients get the built handler's answer; Ctrl-C restores frontend-v1, nothing left", async () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
-    const run = start(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', `tag=${TAG}`, '--docker-build-opt', 'build-arg=GREETING_SUFFIX=, built by tp'], ['IMAGE']))
+    const run = start(
+      intercept(
+        ['--docker-build', 'images/frontend-v3', '--docker-build-opt', `tag=${TAG}`, '--docker-build-opt', 'build-arg=GREETING_SUFFIX=, built by tp'],
+        ['IMAGE'],
+      ),
+    )
     await run.active
     // the build's own output and the summary were shown before the intercept existed
     expect(run.output()).toMatch(/^Step 1\/\d+ : FROM tpt-build-busybox:latest AS base$/m)
@@ -124,11 +132,16 @@ describe('tp intercept --docker-build (issue 5 acceptance)', () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
   })
 
-  it('refuses a Dockerfile that fails at step N: names the step and Docker\'s error, no intercept, no container', async () => {
+  it("refuses a Dockerfile that fails at step N: names the step and Docker's error, no intercept, no container", async () => {
     await writeFile(join(contextDir, 'Failing.Dockerfile'), `FROM ${BASE_IMAGE}\nRUN echo fine\nRUN echo tpt-build-e2e-${suffix} && exit 7\n`)
-    const result = await tpCli(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'file=Failing.Dockerfile'], ['IMAGE']), {env, cwd: cacheDir})
+    const result = await tpCli(intercept(['--docker-build', 'images/frontend-v3', '--docker-build-opt', 'file=Failing.Dockerfile'], ['IMAGE']), {
+      env,
+      cwd: cacheDir,
+    })
     expect(result.exitCode).not.toBe(0)
-    expect(result.stderr).toContain(`failed at Step 3/4 : RUN echo tpt-build-e2e-${suffix} && exit 7: The command '/bin/sh -c echo tpt-build-e2e-${suffix} && exit 7' returned a non-zero code: 7`)
+    expect(result.stderr).toContain(
+      `failed at Step 3/4 : RUN echo tpt-build-e2e-${suffix} && exit 7: The command '/bin/sh -c echo tpt-build-e2e-${suffix} && exit 7' returned a non-zero code: 7`,
+    )
     expect(await leftovers(CONN)).toEqual([])
     expect(await containersMentioning(`tpt-build-e2e-${suffix}`)).toEqual([])
     expect(await get()).toMatch(/^frontend-v1\n/)

@@ -30,7 +30,11 @@ export async function removeBaseAndDescendants(): Promise<void> {
     if (images.length === 0) return
     // children first: a parent cannot be removed while a child exists
     images.sort((a, b) => b.Created - a.Created)
-    for (const image of images) await docker.getImage(image.Id).remove({force: true}).catch(() => undefined)
+    for (const image of images)
+      await docker
+        .getImage(image.Id)
+        .remove({force: true})
+        .catch(() => undefined)
   }
 }
 
@@ -66,12 +70,15 @@ RUN echo "$GREETING_SUFFIX" > /etc/greeting-suffix && echo base > /etc/stage && 
 EXPOSE 8000
 CMD ["httpd", "-f", "-v", "-p", "8000", "-h", "/www"]
 `
-  await writeFile(join(dir, 'Dockerfile'), `${common('main')}
+  await writeFile(
+    join(dir, 'Dockerfile'),
+    `${common('main')}
 FROM base AS debug
 RUN echo debug > /etc/stage
 
 FROM base AS final
-`)
+`,
+  )
   await writeFile(join(dir, 'Other.Dockerfile'), common('other'))
 }
 
@@ -92,7 +99,11 @@ export async function runInImage(image: string, command: string[]): Promise<stri
 
 /** Removes images by id, ignoring ones already gone. */
 export async function removeImages(ids: Iterable<string>): Promise<void> {
-  for (const id of ids) await docker.getImage(id).remove({force: true}).catch(() => undefined)
+  for (const id of ids)
+    await docker
+      .getImage(id)
+      .remove({force: true})
+      .catch(() => undefined)
 }
 
 /** Containers (any state) whose command mentions marker: what a failed legacy build could leave. */

@@ -70,7 +70,7 @@ afterAll(async () => {
 })
 
 describe('docker-build handler: build, then docker run the built image (real engine)', () => {
-  it('serves the built handler\'s answer, tagged as asked, and leaves no container', async () => {
+  it("serves the built handler's answer, tagged as asked, and leaves no container", async () => {
     const ctx = await tempDir('tpt-build-run-ctx')
     dirs.push(ctx)
     await writeHandlerContext(ctx)

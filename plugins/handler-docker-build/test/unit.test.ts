@@ -20,8 +20,16 @@ function userError(fn: () => unknown): {message: string; next?: string} {
 describe('--docker-build-opt parsing', () => {
   it('maps every supported key to the build API', () => {
     const options = parseBuildOptions([
-      'tag=a:1', 'tag=b', 'file=sub/Other.Dockerfile', 'build-arg=GREETING_SUFFIX=x=y', 'build-arg=EMPTY=',
-      'target=final', 'label=team=web', 'platform=linux/amd64', 'no-cache', 'pull=false',
+      'tag=a:1',
+      'tag=b',
+      'file=sub/Other.Dockerfile',
+      'build-arg=GREETING_SUFFIX=x=y',
+      'build-arg=EMPTY=',
+      'target=final',
+      'label=team=web',
+      'platform=linux/amd64',
+      'no-cache',
+      'pull=false',
     ])
     expect(options).toEqual({
       tags: ['a:1', 'b'],
@@ -108,9 +116,11 @@ describe('packing the context (real files)', () => {
       expect(size).toBe(2 * 512 + 1024) // the Dockerfile's header and data block, the end-of-archive blocks: nothing for the FIFO
 
       const missing = packContext(dir, ['Dockerfile', 'gone.txt'])
-      await expect((async () => {
-        for await (const _ of missing.stream) void _
-      })()).rejects.toThrow(/ENOENT/)
+      await expect(
+        (async () => {
+          for await (const _ of missing.stream) void _
+        })(),
+      ).rejects.toThrow(/ENOENT/)
       expect(missing.error()?.message).toMatch(/gone\.txt/)
     } finally {
       await rm(dir, {recursive: true, force: true})

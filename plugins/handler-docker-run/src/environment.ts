@@ -21,7 +21,11 @@ export function handlerEnvironment(session: InterceptSession): Record<string, st
  * the client's environment (it would change where or how `docker run` runs).
  */
 function affectsDockerClient(key: string): boolean {
-  return key.startsWith('DOCKER_') || key.startsWith('LD_') || ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'].includes(key)
+  return (
+    key.startsWith('DOCKER_') ||
+    key.startsWith('LD_') ||
+    ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'].includes(key)
+  )
 }
 
 export interface SplitEnvironment {

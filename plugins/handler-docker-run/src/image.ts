@@ -30,11 +30,7 @@ async function inspect(docker: Dockerode, ref: string): Promise<string | undefin
 }
 
 /** Finds the image locally; pulls it only if it is missing. Nothing else is created. */
-export async function resolveImage(
-  docker: Dockerode,
-  ref: string,
-  options: {pull?: PullImage; onPull?: (ref: string) => void} = {},
-): Promise<ResolvedImage> {
+export async function resolveImage(docker: Dockerode, ref: string, options: {pull?: PullImage; onPull?: (ref: string) => void} = {}): Promise<ResolvedImage> {
   const local = await inspect(docker, ref)
   if (local) return {ref, id: local, pulled: false}
   options.onPull?.(ref)

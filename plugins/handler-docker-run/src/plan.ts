@@ -44,7 +44,7 @@ export interface PlanOptions {
 
 /** Why an option cannot be used when the container joins the daemon's network namespace, and what to do. */
 function containerNetworkRefusal(option: ScannedOption, written: string, localPort: number): UserError | undefined {
-  const shared = 'the handler container shares the daemon\'s network namespace (--network container:…)'
+  const shared = "the handler container shares the daemon's network namespace (--network container:…)"
   switch (option.name) {
     case 'publish':
       return new UserError(
@@ -58,7 +58,10 @@ function containerNetworkRefusal(option: ScannedOption, written: string, localPo
         `remove ${written}: the intercepted traffic reaches your container on port ${localPort} without publishing`,
       )
     case 'expose':
-      return new UserError(`${written} cannot work: ${shared}, where Docker cannot expose ports`, `remove ${written}: the container listens on port ${localPort} in that namespace as it is`)
+      return new UserError(
+        `${written} cannot work: ${shared}, where Docker cannot expose ports`,
+        `remove ${written}: the container listens on port ${localPort} in that namespace as it is`,
+      )
     case 'network':
     case 'net':
       return new UserError(
@@ -76,7 +79,10 @@ function containerNetworkRefusal(option: ScannedOption, written: string, localPo
     case 'hostname':
       return new UserError(`${written} cannot be used: ${shared}, and with it the daemon's hostname`, `remove ${written}`)
     case 'add-host':
-      return new UserError(`${written} cannot be used: ${shared}, and Docker cannot add host entries there`, `remove ${written}; the cluster's names resolve through the daemon`)
+      return new UserError(
+        `${written} cannot be used: ${shared}, and Docker cannot add host entries there`,
+        `remove ${written}; the cluster's names resolve through the daemon`,
+      )
     case 'mac-address':
     case 'link':
     case 'network-alias':
@@ -119,9 +125,13 @@ export function planDockerRun(args: readonly string[], options: PlanOptions): Do
   }
   const nameOption = lastOption(scan, 'name')
   if (nameOption) {
-    if (nameOption.value === '') throw new UserError('--name needs a container name', 'write --name <name>, or leave it out and tp names the container intercept-<intercept>-<port>')
+    if (nameOption.value === '')
+      throw new UserError('--name needs a container name', 'write --name <name>, or leave it out and tp names the container intercept-<intercept>-<port>')
     if (!CONTAINER_NAME_PATTERN.test(nameOption.value)) {
-      throw new UserError(`"${nameOption.value}" is not a valid container name`, 'a container name is letters, digits, "_", "." and "-", starting with a letter or digit')
+      throw new UserError(
+        `"${nameOption.value}" is not a valid container name`,
+        'a container name is letters, digits, "_", "." and "-", starting with a letter or digit',
+      )
     }
   }
   const rm = booleanOption(scan, 'rm')

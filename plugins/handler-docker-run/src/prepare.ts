@@ -32,13 +32,16 @@ function shortId(id: string): string {
 export async function prepareDockerRun(request: HandlerRequest, options: PrepareDockerRunOptions = {}): Promise<PreparedHandler> {
   if (request.flags['docker-mount'] !== undefined && !request.capabilities.hostReachesCluster) {
     throw new UserError(
-      '--docker-mount is for a daemon on this host; with this daemon the workload\'s volumes are mounted into the handler container by a volume plugin, at the same paths',
+      "--docker-mount is for a daemon on this host; with this daemon the workload's volumes are mounted into the handler container by a volume plugin, at the same paths",
       'drop --docker-mount (use --mount=false to run without the volumes)',
     )
   }
   const dockerMount = request.flags['docker-mount'] as string | undefined
   if (dockerMount !== undefined && !isAbsolute(dockerMount)) {
-    throw new UserError(`--docker-mount ${dockerMount} is not an absolute path`, 'give the directory inside the container where the volumes go, e.g. --docker-mount /tp')
+    throw new UserError(
+      `--docker-mount ${dockerMount} is not an absolute path`,
+      'give the directory inside the container where the volumes go, e.g. --docker-mount /tp',
+    )
   }
   const plan = planDockerRun(request.args, {capabilities: request.capabilities, localPort: request.localPort, image: options.image})
   if (plan.tty && plan.interactive && !(options.stdinIsTTY ?? process.stdin.isTTY === true)) {
@@ -51,7 +54,10 @@ export async function prepareDockerRun(request: HandlerRequest, options: Prepare
   const log = options.context?.log ?? silent
   const image = await resolveImage(docker, plan.image, {pull: options.pull, onPull: (ref) => log.info(`image ${ref} is not here; pulling it…`)})
   if (plan.name !== undefined) {
-    const existing = await docker.getContainer(plan.name).inspect().catch(() => undefined)
+    const existing = await docker
+      .getContainer(plan.name)
+      .inspect()
+      .catch(() => undefined)
     if (existing) {
       throw new UserError(
         `a container named ${plan.name} already exists (${existing.State?.Status ?? 'unknown state'})`,

@@ -2,7 +2,19 @@ import {readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import type Dockerode from 'dockerode'
 import {execa, type ResultPromise} from 'execa'
-import {dockerMessage, dockerStatusCode, type HandlerIO, type InterceptSession, type Logger, type RunExtras, SubprocessError, sleep, waitUntilGone, debugLog, swallow} from '@tp/sdk'
+import {
+  dockerMessage,
+  dockerStatusCode,
+  type HandlerIO,
+  type InterceptSession,
+  type Logger,
+  type RunExtras,
+  SubprocessError,
+  sleep,
+  waitUntilGone,
+  debugLog,
+  swallow,
+} from '@tp/sdk'
 import {composeDockerRun} from './compose.js'
 import {handlerEnvironment, removeEnvDir, splitEnvironment, writeEnvFile} from './environment.js'
 import type {ResolvedImage} from './image.js'
@@ -125,7 +137,12 @@ export class DockerRunner {
       if (!inheritStdin && subprocess.stdin) io.stdin.unpipe(subprocess.stdin)
       if (result.exitCode === undefined && !result.signal) {
         // docker could not be run at all (not installed, not executable)
-        throw new SubprocessError('docker run', undefined, String(result.message ?? ''), `could not run the docker CLI: ${result.shortMessage ?? result.message}`)
+        throw new SubprocessError(
+          'docker run',
+          undefined,
+          String(result.message ?? ''),
+          `could not run the docker CLI: ${result.shortMessage ?? result.message}`,
+        )
       }
       const code = result.exitCode ?? 128 + signalNumber(result.signal!)
       cid = await readCid(this.cidFile)
@@ -169,7 +186,9 @@ export class DockerRunner {
       })
     }
     // an engine that stops answering (undefined) cannot say it is still there: nothing more to wait for
-    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(swallow(trace, `waiting until container ${idOrName} is gone`))
+    const gone = await waitUntilGone(() => container.inspect(), {timeoutMs: REMOVE_TIMEOUT_MS}).catch(
+      swallow(trace, `waiting until container ${idOrName} is gone`),
+    )
     if (gone === false) this.options.log.warn(`container ${idOrName} is still being removed`)
   }
 
@@ -181,7 +200,10 @@ export class DockerRunner {
   private async ownContainer(): Promise<string | undefined> {
     const cid = this.cidFile ? await readCid(this.cidFile) : undefined
     if (cid) return cid
-    const info = await this.options.docker.getContainer(this.containerName!).inspect().catch(swallow(trace, `looking for container ${this.containerName}`))
+    const info = await this.options.docker
+      .getContainer(this.containerName!)
+      .inspect()
+      .catch(swallow(trace, `looking for container ${this.containerName}`))
     const labels = info?.Config?.Labels ?? {}
     if (info && labels['tp.intercept'] === this.labels?.intercept && labels['tp.connection'] === this.labels?.connection) return info.Id
     return undefined
@@ -223,7 +245,11 @@ export class DockerRunner {
     if (clientExited) return
     log.warn('docker run did not return after the container was stopped; killing it')
     const target = await this.ownContainer()
-    if (target) await docker.getContainer(target).kill().catch(swallow(trace, `killing container ${target}`))
+    if (target)
+      await docker
+        .getContainer(target)
+        .kill()
+        .catch(swallow(trace, `killing container ${target}`))
     this.subprocess?.kill('SIGKILL')
     await exited
   }

@@ -43,7 +43,7 @@ afterAll(async () => {
 })
 
 describe('tp intercept --docker-run (issue 4 acceptance)', () => {
-  it('the seed example: clients get frontend-v2 with the workload\'s env and cluster access; Ctrl-C restores frontend-v1, exit 0, nothing left', async () => {
+  it("the seed example: clients get frontend-v2 with the workload's env and cluster access; Ctrl-C restores frontend-v1, exit 0, nothing left", async () => {
     expect(await get()).toMatch(/^frontend-v1\n/)
     const run = start(intercept(['frontend-v2']))
     await run.active

@@ -55,7 +55,15 @@ function io(input = ''): HandlerIO & {out: () => string; err: () => string} {
 
 async function prepare(args: string[], kind: 'shared' | 'host' = 'shared'): Promise<PreparedHandler> {
   return prepareDockerRun(
-    {workload: 'frontend-v1', flags: {'docker-run': true}, args, capabilities: fakePlacement(kind).capabilities, localPort: 8000, containerPort: 8000, cwd: process.cwd()},
+    {
+      workload: 'frontend-v1',
+      flags: {'docker-run': true},
+      args,
+      capabilities: fakePlacement(kind).capabilities,
+      localPort: 8000,
+      containerPort: 8000,
+      cwd: process.cwd(),
+    },
     {docker, context: {cacheDir, log}},
   )
 }
@@ -76,7 +84,10 @@ async function containersOf(s: InterceptSession): Promise<string[]> {
 async function waitForContainer(name: string, timeoutMs = 15_000): Promise<Docker.ContainerInspectInfo> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const info = await docker.getContainer(name).inspect().catch(() => undefined)
+    const info = await docker
+      .getContainer(name)
+      .inspect()
+      .catch(() => undefined)
     if (info?.State.Running) return info
     if (Date.now() > deadline) throw new Error(`container ${name} did not start`)
     await sleep(100)
@@ -84,7 +95,12 @@ async function waitForContainer(name: string, timeoutMs = 15_000): Promise<Docke
 }
 
 function parseEnv0(text: string): Record<string, string> {
-  return Object.fromEntries(text.split('\0').filter((e) => e.includes('=')).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))
+  return Object.fromEntries(
+    text
+      .split('\0')
+      .filter((e) => e.includes('='))
+      .map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]),
+  )
 }
 
 beforeAll(async () => {
@@ -97,22 +113,34 @@ beforeAll(async () => {
       labels: {'tp.fixture': 'true'},
     })
   ).ref
-  await docker.getContainer(NS).remove({force: true}).catch(() => undefined)
+  await docker
+    .getContainer(NS)
+    .remove({force: true})
+    .catch(() => undefined)
   const ns = await docker.createContainer({name: NS, Image: image, Cmd: ['sleep', '3600'], Labels: {'tp.fixture': 'true'}, HostConfig: {AutoRemove: true}})
   await ns.start()
 })
 
 afterAll(async () => {
-  await docker.getContainer(NS).remove({force: true}).catch(() => undefined)
+  await docker
+    .getContainer(NS)
+    .remove({force: true})
+    .catch(() => undefined)
   for (const c of await docker.listContainers({all: true, filters: {label: ['tp.connection=tpt-dr']}})) {
-    await docker.getContainer(c.Id).remove({force: true}).catch(() => undefined)
+    await docker
+      .getContainer(c.Id)
+      .remove({force: true})
+      .catch(() => undefined)
   }
-  await docker.getImage(`${IMAGE_REPO}:1`).remove({force: true}).catch(() => undefined)
+  await docker
+    .getImage(`${IMAGE_REPO}:1`)
+    .remove({force: true})
+    .catch(() => undefined)
   rmSync(cacheDir, {recursive: true, force: true})
 })
 
 describe('docker-run handler on the real engine', () => {
-  it('the container\'s exit code becomes run()\'s result, and nothing is left', async () => {
+  it("the container's exit code becomes run()'s result, and nothing is left", async () => {
     const s = session()
     const prepared = await prepare([image, 'sh', '-c', 'echo ran; exit 3'])
     const streams = io()
@@ -136,7 +164,7 @@ describe('docker-run handler on the real engine', () => {
     expect(env).not.toHaveProperty('HOME', expect.stringContaining('workload'))
   })
 
-  it('joins the daemon\'s network namespace, carries tp labels and its default name, keeps the env file private; stop() ends it within seconds', async () => {
+  it("joins the daemon's network namespace, carries tp labels and its default name, keeps the env file private; stop() ends it within seconds", async () => {
     const s = session()
     // PID 1 `sleep` ignores SIGTERM: docker stop has to kill it after the grace period
     const prepared = await prepare([image, 'sleep', '300'])
@@ -205,7 +233,7 @@ describe('docker-run handler on the real engine', () => {
     expect(streams.out()).toBe('got first+second\n')
   })
 
-  it('a container that cannot start: docker\'s code and words, nothing left', async () => {
+  it("a container that cannot start: docker's code and words, nothing left", async () => {
     const s = session()
     const prepared = await prepare([image, '/no/such/program'])
     const error = await prepared.run(s, io(), {dockerRunArgs: []}).catch((e: unknown) => e)
@@ -218,7 +246,7 @@ describe('docker-run handler on the real engine', () => {
     expect(envDirs()).toEqual([])
   })
 
-  it('docker run failing before the container exists is reported with docker\'s stderr', async () => {
+  it("docker run failing before the container exists is reported with docker's stderr", async () => {
     const prepared = await prepare(['--memory', 'lots', image, 'true'])
     const streams = io()
     const error = await prepared.run(session(), streams, {dockerRunArgs: []}).catch((e: unknown) => e)
@@ -273,7 +301,14 @@ describe('docker-run handler on the real engine', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
     // wait for the container's shell before typing
     const deadline = Date.now() + 20_000
-    while (!(await docker.getContainer(defaultContainerName(s)).inspect().catch(() => undefined))?.State.Running) {
+    while (
+      !(
+        await docker
+          .getContainer(defaultContainerName(s))
+          .inspect()
+          .catch(() => undefined)
+      )?.State.Running
+    ) {
       if (Date.now() > deadline) throw new Error(`the tty container did not start:\n${out}`)
       await sleep(100)
     }

@@ -39,9 +39,7 @@ function session(kind: 'container' | 'host' = 'container', over: Partial<Interce
 
 /** The bundled backends' placements: a container daemon (shared namespace), a host daemon (published ports). */
 function placement(kind: 'container' | 'host') {
-  return kind === 'container'
-    ? fakePlacement('shared', 'ab12cd34')
-    : fakePlacement('host', 'ab12cd34', {containerArgs: ['--dns-search', 'tel2-search']})
+  return kind === 'container' ? fakePlacement('shared', 'ab12cd34') : fakePlacement('host', 'ab12cd34', {containerArgs: ['--dns-search', 'tel2-search']})
 }
 
 function plan(args: string[], daemonKind: 'container' | 'host' = 'container', image?: string): DockerRunPlan {
@@ -122,7 +120,7 @@ describe('planDockerRun', () => {
     expect(refusal(args).message).toMatch(/detach.*foreground/)
   })
 
-  it('accepts -d after the image (the container\'s own argument) and --detach=false', () => {
+  it("accepts -d after the image (the container's own argument) and --detach=false", () => {
     expect(plan(['img', '-d']).containerArgs).toEqual(['-d'])
     expect(plan(['--detach=false', 'img']).image).toBe('img')
   })
@@ -171,42 +169,59 @@ describe('planDockerRun', () => {
 })
 
 describe('composeDockerRun', () => {
-  it('container daemon: env file, name, --rm, labels, network, volumes, then the user\'s options, image, container args', () => {
+  it("container daemon: env file, name, --rm, labels, network, volumes, then the user's options, image, container args", () => {
     const {args, name, tpRemoves} = compose(['-e', 'GREETING=override', '--init', 'frontend-v2', '--name', 'x', '-d'], 'container', ['NOTES'])
     expect(name).toBe('intercept-frontend-v1-8000')
     expect(tpRemoves).toBe(true)
     expect(args).toEqual([
       'run',
-      '--env-file', '/cache/run/env-x/handler.env',
-      '-e', 'NOTES',
-      '--name', 'intercept-frontend-v1-8000',
+      '--env-file',
+      '/cache/run/env-x/handler.env',
+      '-e',
+      'NOTES',
+      '--name',
+      'intercept-frontend-v1-8000',
       '--rm',
-      '--cidfile', '/cache/run/env-x/container.id',
-      '--label', 'tp.managed=true', '--label', 'tp.role=handler', '--label', 'tp.connection=default', '--label', 'tp.intercept=frontend-v1',
-      '--network', 'container:tp-ab12cd34-cn',
-      '-v', 'tp-vol-1:/data',
-      '-e', 'GREETING=override', '--init',
+      '--cidfile',
+      '/cache/run/env-x/container.id',
+      '--label',
+      'tp.managed=true',
+      '--label',
+      'tp.role=handler',
+      '--label',
+      'tp.connection=default',
+      '--label',
+      'tp.intercept=frontend-v1',
+      '--network',
+      'container:tp-ab12cd34-cn',
+      '-v',
+      'tp-vol-1:/data',
+      '-e',
+      'GREETING=override',
+      '--init',
       'sha256:0123',
-      '--name', 'x', '-d',
+      '--name',
+      'x',
+      '-d',
     ])
     expect(args).not.toContain('-p')
     expect(args).not.toContain('--dns-search')
   })
 
-  it('host daemon: adds the placement\'s arguments and publishes local:container', () => {
+  it("host daemon: adds the placement's arguments and publishes local:container", () => {
     const {args} = compose(['img'], 'host')
     const image = args.indexOf('sha256:0123')
     expect(args.slice(0, image).join(' ')).toContain('--dns-search tel2-search -v tp-vol-1:/data -p 8000:80')
   })
 
-  it('the user\'s options come after every option tp adds, so the user\'s -e and --env-file win', () => {
+  it("the user's options come after every option tp adds, so the user's -e and --env-file win", () => {
     const {args} = compose(['--env-file', 'mine.env', '-e', 'A=1', 'img'])
     const tpLast = args.lastIndexOf('-v')
     expect(args.indexOf('--env-file', 2)).toBeGreaterThan(tpLast)
     expect(args.indexOf('-e', args.indexOf('NOTES') + 1)).toBeGreaterThan(tpLast)
   })
 
-  it('uses the user\'s --name and --rm when given before the image, and adds its own when given after', () => {
+  it("uses the user's --name and --rm when given before the image, and adds its own when given after", () => {
     const given = compose(['--name', 'custom', '--rm', 'img'])
     expect(given.name).toBe('custom')
     expect(given.tpRemoves).toBe(false)
@@ -218,7 +233,7 @@ describe('composeDockerRun', () => {
     expect(after.args.filter((a) => a === '--rm')).toHaveLength(2)
   })
 
-  it('keeps the user\'s --cidfile instead of adding its own', () => {
+  it("keeps the user's --cidfile instead of adding its own", () => {
     const {args} = compose(['--cidfile', '/tmp/mine', 'img'])
     expect(args.filter((a) => a === '--cidfile')).toHaveLength(1)
   })
@@ -243,7 +258,7 @@ describe('the environment', () => {
     expect(Object.keys(env)).toEqual(['TP_INTERCEPT_ID', 'TP_MOUNTS', 'TP_WORKLOAD', 'Z'])
   })
 
-  it('sends multi-line values through the docker client\'s environment, never the env file', () => {
+  it("sends multi-line values through the docker client's environment, never the env file", () => {
     const split = splitEnvironment({A: 'x', NOTES: 'a\nb', CR: 'a\r', BIG: 'y'.repeat(70_000), DOCKER_CERT: 'a\nb', 'BAD KEY': 'ok'})
     expect(split.file).toEqual({A: 'x'})
     expect(Object.keys(split.client).sort()).toEqual(['BAD KEY', 'BIG', 'CR', 'NOTES'])
@@ -252,7 +267,15 @@ describe('the environment', () => {
 })
 
 describe('prepareDockerRun before Docker is asked anything', () => {
-  const request = (args: string[]) => ({workload: 'w', flags: {}, args, capabilities: placement('container').capabilities, localPort: 8000, containerPort: 8000, cwd: '/'})
+  const request = (args: string[]) => ({
+    workload: 'w',
+    flags: {},
+    args,
+    capabilities: placement('container').capabilities,
+    localPort: 8000,
+    containerPort: 8000,
+    cwd: '/',
+  })
 
   it('refuses -it when its input is not a terminal, saying what to do', async () => {
     const error = await prepareDockerRun(request(['-it', 'img', 'sh']), {stdinIsTTY: false}).catch((e: unknown) => e)
@@ -300,7 +323,15 @@ exit \${FAKE_EXIT:-0}
     getImage: () => ({inspect: async () => ({Id: 'sha256:fakeimage'})}),
     getContainer: () => ({inspect: async () => Promise.reject(Object.assign(new Error('no such container'), {statusCode: 404}))}),
   } as unknown as Dockerode
-  const request = (args: string[]) => ({workload: 'frontend-v1', flags: {}, args, capabilities: placement('container').capabilities, localPort: 8000, containerPort: 8000, cwd: dir})
+  const request = (args: string[]) => ({
+    workload: 'frontend-v1',
+    flags: {},
+    args,
+    capabilities: placement('container').capabilities,
+    localPort: 8000,
+    containerPort: 8000,
+    cwd: dir,
+  })
   const streams = () => ({stdin: Readable.from(['']), stdout: new PassThrough(), stderr: new PassThrough()})
 
   it('passes multi-line values only through its environment, and returns its exit code', async () => {
@@ -329,11 +360,16 @@ exit \${FAKE_EXIT:-0}
     expect(envFile).not.toContain('NOTES')
   })
 
-  it('rejects with docker\'s words when nothing was created', async () => {
+  it("rejects with docker's words when nothing was created", async () => {
     const failing = join(dir, 'docker-fails')
     writeFileSync(failing, '#!/bin/sh\necho "docker: invalid reference format." >&2\nexit 125\n')
     chmodSync(failing, 0o755)
-    const prepared = await prepareDockerRun(request(['frontend-v2']), {docker: fakeDocker, dockerCommand: failing, stdinIsTTY: false, context: {cacheDir: join(dir, 'cache'), log: {info() {}, warn() {}, debug() {}}}})
+    const prepared = await prepareDockerRun(request(['frontend-v2']), {
+      docker: fakeDocker,
+      dockerCommand: failing,
+      stdinIsTTY: false,
+      context: {cacheDir: join(dir, 'cache'), log: {info() {}, warn() {}, debug() {}}},
+    })
     const io = streams()
     let seen = ''
     io.stderr.on('data', (c: Buffer) => (seen += c.toString()))

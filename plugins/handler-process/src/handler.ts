@@ -125,7 +125,11 @@ export function createProcessHandler(): Handler {
   return {
     async prepare(request: HandlerRequest): Promise<PreparedHandler> {
       const [command, ...args] = request.args
-      if (!command) throw new UserError('the command to run as the handler is missing after --', 'e.g. `tp intercept <workload> --port 8000 -- python3 -m http.server 8000`')
+      if (!command)
+        throw new UserError(
+          'the command to run as the handler is missing after --',
+          'e.g. `tp intercept <workload> --port 8000 -- python3 -m http.server 8000`',
+        )
       const path = await findCommand(command, request.cwd)
       if (!path) {
         throw new UserError(

@@ -2,7 +2,11 @@ import type {InterceptSession} from '@tp/sdk'
 
 /** A piece of a Docker object name: [a-zA-Z0-9_.-], no leading punctuation, bounded length. */
 export function nameSlug(text: string, max = 40): string {
-  const slug = text.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[-_.]+|[-_.]+$/g, '').slice(0, max).replace(/[-_.]+$/, '')
+  const slug = text
+    .replace(/[^A-Za-z0-9_.-]+/g, '-')
+    .replace(/^[-_.]+|[-_.]+$/g, '')
+    .slice(0, max)
+    .replace(/[-_.]+$/, '')
   return slug || 'x'
 }
 

@@ -22,7 +22,9 @@ export function parseVolumeOptions(opts: Record<string, unknown> | null | undefi
   const given = opts ?? {}
   const unknown = Object.keys(given).filter((k) => !(OPTION_NAMES as readonly string[]).includes(k))
   if (unknown.length > 0) {
-    throw new Error(`unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; telemount takes only ${OPTION_NAMES.join(', ')}`)
+    throw new Error(
+      `unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; telemount takes only ${OPTION_NAMES.join(', ')}`,
+    )
   }
   const text = (key: string): string | undefined => {
     const value = given[key]

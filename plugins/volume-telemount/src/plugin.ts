@@ -86,7 +86,9 @@ async function requireServerBundle(): Promise<string> {
   try {
     await stat(bundle)
   } catch {
-    throw new BugError(`the telemount plugin server ${bundle} is missing; build tp with \`npm run build\` (it runs \`npm run -w @tp/plugin-volume-telemount bundle\`)`)
+    throw new BugError(
+      `the telemount plugin server ${bundle} is missing; build tp with \`npm run build\` (it runs \`npm run -w @tp/plugin-volume-telemount bundle\`)`,
+    )
   }
   return bundle
 }
@@ -105,7 +107,7 @@ async function inspectPlugin(docker: Dockerode, ref: string): Promise<PluginInfo
 function installFailed(ref: string, why: string, error?: unknown): UserError {
   return new UserError(
     `cannot install the telemount volume plugin ${ref}: ${why}`,
-    'remote volumes need it; fix the cause above (see `journalctl -u docker` or dockerd\'s log for the plugin\'s own output), or run the intercept with --mount=false to go without remote volumes',
+    "remote volumes need it; fix the cause above (see `journalctl -u docker` or dockerd's log for the plugin's own output), or run the intercept with --mount=false to go without remote volumes",
     {cause: error},
   )
 }
@@ -186,7 +188,10 @@ export async function ensurePlugin(docker: Dockerode, settings: PluginSettings):
       await enablePlugin(docker, ref)
     } catch (error) {
       // never leave a plugin that cannot start: the next attempt must start from scratch
-      await docker.getPlugin(ref, undefined).remove({force: true}).catch(swallow(trace, `removing plugin ${ref} that did not enable`))
+      await docker
+        .getPlugin(ref, undefined)
+        .remove({force: true})
+        .catch(swallow(trace, `removing plugin ${ref} that did not enable`))
       throw installFailed(ref, `docker plugin enable failed: ${dockerMessage(error)}`, error)
     }
     await removeOtherVersions(docker, settings, ref)

@@ -1,5 +1,17 @@
 import Docker from 'dockerode'
-import {dockerMessage, type InterceptSession, isNotFound, type PluginContext, type ProvidedVolumes, sleep, type VolumeProvider, UserError, tpLabels, debugLog, swallow} from '@tp/sdk'
+import {
+  dockerMessage,
+  type InterceptSession,
+  isNotFound,
+  type PluginContext,
+  type ProvidedVolumes,
+  sleep,
+  type VolumeProvider,
+  UserError,
+  tpLabels,
+  debugLog,
+  swallow,
+} from '@tp/sdk'
 import {volumeName} from './names.js'
 import {volumeDriverOptions} from './options.js'
 import {type PluginSettings, ensurePlugin, pluginRef, pluginSettingsFromEnv} from './plugin.js'
@@ -101,7 +113,10 @@ export class TelemountProvider implements VolumeProvider {
       }
     }
     if (left.length > 0) {
-      throw new UserError(`could not remove remote volume${left.length > 1 ? 's' : ''} ${left.join(', ')}`, 'remove them with `docker volume rm <name>` once no container uses them, or run `tp gc`')
+      throw new UserError(
+        `could not remove remote volume${left.length > 1 ? 's' : ''} ${left.join(', ')}`,
+        'remove them with `docker volume rm <name>` once no container uses them, or run `tp gc`',
+      )
     }
   }
 }

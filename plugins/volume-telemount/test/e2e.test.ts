@@ -35,14 +35,11 @@ const start = (args: string[], extraEnv: Record<string, string> = {}) => startTp
 
 type Running = RunningTp
 
-
 async function stop(run: Running): Promise<number | undefined> {
   run.child.kill('SIGINT')
   const result = await run.child
   return result.exitCode
 }
-
-
 
 const get = (host: string, path: string) => httpGet(`http://${host}${path}`, {network: NET})
 
@@ -74,17 +71,35 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await tpCli(['quit', '--name', CONN], {env}).catch(() => undefined)
-  await docker.getContainer(BACKOFFICE).remove({force: true}).catch(() => undefined)
-  await docker.getVolume(BACKOFFICE_DATA).remove().catch(() => undefined)
+  await docker
+    .getContainer(BACKOFFICE)
+    .remove({force: true})
+    .catch(() => undefined)
+  await docker
+    .getVolume(BACKOFFICE_DATA)
+    .remove()
+    .catch(() => undefined)
   await demoDown(docker, {network: NET}).catch(() => undefined)
-  for (const name of [PLUGIN, BROKEN_PLUGIN]) await docker.getPlugin(pluginRef({name, version: tpVersion}), undefined).remove({force: true}).catch(() => undefined)
+  for (const name of [PLUGIN, BROKEN_PLUGIN])
+    await docker
+      .getPlugin(pluginRef({name, version: tpVersion}), undefined)
+      .remove({force: true})
+      .catch(() => undefined)
   rmSync(cacheDir, {recursive: true, force: true})
   rmSync(brokenDir, {recursive: true, force: true})
 })
 
 describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', () => {
-  it('the handler reads and writes the workload\'s /data, a read-only mount refuses writes; Ctrl-C, then again; nothing left', async () => {
-    expect(await docker.getPlugin(pluginRef({name: PLUGIN, version: tpVersion}), undefined).inspect().then(() => 'exists', () => 'missing')).toBe('missing')
+  it("the handler reads and writes the workload's /data, a read-only mount refuses writes; Ctrl-C, then again; nothing left", async () => {
+    expect(
+      await docker
+        .getPlugin(pluginRef({name: PLUGIN, version: tpVersion}), undefined)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'missing',
+        ),
+    ).toBe('missing')
     for (let round = 1; round <= 2; round++) {
       const run = start(intercept('frontend-v1', 8000, ['frontend-v2']))
       await run.active
@@ -120,7 +135,9 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
   })
 
   it('plugin creation that fails stops tp with a clear error before any container starts', async () => {
-    const result = await tpCli(intercept('frontend-v1', 8000, ['frontend-v2']), {env: {...env, TP_TELEMOUNT_PLUGIN: BROKEN_PLUGIN, TP_TELEMOUNT_ROOTFS: brokenDir}})
+    const result = await tpCli(intercept('frontend-v1', 8000, ['frontend-v2']), {
+      env: {...env, TP_TELEMOUNT_PLUGIN: BROKEN_PLUGIN, TP_TELEMOUNT_ROOTFS: brokenDir},
+    })
     expect(result.exitCode).not.toBe(0)
     expect(result.stderr).toMatch(/cannot install the telemount volume plugin .*docker plugin enable failed/)
     expect(result.stderr).toMatch(/--mount=false/)

@@ -37,15 +37,26 @@ export async function sftpSourceImage(): Promise<string> {
 }
 
 export async function busyboxImage(): Promise<string> {
-  const image = await ensureImportedImage(docker, {repo: 'tpt-tm-busybox', tag: 'test', spec: {busybox: STATIC_BUSYBOX}, changes: ['ENV PATH=/bin'], labels: FIXTURE_LABELS, what: 'test busybox'})
+  const image = await ensureImportedImage(docker, {
+    repo: 'tpt-tm-busybox',
+    tag: 'test',
+    spec: {busybox: STATIC_BUSYBOX},
+    changes: ['ENV PATH=/bin'],
+    labels: FIXTURE_LABELS,
+    what: 'test busybox',
+  })
   return image.ref
 }
 
 export async function ensureNetwork(): Promise<void> {
-  const existing = await docker.getNetwork(NETWORK).inspect().catch(() => undefined)
-  if (!existing) await docker.createNetwork({Name: NETWORK, Labels: FIXTURE_LABELS}).catch((e: Error) => {
-    if (!/already exists/.test(e.message)) throw e
-  })
+  const existing = await docker
+    .getNetwork(NETWORK)
+    .inspect()
+    .catch(() => undefined)
+  if (!existing)
+    await docker.createNetwork({Name: NETWORK, Labels: FIXTURE_LABELS}).catch((e: Error) => {
+      if (!/already exists/.test(e.message)) throw e
+    })
 }
 
 export interface SftpSource {
@@ -83,8 +94,14 @@ export async function startSftpSource(image: string, config: string): Promise<Sf
     ip,
     sh,
     async remove() {
-      await docker.getContainer(container).remove({force: true}).catch(() => undefined)
-      await docker.getVolume(dataVolume).remove().catch(() => undefined)
+      await docker
+        .getContainer(container)
+        .remove({force: true})
+        .catch(() => undefined)
+      await docker
+        .getVolume(dataVolume)
+        .remove()
+        .catch(() => undefined)
     },
   }
 }
@@ -142,5 +159,8 @@ export async function volumesOf(intercept: string): Promise<string[]> {
 }
 
 export async function removePlugin(ref: string): Promise<void> {
-  await docker.getPlugin(ref, undefined).remove({force: true}).catch(() => undefined)
+  await docker
+    .getPlugin(ref, undefined)
+    .remove({force: true})
+    .catch(() => undefined)
 }

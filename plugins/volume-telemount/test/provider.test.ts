@@ -59,9 +59,17 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const src of sources) await src.remove()
   for (const ref of pluginsMade) await removePlugin(ref)
-  await docker.getNetwork('tpt-tm-net').remove().catch(() => undefined)
+  await docker
+    .getNetwork('tpt-tm-net')
+    .remove()
+    .catch(() => undefined)
   for (const dir of tempDirs) await rm(dir, {recursive: true, force: true})
-  for (const image of [busybox, sftpImage]) if (image) await docker.getImage(image).remove({force: true}).catch(() => undefined)
+  for (const image of [busybox, sftpImage])
+    if (image)
+      await docker
+        .getImage(image)
+        .remove({force: true})
+        .catch(() => undefined)
   delete process.env.TP_TELEMOUNT_PLUGIN
   delete process.env.TP_TELEMOUNT_ROOTFS
 })
@@ -174,7 +182,10 @@ describe('telemount volumes (real engine)', () => {
       await releasing
       expect(await volumesOf('tm-held')).toEqual([])
     } finally {
-      await docker.getContainer(holder).remove({force: true}).catch(() => undefined)
+      await docker
+        .getContainer(holder)
+        .remove({force: true})
+        .catch(() => undefined)
       await provided.release().catch(() => undefined)
     }
   })
@@ -182,16 +193,27 @@ describe('telemount volumes (real engine)', () => {
   it('rejects unknown options and bad values with a clear error', async () => {
     const driver = pluginRef({name: PLUGIN, version: VERSION})
     const base = {host: source.ip, port: String(SFTP_PORT), dir: '/data'}
-    const attempt = (opts: Record<string, string>) => docker.createVolume({Name: 'tpt-tm-badopts', Driver: driver, DriverOpts: opts}).then(() => 'created', (e: Error) => e.message)
+    const attempt = (opts: Record<string, string>) =>
+      docker.createVolume({Name: 'tpt-tm-badopts', Driver: driver, DriverOpts: opts}).then(
+        () => 'created',
+        (e: Error) => e.message,
+      )
     expect(await attempt({...base, container: 'x'})).toMatch(/unknown option "container"; telemount takes only host, port, dir, ro/)
     expect(await attempt({...base, port: '70000'})).toMatch(/option port must be a whole number from 1 to 65535/)
     expect(await attempt({...base, host: 'example.com'})).toMatch(/option host must be an IP address/)
     expect(await attempt({...base, ro: 'yes'})).toMatch(/option ro must be true or false/)
-    await docker.getVolume('tpt-tm-badopts').remove().catch(() => undefined)
+    await docker
+      .getVolume('tpt-tm-badopts')
+      .remove()
+      .catch(() => undefined)
   })
 
   it('fails clearly when the remote directory does not exist, and leaves the volume removable', async () => {
-    const s = session({connection: CONNECTION, name: 'tm-nodir', mounts: [{path: '/data', readOnly: false, sftp: {host: source.ip, port: SFTP_PORT, dir: '/no/such/dir'}}]})
+    const s = session({
+      connection: CONNECTION,
+      name: 'tm-nodir',
+      mounts: [{path: '/data', readOnly: false, sftp: {host: source.ip, port: SFTP_PORT, dir: '/no/such/dir'}}],
+    })
     const provided = await provider.provide(s)
     const run = await dockerRun([...provided.dockerRunArgs, busybox, 'true'])
     expect(run.code).not.toBe(0)
@@ -225,15 +247,31 @@ describe('telemount volumes (real engine)', () => {
     try {
       pluginsMade.add(pluginRef({name: 'tpt-tm-broken', version: VERSION}))
       process.env.TP_TELEMOUNT_ROOTFS = broken
-      const error = await (await makeProvider()).provide(s).then(() => undefined, (e: unknown) => e)
+      const error = await (await makeProvider()).provide(s).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       expect(isUserError(error)).toBe(true)
-      expect((error as Error).message).toMatch(/cannot install the telemount volume plugin tpt-tm-broken:0\.1\.0-tmtest: docker plugin enable failed: .*\/usr\/bin\/node.*no such file/)
+      expect((error as Error).message).toMatch(
+        /cannot install the telemount volume plugin tpt-tm-broken:0\.1\.0-tmtest: docker plugin enable failed: .*\/usr\/bin\/node.*no such file/,
+      )
       expect((error as {next?: string}).next).toMatch(/--mount=false/)
       // the half-made plugin is gone, so the next attempt starts clean
-      expect(await docker.getPlugin(pluginRef({name: 'tpt-tm-broken', version: VERSION}), undefined).inspect().then(() => 'exists', () => 'gone')).toBe('gone')
+      expect(
+        await docker
+          .getPlugin(pluginRef({name: 'tpt-tm-broken', version: VERSION}), undefined)
+          .inspect()
+          .then(
+            () => 'exists',
+            () => 'gone',
+          ),
+      ).toBe('gone')
 
       process.env.TP_TELEMOUNT_ROOTFS = join(broken, 'missing')
-      const missing = await (await makeProvider()).provide(s).then(() => undefined, (e: unknown) => e)
+      const missing = await (await makeProvider()).provide(s).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       expect(isUserError(missing)).toBe(true)
       expect((missing as Error).message).toMatch(/TP_TELEMOUNT_ROOTFS=.*missing is not a plugin directory/)
       expect(await volumesOf('tm-broken')).toEqual([])

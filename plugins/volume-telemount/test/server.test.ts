@@ -60,7 +60,11 @@ function call(path: string, body: Record<string, unknown> = {}): Promise<Record<
 /** FUSE mounts under our mount root, from the kernel's own table. */
 async function fuseMounts(): Promise<string[]> {
   const mounts = await readFile('/proc/self/mounts', 'utf8')
-  return mounts.split('\n').map((l) => l.split(' ')).filter((f) => f[1]?.startsWith(`${mountRoot}/`) && f[2]?.startsWith('fuse')).map((f) => f[1])
+  return mounts
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[1]?.startsWith(`${mountRoot}/`) && f[2]?.startsWith('fuse'))
+    .map((f) => f[1])
 }
 
 /** Polls read() until done(value) holds or timeoutMs passes; returns the last value. */
@@ -151,7 +155,10 @@ describe('telemount plugin server', () => {
     const ro = await call('VolumeDriver.Mount', {Name: 'ro', ID: 'a'})
     expect(ro.Mountpoint).not.toBe(rw.Mountpoint)
     expect(await fuseMounts()).toHaveLength(2)
-    const refused = await writeFile(join(ro.Mountpoint, 'x.txt'), 'x').then(() => 'written', (e: NodeJS.ErrnoException) => e.code)
+    const refused = await writeFile(join(ro.Mountpoint, 'x.txt'), 'x').then(
+      () => 'written',
+      (e: NodeJS.ErrnoException) => e.code,
+    )
     expect(refused).toBe('EROFS')
     await writeFile(join(rw.Mountpoint, 'y.txt'), 'through sshfs')
     expect(await readFile(join(work, 'y.txt'), 'utf8')).toBe('through sshfs')
@@ -225,8 +232,12 @@ describe('telemount plugin server', () => {
   })
 
   it('rejects bad options and a missing remote directory with a clear Err', async () => {
-    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '0'}})).Err).toMatch(/option port must be a whole number from 1 to 65535/)
-    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '22', dir: 'rel'}})).Err).toMatch(/option dir must be an absolute path/)
+    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '0'}})).Err).toMatch(
+      /option port must be a whole number from 1 to 65535/,
+    )
+    expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {host: '127.0.0.1', port: '22', dir: 'rel'}})).Err).toMatch(
+      /option dir must be an absolute path/,
+    )
     expect((await call('VolumeDriver.Create', {Name: 'bad', Opts: {port: '22'}})).Err).toMatch(/option host is required/)
     await create('nodir', {dir: join(work, 'missing')})
     expect((await call('VolumeDriver.Mount', {Name: 'nodir', ID: 'a'})).Err).toMatch(/remote directory .*missing on 127\.0\.0\.1:\d+ \(rw\) does not exist/)

@@ -3,10 +3,12 @@
 // Used by the telemount tests and bench/telemount.bench.mjs as a stand-in workload.
 const net = require('node:net')
 const {spawn} = require('node:child_process')
-net.createServer({pauseOnConnect: true}, (socket) => {
-  // as the agent does: the connection itself is sftp-server's stdin and stdout, node keeps no copy
-  socket.setNoDelay(true)
-  const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: [socket, socket, 'inherit']})
-  socket.destroy()
-  server.on('error', () => {})
-}).listen(Number(process.env.SFTP_PORT || 2222), '0.0.0.0')
+net
+  .createServer({pauseOnConnect: true}, (socket) => {
+    // as the agent does: the connection itself is sftp-server's stdin and stdout, node keeps no copy
+    socket.setNoDelay(true)
+    const server = spawn('/usr/lib/openssh/sftp-server', ['-e'], {stdio: [socket, socket, 'inherit']})
+    socket.destroy()
+    server.on('error', () => {})
+  })
+  .listen(Number(process.env.SFTP_PORT || 2222), '0.0.0.0')

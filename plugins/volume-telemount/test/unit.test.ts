@@ -32,7 +32,7 @@ describe('names', () => {
     expect(nameSlug('///')).toBe('x')
   })
 
-  it('tags the plugin with a valid Docker tag made from tp\'s version', () => {
+  it("tags the plugin with a valid Docker tag made from tp's version", () => {
     expect(pluginRef({name: 'tp-telemount', version: '1.2.3+build.4'})).toBe('tp-telemount:1.2.3-build.4')
     expect(buildOf(pluginConfig('abc123').description as string)).toBe('abc123')
   })

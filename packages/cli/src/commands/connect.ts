@@ -5,7 +5,8 @@ import {Interrupts} from '../interrupts.js'
 
 export default class Connect extends TpCommand {
   static override summary = 'Connect to a namespace: start (or reuse) the daemon of a connection'
-  static override description = `With --docker the daemon runs in a container (tp-<name>-cn) on the namespace's Docker network, so nothing on this machine's own network changes.
+  static override description =
+    `With --docker the daemon runs in a container (tp-<name>-cn) on the namespace's Docker network, so nothing on this machine's own network changes.
 Without --namespace: $TP_NAMESPACE, else the only user-defined network that has containers.`
   static override examples = ['<%= config.bin %> connect --docker', '<%= config.bin %> connect --docker --namespace tp-demo --name demo']
   static override flags = {

@@ -73,12 +73,21 @@ async function checkMountRoot(root: string, prepared: PreparedHandler | undefine
     throw new UserError(`--mount=${root} cannot be read: ${error.message}`, 'choose an empty directory you can write to')
   })
   if (entries && entries.length > 0) {
-    throw new UserError(`--mount=${root} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`, 'the volumes would hide what is there: choose an empty directory, or one that does not exist yet')
+    throw new UserError(
+      `--mount=${root} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`,
+      'the volumes would hide what is there: choose an empty directory, or one that does not exist yet',
+    )
   }
   // the directory, or the nearest parent that exists, must take a new directory (a real try:
   // permission bits say nothing to root, nor about read-only or pseudo file systems)
   let dir = root
-  while (!(await stat(dir).then(() => true, () => false))) dir = dirname(dir)
+  while (
+    !(await stat(dir).then(
+      () => true,
+      () => false,
+    ))
+  )
+    dir = dirname(dir)
   const probe = await mkdtemp(join(dir, '.tp-write-check-')).catch(() => {
     throw new UserError(`--mount=${root} is not writable (no directory can be made in ${dir})`, 'choose a directory you can write to')
   })
@@ -100,7 +109,8 @@ function waitingFor(session: InterceptSession): string {
 
 export default class Intercept extends TpCommand {
   static override summary = 'Intercept a workload: its traffic goes to a handler on your side'
-  static override description = `Without a handler flag, the intercept sends the workload's traffic to <local port> in the daemon's network namespace and holds until Ctrl-C.
+  static override description =
+    `Without a handler flag, the intercept sends the workload's traffic to <local port> in the daemon's network namespace and holds until Ctrl-C.
 With --docker-run, everything after -- is docker run arguments: tp runs that container with the workload's environment and volumes, routes the traffic to it, and ends the intercept when it exits.`
   static override examples = [
     '<%= config.bin %> intercept --docker frontend-v1 --port 8000 --docker-run -- frontend-v2',
@@ -117,7 +127,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
     use: Flags.string({description: 'connection to use, when there are several'}),
     mount: Flags.string({
-      description: "mount the workload's volumes in the handler (true, false, or for a handler on this machine the empty directory to mount them under: TP_ROOT)",
+      description:
+        "mount the workload's volumes in the handler (true, false, or for a handler on this machine the empty directory to mount them under: TP_ROOT)",
       helpValue: 'true|false|<dir>',
       default: 'true',
     }),
@@ -141,10 +152,16 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       own,
     )
     if (!args.workload) {
-      throw new UserError('the workload to intercept is missing', '`tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`')
+      throw new UserError(
+        'the workload to intercept is missing',
+        '`tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`',
+      )
     }
     if (argv.length > 1) {
-      throw new UserError(`unexpected argument "${argv[1]}" before --`, 'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`')
+      throw new UserError(
+        `unexpected argument "${argv[1]}" before --`,
+        'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`',
+      )
     }
     const descriptor = chooseHandler(descriptors, flags as Record<string, unknown>, handlerArgs)
 
@@ -159,12 +176,15 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     if (!flags.use && live.length > 1) {
       throw new UserError(`there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')})`, 'choose one with --use <name>')
     }
-    const capabilities: PlacementCapabilities = connection ? connection.placement.capabilities : connections.capabilitiesOf(connections.backendName(flags.docker))
+    const capabilities: PlacementCapabilities = connection
+      ? connection.placement.capabilities
+      : connections.capabilitiesOf(connections.backendName(flags.docker))
     step(connection ? `connection ${connection.record.name} found` : 'no connection yet')
     // only a handler container has a port of its own to publish
     const port = parsePortSpec(flags.port, {canPublishPorts: capabilities.canPublishPorts && descriptor?.publishesPorts === true})
     const mount = parseMount(flags.mount)
-    if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax)) throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
+    if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax))
+      throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
     // 1. the handler checks and resolves everything that can fail, before the intercept exists
     let prepared: PreparedHandler | undefined
@@ -244,10 +264,16 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 
   private exitCode = 0
 
-  private async provideVolumes(registries: Awaited<ReturnType<TpCommand['registries']>>, session: InterceptSession, request: VolumeRequest): Promise<ProvidedVolumes> {
+  private async provideVolumes(
+    registries: Awaited<ReturnType<TpCommand['registries']>>,
+    session: InterceptSession,
+    request: VolumeRequest,
+  ): Promise<ProvidedVolumes> {
     const candidates = registries.volumeProviders
       .list()
-      .filter((e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
+      .filter(
+        (e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities),
+      )
     if (candidates.length === 0) {
       const form = request.form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
       throw new UserError(
@@ -260,7 +286,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   }
 
   /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
-  private async runHandler(prepared: PreparedHandler, session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, extras: RunExtras): Promise<number> {
+  private async runHandler(
+    prepared: PreparedHandler,
+    session: InterceptSession,
+    lease: InterceptLease,
+    interrupts: Interrupts,
+    extras: RunExtras,
+  ): Promise<number> {
     let endedBy: {reason: string; normal: boolean} | undefined
     const stop = (reason: string) => {
       void prepared.stop(reason)

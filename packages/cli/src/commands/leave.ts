@@ -12,7 +12,11 @@ export default class Leave extends TpCommand {
     const {args, flags} = await this.parse(Leave)
     const connections = new Connections(await this.registries(), this.pluginContext())
     const live = (await connections.live()).filter((c) => !flags.use || c.record.name === flags.use)
-    if (live.length === 0) throw new UserError(`cannot leave "${args.name}": tp is not connected${flags.use ? ` (no connection named ${flags.use})` : ''}`, 'there is nothing to leave; `tp status` shows connections and intercepts')
+    if (live.length === 0)
+      throw new UserError(
+        `cannot leave "${args.name}": tp is not connected${flags.use ? ` (no connection named ${flags.use})` : ''}`,
+        'there is nothing to leave; `tp status` shows connections and intercepts',
+      )
     const names: string[] = []
     for (const connection of live) {
       const status = await connection.client.status()
@@ -23,6 +27,9 @@ export default class Leave extends TpCommand {
       }
       names.push(...status.intercepts.map((i) => i.name))
     }
-    throw new UserError(`there is no intercept named "${args.name}"`, names.length > 0 ? `active intercepts: ${names.join(', ')}` : 'there are no active intercepts')
+    throw new UserError(
+      `there is no intercept named "${args.name}"`,
+      names.length > 0 ? `active intercepts: ${names.join(', ')}` : 'there are no active intercepts',
+    )
   }
 }

@@ -32,7 +32,9 @@ export default class Status extends TpCommand {
       const intercepts = row.status?.intercepts ?? []
       if (intercepts.length === 0) this.log('  no intercepts')
       for (const i of intercepts) {
-        this.log(`  intercept ${i.name}: ${i.workload}:${i.servicePort} → local port ${i.localPort} (${i.state === 'active' ? 'active' : 'waiting for the handler'})`)
+        this.log(
+          `  intercept ${i.name}: ${i.workload}:${i.servicePort} → local port ${i.localPort} (${i.state === 'active' ? 'active' : 'waiting for the handler'})`,
+        )
       }
     }
   }

@@ -4,7 +4,7 @@ export default defineHandlers([
   {
     name: 'process',
     apiVersion: API_VERSION,
-    summary: 'a command on this machine is the handler (tp intercept <workload> -- <command> [args]), with the workload\'s environment and volumes (TP_ROOT)',
+    summary: "a command on this machine is the handler (tp intercept <workload> -- <command> [args]), with the workload's environment and volumes (TP_ROOT)",
     selectedByArgs: true,
     flags: {},
     load: () => import('../handler.js'),

@@ -109,7 +109,9 @@ export class SshfsMount {
       }
       if ((await isFuseMounted(this.dir)) && (await this.probe())) return
       if (Date.now() > deadline) {
-        throw new Error(`sshfs for ${this.label} did not mount within ${Math.round(timeoutMs / 1000)} s${this.stderrTail ? `: ${this.stderrTail}` : ' (no output; is the SFTP server reachable?)'}`)
+        throw new Error(
+          `sshfs for ${this.label} did not mount within ${Math.round(timeoutMs / 1000)} s${this.stderrTail ? `: ${this.stderrTail}` : ' (no output; is the SFTP server reachable?)'}`,
+        )
       }
       await sleep(20) // a mount takes tens of ms to appear; the wait is part of every intercept's start
     }

@@ -4,7 +4,8 @@ import {TpCommand} from '../../base-command.js'
 
 export default class DemoUp extends TpCommand {
   static override summary = 'Create the demo cluster on the local Docker engine (network tp-demo, workloads frontend-v1 and catalog)'
-  static override description = 'Idempotent: what exists and works is kept, what is missing or broken is (re)created. Builds its images locally; no registry is needed.'
+  static override description =
+    'Idempotent: what exists and works is kept, what is missing or broken is (re)created. Builds its images locally; no registry is needed.'
   static override flags = {
     network: Flags.string({summary: 'Name of the network (the namespace)', default: DEMO_NETWORK}),
   }
