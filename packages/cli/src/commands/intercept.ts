@@ -1,5 +1,3 @@
-import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
-import {dirname, join, resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {
   type HandlerDescriptor,
@@ -8,26 +6,28 @@ import {
   type PlacementCapabilities,
   type PreparedHandler,
   type ProvidedVolumes,
-  type RunExtras,
   UserError,
-  type VolumeRequest,
-  formatEnv,
   ENV_SYNTAXES,
   type EnvSyntax,
   debugLog,
-  fitsCapabilities,
   swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
+import {
+  UNEXPECTED_END_NEXT_STEP,
+  checkMountRoot,
+  hintWhileWaiting,
+  parseMount,
+  printSession,
+  provideVolumes,
+  runHandler,
+  waitingFor,
+  writeEnvFiles,
+} from '../intercept-steps.js'
 import {parsePortSpec} from '../port-spec.js'
-
-const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
-
-/** When to tell a user that the handler has not answered yet. */
-const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
 
 const trace = debugLog('tp:cli')
 
@@ -49,62 +49,6 @@ function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
     }
   }
   return flags
-}
-
-/** `--mount`: true, false, or the directory where a handler on this machine gets the volumes. */
-function parseMount(value: string): {wanted: boolean; root?: string} {
-  if (value === 'true') return {wanted: true}
-  if (value === 'false') return {wanted: false}
-  if (value === '') throw new UserError('--mount needs a value', 'use --mount=true, --mount=false or --mount=<empty directory>')
-  return {wanted: true, root: resolve(value)}
-}
-
-/** A `--mount=<dir>` is checked before anything exists: the handler takes a directory, and the directory is usable. */
-async function checkMountRoot(root: string, prepared: PreparedHandler | undefined): Promise<void> {
-  if (prepared?.volumeForm !== 'directory') {
-    throw new UserError(
-      `--mount=${root} names a directory, but ${prepared ? 'this handler takes the volumes as Docker volumes' : 'there is no handler to give it to'}`,
-      'use --mount=<dir> with a command on this machine (`tp intercept <workload> --mount=<dir> -- <command>`) or with --docker-mount; otherwise --mount=true or --mount=false',
-    )
-  }
-  const entries = await readdir(root).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    if (error.code === 'ENOTDIR') throw new UserError(`--mount=${root} is not a directory`, 'choose an empty directory, or one that does not exist yet')
-    throw new UserError(`--mount=${root} cannot be read: ${error.message}`, 'choose an empty directory you can write to')
-  })
-  if (entries && entries.length > 0) {
-    throw new UserError(
-      `--mount=${root} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`,
-      'the volumes would hide what is there: choose an empty directory, or one that does not exist yet',
-    )
-  }
-  // the directory, or the nearest parent that exists, must take a new directory (a real try:
-  // permission bits say nothing to root, nor about read-only or pseudo file systems)
-  let dir = root
-  while (
-    !(await stat(dir).then(
-      () => true,
-      () => false,
-    ))
-  )
-    dir = dirname(dir)
-  const probe = await mkdtemp(join(dir, '.tp-write-check-')).catch(() => {
-    throw new UserError(`--mount=${root} is not writable (no directory can be made in ${dir})`, 'choose a directory you can write to')
-  })
-  await rmdir(probe)
-}
-
-/** Where a handler must listen, in words. */
-function where(session: InterceptSession): string {
-  return session.placement.capabilities.sharesDaemonNetwork ? "in the daemon's network namespace" : 'on this machine'
-}
-
-/** What the user may start by hand for a held intercept. */
-function waitingFor(session: InterceptSession): string {
-  const {placement, ports} = session
-  const publish = placement.capabilities.canPublishPorts ? ` -p ${ports.local}:${ports.local}` : ''
-  const container = `docker run${placement.containerArgs.length > 0 ? ` ${placement.containerArgs.join(' ')}` : ''}${publish} …`
-  return `something to answer on port ${ports.local} ${where(session)} (e.g. ${container})`
 }
 
 export default class Intercept extends TpCommand {
@@ -227,25 +171,25 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       const session: InterceptSession = {...lease.session, placement: connection.placement}
       step(`intercept ${session.name} created`)
       if (interrupts.signal) return
-      await this.writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
+      await writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
         await this.hold(session, lease, interrupts, flags.output === 'json')
         return
       }
       // 4. volumes, 5. the handler in the foreground
       if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
-        volumes = await this.provideVolumes(registries, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root})
+        volumes = await provideVolumes(registries, context, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root})
         step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
       if (interrupts.signal) return
-      this.printSession(session, prepared.describe, volumes?.root)
+      printSession(session, prepared.describe, volumes?.root)
       for (const note of prepared.notes ?? []) process.stderr.write(`${note}\n`)
-      this.hintWhileWaiting(session, lease)
+      hintWhileWaiting(session, lease)
       void lease.active.then(() => {
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
       })
-      const exitCode = await this.runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root})
+      const exitCode = await runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root})
       this.exitCode = exitCode
     } finally {
       // 6. tear down in reverse order, on every path
@@ -264,67 +208,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 
   private exitCode = 0
 
-  private async provideVolumes(
-    registries: Awaited<ReturnType<TpCommand['registries']>>,
-    session: InterceptSession,
-    request: VolumeRequest,
-  ): Promise<ProvidedVolumes> {
-    const candidates = registries.volumeProviders
-      .list()
-      .filter(
-        (e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities),
-      )
-    if (candidates.length === 0) {
-      const form = request.form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
-      throw new UserError(
-        `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider gives them ${form} with the ${session.placement.backend} daemon`,
-        'install one (see `tp extensions`), or run without remote mounts: --mount=false',
-      )
-    }
-    const provider = await registries.volumeProviders.load(candidates[0].descriptor.name, this.pluginContext())
-    return provider.provide(session, request)
-  }
-
-  /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
-  private async runHandler(
-    prepared: PreparedHandler,
-    session: InterceptSession,
-    lease: InterceptLease,
-    interrupts: Interrupts,
-    extras: RunExtras,
-  ): Promise<number> {
-    let endedBy: {reason: string; normal: boolean} | undefined
-    const stop = (reason: string) => {
-      void prepared.stop(reason)
-    }
-    interrupts.action = 'stopping the handler and ending the intercept'
-    const cancel = interrupts.onInterrupt((signal) => {
-      endedBy ??= {reason: signal, normal: true}
-      stop(signal)
-    })
-    void lease.ended.then((end) => {
-      if (endedBy) return // already stopping
-      endedBy = end
-      process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
-      stop(end.reason)
-    })
-    try {
-      const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
-      if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
-      if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
-      return code
-    } finally {
-      cancel()
-    }
-  }
-
   /** No handler: print the session and keep the intercept until Ctrl-C or until it is ended elsewhere. */
   private async hold(session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, json: boolean): Promise<void> {
     if (json) this.log(JSON.stringify(session, null, 2))
     else {
-      this.printSession(session)
+      printSession(session)
       process.stderr.write(`Waiting for ${waitingFor(session)}; traffic switches when it does. Ctrl-C ends the intercept.\n`)
-      this.hintWhileWaiting(session, lease)
+      hintWhileWaiting(session, lease)
       void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
     }
     const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
@@ -333,36 +223,5 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
     if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, UNEXPECTED_END_NEXT_STEP)
-  }
-
-  /**
-   * Traffic switches only when the handler answers on the local port. A handler that listens on
-   * another port would leave the user waiting with no clue: say so after a while.
-   */
-  private hintWhileWaiting(session: InterceptSession, lease: InterceptLease): void {
-    const timer = setTimeout(() => {
-      process.stderr.write(
-        `Still waiting for something to answer on port ${session.ports.local} ${where(session)}; until then ${session.workload} keeps its traffic. If your handler listens on another port, run again with --port <that port>.\n`,
-      )
-    }, HINT_AFTER_MS)
-    timer.unref()
-    void lease.active.then(() => clearTimeout(timer))
-    void lease.ended.then(() => clearTimeout(timer))
-  }
-
-  private printSession(session: InterceptSession, handler?: string, root?: string): void {
-    const lines = [
-      `Intercept ${session.name} (id ${session.id}): ${session.workload}:${session.ports.service}${session.ports.serviceName ? `/${session.ports.serviceName}` : ''} in ${session.namespace} → port ${session.ports.local}`,
-      `  connection ${session.daemon.connection} (${session.placement.where})`,
-      `  environment: ${Object.keys(session.environment).join(' ')}`,
-      `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
-    ]
-    if (handler) lines.push(`  handler: ${handler}`)
-    process.stderr.write(lines.join('\n') + '\n')
-  }
-
-  private async writeEnvFiles(session: InterceptSession, envFile: string | undefined, syntax: EnvSyntax, envJson: string | undefined): Promise<void> {
-    if (envFile) await writeFile(envFile, formatEnv(session.environment, syntax), {mode: 0o600})
-    if (envJson) await writeFile(envJson, JSON.stringify(session.environment, null, 2) + '\n', {mode: 0o600})
   }
 }

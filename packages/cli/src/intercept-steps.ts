@@ -1,0 +1,171 @@
+import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
+import {dirname, join, resolve} from 'node:path'
+import {
+  type EnvSyntax,
+  type InterceptLease,
+  type InterceptSession,
+  type PluginContext,
+  type PreparedHandler,
+  type ProvidedVolumes,
+  type RunExtras,
+  UserError,
+  type VolumeRequest,
+  fitsCapabilities,
+  formatEnv,
+} from '@tp/sdk'
+import type {Registries} from './extensions.js'
+import type {Interrupts} from './interrupts.js'
+
+/**
+ * The steps of an intercept that `tp intercept` (and anything else that runs intercepts) shares:
+ * checking --mount, turning remote mounts into volumes, running a prepared handler against its
+ * lease, and saying what happens.
+ */
+
+export const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
+
+/** When to tell a user that the handler has not answered yet. */
+const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
+
+/** `--mount`: true, false, or the directory where a handler on this machine gets the volumes. */
+export function parseMount(value: string): {wanted: boolean; root?: string} {
+  if (value === 'true') return {wanted: true}
+  if (value === 'false') return {wanted: false}
+  if (value === '') throw new UserError('--mount needs a value', 'use --mount=true, --mount=false or --mount=<empty directory>')
+  return {wanted: true, root: resolve(value)}
+}
+
+/** A `--mount=<dir>` is checked before anything exists: the handler takes a directory, and the directory is usable. */
+export async function checkMountRoot(root: string, prepared: PreparedHandler | undefined): Promise<void> {
+  if (prepared?.volumeForm !== 'directory') {
+    throw new UserError(
+      `--mount=${root} names a directory, but ${prepared ? 'this handler takes the volumes as Docker volumes' : 'there is no handler to give it to'}`,
+      'use --mount=<dir> with a command on this machine (`tp intercept <workload> --mount=<dir> -- <command>`) or with --docker-mount; otherwise --mount=true or --mount=false',
+    )
+  }
+  const entries = await readdir(root).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    if (error.code === 'ENOTDIR') throw new UserError(`--mount=${root} is not a directory`, 'choose an empty directory, or one that does not exist yet')
+    throw new UserError(`--mount=${root} cannot be read: ${error.message}`, 'choose an empty directory you can write to')
+  })
+  if (entries && entries.length > 0) {
+    throw new UserError(
+      `--mount=${root} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''})`,
+      'the volumes would hide what is there: choose an empty directory, or one that does not exist yet',
+    )
+  }
+  // the directory, or the nearest parent that exists, must take a new directory (a real try:
+  // permission bits say nothing to root, nor about read-only or pseudo file systems)
+  let dir = root
+  while (
+    !(await stat(dir).then(
+      () => true,
+      () => false,
+    ))
+  )
+    dir = dirname(dir)
+  const probe = await mkdtemp(join(dir, '.tp-write-check-')).catch(() => {
+    throw new UserError(`--mount=${root} is not writable (no directory can be made in ${dir})`, 'choose a directory you can write to')
+  })
+  await rmdir(probe)
+}
+
+/** Where a handler must listen, in words. */
+export function where(session: InterceptSession): string {
+  return session.placement.capabilities.sharesDaemonNetwork ? "in the daemon's network namespace" : 'on this machine'
+}
+
+/** What the user may start by hand for a held intercept. */
+export function waitingFor(session: InterceptSession): string {
+  const {placement, ports} = session
+  const publish = placement.capabilities.canPublishPorts ? ` -p ${ports.local}:${ports.local}` : ''
+  const container = `docker run${placement.containerArgs.length > 0 ? ` ${placement.containerArgs.join(' ')}` : ''}${publish} …`
+  return `something to answer on port ${ports.local} ${where(session)} (e.g. ${container})`
+}
+
+/** Turns the session's remote mounts into what the handler takes, through the first provider that fits. */
+export async function provideVolumes(
+  registries: Registries,
+  context: PluginContext,
+  session: InterceptSession,
+  request: VolumeRequest,
+): Promise<ProvidedVolumes> {
+  const candidates = registries.volumeProviders
+    .list()
+    .filter((e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
+  if (candidates.length === 0) {
+    const form = request.form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
+    throw new UserError(
+      `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider gives them ${form} with the ${session.placement.backend} daemon`,
+      'install one (see `tp extensions`), or run without remote mounts: --mount=false',
+    )
+  }
+  const provider = await registries.volumeProviders.load(candidates[0].descriptor.name, context)
+  return provider.provide(session, request)
+}
+
+/** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
+export async function runHandler(
+  prepared: PreparedHandler,
+  session: InterceptSession,
+  lease: InterceptLease,
+  interrupts: Interrupts,
+  extras: RunExtras,
+): Promise<number> {
+  let endedBy: {reason: string; normal: boolean} | undefined
+  const stop = (reason: string) => {
+    void prepared.stop(reason)
+  }
+  interrupts.action = 'stopping the handler and ending the intercept'
+  const cancel = interrupts.onInterrupt((signal) => {
+    endedBy ??= {reason: signal, normal: true}
+    stop(signal)
+  })
+  void lease.ended.then((end) => {
+    if (endedBy) return // already stopping
+    endedBy = end
+    process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
+    stop(end.reason)
+  })
+  try {
+    const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
+    if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
+    if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
+    return code
+  } finally {
+    cancel()
+  }
+}
+
+/**
+ * Traffic switches only when the handler answers on the local port. A handler that listens on
+ * another port would leave the user waiting with no clue: say so after a while.
+ */
+export function hintWhileWaiting(session: InterceptSession, lease: InterceptLease): void {
+  const timer = setTimeout(() => {
+    process.stderr.write(
+      `Still waiting for something to answer on port ${session.ports.local} ${where(session)}; until then ${session.workload} keeps its traffic. If your handler listens on another port, run again with --port <that port>.\n`,
+    )
+  }, HINT_AFTER_MS)
+  timer.unref()
+  void lease.active.then(() => clearTimeout(timer))
+  void lease.ended.then(() => clearTimeout(timer))
+}
+
+/** What the intercept is, on stderr. */
+export function printSession(session: InterceptSession, handler?: string, root?: string): void {
+  const lines = [
+    `Intercept ${session.name} (id ${session.id}): ${session.workload}:${session.ports.service}${session.ports.serviceName ? `/${session.ports.serviceName}` : ''} in ${session.namespace} → port ${session.ports.local}`,
+    `  connection ${session.daemon.connection} (${session.placement.where})`,
+    `  environment: ${Object.keys(session.environment).join(' ')}`,
+    `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
+  ]
+  if (handler) lines.push(`  handler: ${handler}`)
+  process.stderr.write(lines.join('\n') + '\n')
+}
+
+/** `--env-file` and `--env-json`. */
+export async function writeEnvFiles(session: InterceptSession, envFile: string | undefined, syntax: EnvSyntax, envJson: string | undefined): Promise<void> {
+  if (envFile) await writeFile(envFile, formatEnv(session.environment, syntax), {mode: 0o600})
+  if (envJson) await writeFile(envJson, JSON.stringify(session.environment, null, 2) + '\n', {mode: 0o600})
+}
