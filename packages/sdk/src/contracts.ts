@@ -87,6 +87,11 @@ export interface HandlerRequest {
    * intercept exists: decide on these, never on a backend's name.
    */
   capabilities: PlacementCapabilities
+  /**
+   * With `tp spec run`: the handler's section of the intercept specification, already validated
+   * against the descriptor's `specSchema`; absent on the command line.
+   */
+  spec?: Record<string, unknown>
   /** Requested local port (from --port). */
   localPort: number
   /** Requested container port (`--port L:C` where ports can be published); equals localPort otherwise. */
