@@ -1,0 +1,283 @@
+import {type ChildProcess, spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+import type {ProvidedVolumes, RemoteMount} from '@tp/sdk'
+import {SshfsProvider, type SshfsProviderOptions, sshfsDescriptor, sweepMounts} from '@tp/plugin-volume-sshfs'
+import hook from '../dist/hooks/providers.js'
+import {CHILD_FILE, SftpServer, context, eventually, execFileAsync, forceCleanup, freePort, mountsUnder, session, sshfsMountsUnder, sshfsPidsUnder, tree} from './fixture.js'
+
+// Real sshfs against a real sftp-server over plain TCP on 127.0.0.1 (the agent's SFTP export in
+// miniature), no Docker. Each test looks at what a user would: files through the mounts, the
+// kernel's mount table, the directory tree, the processes.
+
+let work: string
+let source: string
+let cacheDir: string
+let tmp: string
+let sftp: SftpServer
+const provided: ProvidedVolumes[] = []
+const children: ChildProcess[] = []
+const cleanups: Array<() => Promise<void>> = []
+
+const volume = (path: string, dir: string, readOnly = false): RemoteMount => ({path, readOnly, sftp: {host: '127.0.0.1', port: sftp.port, dir}})
+
+function provider(options: SshfsProviderOptions = {}, lines: string[] = []): SshfsProvider {
+  return new SshfsProvider(context(cacheDir, lines), {tmpDir: tmp, ...options})
+}
+
+async function provide(p: SshfsProvider, ...args: Parameters<SshfsProvider['provide']>): Promise<ProvidedVolumes> {
+  const volumes = await p.provide(...args)
+  provided.push(volumes)
+  return volumes
+}
+
+/** What the tests compare before and after: the mount table and the tree under the work directory. */
+function snapshot(): {mounts: string[]; tree: string[]} {
+  return {mounts: mountsUnder(work), tree: tree(work, [source, cacheDir])}
+}
+
+async function rejection(promise: Promise<unknown>): Promise<any> {
+  return promise.then(
+    (value) => ({kind: 'resolved', value}),
+    (error: unknown) => error,
+  )
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'tpt-sshfs-'))
+  source = join(work, 'source')
+  cacheDir = join(work, 'cache')
+  tmp = join(work, 'tmp')
+  await mkdir(join(source, 'data'), {recursive: true})
+  await mkdir(join(source, 'config'), {recursive: true})
+  await mkdir(tmp)
+  sftp = new SftpServer(await freePort())
+  await sftp.start()
+})
+
+beforeEach(async () => {
+  await writeFile(join(source, 'data', 'config.txt'), 'greeting=hello from the workload\n')
+  await writeFile(join(source, 'config', 'app.yaml'), 'mode: read-only\n')
+  await sftp.start()
+})
+
+afterEach(async () => {
+  // whatever a test did or failed to do: nothing of it may stay
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  for (const volumes of provided.splice(0)) await volumes.release().catch(() => undefined)
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined)
+  await forceCleanup(work)
+  await rm(join(cacheDir, 'mounts'), {recursive: true, force: true})
+  for (const name of await readdir(tmp)) await rm(join(tmp, name), {recursive: true, force: true})
+})
+
+afterAll(async () => {
+  await sftp?.stop()
+  if (work) {
+    await forceCleanup(work)
+    await rm(work, {recursive: true, force: true})
+  }
+})
+
+describe('descriptor', () => {
+  it('is the sshfs provider, giving a directory, for placements where this host reaches the cluster', async () => {
+    expect(sshfsDescriptor).toMatchObject({name: 'sshfs', apiVersion: 1, forms: ['directory'], requires: {hostReachesCluster: true}})
+    expect(sshfsDescriptor.summary).toMatch(/sshfs/)
+    expect(await hook.call(undefined, {})).toEqual([sshfsDescriptor])
+    const factory = (await sshfsDescriptor.load()).default
+    expect(typeof (await factory(context(cacheDir))).provide).toBe('function')
+  })
+})
+
+describe('sshfs volume provider', () => {
+  it('mounts each remote volume at <root><path>: reads see the source, writes land in it, a read-only volume refuses writes; release leaves the mount table and the tree as before', async () => {
+    const before = snapshot()
+    const lines: string[] = []
+    const volumes = await provide(provider({}, lines), session('web', [volume('/data', join(source, 'data')), volume('/etc/app', join(source, 'config'), true)]), {form: 'directory'})
+    const root = volumes.root!
+    // side by side: both sshfs were started before the first mount was there
+    expect(lines.filter((l) => /^sshfs: (sshfs -f|mounted)/.test(l)).map((l) => l.split(' ')[1])).toEqual(['sshfs', 'sshfs', 'mounted', 'mounted'])
+    expect(volumes.dockerRunArgs).toEqual([])
+    expect(root).toMatch(new RegExp(`^${tmp}/tp-web-\\w{6}$`))
+    expect((await stat(root)).mode & 0o777).toBe(0o700)
+    expect(sshfsMountsUnder(root).sort()).toEqual([join(root, 'data'), join(root, 'etc/app')])
+
+    expect(await readFile(join(root, 'data/config.txt'), 'utf8')).toBe('greeting=hello from the workload\n')
+    await writeFile(join(root, 'data/written.txt'), 'from the handler\n')
+    expect(await readFile(join(source, 'data/written.txt'), 'utf8')).toBe('from the handler\n')
+    expect(await readFile(join(root, 'etc/app/app.yaml'), 'utf8')).toBe('mode: read-only\n')
+    const refused = await writeFile(join(root, 'etc/app/x.txt'), 'x').then(() => 'written', (e: NodeJS.ErrnoException) => e.code)
+    expect(refused).toBe('EROFS')
+    expect(existsSync(join(source, 'config/x.txt'))).toBe(false)
+
+    // the crash record lists what this process mounted and created
+    const record = JSON.parse(await readFile(join(cacheDir, 'mounts', `${process.pid}.json`), 'utf8'))
+    expect(record.provisions[0].mounts.map((m: {dir: string}) => m.dir).sort()).toEqual([join(root, 'data'), join(root, 'etc/app')])
+
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+    expect(sshfsPidsUnder(work)).toEqual([])
+    expect(existsSync(join(cacheDir, 'mounts', `${process.pid}.json`))).toBe(false)
+    await volumes.release() // idempotent
+    expect(snapshot()).toEqual(before)
+    await rm(join(source, 'data/written.txt'))
+  })
+
+  it('uses a --mount directory that does not exist yet (creating its missing parents) and removes exactly what it created', async () => {
+    const before = snapshot()
+    const root = join(work, 'given', 'deeper', 'root')
+    const volumes = await provide(provider(), session('api', [volume('/data', join(source, 'data'))]), {form: 'directory', root})
+    expect(volumes.root).toBe(root)
+    expect(await readFile(join(root, 'data/config.txt'), 'utf8')).toBe('greeting=hello from the workload\n')
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+    expect(existsSync(join(work, 'given'))).toBe(false)
+  })
+
+  it('keeps an existing empty --mount directory (only the mount points it made go)', async () => {
+    const root = join(work, 'mine')
+    await mkdir(root, {mode: 0o755})
+    cleanups.push(() => rm(root, {recursive: true, force: true}))
+    const before = snapshot()
+    const volumes = await provide(provider(), session('api', [volume('/data', join(source, 'data')), volume('/var/cache/app', join(source, 'config'))]), {form: 'directory', root})
+    expect(await readdir(root)).toEqual(['data', 'var'])
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+    expect(await readdir(root)).toEqual([])
+  })
+
+  it('without remote mounts still gives an empty root, and removes it', async () => {
+    const before = snapshot()
+    const volumes = await provide(provider(), session('plain', []), {form: 'directory'})
+    expect(await readdir(volumes.root!)).toEqual([])
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+  })
+
+  describe('refuses a --mount directory it cannot use, before mounting or creating anything', () => {
+    const mounts = () => [volume('/data', join(source, 'data'))]
+
+    async function refused(root: string, message: RegExp): Promise<void> {
+      const before = snapshot()
+      const error = await rejection(provide(provider(), session('bad', mounts()), {form: 'directory', root}))
+      expect(error.kind, String(error)).toBe('user')
+      expect(error.message).toMatch(message)
+      expect(error.next).toMatch(/--mount=<dir>.*--mount=false/)
+      expect(snapshot()).toEqual(before)
+      expect(sshfsPidsUnder(work)).toEqual([])
+      expect(existsSync(join(cacheDir, 'mounts', `${process.pid}.json`))).toBe(false)
+    }
+
+    it('not empty', async () => {
+      const root = join(work, 'full')
+      await mkdir(root)
+      await writeFile(join(root, 'notes.txt'), 'mine\n')
+      cleanups.push(() => rm(root, {recursive: true, force: true}))
+      await refused(root, /full: it is not empty \(notes\.txt\)/)
+      expect(await readFile(join(root, 'notes.txt'), 'utf8')).toBe('mine\n')
+    })
+
+    it('a file', async () => {
+      const file = join(work, 'a-file')
+      await writeFile(file, 'x')
+      cleanups.push(() => rm(file, {force: true}))
+      await refused(file, /a-file: it is not a directory/)
+    })
+
+    it('a path under a file', async () => {
+      const file = join(work, 'a-file')
+      await writeFile(file, 'x')
+      cleanups.push(() => rm(file, {force: true}))
+      await refused(join(file, 'root'), /a-file\/root: a part of that path is a file/)
+    })
+
+    it('on a read-only file system, existing or to be created', async () => {
+      const ro = join(work, 'read-only')
+      await mkdir(ro)
+      await execFileAsync('mount', ['--bind', ro, ro])
+      cleanups.push(async () => {
+        await execFileAsync('umount', [ro]).catch(() => execFileAsync('umount', ['-l', ro]))
+        await rm(ro, {recursive: true, force: true})
+      })
+      await execFileAsync('mount', ['-o', 'remount,bind,ro', ro])
+      await refused(ro, /read-only: it is not writable \(it is on a read-only file system\)/)
+      await refused(join(ro, 'sub'), /cannot create .*read-only\/sub for the volumes: it is on a read-only file system/)
+    })
+  })
+
+  it('a mount that fails gives sshfs\'s error and leaves nothing mounted or created, the mounts that worked included', async () => {
+    const before = snapshot()
+    const error = await rejection(
+      provide(provider(), session('broken', [volume('/data', join(source, 'data')), volume('/missing', join(source, 'no-such-dir'))]), {form: 'directory'}),
+    )
+    expect(error.kind, String(error)).toBe('subprocess')
+    expect(error.message).toMatch(/sshfs could not mount 127\.0\.0\.1:\d+\/.*no-such-dir at .*\/missing: it exited with code \d+/)
+    expect(error.stderrTail).toMatch(/No such file or directory/i)
+    expect(snapshot()).toEqual(before)
+    expect(sshfsPidsUnder(work)).toEqual([])
+    expect(existsSync(join(cacheDir, 'mounts', `${process.pid}.json`))).toBe(false)
+  })
+
+  it('without sshfs says to install it, and changes nothing', async () => {
+    const before = snapshot()
+    const error = await rejection(provide(provider({sshfs: join(work, 'no-sshfs-here')}), session('web', [volume('/data', join(source, 'data'))]), {form: 'directory'}))
+    expect(error.kind).toBe('user')
+    expect(error.message).toMatch(/sshfs is not installed/)
+    expect(error.next).toMatch(/apt-get install sshfs/)
+    expect(snapshot()).toEqual(before)
+  })
+
+  it('when the SFTP server goes away (the intercept ended), sshfs exits and its mount goes within seconds', async () => {
+    const before = snapshot()
+    const volumes = await provide(provider(), session('web', [volume('/data', join(source, 'data'))]), {form: 'directory'})
+    const root = volumes.root!
+    expect(sshfsMountsUnder(root)).toEqual([join(root, 'data')])
+    expect(sshfsPidsUnder(root)).toHaveLength(1)
+    await sftp.stop()
+    // nobody touches the mount: sshfs sees the connection close by itself, and without reconnect it exits
+    expect(await eventually(() => sshfsMountsUnder(root), (m) => m.length === 0, 5000)).toEqual([])
+    expect(await eventually(() => sshfsPidsUnder(root), (p) => p.length === 0, 5000)).toEqual([])
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+  })
+
+  it('after kill -9 of the tp process that mounted, the next provide (another process) unmounts and removes what it left', async () => {
+    const before = snapshot()
+    const child = spawn(process.execPath, [CHILD_FILE, JSON.stringify({cacheDir, tmpDir: tmp, session: session('crashed', [volume('/data', join(source, 'data')), volume('/conf', join(source, 'config'), true)])})], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children.push(child)
+    let output = ''
+    let errors = ''
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString()))
+    child.stderr!.on('data', (c: Buffer) => (errors += c.toString()))
+    await eventually(() => output, (o) => o.includes('\n') || child.exitCode !== null, 20_000)
+    expect(output, errors).toContain('\n')
+    const {root, pid} = JSON.parse(output) as {root: string; pid: number}
+    expect(sshfsMountsUnder(root).sort()).toEqual([join(root, 'conf'), join(root, 'data')])
+    expect(existsSync(join(cacheDir, 'mounts', `${pid}.json`))).toBe(true)
+
+    // while that process runs, a sweep leaves its mounts alone
+    expect(await sweepMounts({cacheDir})).toEqual([])
+    expect(sshfsMountsUnder(root)).toHaveLength(2)
+
+    const killed = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await killed
+    // the agent still serves (the daemon did not end the intercept yet): the mounts outlive the process
+    expect(sshfsMountsUnder(root)).toHaveLength(2)
+
+    const lines: string[] = []
+    const volumes = await provide(provider({}, lines), session('next', []), {form: 'directory'})
+    expect(sshfsMountsUnder(root)).toEqual([])
+    expect(existsSync(root)).toBe(false)
+    expect(sshfsPidsUnder(root)).toEqual([])
+    expect(existsSync(join(cacheDir, 'mounts', `${pid}.json`))).toBe(false)
+    expect(lines.join('\n')).toMatch(new RegExp(`unmounted ${root}/data \\(left by tp process ${pid}, intercept crashed\\)`))
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+  })
+})
