@@ -1,9 +1,11 @@
-// A tp process in miniature for the crash test: provides the volumes of the session given as JSON
-// in argv[2], prints what it got as one JSON line, then waits to be killed (kill -9).
+// A tp process in miniature for the crash tests: provides the volumes of the session given as JSON
+// in argv[2], prints what it got as one JSON line, then either waits to be killed (kill -9) or,
+// with `then: "exit"`, exits at once without calling release() (an uncaught error, process.exit).
 import {SshfsProvider} from '@tp/plugin-volume-sshfs'
 
-const {cacheDir, tmpDir, session} = JSON.parse(process.argv[2])
+const {cacheDir, tmpDir, session, then} = JSON.parse(process.argv[2])
 const log = {info() {}, warn() {}, debug() {}}
 const provided = await new SshfsProvider({tpVersion: '0.0.0-test', cacheDir, log}, {tmpDir}).provide(session, {form: 'directory'})
 process.stdout.write(`${JSON.stringify({root: provided.root, pid: process.pid})}\n`)
+if (then === 'exit') process.exit(3)
 setInterval(() => {}, 60_000)

@@ -46,6 +46,20 @@ async function rejection(promise: Promise<unknown>): Promise<any> {
   )
 }
 
+/** Runs provide() in another node process (see provide-child.mjs); resolves with what it mounted. */
+async function provideInChild(name: string, mounts: RemoteMount[], then?: 'exit'): Promise<{child: ChildProcess; root: string; pid: number; exited: Promise<unknown>}> {
+  const child = spawn(process.execPath, [CHILD_FILE, JSON.stringify({cacheDir, tmpDir: tmp, session: session(name, mounts), then})], {stdio: ['ignore', 'pipe', 'pipe']})
+  children.push(child)
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  let output = ''
+  let errors = ''
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()))
+  child.stderr!.on('data', (c: Buffer) => (errors += c.toString()))
+  await eventually(() => output, (o) => o.includes('\n') || child.exitCode !== null, 20_000)
+  expect(output, errors).toContain('\n')
+  return {child, exited, ...(JSON.parse(output) as {root: string; pid: number})}
+}
+
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'tpt-sshfs-'))
   source = join(work, 'source')
@@ -246,17 +260,7 @@ describe('sshfs volume provider', () => {
 
   it('after kill -9 of the tp process that mounted, the next provide (another process) unmounts and removes what it left', async () => {
     const before = snapshot()
-    const child = spawn(process.execPath, [CHILD_FILE, JSON.stringify({cacheDir, tmpDir: tmp, session: session('crashed', [volume('/data', join(source, 'data')), volume('/conf', join(source, 'config'), true)])})], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(child)
-    let output = ''
-    let errors = ''
-    child.stdout!.on('data', (c: Buffer) => (output += c.toString()))
-    child.stderr!.on('data', (c: Buffer) => (errors += c.toString()))
-    await eventually(() => output, (o) => o.includes('\n') || child.exitCode !== null, 20_000)
-    expect(output, errors).toContain('\n')
-    const {root, pid} = JSON.parse(output) as {root: string; pid: number}
+    const {child, exited, root, pid} = await provideInChild('crashed', [volume('/data', join(source, 'data')), volume('/conf', join(source, 'config'), true)])
     expect(sshfsMountsUnder(root).sort()).toEqual([join(root, 'conf'), join(root, 'data')])
     expect(existsSync(join(cacheDir, 'mounts', `${pid}.json`))).toBe(true)
 
@@ -264,9 +268,8 @@ describe('sshfs volume provider', () => {
     expect(await sweepMounts({cacheDir})).toEqual([])
     expect(sshfsMountsUnder(root)).toHaveLength(2)
 
-    const killed = new Promise((resolve) => child.once('exit', resolve))
     child.kill('SIGKILL')
-    await killed
+    await exited
     // the agent still serves (the daemon did not end the intercept yet): the mounts outlive the process
     expect(sshfsMountsUnder(root)).toHaveLength(2)
 
@@ -279,5 +282,51 @@ describe('sshfs volume provider', () => {
     expect(lines.join('\n')).toMatch(new RegExp(`unmounted ${root}/data \\(left by tp process ${pid}, intercept crashed\\)`))
     await volumes.release()
     expect(snapshot()).toEqual(before)
+  })
+
+  it('a tp process that exits without release() (process.exit, an uncaught error) takes its mounts and directories with it', async () => {
+    const before = snapshot()
+    const {exited, root, pid} = await provideInChild('exiting', [volume('/data', join(source, 'data'))], 'exit')
+    await exited
+    expect(sshfsMountsUnder(root)).toEqual([])
+    expect(await eventually(() => sshfsPidsUnder(root), (p) => p.length === 0, 5000)).toEqual([])
+    expect(existsSync(root)).toBe(false)
+    expect(existsSync(join(cacheDir, 'mounts', `${pid}.json`))).toBe(false)
+    expect(snapshot()).toEqual(before)
+  })
+})
+
+describe('sweepMounts', () => {
+  it('takes a record whose pid now belongs to another process (pid reused) for a dead one, and removes only the directories it lists', async () => {
+    const left = join(work, 'left-behind')
+    const kept = join(work, 'not-ours')
+    await mkdir(join(left, 'data'), {recursive: true})
+    await mkdir(kept)
+    cleanups.push(() => rm(left, {recursive: true, force: true}), () => rm(kept, {recursive: true, force: true}))
+    await mkdir(join(cacheDir, 'mounts'), {recursive: true})
+    // pid 1 runs, but it is not the process that wrote this record (another start time)
+    const record = {pid: 1, startTime: '1', provisions: [{id: 'x', intercept: 'old', root: left, createdDirs: [left, join(left, 'data')], mounts: [{dir: join(left, 'data')}]}]}
+    await writeFile(join(cacheDir, 'mounts', '1.json'), JSON.stringify(record))
+    expect(await sweepMounts({cacheDir, dryRun: true})).toEqual([`would remove ${join(left, 'data')} (left by tp process 1, intercept old)`, `would remove ${left} (left by tp process 1, intercept old)`])
+    expect(existsSync(join(left, 'data'))).toBe(true)
+    expect(await sweepMounts({cacheDir})).toEqual([`removed ${join(left, 'data')} (left by tp process 1, intercept old)`, `removed ${left} (left by tp process 1, intercept old)`])
+    expect(existsSync(left)).toBe(false)
+    expect(existsSync(kept)).toBe(true)
+    expect(await readdir(join(cacheDir, 'mounts'))).toEqual([])
+  })
+
+  it('leaves a directory that holds files tp did not create, and says so', async () => {
+    const left = join(work, 'left-with-files')
+    await mkdir(left)
+    await writeFile(join(left, 'user-notes.txt'), 'mine\n')
+    cleanups.push(() => rm(left, {recursive: true, force: true}))
+    await mkdir(join(cacheDir, 'mounts'), {recursive: true})
+    await writeFile(join(cacheDir, 'mounts', '1.json'), JSON.stringify({pid: 1, startTime: '1', provisions: [{id: 'y', intercept: 'old', root: left, createdDirs: [left], mounts: []}]}))
+    const warnings: string[] = []
+    expect(await sweepMounts({cacheDir, log: {info() {}, debug() {}, warn: (m) => warnings.push(m)}})).toEqual([])
+    expect(await readFile(join(left, 'user-notes.txt'), 'utf8')).toBe('mine\n')
+    expect(warnings.join('\n')).toMatch(/left-with-files was not removed \(it holds files tp did not create\)/)
+    // still recorded, under the dead process's name, for the next sweep
+    expect(await readdir(join(cacheDir, 'mounts'))).toEqual(['1.json'])
   })
 })
