@@ -57,6 +57,7 @@ export class SshfsMount {
   private exitInfo: {code: number | null; signal: NodeJS.Signals | null} | undefined
   private readonly exited: Promise<void>
   private stopping: Promise<string | undefined> | undefined
+  private mounted = false
 
   private constructor(
     readonly source: SshfsSource,
@@ -128,7 +129,10 @@ export class SshfsMount {
       }
       // listed is not enough: sshfs mounts first and checks the remote directory after, so the
       // mount answers a statfs (which always goes to the server) before it counts as there
-      if ((await isSshfsMounted(this.mountPoint)) && (await this.answers()) && this.running) return
+      if ((await isSshfsMounted(this.mountPoint)) && (await this.answers()) && this.running) {
+        this.mounted = true
+        return
+      }
       if (Date.now() > deadline) {
         throw new SubprocessError(
           'sshfs',
@@ -157,10 +161,17 @@ export class SshfsMount {
   stop(): Promise<string | undefined> {
     this.stopping ??= (async () => {
       const problem = await unmount(this.mountPoint)
-      for (const signal of [undefined, 'SIGTERM', 'SIGKILL'] as const) {
+      // a mount that was there ends its sshfs; one that never came (sshfs stuck talking to a
+      // server that does not answer) does not, and sshfs then ignores SIGTERM until it gives up
+      const waits: Array<[NodeJS.Signals | undefined, number]> = [
+        [undefined, this.mounted ? 2000 : 0],
+        ['SIGTERM', 1000],
+        ['SIGKILL', 2000],
+      ]
+      for (const [signal, ms] of waits) {
         if (!this.running) break
         if (signal) this.child.kill(signal)
-        await Promise.race([this.exited, sleep(2000)])
+        await Promise.race([this.exited, sleep(ms)])
       }
       this.settings.debug(`sshfs ${this.label} at ${this.mountPoint} stopped${problem ? ` (still mounted: ${problem})` : ''}`)
       return problem
