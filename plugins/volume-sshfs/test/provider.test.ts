@@ -1,6 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
+import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
@@ -47,8 +48,16 @@ async function rejection(promise: Promise<unknown>): Promise<any> {
 }
 
 /** Runs provide() in another node process (see provide-child.mjs); resolves with what it mounted. */
-async function provideInChild(name: string, mounts: RemoteMount[], then?: 'exit'): Promise<{child: ChildProcess; root: string; pid: number; exited: Promise<unknown>}> {
-  const child = spawn(process.execPath, [CHILD_FILE, JSON.stringify({cacheDir, tmpDir: tmp, session: session(name, mounts), then})], {stdio: ['ignore', 'pipe', 'pipe']})
+async function provideInChild(
+  name: string,
+  mounts: RemoteMount[],
+  extra: {then?: 'exit'; root?: string; uid?: number} = {},
+): Promise<{child: ChildProcess; root: string; pid: number; exited: Promise<unknown>; error?: {kind: string; message: string; next?: string}}> {
+  const {uid, ...rest} = extra
+  const child = spawn(process.execPath, [CHILD_FILE, JSON.stringify({cacheDir, tmpDir: tmp, session: session(name, mounts), ...rest})], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(uid === undefined ? {} : {uid, gid: uid}),
+  })
   children.push(child)
   const exited = new Promise((resolve) => child.once('exit', resolve))
   let output = ''
@@ -222,6 +231,23 @@ describe('sshfs volume provider', () => {
     })
   })
 
+  it('refuses a --mount directory the user tp runs as cannot write to (permission denied), existing or to be made', async () => {
+    // tp as user nobody; the work directory is root's, so open it up for this test only
+    await execFileAsync('chmod', ['0711', work])
+    const parent = join(work, 'roots-of-root')
+    await mkdir(join(parent, 'existing'), {recursive: true, mode: 0o755})
+    cleanups.push(async () => {
+      await execFileAsync('chmod', ['0700', work])
+      await rm(parent, {recursive: true, force: true})
+    })
+    const before = snapshot()
+    const existing = await provideInChild('nobody', [], {root: join(parent, 'existing'), uid: 65534})
+    expect(existing.error).toMatchObject({kind: 'user', message: expect.stringMatching(/existing: it is not writable \(permission denied\)/), next: expect.stringMatching(/--mount=false/)})
+    const toMake = await provideInChild('nobody', [], {root: join(parent, 'new', 'root'), uid: 65534})
+    expect(toMake.error).toMatchObject({kind: 'user', message: expect.stringMatching(/cannot create .*new\/root for the volumes: permission denied/)})
+    expect(snapshot()).toEqual(before)
+  })
+
   it('a mount that fails gives sshfs\'s error and leaves nothing mounted or created, the mounts that worked included', async () => {
     const before = snapshot()
     const error = await rejection(
@@ -233,6 +259,24 @@ describe('sshfs volume provider', () => {
     expect(snapshot()).toEqual(before)
     expect(sshfsPidsUnder(work)).toEqual([])
     expect(existsSync(join(cacheDir, 'mounts', `${process.pid}.json`))).toBe(false)
+  })
+
+  it('an agent port that accepts but never answers fails after the timeout, with the sshfs process ended and nothing left', async () => {
+    // reads and drops what sshfs says, answers nothing (and closes when sshfs does)
+    const silent = createServer((socket) => socket.on('error', () => undefined).resume())
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise((resolve) => silent.close(() => resolve())))
+    const port = (silent.address() as {port: number}).port
+    const before = snapshot()
+    const started = Date.now()
+    const error = await rejection(
+      provide(provider({mountTimeoutMs: 1500}), session('silent', [{path: '/data', readOnly: false, sftp: {host: '127.0.0.1', port, dir: join(source, 'data')}}]), {form: 'directory'}),
+    )
+    expect(error.kind, String(error)).toBe('subprocess')
+    expect(error.message).toMatch(/sshfs did not mount 127\.0\.0\.1:\d+\/.* within 2 s/)
+    expect(Date.now() - started).toBeLessThan(6000)
+    expect(sshfsPidsUnder(work)).toEqual([])
+    expect(snapshot()).toEqual(before)
   })
 
   it('without sshfs says to install it, and changes nothing', async () => {
@@ -286,7 +330,7 @@ describe('sshfs volume provider', () => {
 
   it('a tp process that exits without release() (process.exit, an uncaught error) takes its mounts and directories with it', async () => {
     const before = snapshot()
-    const {exited, root, pid} = await provideInChild('exiting', [volume('/data', join(source, 'data'))], 'exit')
+    const {exited, root, pid} = await provideInChild('exiting', [volume('/data', join(source, 'data'))], {then: 'exit'})
     await exited
     expect(sshfsMountsUnder(root)).toEqual([])
     expect(await eventually(() => sshfsPidsUnder(root), (p) => p.length === 0, 5000)).toEqual([])
