@@ -145,7 +145,7 @@ export class SshfsProvider implements VolumeProvider {
     try {
       await record.update((r) => r.provisions.push(provision))
     } catch (error) {
-      await record.update((r) => r.provisions.splice(r.provisions.indexOf(provision), 1)).catch(() => undefined)
+      await record.update((r) => r.provisions.includes(provision) && r.provisions.splice(r.provisions.indexOf(provision), 1)).catch(() => undefined)
       for (const dir of [...prepared.createdDirs].reverse()) await rmdir(dir).catch(() => undefined)
       throw new UserError(
         `cannot keep the record of the mounts in ${record.file}: ${(error as Error).message}`,
