@@ -279,6 +279,19 @@ describe('sshfs volume provider', () => {
     expect(snapshot()).toEqual(before)
   })
 
+  it('refuses when it cannot keep its crash record (the cache directory is a file), before mounting, and removes the root it made', async () => {
+    const file = join(work, 'cache-is-a-file')
+    await writeFile(file, 'x')
+    cleanups.push(() => rm(file, {force: true}))
+    const before = snapshot()
+    const p = new SshfsProvider(context(file), {tmpDir: tmp})
+    const error = await rejection(provide(p, session('web', [volume('/data', join(source, 'data'))]), {form: 'directory'}))
+    expect(error.kind, String(error)).toBe('user')
+    expect(error.message).toMatch(/cannot keep the record of the mounts in .*cache-is-a-file\/mounts\/\d+\.json/)
+    expect(snapshot()).toEqual(before)
+    expect(sshfsPidsUnder(work)).toEqual([])
+  })
+
   it('without sshfs says to install it, and changes nothing', async () => {
     const before = snapshot()
     const error = await rejection(provide(provider({sshfs: join(work, 'no-sshfs-here')}), session('web', [volume('/data', join(source, 'data'))]), {form: 'directory'}))
