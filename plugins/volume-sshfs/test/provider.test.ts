@@ -172,6 +172,21 @@ describe('sshfs volume provider', () => {
     expect(await readdir(root)).toEqual([])
   })
 
+  it('mounts a volume nested in another one after its parent, on the parent\'s directory, and unmounts it first', async () => {
+    // as Docker leaves it in a workload: the nested volume's mount point exists in the parent volume
+    await mkdir(join(source, 'data', 'cache'), {recursive: true})
+    cleanups.push(() => rm(join(source, 'data', 'cache'), {recursive: true, force: true}))
+    const before = snapshot()
+    const volumes = await provide(provider(), session('nested', [volume('/data/cache', join(source, 'config'), true), volume('/data', join(source, 'data'))]), {form: 'directory'})
+    const root = volumes.root!
+    expect(await readFile(join(root, 'data/config.txt'), 'utf8')).toBe('greeting=hello from the workload\n')
+    expect(await readFile(join(root, 'data/cache/app.yaml'), 'utf8')).toBe('mode: read-only\n')
+    expect(sshfsMountsUnder(root).sort()).toEqual([join(root, 'data'), join(root, 'data/cache')])
+    await volumes.release()
+    expect(snapshot()).toEqual(before)
+    expect(await readdir(join(source, 'data', 'cache'))).toEqual([])
+  })
+
   it('without remote mounts still gives an empty root, and removes it', async () => {
     const before = snapshot()
     const volumes = await provide(provider(), session('plain', []), {form: 'directory'})
