@@ -2,7 +2,9 @@
  * The host daemon against the container daemon, in the same run, on the same workload:
  *  - `tp connect` (a new daemon each time, quit in between) — host vs `--docker`;
  *  - `tp intercept` → first reply through the workload's address, with a handler already listening
- *    where each placement puts it (a process on this host; a server in the daemon's namespace).
+ *    where each placement puts it (a process on this host; a server in the daemon's namespace);
+ *  - requests/s through a local-process intercept and through a hybrid one (`--docker-run` with a
+ *    published port), each against the same load through a container daemon's intercept.
  */
 import {spawn} from 'node:child_process'
 import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
@@ -10,12 +12,13 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, median, staticServerCmd} from './run.mjs'
+import {firstReply, load, median, staticServerCmd} from './run.mjs'
 
 export const name = 'host-daemon'
 export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
 
 const RUNS = Number(process.env.TP_BENCH_RUNS ?? 5)
+const LOAD_SECONDS = Number(process.env.TP_BENCH_LOAD_SECONDS ?? 4)
 const docker = new Docker()
 
 export async function run({log, root}) {
@@ -97,6 +100,46 @@ export async function run({log, root}) {
         await firstReply(workloadIp, 80, 'workload', performance.now())
       }
     }
+    const intercepted = async (args) => {
+      const intercept = tp(['intercept', ...args])
+      await firstReply(workloadIp, 80, 'handler', performance.now())
+      const result = await load(workloadIp, 80, {seconds: LOAD_SECONDS})
+      intercept.kill('SIGINT')
+      await exited(intercept)
+      await firstReply(workloadIp, 80, 'workload', performance.now())
+      return result
+    }
+    log('load through each kind of intercept')
+    const throughContainer = await intercepted(['--use', 'bench-container', 'tpb-host-static', '--port', '18080'])
+    const throughProcess = await intercepted(['--use', 'bench-host', 'tpb-host-static', '--port', '18080'])
+    processes.splice(0).forEach((p) => p.kill())
+    const throughHybrid = await intercepted([
+      '--use',
+      'bench-host',
+      'tpb-host-static',
+      '--port',
+      '18081:80',
+      '--mount=false',
+      '--docker-run',
+      '--',
+      busybox,
+      ...staticServerCmd(80, 'handler'),
+    ])
+    const loadNote = `8 clients, a new connection per request, ${LOAD_SECONDS}s; baseline: the same load through a container daemon's intercept (${Math.round(throughContainer.rps)} req/s)`
+    rows.push({
+      metric: 'host daemon: requests/s through a local-process intercept',
+      tp: Math.round(throughProcess.rps),
+      baseline: Math.round(throughContainer.rps),
+      unit: 'req/s',
+      note: `${loadNote}; failed: ${throughProcess.failed}`,
+    })
+    rows.push({
+      metric: 'host daemon: requests/s through a hybrid --docker-run intercept (-p)',
+      tp: Math.round(throughHybrid.rps),
+      baseline: Math.round(throughContainer.rps),
+      unit: 'req/s',
+      note: `${loadNote}; failed: ${throughHybrid.failed}`,
+    })
     rows.push({
       metric: 'host daemon: tp intercept → first reply (handler already up)',
       tp: median(interceptTimes.host),

@@ -13,7 +13,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, httpBody, median, staticServerCmd} from './run.mjs'
+import {firstReply, load as loadOf, median, staticServerCmd} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -21,35 +21,8 @@ export const description = 'time to the first intercepted reply, and throughput/
 const RUNS = Number(process.env.TP_BENCH_RUNS ?? 5)
 const LOAD_SECONDS = Number(process.env.TP_BENCH_LOAD_SECONDS ?? 4)
 const CONCURRENCY = 8
+const load = (host, port) => loadOf(host, port, {seconds: LOAD_SECONDS, concurrency: CONCURRENCY})
 const docker = new Docker()
-
-const get = (host, port) => httpBody(host, port, {timeoutMs: 2000})
-
-async function load(host, port) {
-  const latencies = []
-  let failed = 0
-  const deadline = performance.now() + LOAD_SECONDS * 1000
-  await Promise.all(
-    Array.from({length: CONCURRENCY}, async () => {
-      while (performance.now() < deadline) {
-        const t = performance.now()
-        try {
-          await get(host, port)
-          latencies.push(performance.now() - t)
-        } catch {
-          failed++
-        }
-      }
-    }),
-  )
-  latencies.sort((a, b) => a - b)
-  return {
-    rps: latencies.length / LOAD_SECONDS,
-    p50: latencies[Math.floor(latencies.length * 0.5)],
-    p99: latencies[Math.floor(latencies.length * 0.99)],
-    failed,
-  }
-}
 
 async function address(container, network) {
   const info = await docker.getContainer(container).inspect()

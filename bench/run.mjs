@@ -56,6 +56,36 @@ export async function firstReply(host, port, marker, started, timeoutMs = 30_000
   }
 }
 
+/**
+ * `concurrency` clients GET http://host:port/ for `seconds`, a new connection per request: requests
+ * per second, p50/p99 latency in ms, and how many failed.
+ */
+export async function load(host, port, {seconds = 4, concurrency = 8} = {}) {
+  const latencies = []
+  let failed = 0
+  const deadline = performance.now() + seconds * 1000
+  await Promise.all(
+    Array.from({length: concurrency}, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now()
+        try {
+          await httpBody(host, port, {timeoutMs: 2000})
+          latencies.push(performance.now() - t)
+        } catch {
+          failed++
+        }
+      }
+    }),
+  )
+  latencies.sort((a, b) => a - b)
+  return {
+    rps: latencies.length / seconds,
+    p50: latencies[Math.floor(latencies.length * 0.5)],
+    p99: latencies[Math.floor(latencies.length * 0.99)],
+    failed,
+  }
+}
+
 /** A busybox container command serving `marker` on `port` (the same static server for every path measured). */
 export const staticServerCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
 

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_CONFIG_TXT, demoDown} from '@tp/images'
+import {link, makeSandbox, writePlugin} from '../packages/cli/test/helpers.js'
 import {docker, ensureDemo, httpGet, repoRoot, startTp, tpCli, tpObjects} from './helpers/index.js'
 
 const NETWORK = `tpt-lp-${process.pid}`
@@ -112,6 +113,48 @@ describe('a command on this machine as the handler', () => {
   })
 })
 
+describe('a third-party handler plugin', () => {
+  it('runs a local process as the handler from the session alone: no nsenter, no root, no docker arguments to parse', async () => {
+    const sandbox = await makeSandbox('lp-plugin')
+    try {
+      const impl = `import {spawn} from 'node:child_process'
+export default () => ({
+  async prepare(request) {
+    let child
+    return {
+      describe: 'tpt-local-server on port ' + request.localPort,
+      wantsVolumes: false,
+      runsAs: 'process',
+      run: (session) => new Promise((resolve) => {
+        // everything it needs is in the session: the port, the environment
+        child = spawn(process.execPath, [${JSON.stringify(SERVER)}, String(session.ports.local)], {env: {...process.env, ...session.environment}, stdio: 'inherit'})
+        child.on('exit', (code, signal) => resolve(code ?? 0))
+      }),
+      stop: async () => { child?.kill('SIGTERM') },
+    }
+  },
+})
+`
+      const hook = `export default async function () {
+  return [{name: 'tpt-local', apiVersion: 1, summary: 'a local server, by a third party', selectedBy: 'tpt-local',
+    flags: {'tpt-local': {type: 'boolean', description: 'run the third party local server'}}, load: () => import('./impl.js')}]
+}
+`
+      await link(sandbox, await writePlugin(sandbox, {name: 'tpt-local-handler', hooks: {'tp:handlers': hook}, files: {'impl.js': impl}}))
+      const run = startTp(['intercept', '--use', HOST, 'frontend-v1', '--port', '18104', '--tpt-local'], {env: {...sandbox.env, ...env}})
+      await run.active
+      const reply = await intercepted()
+      expect(reply.handler).toBe('local-process')
+      expect(reply.DEMO_NOTES).toBe('first line\nsecond line')
+      run.child.kill('SIGINT')
+      expect((await run.child).exitCode).toBe(0)
+      await workloadAnswers()
+    } finally {
+      await sandbox.remove()
+    }
+  })
+})
+
 describe('--docker-run with a host daemon (the hybrid mode)', () => {
   it("publishes --port <local>:<container>: the container answers, reads the workload's /data and reaches catalog by name", async () => {
     const run = startTp(['intercept', '--use', HOST, 'frontend-v1', '--port', '18103:80', '--docker-run', '--', '-e', 'PORT=80', 'frontend-v2'], {env})
@@ -124,6 +167,23 @@ describe('--docker-run with a host daemon (the hybrid mode)', () => {
     run.child.kill('SIGINT')
     expect((await run.child).exitCode).toBe(0)
     await workloadAnswers()
+  })
+
+  it('--docker-mount <dir> binds the volumes mounted on this machine at <dir> in the container', async () => {
+    const run = startTp(
+      ['intercept', '--use', HOST, 'frontend-v1', '--port', '18105:80', '--docker-run', '--docker-mount', '/tp', '--', '-e', 'PORT=80', 'frontend-v2'],
+      {
+        env,
+      },
+    )
+    await run.active
+    const reply = await httpGet('http://frontend-v1/cat?path=/tp/data/config.txt', {network: NETWORK})
+    expect(reply.body).toBe(DEMO_CONFIG_TXT)
+    expect((await sshfsMounts()).length).toBeGreaterThan(mountsBefore.length)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode).toBe(0)
+    await workloadAnswers()
+    expect(await sshfsMounts()).toEqual(mountsBefore)
   })
 })
 
