@@ -112,7 +112,7 @@ export async function run({log, root}) {
     log('load through each kind of intercept')
     const throughContainer = await intercepted(['--use', 'bench-container', 'tpb-host-static', '--port', '18080'])
     const throughProcess = await intercepted(['--use', 'bench-host', 'tpb-host-static', '--port', '18080'])
-    processes.splice(0).forEach((p) => p.kill())
+    for (const p of processes.splice(0)) p.kill()
     const throughHybrid = await intercepted([
       '--use',
       'bench-host',
