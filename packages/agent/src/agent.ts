@@ -93,6 +93,15 @@ export class Agent {
   private readonly open = new Set<Socket>()
   /** The sftp-server of each open SFTP connection (it owns the connection's socket). */
   private readonly sftpSessions = new Set<ChildProcess>()
+  /** Redirected connections that went to the handler (directly or through the daemon): what a hand-back drains. */
+  private readonly toHandler = new Set<Socket>()
+  /** A deactivate is waiting for `toHandler` to empty before it says `drained`. */
+  private drainPending = false
+  /** A direct connection to the handler worked since the last activation: a refusal now means it went away. */
+  private directWorked = false
+  /** The guard's connections: a guard in this namespace removes the rule the moment this process dies. */
+  private readonly guardServer: Server
+  private readonly guards = new Set<Socket>()
   private lastHeard = Date.now()
   private leaseTimer?: NodeJS.Timeout
   private resolveDone!: (code: number) => void
@@ -105,6 +114,7 @@ export class Agent {
     this.redirectServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => this.onRedirected(s))
     this.dialServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => void this.onDialBack(s))
     if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
+    this.guardServer = createServer((s) => this.onGuard(s))
   }
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
@@ -112,10 +122,12 @@ export class Agent {
     const redirectPort = await listen(this.redirectServer)
     const dialPort = await listen(this.dialServer)
     const sftpPort = this.sftpServer ? await listen(this.sftpServer) : null
-    this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}`)
+    // loopback only: the guard shares this network namespace
+    const guardPort = await listen(this.guardServer, '127.0.0.1')
+    this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}, guard ${guardPort}`)
 
     this.control = await this.connectControl()
-    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort})
+    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, guardPort})
     this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
     try {
       await this.rule.install()
@@ -191,15 +203,21 @@ export class Agent {
         if (!this.releasing) this.mode = 'active'
         this.directPort = message.directPort
         this.directHost = message.directHost
+        this.directWorked = false
+        this.drainPending = false
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
         this.mode = 'passthrough'
         this.directPort = undefined
         for (const spare of this.spares.splice(0)) spare.destroy()
+        // the daemon waits for the connections in flight to the handler before it stops it
+        this.drainPending = true
+        this.reportDrained()
         break
       case 'dial-failed':
-        this.abandon(message.id, 'the daemon could not reach the handler')
+        // nothing of the connection has been read yet: the app gets all of it
+        this.toAppInstead(message.id, 'the daemon could not reach the handler')
         break
       case 'release':
         void this.release('released by the daemon')
@@ -212,6 +230,28 @@ export class Agent {
   private track(socket: Socket): void {
     this.open.add(socket)
     socket.once('close', () => this.open.delete(socket))
+  }
+
+  /** A redirected connection now goes to the handler: a hand-back waits for it. */
+  private trackToHandler(client: Socket): void {
+    this.toHandler.add(client)
+    client.once('close', () => {
+      this.toHandler.delete(client)
+      this.reportDrained()
+    })
+  }
+
+  private reportDrained(): void {
+    if (!this.drainPending || this.toHandler.size > 0) return
+    this.drainPending = false
+    this.send({type: 'drained'})
+  }
+
+  /** A guard connected: it removes the rule when this connection drops without a goodbye. */
+  private onGuard(socket: Socket): void {
+    socket.on('error', () => socket.destroy())
+    this.guards.add(socket)
+    socket.once('close', () => this.guards.delete(socket))
   }
 
   /**
@@ -260,9 +300,11 @@ export class Agent {
   }
 
   /**
-   * Straight to the handler at the daemon's address, saving the daemon's relay. A refusal means
-   * the handler listens on loopback only: this connection and the following ones go through the
-   * daemon until the next activation.
+   * Straight to the handler at the address the daemon gave, saving the daemon's relay. A refusal
+   * before any direct connection worked means the handler listens on loopback only: this
+   * connection and the following ones go through the daemon until the next activation. A refusal
+   * after one worked means the handler went away: the app takes the connection (nothing of it has
+   * been read), and the daemon hears of it from its own watch.
    */
   private toHandlerDirectly(client: Socket, port: number): void {
     const host = this.directHost ?? this.config.daemonHost
@@ -270,18 +312,26 @@ export class Agent {
     const fallBack = (error: NodeJS.ErrnoException) => {
       clearTimeout(timer)
       handler.destroy()
+      if (client.destroyed) return
+      if (this.directWorked) {
+        this.log(`the handler refused a connection on ${host}:${port} (${error.code ?? error.message}); the app takes it`)
+        this.toApp(client)
+        return
+      }
       if (this.directPort === port) {
         this.directPort = undefined
         this.log(`the handler does not take connections on ${host}:${port} (${error.code ?? error.message}); relaying through the daemon`)
       }
-      if (!client.destroyed) this.relay(client)
+      this.relay(client)
     }
     const timer = setTimeout(() => handler.destroy(new Error('no answer')), this.config.directTimeoutMs ?? 1000)
     handler.once('error', fallBack)
     handler.once('connect', () => {
       clearTimeout(timer)
       handler.off('error', fallBack)
+      this.directWorked = true
       this.track(handler)
+      this.trackToHandler(client)
       void splice(client, handler)
     })
   }
@@ -292,6 +342,7 @@ export class Agent {
       this.toApp(client)
       return
     }
+    this.trackToHandler(client)
     const spare = this.spares.shift()
     if (spare) {
       spare.write(encode({go: true}))
@@ -299,7 +350,7 @@ export class Agent {
       return
     }
     const id = randomBytes(12).toString('hex')
-    const timer = setTimeout(() => this.abandon(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
+    const timer = setTimeout(() => this.toAppInstead(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
     this.pending.set(id, {client, timer})
     client.once('close', () => {
       const p = this.pending.get(id)
@@ -311,13 +362,16 @@ export class Agent {
     this.send({type: 'dial', id})
   }
 
-  private abandon(id: string, why: string): void {
+  /** A connection waiting for a dial-back that will not come: the app gets it (nothing of it was read). */
+  private toAppInstead(id: string, why: string): void {
     const p = this.pending.get(id)
     if (!p) return
     clearTimeout(p.timer)
     this.pending.delete(id)
-    this.log(`closing a redirected connection: ${why}`)
-    p.client.destroy()
+    this.log(`a redirected connection goes to the app: ${why}`)
+    this.toHandler.delete(p.client)
+    this.reportDrained()
+    this.toApp(p.client)
   }
 
   private async onDialBack(socket: Socket): Promise<void> {
@@ -401,6 +455,8 @@ export class Agent {
       this.toApp(p.client)
     }
     for (const spare of this.spares.splice(0)) spare.destroy()
+    // the rule is gone: the guards may go (they remove nothing more)
+    for (const guard of this.guards) guard.end()
     this.control?.end()
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs
@@ -419,6 +475,8 @@ export class Agent {
     this.redirectServer.close()
     this.dialServer.close()
     this.sftpServer?.close()
+    for (const guard of this.guards) guard.destroy()
+    this.guardServer.close()
     this.resolveDone(code)
   }
 

@@ -5,11 +5,13 @@ import type {Socket} from 'node:net'
  * on one TCP connection the agent opens to the daemon.
  */
 export type AgentMessage =
-  | {type: 'hello'; token: string; interceptId: string; redirectPort: number; dialPort: number; sftpPort: number | null}
+  | {type: 'hello'; token: string; interceptId: string; redirectPort: number; dialPort: number; sftpPort: number | null; guardPort?: number}
   | {type: 'ready'}
   | {type: 'failed'; message: string}
   | {type: 'dial'; id: string}
   | {type: 'pong'}
+  /** After a deactivate: no connection to the handler is open any more (the hand-back has drained). */
+  | {type: 'drained'}
 
 export type DaemonMessage =
   /**
@@ -62,13 +64,16 @@ export function decodeAgentMessage(value: unknown): AgentMessage | undefined {
   const m = envelope(value)
   switch (m?.type) {
     case 'hello': {
-      const {token, interceptId, redirectPort, dialPort, sftpPort} = m
+      const {token, interceptId, redirectPort, dialPort, sftpPort, guardPort} = m
       if (typeof token !== 'string' || typeof interceptId !== 'string' || !isPort(redirectPort) || !isPort(dialPort)) return undefined
       if (sftpPort !== undefined && sftpPort !== null && !isPort(sftpPort)) return undefined
-      return {type: 'hello', token, interceptId, redirectPort, dialPort, sftpPort: sftpPort ?? null}
+      if (guardPort !== undefined && !isPort(guardPort)) return undefined
+      const hello: AgentMessage = {type: 'hello', token, interceptId, redirectPort, dialPort, sftpPort: sftpPort ?? null}
+      return guardPort === undefined ? hello : {...hello, guardPort}
     }
     case 'ready':
     case 'pong':
+    case 'drained':
       return {type: m.type}
     case 'failed':
       return typeof m.message === 'string' ? {type: 'failed', message: m.message} : undefined

@@ -22,6 +22,8 @@ export interface AgentReady {
   redirectPort: number
   dialPort: number
   sftpPort: number | null
+  /** Where a guard in the workload's namespace connects to watch the agent (loopback there). */
+  guardPort?: number
 }
 
 export interface ExpectOptions {
@@ -35,6 +37,8 @@ export interface ExpectOptions {
    * without the daemon's relay in between, as long as the handler listens on more than loopback.
    */
   direct?: {host: string; port: number}
+  /** The daemon could not reach the handler for a redirected connection (it stopped listening). */
+  onHandlerUnreachable?: () => void
 }
 
 export interface AgentSession {
@@ -42,8 +46,11 @@ export interface AgentSession {
   ready: Promise<AgentReady>
   /** New redirected connections go to the handler. */
   activate(): void
-  /** New redirected connections go to the workload's own app again. */
-  deactivate(): void
+  /**
+   * New redirected connections go to the workload's own app again; resolves once the connections
+   * in flight to the handler have ended (the agent says so), or after `drainMs` (default 0: at once).
+   */
+  deactivate(drainMs?: number): Promise<void>
   /** Asks the agent to remove its rule and exit; resolves when it closed the connection (≤ 10 s). */
   release(): Promise<void>
   /** Resolves (never rejects) with a reason when the agent disconnects or stops answering. */
@@ -81,6 +88,8 @@ class Session implements AgentSession {
   private relayed = 0
   private readonly open = new Set<Socket>()
   private readonly spares = new Set<Socket>()
+  /** Hand-backs waiting for the agent's `drained`. */
+  private readonly drainWaiters: Array<() => void> = []
   private pingTimer?: NodeJS.Timeout
   private readyTimer: NodeJS.Timeout
   private lastHeard = Date.now()
@@ -153,6 +162,9 @@ class Session implements AgentSession {
         break
       case 'pong':
         break
+      case 'drained':
+        for (const resolve of this.drainWaiters.splice(0)) resolve()
+        break
       case 'hello':
         this.server.log(`agent ${this.interceptId}: unexpected second hello`)
         break
@@ -174,6 +186,7 @@ class Session implements AgentSession {
     } catch (error) {
       this.server.log(`intercept ${this.interceptId}: cannot reach the handler: ${(error as Error).message}`)
       this.send({type: 'dial-failed', id})
+      this.options.onHandlerUnreachable?.()
       return
     }
     const back = connect({host: hello.address, port: hello.dialPort, allowHalfOpen: true, noDelay: true})
@@ -208,9 +221,14 @@ class Session implements AgentSession {
   }
 
   /** The agent closes its spares when it reads this; one it already took is still served. */
-  deactivate(): void {
+  deactivate(drainMs = 0): Promise<void> {
     this.active = false
-    if (this.isReady) this.send({type: 'deactivate'})
+    if (!this.isReady || this.ended) return Promise.resolve()
+    const drained = new Promise<void>((resolve) => this.drainWaiters.push(resolve))
+    this.send({type: 'deactivate'})
+    if (drainMs <= 0) return Promise.resolve()
+    let timer: NodeJS.Timeout | undefined
+    return Promise.race([drained, new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)))]).finally(() => clearTimeout(timer))
   }
 
   private fillSpares(): void {
@@ -236,6 +254,8 @@ class Session implements AgentSession {
             local = await this.options.connectLocal()
           } catch (error) {
             this.server.log(`intercept ${this.interceptId}: cannot reach the handler: ${(error as Error).message}`)
+            // this one connection is lost (the agent already gave it to this spare); the next ones go to the app
+            this.options.onHandlerUnreachable?.()
             spare.destroy()
             return
           }
@@ -280,6 +300,7 @@ class Session implements AgentSession {
     clearInterval(this.pingTimer)
     this.rejectReady(new UserError(`the traffic agent of intercept ${this.interceptId} went away before it was ready: ${reason}`))
     for (const spare of this.spares) spare.destroy()
+    for (const resolve of this.drainWaiters.splice(0)) resolve()
     this.socket?.destroy()
     this.server.forget(this)
     this.server.log(`agent ${this.interceptId}: ${reason}`)
@@ -364,6 +385,7 @@ export class AgentServer {
           redirectPort: message.redirectPort,
           dialPort: message.dialPort,
           sftpPort: message.sftpPort,
+          guardPort: message.guardPort,
         })
       },
       (line, why) => {

@@ -105,21 +105,34 @@ export async function provideVolumes(
 }
 
 /** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
+export interface HandlerOutcome {
+  /** tp's exit code: the handler's, or 0 when it was stopped on purpose. */
+  code: number
+  /** Why the intercept ends, when the handler ended it by exiting on its own. */
+  reason?: string
+}
+
 export async function runHandler(
   prepared: PreparedHandler,
   session: InterceptSession,
   lease: InterceptLease,
   interrupts: Interrupts,
   extras: RunExtras,
-): Promise<number> {
+  /** The hand-back before a planned stop: resolves once new connections go to the workload and those in flight have ended. */
+  drain: () => Promise<void>,
+): Promise<HandlerOutcome> {
   let endedBy: {reason: string; normal: boolean} | undefined
   const stop = (reason: string) => {
     void prepared.stop(reason)
   }
-  interrupts.action = 'stopping the handler and ending the intercept'
+  interrupts.action = 'giving the traffic back, then stopping the handler'
   const cancel = interrupts.onInterrupt((signal) => {
-    endedBy ??= {reason: signal, normal: true}
-    stop(signal)
+    if (endedBy) return
+    endedBy = {reason: signal, normal: true}
+    // the handler keeps serving what is in flight until the workload has its traffic back
+    void drain()
+      .catch((error: Error) => process.stderr.write(`Could not give the traffic back first (${error.message}); stopping the handler.\n`))
+      .finally(() => stop(signal))
   })
   void lease.ended.then((end) => {
     if (endedBy) return // already stopping
@@ -129,9 +142,11 @@ export async function runHandler(
   })
   try {
     const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
-    if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
+    if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
-    return code
+    const reason = `the handler exited with code ${code}`
+    process.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
+    return {code, reason}
   } finally {
     cancel()
   }

@@ -21,6 +21,10 @@ export interface AgentSpec {
   name: string
   labels: Record<string, string>
   env: Record<string, string>
+  /** Default: the agent (`node /opt/tp/agent.cjs`); the guard is `node /opt/tp/agent.cjs guard`. */
+  command?: string[]
+  /** Mount the workload's volumes (the agent serves them); default true. */
+  volumes?: boolean
 }
 
 function list(items: string[]): string {
@@ -173,27 +177,36 @@ export class DockerCluster {
   }
 
   /** Starts the traffic agent in the workload's network namespace, with its volumes. */
-  async injectAgent(spec: AgentSpec): Promise<{containerId: string; name: string}> {
+  /**
+   * Starts the traffic agent (or its guard) in the workload's network namespace, with its volumes.
+   * `exited` resolves with the container's exit code when it ends (undefined if that cannot be
+   * known): the container removes itself, so afterwards nothing could say how it ended.
+   */
+  async injectAgent(spec: AgentSpec): Promise<{containerId: string; name: string; exited: Promise<number | undefined>}> {
     const container = await this.docker.createContainer({
       name: spec.name,
       Image: spec.image,
-      Cmd: ['node', '/opt/tp/agent.cjs'],
+      Cmd: spec.command ?? ['node', '/opt/tp/agent.cjs'],
       Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       Labels: spec.labels,
       HostConfig: {
         NetworkMode: `container:${spec.workload.containerId}`,
         CapAdd: ['NET_ADMIN'],
-        VolumesFrom: [spec.workload.containerId],
+        VolumesFrom: spec.volumes === false ? [] : [spec.workload.containerId],
         AutoRemove: true,
       },
     })
+    const exited = container.wait({condition: 'next-exit'}).then(
+      (r: {StatusCode?: number}) => r.StatusCode,
+      () => undefined,
+    )
     try {
       await container.start()
     } catch (error) {
       await container.remove({force: true}).catch(swallow(trace, `removing agent container ${spec.name} that did not start`))
       throw error
     }
-    return {containerId: container.id, name: spec.name}
+    return {containerId: container.id, name: spec.name, exited}
   }
 
   /**
@@ -238,10 +251,14 @@ export class DockerCluster {
    * Why a workload's container no longer runs ("exited with code 0", "was removed"), or undefined
    * while it runs (or the engine cannot say).
    */
-  async whyNotRunning(containerId: string): Promise<string | undefined> {
+  /**
+   * Why a workload is not the one an intercept was made for: it stopped, was removed, or (given
+   * when it started then) restarted since; undefined while it runs as it did.
+   */
+  async whyNotRunning(containerId: string, startedAt?: string): Promise<string | undefined> {
     try {
       const info = await this.docker.getContainer(containerId).inspect()
-      if (info.State.Running) return undefined
+      if (info.State.Running) return startedAt && info.State.StartedAt !== startedAt ? `restarted (at ${info.State.StartedAt})` : undefined
       return info.State.Status === 'exited' ? `exited with code ${info.State.ExitCode}` : `is ${info.State.Status}`
     } catch (error) {
       return isNotFound(error) ? 'was removed' : undefined

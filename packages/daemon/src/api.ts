@@ -50,6 +50,12 @@ export function createApi(options: {
       const body = (await readJson(req)) as CreateInterceptRequest
       return createIntercept(body, req, res)
     }
+    const drain = path.match(/^\/v1\/intercepts\/([^/]+)\/drain$/)
+    if (req.method === 'POST' && drain) {
+      // the hand-back before the handler stops: answers once what was in flight to it has ended
+      await intercepts.drain(decodeURIComponent(drain[1]))
+      return sendJson(res, 200, {drained: true})
+    }
     const leave = path.match(/^\/v1\/intercepts\/([^/]+)$/)
     if (req.method === 'DELETE' && leave) {
       const name = decodeURIComponent(leave[1])
@@ -62,7 +68,8 @@ export function createApi(options: {
       }
       // the intercept's own tp command says ?owner=1: it has already stopped its handler
       const owner = url.searchParams.get('owner') === '1'
-      await intercepts.remove(name, owner ? 'ended by its tp command' : 'ended by tp leave', owner ? 'owner' : 'other')
+      const why = url.searchParams.get('reason')
+      await intercepts.remove(name, owner ? (why ?? 'ended by its tp command') : 'ended by tp leave', owner ? 'owner' : 'other')
       return sendJson(res, 200, {removed: name})
     }
     if (req.method === 'POST' && path === '/v1/quit') {

@@ -20,6 +20,8 @@ export interface DaemonConfig {
   placement: Placement
   /** How long a lease holder gets to stop its handler and remove its volumes after being told the intercept ends. */
   holderTeardownMs: number
+  /** How long a hand-back waits for the connections in flight to the handler before it is stopped. */
+  drainMs: number
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
@@ -57,5 +59,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     version: env.TP_VERSION ?? '0.0.0',
     placement,
     holderTeardownMs: Number(env.TP_HOLDER_TEARDOWN_MS ?? 15_000),
+    drainMs: Number(env.TP_DRAIN_MS ?? 2000),
   }
 }

@@ -40,7 +40,13 @@ interface Intercept {
   session: DaemonSession
   agent: AgentSession
   agentContainerId: string
+  /** The agent's exit code once its container ends (docker kill: 137). */
+  agentExited: Promise<number | undefined>
+  /** The guard's container, once started (it removes the agent's rule if the agent dies). */
+  guard?: Promise<string | undefined>
   workloadContainerId: string
+  /** When the workload started: a later start means it restarted under the intercept. */
+  workloadStartedAt: string
   /** Where its handler is reached. */
   handler: HandlerReach
   lease: LeaseSink
@@ -60,7 +66,7 @@ export class InterceptManager {
   private readonly claims = new Map<string, string>()
 
   constructor(
-    private readonly config: Pick<DaemonConfig, 'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs'>,
+    private readonly config: Pick<DaemonConfig, 'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs'>,
     private readonly cluster: Cluster,
     private readonly agents: Pick<AgentServer, 'expect'>,
     private readonly reach: Reach,
@@ -122,15 +128,18 @@ export class InterceptManager {
     const exported = request.mounts ? workload.mounts : []
     const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
     const {handlerHost, directHost} = handler
+    let onHandlerUnreachable = () => undefined as void
     const agent = this.agents.expect(id, token, {
       connectLocal: () => connectHandler(handlerHost, localPort),
       direct: directHost ? {host: directHost, port: localPort} : undefined,
       readyTimeoutMs: 20_000,
+      onHandlerUnreachable: () => onHandlerUnreachable(),
     })
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
     // an agent of an earlier daemon of this connection may still be releasing: let it go first
     await this.cluster.removeAgent(agentName, 2)
-    const {containerId} = await this.cluster.injectAgent({
+    await this.cluster.removeAgent(`${agentName}-guard`, 0)
+    const {containerId, exited: agentExited} = await this.cluster.injectAgent({
       workload,
       image: this.config.runtimeImage,
       name: agentName,
@@ -190,7 +199,9 @@ export class InterceptManager {
       session,
       agent,
       agentContainerId: containerId,
+      agentExited,
       workloadContainerId: workload.containerId,
+      workloadStartedAt: workload.startedAt,
       handler,
       lease,
       stopWatching: () => undefined,
@@ -202,13 +213,63 @@ export class InterceptManager {
     this.intercepts.set(name, intercept)
     this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → ${handlerHost}:${localPort}; agent ${agentName}`)
     void agent.gone.then(async (reason) => {
-      // the usual cause: the workload itself stopped (its agent shares its network namespace)
-      const workloadGone = await this.cluster.whyNotRunning(workload.containerId)
-      const why = workloadGone ? `the workload ${workload.name} ${workloadGone}` : `the traffic agent went away (${reason})`
-      await this.remove(name, why, 'agent')
+      if (intercept.removing) return // it went because the intercept is ending
+      await this.remove(name, await this.whyAgentWent(intercept, reason), 'agent')
     })
+    // the guard: if the agent dies without removing its rule, the workload's port is redirected to
+    // nothing; a second process in that namespace removes the rule the moment the agent's gone
+    if (ready.guardPort !== undefined) intercept.guard = this.startGuard(intercept, workload, agentName, ready.guardPort)
+    onHandlerUnreachable = () => {
+      if (intercept.info.state !== 'active' || intercept.removing) return
+      void intercept.agent.deactivate()
+      intercept.info.state = 'waiting'
+      this.log(`intercept ${name}: the handler stopped taking connections, traffic back to the workload`)
+    }
     intercept.stopWatching = this.watchHandler(intercept)
     return session
+  }
+
+  private async startGuard(intercept: Intercept, workload: Workload, agentName: string, guardPort: number): Promise<string | undefined> {
+    try {
+      const {containerId} = await this.cluster.injectAgent({
+        workload,
+        image: this.config.runtimeImage,
+        name: `${agentName}-guard`,
+        labels: tpLabels({connection: this.config.connection, intercept: intercept.info.name, role: 'agent-guard'}),
+        env: {TP_AGENT_INTERCEPT_ID: intercept.info.id, TP_AGENT_GUARD_PORT: String(guardPort)},
+        command: ['node', '/opt/tp/agent.cjs', 'guard'],
+        volumes: false,
+      })
+      return containerId
+    } catch (error) {
+      this.log(`intercept ${intercept.info.name}: no guard for its agent (${(error as Error).message}); if the agent dies, the daemon restores the traffic`)
+      return undefined
+    }
+  }
+
+  /** What ended an agent: its workload stopped or restarted, it was killed, or it stopped answering. */
+  private async whyAgentWent(intercept: Intercept, reason: string): Promise<string> {
+    const {workload} = intercept.info
+    const workloadGone = await this.cluster.whyNotRunning(intercept.workloadContainerId, intercept.workloadStartedAt)
+    if (workloadGone) return `the workload ${workload} ${workloadGone}`
+    let timer: NodeJS.Timeout | undefined
+    const code = await Promise.race([intercept.agentExited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)))])
+    clearTimeout(timer)
+    if (code === undefined) return `the traffic agent of ${workload} went away (${reason})`
+    const how = code === 137 ? 'was killed (exit code 137: SIGKILL, e.g. docker kill or out of memory)' : `exited with code ${code}`
+    return `the traffic agent of ${workload} ${how}; the workload keeps its traffic`
+  }
+
+  /**
+   * The hand-back, before the handler stops: new connections go to the workload, and those in
+   * flight to the handler finish (up to `drainMs`). The intercept stays until it is removed.
+   */
+  async drain(name: string): Promise<void> {
+    const intercept = this.intercepts.get(name)
+    if (!intercept || intercept.removing) return
+    intercept.stopWatching()
+    intercept.info.state = 'waiting'
+    await intercept.agent.deactivate(this.config.drainMs)
   }
 
   /**
@@ -259,7 +320,10 @@ export class InterceptManager {
     intercept.removing ??= (async () => {
       intercept.stopWatching()
       this.log(`intercept ${name}: ending (${reason})`)
-      intercept.agent.deactivate()
+      // ended elsewhere (tp leave, tp quit): the holder's handler still serves what is in flight,
+      // so the hand-back drains before the holder is told to stop it
+      if (by === 'other' || by === 'quit') await intercept.agent.deactivate(this.config.drainMs)
+      else void intercept.agent.deactivate()
       intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
       let holderGone = by === 'lease-lost'
       if (by === 'other' || by === 'quit' || by === 'agent') {
@@ -272,6 +336,9 @@ export class InterceptManager {
       if (holderGone) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
       await intercept.agent.release().catch(swallow(trace, `releasing the agent of ${name}`))
       await this.cluster.removeAgent(intercept.agentContainerId, 5).catch((error: Error) => this.log(`removing agent of ${name}: ${error.message}`))
+      // the agent has removed its rule (or the guard has): the guard may go
+      const guard = await intercept.guard
+      if (guard) await this.cluster.removeAgent(guard, 1).catch((error: Error) => this.log(`removing the guard of ${name}: ${error.message}`))
       if (by === 'agent') {
         // an agent killed from outside (docker kill, out of memory) could not take its rule out
         await this.cluster

@@ -34,6 +34,8 @@ class FakeCluster implements Cluster {
     readonly calls: Call[],
     private readonly all: Workload[],
     private readonly gone?: string,
+    /** The agent container's exit code, once it ends. */
+    readonly agentExitCode?: number,
   ) {}
   async workloads(): Promise<Workload[]> {
     return this.all
@@ -46,13 +48,14 @@ class FakeCluster implements Cluster {
   // the real port logic: it is pure
   resolvePort = DockerCluster.prototype.resolvePort
   async injectAgent(spec: Parameters<Cluster['injectAgent']>[0]) {
-    this.calls.push(`inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
-    return {containerId: `c-${spec.name}`, name: spec.name}
+    this.calls.push(spec.command ? `guard ${spec.name} ${spec.env.TP_AGENT_GUARD_PORT}` : `inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
+    return {containerId: `c-${spec.name}`, name: spec.name, exited: Promise.resolve(this.agentExitCode)}
   }
   async removeAgent(containerId: string) {
     this.calls.push(`remove-agent ${containerId}`)
   }
-  async whyNotRunning() {
+  async whyNotRunning(_id: string, startedAt?: string) {
+    if (this.gone === 'restarted') return startedAt === undefined ? undefined : `restarted (at ${startedAt}+1)`
     return this.gone
   }
   async restoreTraffic() {
@@ -69,15 +72,22 @@ class FakeAgent implements AgentSession {
     readonly options: ExpectOptions,
     fail?: Error,
   ) {
-    this.ready = fail ? Promise.reject(fail) : Promise.resolve({address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: 2222})
+    this.ready = fail ? Promise.reject(fail) : Promise.resolve({address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: 2222, guardPort: 3})
     this.ready.catch(() => undefined)
     this.gone = new Promise((resolve) => (this.goAway = resolve))
   }
   activate() {
     this.calls.push('activate')
   }
-  deactivate() {
-    this.calls.push('deactivate')
+  /** Resolves the hand-back's wait: the agent says the connections in flight have ended. */
+  drained: () => void = () => undefined
+  deactivate(drainMs = 0) {
+    this.calls.push(drainMs > 0 ? 'deactivate (drain)' : 'deactivate')
+    if (drainMs <= 0) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      this.drained = resolve
+      setTimeout(resolve, drainMs)
+    })
   }
   async release() {
     this.calls.push('release')
@@ -110,10 +120,10 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r))
 })
 
-function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; agentFails?: Error; gone?: string} = {}) {
+function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; drainMs?: number; agentFails?: Error; gone?: string; agentExitCode?: number} = {}) {
   const calls: Call[] = []
   const agents: FakeAgent[] = []
-  const cluster = new FakeCluster(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone)
+  const cluster = new FakeCluster(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone, options.agentExitCode)
   const manager = new InterceptManager(
     {
       connection: 'unit',
@@ -122,6 +132,7 @@ function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; agen
       runtimeImage: 'tp-runtime:test',
       placement: fakePlacement('shared', 'unit'),
       holderTeardownMs: options.holderTeardownMs ?? 200,
+      drainMs: options.drainMs ?? 50,
     },
     cluster,
     {
@@ -190,25 +201,56 @@ describe('InterceptManager', () => {
     await expect(manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))).rejects.toThrow('agent did not start')
     expect(calls).toEqual([
       'remove-agent tp-unit-agent-frontend-v1',
+      'remove-agent tp-unit-agent-frontend-v1-guard',
       'inject tp-unit-agent-frontend-v1 10.1.0.2:4701',
       'remove-agent c-tp-unit-agent-frontend-v1',
     ])
     expect(manager.list()).toEqual([])
   })
 
-  it('ends in reverse order: traffic back, holder told and waited for, then the agent', async () => {
-    const {manager, calls} = setup({holderTeardownMs: 5000})
+  it('starts a guard beside the agent, at the port the agent gave', async () => {
+    const {manager, calls} = setup()
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
+    await new Promise((r) => setTimeout(r, 10))
+    expect(calls).toContain('guard tp-unit-agent-frontend-v1-guard 3')
+  })
+
+  it('ends in reverse order: traffic back and drained, holder told and waited for, then the agent and its guard', async () => {
+    const {manager, calls, agents} = setup({holderTeardownMs: 5000, drainMs: 5000})
     const holder = lease(calls)
     await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, holder)
+    await new Promise((r) => setTimeout(r, 10))
     calls.length = 0
     const removing = manager.remove('frontend-v1', 'ended by tp leave', 'other')
     await new Promise((r) => setTimeout(r, 50))
+    // what is in flight to the handler has not ended: the holder is not told yet
+    expect(calls).toEqual(['deactivate (drain)'])
+    agents[0].drained()
+    await new Promise((r) => setTimeout(r, 20))
     // the holder has not finished its teardown yet: the agent stays
-    expect(calls).toEqual(['deactivate', 'lease ended'])
+    expect(calls).toEqual(['deactivate (drain)', 'lease ended'])
     holder.close()
     await removing
-    expect(calls).toEqual(['deactivate', 'lease ended', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+    expect(calls).toEqual([
+      'deactivate (drain)',
+      'lease ended',
+      'release',
+      'remove-agent c-tp-unit-agent-frontend-v1',
+      'remove-agent c-tp-unit-agent-frontend-v1-guard',
+      'lease end',
+    ])
     expect(holder.events.find((e) => e.type === 'ended')).toEqual({type: 'ended', reason: 'ended by tp leave', normal: true})
+  })
+
+  it('drain gives the traffic back and waits for what is in flight, at most drainMs; the intercept stays', async () => {
+    const {manager, calls} = setup({drainMs: 150})
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
+    calls.length = 0
+    const started = Date.now()
+    await manager.drain('frontend-v1')
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140)
+    expect(calls).toEqual(['deactivate (drain)'])
+    expect(manager.list().map((i) => [i.name, i.state])).toEqual([['frontend-v1', 'waiting']])
   })
 
   it('removes what a silent holder left once its time is up', async () => {
@@ -218,7 +260,15 @@ describe('InterceptManager', () => {
     const started = Date.now()
     await manager.remove('frontend-v1', 'tp quit', 'quit')
     expect(Date.now() - started).toBeGreaterThanOrEqual(90)
-    expect(calls).toEqual(['deactivate', 'lease ended', 'remove-orphans frontend-v1', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+    expect(calls).toEqual([
+      'deactivate (drain)',
+      'lease ended',
+      'remove-orphans frontend-v1',
+      'release',
+      'remove-agent c-tp-unit-agent-frontend-v1',
+      'remove-agent c-tp-unit-agent-frontend-v1-guard',
+      'lease end',
+    ])
   })
 
   it('a lost lease removes the handler at once; a gone agent restores the traffic and says why', async () => {
@@ -228,12 +278,34 @@ describe('InterceptManager', () => {
     await manager.create({workload: 'multi', localPort: 8001, servicePort: 'http', mounts: false}, lease(calls))
     calls.length = 0
     await manager.remove('frontend-v1', 'the tp command that created it has gone', 'lease-lost')
-    expect(calls).toEqual(['deactivate', 'lease ended', 'remove-orphans frontend-v1', 'release', 'remove-agent c-tp-unit-agent-frontend-v1', 'lease end'])
+    expect(calls).toEqual([
+      'deactivate',
+      'lease ended',
+      'remove-orphans frontend-v1',
+      'release',
+      'remove-agent c-tp-unit-agent-frontend-v1',
+      'remove-agent c-tp-unit-agent-frontend-v1-guard',
+      'lease end',
+    ])
     calls.length = 0
     agents[1].goAway('the agent closed its control connection')
     await new Promise((r) => setTimeout(r, 400))
     expect(calls).toContain('restore-traffic')
     expect(manager.list()).toEqual([])
+  })
+
+  it.each([
+    ['a workload that restarted', {gone: 'restarted'}, /^the workload frontend-v1 restarted \(at /],
+    ['a killed agent', {agentExitCode: 137}, /^the traffic agent of frontend-v1 was killed \(exit code 137/],
+    ['an agent that exited', {agentExitCode: 3}, /^the traffic agent of frontend-v1 exited with code 3/],
+  ] as const)('says what ended it: %s', async (_title, options, reason) => {
+    const {manager, calls, agents} = setup({...options, holderTeardownMs: 50})
+    const held = lease(calls)
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, held)
+    agents[0].goAway('the agent closed its control connection')
+    await new Promise((r) => setTimeout(r, 300))
+    const ended = held.events.find((e) => e.type === 'ended')
+    expect(ended).toMatchObject({type: 'ended', normal: false, reason: expect.stringMatching(reason)})
   })
 
   it('switches traffic only once the handler answers, at the host the placement names', async () => {

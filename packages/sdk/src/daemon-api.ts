@@ -120,8 +120,20 @@ export class DaemonClient {
    * Ends an intercept. `owner`: the caller holds its lease and has already stopped its handler;
    * otherwise the daemon first lets the lease holder stop its handler, then removes the agent.
    */
-  async leave(name: string, options: {owner?: boolean} = {}): Promise<void> {
-    await this.json('DELETE', `/v1/intercepts/${encodeURIComponent(name)}${options.owner ? '?owner=1' : ''}`)
+  async leave(name: string, options: {owner?: boolean; reason?: string} = {}): Promise<void> {
+    const query = new URLSearchParams()
+    if (options.owner) query.set('owner', '1')
+    if (options.reason) query.set('reason', options.reason)
+    const search = query.size > 0 ? `?${query}` : ''
+    await this.json('DELETE', `/v1/intercepts/${encodeURIComponent(name)}${search}`)
+  }
+
+  /**
+   * The hand-back before a planned end: new connections go to the workload; resolves once those in
+   * flight to the handler have ended (bounded by the daemon's drain time). The intercept stays.
+   */
+  async drain(name: string): Promise<void> {
+    await this.json('POST', `/v1/intercepts/${encodeURIComponent(name)}/drain`)
   }
 
   async quit(): Promise<void> {

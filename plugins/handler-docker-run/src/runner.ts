@@ -120,6 +120,10 @@ export class DockerRunner {
         stderr: 'pipe',
         buffer: false,
         reject: false,
+        // its own process group: a Ctrl-C meant for tp must not stop the container before the
+        // traffic is given back (tp stops it then); only an interactive run on a terminal keeps
+        // the terminal's foreground group, which it needs to read from it
+        detached: !(inheritStdin && process.stdin.isTTY === true && (this.plan.interactive || this.plan.tty)),
       })
       this.subprocess = subprocess
       if (!inheritStdin && subprocess.stdin) {

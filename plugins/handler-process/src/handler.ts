@@ -84,7 +84,11 @@ export class ProcessHandler implements PreparedHandler {
     if (extras.root) env.TP_ROOT = extras.root
     else delete env.TP_ROOT
     const inherit = io.stdin === process.stdin && io.stdout === process.stdout && io.stderr === process.stderr
-    const child = spawn(this.path, this.args, {cwd: this.request.cwd, env, stdio: inherit ? 'inherit' : 'pipe'})
+    // its own process group, so that a Ctrl-C meant for tp does not stop it before the traffic is
+    // given back (tp stops it then, forwarding the signal); on a terminal it stays in the
+    // foreground group, which an interactive command needs to read from it
+    const detached = !(inherit && process.stdin.isTTY === true)
+    const child = spawn(this.path, this.args, {cwd: this.request.cwd, env, stdio: inherit ? 'inherit' : 'pipe', detached})
     this.child = child
     if (!inherit) {
       child.stdin?.on('error', () => undefined) // the command may exit without reading its input

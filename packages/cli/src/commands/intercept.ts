@@ -148,6 +148,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     if (mount.root) await checkMountRoot(mount.root, prepared)
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
+    let endReason: string | undefined
     // from here on a signal ends what exists in order, at whatever step it arrives
     const interrupts = new Interrupts((text) => process.stderr.write(text))
     try {
@@ -169,11 +170,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       })
       // the daemon's session, placed where the backend says handlers run
       const session: InterceptSession = {...lease.session, placement: connection.placement}
+      const {client} = connection
+      const drain = () => client.drain(session.name)
       step(`intercept ${session.name} created`)
       if (interrupts.signal) return
       await writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
-        await this.hold(session, lease, interrupts, flags.output === 'json')
+        await this.hold(session, lease, interrupts, flags.output === 'json', drain)
         return
       }
       // 4. volumes, 5. the handler in the foreground
@@ -189,15 +192,16 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
       })
-      const exitCode = await runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root})
-      this.exitCode = exitCode
+      const outcome = await runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root}, drain)
+      this.exitCode = outcome.code
+      endReason = outcome.reason
     } finally {
       // 6. tear down in reverse order, on every path
       interrupts.action = 'ending the intercept (handler, volumes, traffic)'
       if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
       if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
       if (lease && connection) {
-        await connection.client.leave(lease.session.name, {owner: true}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
+        await connection.client.leave(lease.session.name, {owner: true, reason: endReason}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
         lease.close()
       }
       if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
@@ -209,7 +213,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   private exitCode = 0
 
   /** No handler: print the session and keep the intercept until Ctrl-C or until it is ended elsewhere. */
-  private async hold(session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, json: boolean): Promise<void> {
+  private async hold(session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, json: boolean, drain: () => Promise<void>): Promise<void> {
     if (json) this.log(JSON.stringify(session, null, 2))
     else {
       printSession(session)
@@ -218,7 +222,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
     }
     const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
-      interrupts.onInterrupt((signal) => resolve({reason: signal, normal: true}))
+      // what serves on the local port keeps what is in flight until the workload has its traffic back
+      interrupts.onInterrupt(
+        (signal) =>
+          void drain()
+            .then(swallow(trace, 'nothing'), swallow(trace, 'giving the traffic back'))
+            .finally(() => resolve({reason: signal, normal: true})),
+      )
       void lease.ended.then(resolve)
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
