@@ -157,7 +157,7 @@ export class DaemonClient {
         if (!settled) {
           settled = true
           reject(error)
-        } else resolveEnded({reason: `connection to the daemon lost: ${error.message}`, normal: false})
+        } else resolveEnded({reason: `the tp daemon went away (${error.message}); the agents give the traffic back by themselves`, normal: false})
       }
       req.on('error', (error) => fail(settled ? error : new DaemonUnreachableError(this.endpoint.url, error)))
       req.on('response', (res) => {
