@@ -1,0 +1,92 @@
+/**
+ * Requests lost while intercepts start and end under load: 4 clients call the workload without
+ * pause (a new connection each) while an intercept is started and ended (Ctrl-C) 10 times; the
+ * baseline is the same load for the same time with no intercept at all.
+ */
+import {spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import Docker from 'dockerode'
+import {demoUp, ensureFixtureImages} from '@tp/images'
+import {firstReply, load, staticServerCmd} from './run.mjs'
+
+export const name = 'hand-back'
+export const description = 'failed requests through 10 loaded intercept starts and 10 loaded ends'
+
+const CYCLES = Number(process.env.TP_BENCH_CYCLES ?? 10)
+const docker = new Docker()
+
+export async function run({log, root}) {
+  const {busybox} = await ensureFixtureImages(docker)
+  await demoUp(docker)
+  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-handback-'))
+  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
+  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const created = []
+  try {
+    if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-handback']))) !== 0) throw new Error('tp connect failed')
+    const workload = await docker.createContainer({
+      name: 'tpb-handback-static',
+      Image: busybox,
+      Cmd: staticServerCmd(80, 'workload'),
+      ExposedPorts: {'80/tcp': {}},
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'tp-demo'},
+    })
+    created.push(workload)
+    await workload.start()
+    const handler = await docker.createContainer({
+      name: 'tpb-handback-handler',
+      Image: busybox,
+      Cmd: staticServerCmd(8000, 'handler'),
+      Labels: {'tp.fixture': 'true'},
+      HostConfig: {NetworkMode: 'container:tp-bench-handback-cn'},
+    })
+    created.push(handler)
+    await handler.start()
+    const ip = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
+    await firstReply(ip, 80, 'workload', performance.now())
+
+    log(`${CYCLES} intercepts started and ended under load`)
+    const started = performance.now()
+    const cycles = (async () => {
+      for (let i = 0; i < CYCLES; i++) {
+        const intercept = tp(['intercept', 'tpb-handback-static', '--port', '8000'])
+        await firstReply(ip, 80, 'handler', performance.now())
+        intercept.kill('SIGINT')
+        await exited(intercept)
+        await firstReply(ip, 80, 'workload', performance.now())
+      }
+    })()
+    // the load runs until the cycles are done (measured in whole seconds)
+    const loadDuring = (async () => {
+      const results = []
+      let done = false
+      void cycles.finally(() => (done = true))
+      while (!done) results.push(await load(ip, 80, {seconds: 1, concurrency: 4}))
+      return results
+    })()
+    await cycles
+    const during = await loadDuring
+    const seconds = Math.round((performance.now() - started) / 1000)
+    // each 1 s round's requests per second, times its second: what was answered
+    const through = during.reduce((sum, r) => ({ok: sum.ok + r.rps, failed: sum.failed + r.failed}), {ok: 0, failed: 0})
+    const baseline = await load(ip, 80, {seconds, concurrency: 4})
+    return [
+      {
+        metric: `failed requests through ${CYCLES} loaded intercept starts and ${CYCLES} ends`,
+        tp: through.failed,
+        baseline: baseline.failed,
+        unit: 'requests',
+        ratio: null,
+        note: `${Math.round(through.ok)} answered in ${seconds} s of cycles, 4 clients without pause; baseline: the same load for as long, no intercept (${Math.round(baseline.rps * seconds)} answered)`,
+      },
+    ]
+  } finally {
+    for (const c of created) await c.remove({force: true}).catch(() => undefined)
+    await exited(tp(['quit', '--name', 'bench-handback']))
+    rmSync(cacheDir, {recursive: true, force: true})
+  }
+}
