@@ -22,7 +22,13 @@ import type {Interrupts} from './interrupts.js'
  * lease, and saying what happens.
  */
 
-export const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
+/** What to do after an intercept ended by a fault, by its cause. */
+export function nextStepAfter(reason: string): string {
+  if (/daemon went away/.test(reason))
+    return '`tp status` says what became of the connection; `tp connect` (or `tp intercept`, which connects by itself) starts a new daemon'
+  if (/traffic agent/.test(reason)) return 'run the intercept again (a new agent is injected); `docker logs` of an agent that keeps dying says why'
+  return 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
+}
 
 /** When to tell a user that the handler has not answered yet. */
 const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
@@ -143,7 +149,7 @@ export async function runHandler(
   try {
     const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
     if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
-    if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
+    if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
     process.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
     return {code, reason}

@@ -17,9 +17,9 @@ import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
 import {
-  UNEXPECTED_END_NEXT_STEP,
   checkMountRoot,
   hintWhileWaiting,
+  nextStepAfter,
   parseMount,
   printSession,
   provideVolumes,
@@ -232,6 +232,6 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       void lease.ended.then(resolve)
     })
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
-    if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, UNEXPECTED_END_NEXT_STEP)
+    if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, nextStepAfter(end.reason))
   }
 }
