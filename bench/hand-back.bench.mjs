@@ -9,7 +9,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load, staticServerCmd} from './run.mjs'
+import {firstReply, load, startStaticServer} from './run.mjs'
 
 export const name = 'hand-back'
 export const description = 'failed requests through 10 loaded intercept starts and 10 loaded ends'
@@ -27,26 +27,22 @@ export async function run({log, root}) {
   const created = []
   try {
     if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-handback']))) !== 0) throw new Error('tp connect failed')
-    const workload = await docker.createContainer({
+    const {container: workload, ip} = await startStaticServer(docker, {
       name: 'tpb-handback-static',
-      Image: busybox,
-      Cmd: staticServerCmd(80, 'workload'),
-      ExposedPorts: {'80/tcp': {}},
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'tp-demo'},
+      image: busybox,
+      port: 80,
+      marker: 'workload',
+      network: 'tp-demo',
     })
     created.push(workload)
-    await workload.start()
-    const handler = await docker.createContainer({
+    const {container: handler} = await startStaticServer(docker, {
       name: 'tpb-handback-handler',
-      Image: busybox,
-      Cmd: staticServerCmd(8000, 'handler'),
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'container:tp-bench-handback-cn'},
+      image: busybox,
+      port: 8000,
+      marker: 'handler',
+      network: 'container:tp-bench-handback-cn',
     })
     created.push(handler)
-    await handler.start()
-    const ip = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
     await firstReply(ip, 80, 'workload', performance.now())
 
     log(`${CYCLES} intercepts started and ended under load`)

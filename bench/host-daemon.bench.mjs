@@ -12,7 +12,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load, median, staticServerCmd} from './run.mjs'
+import {firstReply, load, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'host-daemon'
 export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
@@ -60,32 +60,28 @@ export async function run({log, root}) {
 
     await must(['connect', '--namespace', 'tp-demo', '--name', 'bench-host'])
     await must(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-container'])
-    const workload = await docker.createContainer({
+    const {container: workload, ip: workloadIp} = await startStaticServer(docker, {
       name: 'tpb-host-static',
-      Image: busybox,
-      Cmd: staticServerCmd(80, 'workload'),
-      ExposedPorts: {'80/tcp': {}},
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'tp-demo'},
+      image: busybox,
+      port: 80,
+      marker: 'workload',
+      network: 'tp-demo',
     })
     created.push(workload)
-    await workload.start()
-    const workloadIp = (await workload.inspect()).NetworkSettings.Networks['tp-demo'].IPAddress
     // the handlers: busybox httpd on this host (all addresses), and in the container daemon's namespace
     const www = join(cacheDir, 'www')
     mkdirSync(www)
     writeFileSync(join(www, 'index.html'), 'handler\n')
     const local = spawn('busybox', ['httpd', '-f', '-p', '18080', '-h', www], {stdio: 'ignore'})
     processes.push(local)
-    const inDaemon = await docker.createContainer({
+    const {container: inDaemon} = await startStaticServer(docker, {
       name: 'tpb-host-handler',
-      Image: busybox,
-      Cmd: staticServerCmd(18080, 'handler'),
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'container:tp-bench-container-cn'},
+      image: busybox,
+      port: 18080,
+      marker: 'handler',
+      network: 'container:tp-bench-container-cn',
     })
     created.push(inDaemon)
-    await inDaemon.start()
     await firstReply(workloadIp, 80, 'workload', performance.now())
 
     const interceptTimes = {host: [], container: []}

@@ -13,7 +13,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load as loadOf, median, staticServerCmd} from './run.mjs'
+import {firstReply, load as loadOf, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -42,26 +42,22 @@ export async function run({log, root}) {
     log('connecting (container daemon)')
     if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench']))) !== 0) throw new Error('tp connect failed')
     // the workload: a static server on tp-demo; the handler: the same server in the daemon's namespace
-    const workload = await docker.createContainer({
+    const {container: workload, ip: workloadIp} = await startStaticServer(docker, {
       name: 'tpb-static',
-      Image: busybox,
-      Cmd: staticServerCmd(80, 'workload'),
-      ExposedPorts: {'80/tcp': {}},
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'tp-demo'},
+      image: busybox,
+      port: 80,
+      marker: 'workload',
+      network: 'tp-demo',
     })
     created.push(workload)
-    await workload.start()
-    const handler = await docker.createContainer({
+    const {container: handler} = await startStaticServer(docker, {
       name: 'tpb-handler',
-      Image: busybox,
-      Cmd: staticServerCmd(8000, 'handler'),
-      Labels: {'tp.fixture': 'true'},
-      HostConfig: {NetworkMode: 'container:tp-bench-cn'},
+      image: busybox,
+      port: 8000,
+      marker: 'handler',
+      network: 'container:tp-bench-cn',
     })
     created.push(handler)
-    await handler.start()
-    const workloadIp = await address('tpb-static', 'tp-demo')
     await firstReply(workloadIp, 80, 'workload', performance.now())
 
     const interceptTimes = []

@@ -89,6 +89,27 @@ export async function load(host, port, {seconds = 4, concurrency = 8} = {}) {
 /** A busybox container command serving `marker` on `port` (the same static server for every path measured). */
 export const staticServerCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && echo ${marker} > /www/index.html && exec httpd -f -p ${port} -h /www`]
 
+/**
+ * Starts a busybox container serving `marker` on `port` (the same static server for every path
+ * measured): a workload on `network` (its port exposed), or a handler in another container's
+ * network namespace (`network: 'container:<name>'`). Resolves with the container and its IP on
+ * the network (undefined in another's namespace).
+ */
+export async function startStaticServer(docker, {name, image, port, marker, network}) {
+  const workload = !network.startsWith('container:')
+  const container = await docker.createContainer({
+    name,
+    Image: image,
+    Cmd: staticServerCmd(port, marker),
+    ...(workload ? {ExposedPorts: {[`${port}/tcp`]: {}}} : {}),
+    Labels: {'tp.fixture': 'true'},
+    HostConfig: {NetworkMode: network},
+  })
+  await container.start()
+  const ip = workload ? (await container.inspect()).NetworkSettings.Networks[network].IPAddress : undefined
+  return {container, ip}
+}
+
 /** Median of a list of numbers (helper for benchmark files: `import {median} from './run.mjs'`). */
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b)

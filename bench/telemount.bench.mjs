@@ -36,7 +36,7 @@ const docker = new Docker()
 const LABELS = {'tp.fixture': 'true', 'tpt.area': 'telemount-bench'}
 
 // the stand-in SFTP source the telemount tests use too
-const SPAWNER = readFileSync(new URL('../plugins/volume-telemount/test/sftp-spawner.cjs', import.meta.url), 'utf8')
+const SPAWNER = readFileSync(new URL('../test/helpers/sftp-spawner.cjs', import.meta.url), 'utf8')
 
 /** Runs inside the handler container; prints the three timings in ms. */
 const MEASURE = `

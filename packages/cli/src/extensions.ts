@@ -18,10 +18,19 @@ export interface Registries {
   daemonBackends: ExtensionRegistry<DaemonBackend, DaemonBackendDescriptor>
 }
 
+/** How long a plugin's hook may take to return its descriptors before it is skipped ($TP_HOOK_TIMEOUT_MS). */
+const HOOK_TIMEOUT_MS = Number(process.env.TP_HOOK_TIMEOUT_MS ?? 3000)
+
+/** Flags of `tp intercept` itself: no handler may take them. */
+export const RESERVED_FLAGS = ['port', 'name', 'docker', 'namespace', 'use', 'mount', 'output', 'env-file', 'env-syntax', 'env-json', 'help', 'volume-provider']
+
 async function collect(config: Interfaces.Config, point: ExtensionPoint): Promise<HookOutcome> {
-  // captureErrors: a plugin whose hook throws is reported, the others still register
-  const result = await config.runHook(HOOK_NAMES[point] as never, {} as never, 10_000, true)
-  const ref = (p: {name: string; version: string}) => ({name: p.name, version: p.version})
+  // oclif's own timer for the time limit does not keep the process alive: a hook that never
+  // settles would end tp with nothing said (exit 13); this one does, until the limit
+  const keepAlive = setTimeout(() => undefined, HOOK_TIMEOUT_MS + 1000)
+  // captureErrors: a plugin whose hook throws or times out is reported, the others still register
+  const result = await config.runHook(HOOK_NAMES[point] as never, {} as never, HOOK_TIMEOUT_MS, true).finally(() => clearTimeout(keepAlive))
+  const ref = (p: {name: string; version: string; type?: string}) => ({name: p.name, version: p.version, type: p.type})
   return {
     successes: result.successes.map((s) => ({plugin: ref(s.plugin), result: s.result})),
     failures: result.failures.map((f) => ({plugin: ref(f.plugin), error: f.error})),
@@ -36,7 +45,7 @@ export async function loadRegistries(config: Interfaces.Config): Promise<Registr
     collect(config, 'daemon-backends'),
   ])
   return {
-    handlers: new ExtensionRegistry('handlers', handlers),
+    handlers: new ExtensionRegistry('handlers', handlers, {reservedFlags: RESERVED_FLAGS}),
     volumeProviders: new ExtensionRegistry('volume-providers', volumeProviders),
     daemonBackends: new ExtensionRegistry('daemon-backends', daemonBackends),
   }

@@ -113,6 +113,20 @@ describe('tp extensions', () => {
     const line = result.stderr.split('\n').find((l) => l.includes(`"${bundled.name}"`))
     expect(line).toContain(`${bundled.plugin}@${bundled.pluginVersion}`)
     expect(line).toContain('tpt-cli-impostor@6.6.6')
+    // tp's own keeps working
+    const json = parseJson((await s.tp(['extensions', '--json'])).stdout)
+    expect(json.handlers.filter((h) => h.name === bundled.name).map((h) => h.plugin)).toEqual([bundled.plugin])
+  })
+
+  it('a hook that never answers is reported and skipped: the command goes on within the time limit', async () => {
+    const s = await sandbox('hang')
+    await link(s, await writePlugin(s, {name: 'tpt-cli-hangs', hooks: {'tp:handlers': 'export default () => new Promise(() => {})\n'}}))
+    const started = Date.now()
+    const result = await s.tp(['extensions', '--json'], {TP_HOOK_TIMEOUT_MS: '1000'})
+    expect(Date.now() - started).toBeLessThan(10_000)
+    const json = parseJson(result.stdout)
+    expect(json.handlers.map((h) => h.name)).toContain('docker-run')
+    expect(json.problems).toContainEqual(expect.objectContaining({reason: 'hook-timeout', plugin: expect.objectContaining({name: 'tpt-cli-hangs'})}))
   })
 
   it('refuses a descriptor for extension API 99, naming the plugin and the supported range', async () => {

@@ -74,7 +74,7 @@ export async function writePlugin(sandbox: Sandbox, plugin: ThrowAwayPlugin): Pr
 export function handlersHook(descriptors: Array<{name: string; apiVersion?: number; summary?: string; load?: string}>): string {
   const items = descriptors.map(
     (d) =>
-      `  {name: ${JSON.stringify(d.name)}, apiVersion: ${d.apiVersion ?? 1}, summary: ${JSON.stringify(d.summary ?? `throw-away handler ${d.name}`)}, load: ${d.load ?? "() => import('./impl.js')"}},`,
+      `  {name: ${JSON.stringify(d.name)}, apiVersion: ${d.apiVersion ?? 1}, summary: ${JSON.stringify(d.summary ?? `throw-away handler ${d.name}`)}, selectedBy: ${JSON.stringify(d.name)}, flags: {${JSON.stringify(d.name)}: {type: 'boolean', description: 'use it'}}, load: ${d.load ?? "() => import('./impl.js')"}},`,
   )
   return `export default async function () {\n  return [\n${items.join('\n')}\n  ]\n}\n`
 }

@@ -1,4 +1,5 @@
 import {type Server, createServer} from 'node:net'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, describe, expect, it} from 'vitest'
 import type {AgentReady, AgentSession, ExpectOptions} from '@tp/agent'
 import type {Workload} from '@tp/cluster-docker'
@@ -211,7 +212,7 @@ describe('InterceptManager', () => {
   it('starts a guard beside the agent, at the port the agent gave', async () => {
     const {manager, calls} = setup()
     await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
-    await new Promise((r) => setTimeout(r, 10))
+    await sleep(10)
     expect(calls).toContain('guard tp-unit-agent-frontend-v1-guard 3')
   })
 
@@ -219,14 +220,14 @@ describe('InterceptManager', () => {
     const {manager, calls, agents} = setup({holderTeardownMs: 5000, drainMs: 5000})
     const holder = lease(calls)
     await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, holder)
-    await new Promise((r) => setTimeout(r, 10))
+    await sleep(10)
     calls.length = 0
     const removing = manager.remove('frontend-v1', 'ended by tp leave', 'other')
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(50)
     // what is in flight to the handler has not ended: the holder is not told yet
     expect(calls).toEqual(['deactivate (drain)'])
     agents[0].drained()
-    await new Promise((r) => setTimeout(r, 20))
+    await sleep(20)
     // the holder has not finished its teardown yet: the agent stays
     expect(calls).toEqual(['deactivate (drain)', 'lease ended'])
     holder.close()
@@ -289,7 +290,7 @@ describe('InterceptManager', () => {
     ])
     calls.length = 0
     agents[1].goAway('the agent closed its control connection')
-    await new Promise((r) => setTimeout(r, 400))
+    await sleep(400)
     expect(calls).toContain('restore-traffic')
     expect(manager.list()).toEqual([])
   })
@@ -303,7 +304,7 @@ describe('InterceptManager', () => {
     const held = lease(calls)
     await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, held)
     agents[0].goAway('the agent closed its control connection')
-    await new Promise((r) => setTimeout(r, 300))
+    await sleep(300)
     const ended = held.events.find((e) => e.type === 'ended')
     expect(ended).toMatchObject({type: 'ended', normal: false, reason: expect.stringMatching(reason)})
   })
@@ -317,7 +318,7 @@ describe('InterceptManager', () => {
     // nothing listens on port+1: it stays waiting
     await manager.create({workload: 'multi', localPort: port + 1 === 65536 ? 1 : port + 1, servicePort: '8080', mounts: false}, lease(calls))
     await manager.create({workload: 'frontend-v1', localPort: port, mounts: false}, holder)
-    await new Promise((r) => setTimeout(r, 300))
+    await sleep(300)
     expect(holder.events.map((e) => e.type)).toEqual(['active'])
     expect(manager.list().map((i) => [i.name, i.state])).toEqual([
       ['multi-8080', 'waiting'],

@@ -5,6 +5,13 @@ import {BugError, UserError} from './errors.js'
 export interface PluginRef {
   name: string
   version: string
+  /** oclif's plugin type: `core` (bundled with tp), `user` (installed), `link`, … */
+  type?: string
+}
+
+export interface RegistryOptions {
+  /** Flag names tp's own commands use: a handler cannot take them (`tp intercept --port`, …). */
+  reservedFlags?: readonly string[]
 }
 
 /**
@@ -27,7 +34,7 @@ export interface RegistryProblem {
   plugin: PluginRef
   /** Extension name where known. */
   name?: string
-  reason: 'duplicate' | 'api-version' | 'hook-failed' | 'malformed'
+  reason: 'duplicate' | 'api-version' | 'hook-failed' | 'hook-timeout' | 'malformed' | 'shadows-core' | 'flag-taken'
   message: string
 }
 
@@ -38,18 +45,28 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
   /** Names claimed by more than one plugin: unusable until one plugin is removed. */
   private readonly duplicates = new Map<string, PluginRef[]>()
 
+  /** Flags handlers own, by name → the plugin that owns it. */
+  private readonly flagOwners = new Map<string, PluginRef>()
+
   constructor(
     readonly point: ExtensionPoint,
     outcome: HookOutcome,
+    private readonly options: RegistryOptions = {},
   ) {
     for (const failure of outcome.failures) {
+      const timedOut = /^Timed out after \d+ ms/.test(failure.error?.message ?? '')
       this.problems.push({
         point,
         plugin: failure.plugin,
-        reason: 'hook-failed',
-        message: `plugin ${pluginLabel(failure.plugin)} failed to register its ${point}: ${failure.error?.message ?? String(failure.error)}`,
+        reason: timedOut ? 'hook-timeout' : 'hook-failed',
+        message: timedOut
+          ? `plugin ${pluginLabel(failure.plugin)} did not answer for its ${point} in time (${failure.error.message.replace(/\.$/, '')}); it was skipped and the rest goes on`
+          : `plugin ${pluginLabel(failure.plugin)} failed to register its ${point}: ${failure.error?.message ?? String(failure.error)}`,
       })
     }
+    // core plugins first: what tp ships is registered before anything could claim its names
+    const isCore = (s: {plugin: PluginRef}) => (s.plugin.type === 'core' ? 0 : 1)
+    outcome = {...outcome, successes: [...outcome.successes].sort((a, b) => isCore(a) - isCore(b))}
     for (const success of outcome.successes) {
       const result = success.result
       if (result === undefined || result === null) continue // the plugin does not extend this point
@@ -94,6 +111,16 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
       return
     }
     const existing = this.byName.get(descriptor.name)
+    if (existing?.plugin.type === 'core' && plugin.type !== 'core') {
+      this.problems.push({
+        point: this.point,
+        plugin,
+        name: descriptor.name,
+        reason: 'shadows-core',
+        message: `plugin ${pluginLabel(plugin)} provides ${this.point} "${descriptor.name}", which is tp's own (from ${pluginLabel(existing.plugin)}): it was not loaded and tp's is used. Ask its authors to rename it, or uninstall it (tp plugins uninstall ${plugin.name}).`,
+      })
+      return
+    }
     const claimedBy = this.duplicates.get(descriptor.name)
     if (existing && existing.plugin.name === plugin.name && !claimedBy) {
       this.problems.push({
@@ -119,7 +146,34 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
       })
       return
     }
+    const takenFlag = this.flagProblem(plugin, item)
+    if (takenFlag) {
+      this.problems.push({point: this.point, plugin, name: descriptor.name, reason: 'flag-taken', message: takenFlag})
+      return
+    }
     this.byName.set(descriptor.name, {point: this.point, descriptor, plugin})
+    for (const flag of Object.keys((descriptor as {flags?: object}).flags ?? {})) this.flagOwners.set(flag, plugin)
+  }
+
+  /** A handler may not take a flag of tp's own commands, nor one another plugin's handler owns. */
+  private flagProblem(plugin: PluginRef, item: object): string | undefined {
+    if (this.point !== 'handlers') return undefined
+    const d = item as {name: string; flags?: Record<string, unknown>}
+    for (const flag of Object.keys(d.flags ?? {})) {
+      if (this.options.reservedFlags?.includes(flag)) {
+        return `plugin ${pluginLabel(plugin)} provides handler "${d.name}" with a flag --${flag}, which is tp's own: it was not loaded. Its authors must rename the flag.`
+      }
+      const owner = this.flagOwners.get(flag)
+      if (owner && owner.name !== plugin.name) {
+        return `plugin ${pluginLabel(plugin)} provides handler "${d.name}" with a flag --${flag}, which ${pluginLabel(owner)} already owns: it was not loaded.`
+      }
+    }
+    return undefined
+  }
+
+  /** The problems that concern an extension of this name (for the command that needed it). */
+  problemsWith(name: string): RegistryProblem[] {
+    return this.problems.filter((p) => p.name === name)
   }
 
   list(): Array<RegisteredExtension<T> & {descriptor: D}> {
@@ -164,9 +218,11 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
   }
 }
 
-/** What an extension point needs of its descriptors beyond the common fields. */
+/** What every extension point needs of its descriptors beyond the common fields, and what each needs of its own. */
 function pointProblem(point: ExtensionPoint, item: object): string | undefined {
   const d = item as Record<string, unknown>
+  if (typeof d.summary !== 'string' || d.summary.trim() === '') return 'no summary (a one-line description for `tp extensions`)'
+  if (point === 'handlers') return handlerProblem(d)
   if (point === 'daemon-backends') {
     const caps = d.capabilities as Record<string, unknown> | undefined
     const missing = ['canPublishPorts', 'sharesDaemonNetwork', 'hostReachesCluster'].filter((k) => typeof caps?.[k] !== 'boolean')
@@ -175,6 +231,28 @@ function pointProblem(point: ExtensionPoint, item: object): string | undefined {
   if (point === 'volume-providers' && d.requires !== undefined && (typeof d.requires !== 'object' || d.requires === null)) {
     return 'a "requires" that is not an object of capabilities'
   }
+  return undefined
+}
+
+/** A handler descriptor's own fields: its flags, how it is selected, precedence, spec schema. */
+function handlerProblem(d: Record<string, unknown>): string | undefined {
+  const flags = d.flags
+  if (typeof flags !== 'object' || flags === null || Array.isArray(flags)) return 'no flags (an object of the flags it owns, possibly empty)'
+  for (const [flag, spec] of Object.entries(flags as Record<string, unknown>)) {
+    if (!/^[a-z][a-z0-9-]*$/.test(flag)) return `a flag name "${flag}" that is not lower-case letters, digits and dashes`
+    const f = spec as Record<string, unknown> | null
+    if (typeof f !== 'object' || f === null || (f.type !== 'boolean' && f.type !== 'string'))
+      return `a flag --${flag} whose type is neither "boolean" nor "string"`
+    if (typeof f.description !== 'string' || f.description === '') return `a flag --${flag} without a description`
+    if (f.multiple !== undefined && typeof f.multiple !== 'boolean') return `a flag --${flag} whose "multiple" is not true or false`
+  }
+  if (d.selectedByArgs !== true) {
+    if (typeof d.selectedBy !== 'string' || d.selectedBy === '') return 'no selectedBy (the flag that chooses it) and no selectedByArgs'
+    if (!(d.selectedBy in (flags as object))) return `selectedBy "${d.selectedBy}", which is not one of its own flags`
+  }
+  if (d.precedence !== undefined && (typeof d.precedence !== 'number' || !Number.isFinite(d.precedence))) return 'a precedence that is not a number'
+  if (d.specSchema !== undefined && (typeof d.specSchema !== 'object' || d.specSchema === null || Array.isArray(d.specSchema)))
+    return 'a specSchema that is not a JSON Schema object'
   return undefined
 }
 

@@ -12,12 +12,15 @@ const context: PluginContext = {
   log: {info() {}, warn() {}, debug() {}},
 }
 
-function descriptor(name: string, extra: Partial<Descriptor<Greeter>> = {}): Descriptor<Greeter> & {loads: () => number} {
+function descriptor(name: string, extra: Partial<Descriptor<Greeter>> = {}): Descriptor<Greeter> & {loads: () => number; flags?: unknown; selectedBy?: string} {
   let loads = 0
   return {
     name,
     apiVersion: 1,
     summary: `greets as ${name}`,
+    // what a handler descriptor needs (other extension points ignore it)
+    flags: {[name]: {type: 'boolean', description: `use ${name}`}},
+    selectedBy: name,
     load: async () => {
       loads++
       return {default: (ctx: PluginContext) => ({greet: () => `${name} from tp ${ctx.tpVersion}`})}
@@ -240,6 +243,78 @@ describe('ExtensionRegistry', () => {
         reason: 'malformed',
         name: 'vague',
         message: expect.stringMatching(/tp-plugin-beta@0\.4\.0.*no capabilities \(canPublishPorts/),
+      }),
+    ])
+  })
+
+  it('a core extension cannot be shadowed: the third party is refused and named, the core one keeps working', async () => {
+    const core = {name: '@tp/plugin-handler-docker-run', version: '0.1.0', type: 'core'}
+    const third = {name: 'tp-plugin-evil', version: '6.6.6', type: 'user'}
+    // whichever answers first
+    for (const order of [
+      [third, core],
+      [core, third],
+    ]) {
+      const registry = new ExtensionRegistry<Greeter>('handlers', outcome(order.map((plugin) => ({plugin, result: [descriptor('docker-run')]}))))
+      expect(registry.get('docker-run').plugin).toEqual(core)
+      expect(registry.problems).toEqual([
+        expect.objectContaining({
+          reason: 'shadows-core',
+          name: 'docker-run',
+          message: expect.stringMatching(/tp-plugin-evil@6\.6\.6 .*"docker-run", which is tp's own/),
+        }),
+      ])
+      expect(await (await registry.load('docker-run', context)).greet()).toContain('docker-run')
+    }
+  })
+
+  it("a handler cannot take a flag of tp's own, nor one another plugin's handler owns", () => {
+    const registry = new ExtensionRegistry<Greeter>(
+      'handlers',
+      outcome([
+        {plugin: alpha, result: [descriptor('first')]},
+        {
+          plugin: beta,
+          result: [descriptor('porty', {flags: {port: {type: 'string', description: 'mine'}}, selectedBy: 'port'} as Partial<Descriptor<Greeter>>)],
+        },
+        {
+          plugin: gamma,
+          result: [descriptor('copycat', {flags: {first: {type: 'boolean', description: 'mine too'}}, selectedBy: 'first'} as Partial<Descriptor<Greeter>>)],
+        },
+      ]),
+      {reservedFlags: ['port', 'name']},
+    )
+    expect(registry.list().map((e) => e.descriptor.name)).toEqual(['first'])
+    expect(registry.problems.map((p) => [p.name, p.reason])).toEqual([
+      ['porty', 'flag-taken'],
+      ['copycat', 'flag-taken'],
+    ])
+    expect(registry.problemsWith('porty')[0].message).toMatch(/a flag --port, which is tp's own/)
+    expect(registry.problemsWith('copycat')[0].message).toMatch(/a flag --first, which @tp\/plugin-alpha@1\.2\.3 already owns/)
+  })
+
+  it.each([
+    ['no summary', {summary: ''}, /no summary/],
+    ['no flags', {flags: undefined}, /no flags/],
+    ['no selectedBy', {selectedBy: undefined}, /no selectedBy/],
+    ['a selectedBy that is not its flag', {selectedBy: 'other'}, /selectedBy "other", which is not one of its own flags/],
+    ['a flag of no type', {flags: {x: {description: 'x'}}, selectedBy: 'x'}, /--x whose type is neither/],
+    ['a flag with no description', {flags: {x: {type: 'string'}}, selectedBy: 'x'}, /--x without a description/],
+    ['a precedence that is not a number', {precedence: 'first'}, /precedence that is not a number/],
+    ['a specSchema that is not an object', {specSchema: 'yes'}, /specSchema that is not a JSON Schema object/],
+  ])('refuses a handler descriptor with %s, naming the plugin', (_title, change, message) => {
+    const registry = new ExtensionRegistry<Greeter>('handlers', outcome([{plugin: beta, result: [descriptor('bad', change as Partial<Descriptor<Greeter>>)]}]))
+    expect(registry.has('bad')).toBe(false)
+    expect(registry.problems).toEqual([expect.objectContaining({reason: 'malformed', name: 'bad', message: expect.stringMatching(message)})])
+    expect(registry.problems[0].message).toContain('tp-plugin-beta@0.4.0')
+  })
+
+  it('says a hook that timed out was skipped', () => {
+    const registry = new ExtensionRegistry<Greeter>('handlers', {successes: [], failures: [{plugin: beta, error: new Error('Timed out after 3000 ms.')}]})
+    expect(registry.problems).toEqual([
+      expect.objectContaining({
+        reason: 'hook-timeout',
+        message: expect.stringMatching(/tp-plugin-beta@0\.4\.0 did not answer for its handlers in time \(Timed out after 3000 ms\); it was skipped/),
       }),
     ])
   })

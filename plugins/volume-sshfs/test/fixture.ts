@@ -9,7 +9,7 @@ import type {InterceptSession, Logger, PluginContext, RemoteMount} from '@tp/sdk
 import {fakePlacement} from '@tp/sdk/testing'
 
 export const execFileAsync = promisify(execFile)
-const SPAWNER_FILE = fileURLToPath(new URL('sftp-spawner.cjs', import.meta.url))
+const SPAWNER_FILE = fileURLToPath(new URL('../../../test/helpers/sftp-spawner.cjs', import.meta.url))
 export const CHILD_FILE = fileURLToPath(new URL('provide-child.mjs', import.meta.url))
 
 export function freePort(): Promise<number> {

@@ -16,7 +16,7 @@ export const FIXTURE_LABELS = {'tp.fixture': 'true', 'tpt.area': 'telemount'}
 export const SFTP_PORT = 2222
 
 /** The stand-in SFTP source (what the agent does for its volumes, in miniature): see sftp-spawner.cjs. */
-export const SPAWNER_FILE = fileURLToPath(new URL('sftp-spawner.cjs', import.meta.url))
+export const SPAWNER_FILE = fileURLToPath(new URL('../../../test/helpers/sftp-spawner.cjs', import.meta.url))
 export const SPAWNER = readFileSync(SPAWNER_FILE, 'utf8')
 
 export async function sftpSourceImage(): Promise<string> {

@@ -6,8 +6,8 @@ export default defineHandlers([
     apiVersion: API_VERSION,
     summary: 'build an image from a context through the Docker Engine API, then docker run it as the handler',
     selectedBy: 'docker-build',
-    // docker-build implies docker-run; this handler must win when both are selected
     publishesPorts: true,
+    // docker-build implies docker-run; this handler must win when both are selected
     precedence: 10,
     flags: {
       'docker-build': {

@@ -1,7 +1,7 @@
 // What the agent does for its workload's volumes, in miniature: every TCP connection on the SFTP
 // port ($SFTP_PORT, default 2222) gets its own `sftp-server -e` with the socket as stdin/stdout.
-// A copy of plugins/volume-telemount/test/sftp-spawner.cjs (plugins do not share test files):
-// the stand-in for the agent's SFTP export in the sshfs provider's tests.
+// The stand-in for the agent's SFTP export, for the telemount and sshfs tests and the telemount
+// bench (in a container as a stand-in workload, or on this machine).
 const net = require('node:net')
 const {spawn} = require('node:child_process')
 net
