@@ -173,7 +173,7 @@ describe('tp extensions', () => {
     expect(json.handlers.map((h) => h.name)).toContain('tpt-still-here')
     expect(json['volume-providers'].map((v) => [v.name, v.plugin])).toContainEqual(['tpt-vol', 'tpt-cli-throws'])
     expect(json.problems).toContainEqual(
-      expect.objectContaining({reason: 'hook-failed', point: 'handlers', plugin: {name: 'tpt-cli-throws', version: '0.0.1'}}),
+      expect.objectContaining({reason: 'hook-failed', point: 'handlers', plugin: {name: 'tpt-cli-throws', version: '0.0.1', type: 'link'}}),
     )
     expect(json.problems).toContainEqual(expect.objectContaining({reason: 'malformed', name: 'tpt-shapeless'}))
     expect(result.stderr).toMatch(/tpt-cli-throws@0\.0\.1.*tpt boom: config missing/)
