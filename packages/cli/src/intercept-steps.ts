@@ -2,6 +2,7 @@ import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {
   type EnvSyntax,
+  type HandlerIO,
   type InterceptLease,
   type InterceptSession,
   type PluginContext,
@@ -104,13 +105,17 @@ export async function provideVolumes(
   return provider.provide(session, request)
 }
 
-/** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
+/**
+ * Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. `io`:
+ * this process's stdin, stdout and stderr unless given (`tp spec run` runs several handlers at once).
+ */
 export async function runHandler(
   prepared: PreparedHandler,
   session: InterceptSession,
   lease: InterceptLease,
   interrupts: Interrupts,
   extras: RunExtras,
+  io: HandlerIO = {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
 ): Promise<number> {
   let endedBy: {reason: string; normal: boolean} | undefined
   const stop = (reason: string) => {
@@ -128,7 +133,7 @@ export async function runHandler(
     stop(end.reason)
   })
   try {
-    const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
+    const code = await prepared.run(session, io, extras)
     if (endedBy?.normal) return 0 // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
     return code
