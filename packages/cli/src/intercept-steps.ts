@@ -126,8 +126,9 @@ export async function runHandler(
     endedBy ??= {reason: signal, normal: true}
     stop(signal)
   })
+  let finished = false
   void lease.ended.then((end) => {
-    if (endedBy) return // already stopping
+    if (endedBy || finished) return // already stopping, or the handler is gone and the intercept is being ended
     endedBy = end
     process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
     stop(end.reason)
@@ -138,6 +139,7 @@ export async function runHandler(
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, UNEXPECTED_END_NEXT_STEP)
     return code
   } finally {
+    finished = true
     cancel()
   }
 }

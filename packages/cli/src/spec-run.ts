@@ -278,6 +278,8 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         (error: unknown) => ({index, code: 1, error}),
       ),
     )
+    // runHandler says what it stops; here a signal ends all of it
+    interrupts.action = 'ending every intercept (handlers, volumes, traffic), then running the deletes'
     const first = await Promise.race(runs)
     const name = running[first.index].planned.handler.name
     if ('error' in first) failure = first.error
