@@ -181,6 +181,7 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], data: unknown, locator
           handler: 'the name of a handler: a letter, then letters, digits, _ or -',
           create: 'the name of a handler: a letter, then letters, digits, _ or -',
           delete: 'the name of a handler: a letter, then letters, digits, _ or -',
+          port: 'a service port number (1 to 65535) or its name: lower-case letters, digits and dashes',
           args: 'NAME=value',
           options: 'key=value, e.g. target=dev',
         }
