@@ -1,18 +1,22 @@
 import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {
+  type DaemonClient,
   type EnvSyntax,
   type HandlerIO,
   type InterceptLease,
   type InterceptSession,
+  type Logger,
   type PluginContext,
   type PreparedHandler,
   type ProvidedVolumes,
   type RunExtras,
   UserError,
   type VolumeRequest,
+  debugLog,
   fitsCapabilities,
   formatEnv,
+  swallow,
 } from '@tp/sdk'
 import type {Registries} from './extensions.js'
 import type {Interrupts} from './interrupts.js'
@@ -22,6 +26,8 @@ import type {Interrupts} from './interrupts.js'
  * checking --mount, turning remote mounts into volumes, running a prepared handler against its
  * lease, and saying what happens.
  */
+
+const trace = debugLog('tp:cli')
 
 export const UNEXPECTED_END_NEXT_STEP = 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
 
@@ -142,6 +148,30 @@ export async function runHandler(
     finished = true
     cancel()
   }
+}
+
+/** What one intercept has to end: whatever exists of it (each part is optional). */
+export interface InterceptParts {
+  prepared?: PreparedHandler
+  volumes?: ProvidedVolumes
+  lease?: InterceptLease
+  /** The client of the connection that holds the lease. */
+  client?: DaemonClient
+  log: Logger
+}
+
+/**
+ * Ends one intercept in order, on every path: the handler, its volumes, the intercept (the
+ * daemon gives the traffic back and removes the agent), then whatever prepare made.
+ */
+export async function endIntercept({prepared, volumes, lease, client, log}: InterceptParts): Promise<void> {
+  if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
+  if (volumes) await volumes.release().catch((error: Error) => log.warn(`could not remove volumes: ${error.message}`))
+  if (lease && client) {
+    await client.leave(lease.session.name, {owner: true}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
+    lease.close()
+  }
+  if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
 }
 
 /**

@@ -16,7 +16,7 @@ import {
 import {type HandlerSpec, type InterceptSpec, type PluginKind, type ValidatedSpec, formatProblem, localPortOf, validateSpec} from '@tp/spec'
 import {Connections, type LiveConnection} from './connections.js'
 import type {Registries} from './extensions.js'
-import {checkMountRoot, hintWhileWaiting, parseMount, provideVolumes, runHandler} from './intercept-steps.js'
+import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, provideVolumes, runHandler} from './intercept-steps.js'
 import type {Interrupts} from './interrupts.js'
 import {handlerCall, pluginKinds, prepareSpecHandler, withEnvironment} from './spec-handlers.js'
 
@@ -152,6 +152,8 @@ interface Running {
   planned: PlannedIntercept
   prepared: PreparedHandler
   lease?: InterceptLease
+  /** Why the daemon ended the intercept, once it did (tp leave, tp quit, the workload gone). */
+  ended?: string
   session?: InterceptSession
   volumes?: ProvidedVolumes
 }
@@ -244,6 +246,10 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         mounts: planned.mount.wanted && prepared.wantsVolumes,
         handlerRunsAs: prepared.runsAs ?? 'container',
       })
+      const lease = r.lease
+      void lease.ended.then((end) => {
+        r.ended = end.reason
+      })
       r.session = withEnvironment({...r.lease.session, placement: live.placement}, planned.handler)
       if (interrupts.signal) return 0
     }
@@ -281,8 +287,10 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
     // runHandler says what it stops; here a signal ends all of it
     interrupts.action = 'ending every intercept (handlers, volumes, traffic), then running the deletes'
     const first = await Promise.race(runs)
-    const name = running[first.index].planned.handler.name
+    const ending = running[first.index]
+    const name = ending.planned.handler.name
     if ('error' in first) failure = first.error
+    else if (ending.ended) write(`Intercept ${ending.session?.name} ended (${ending.ended}); ending the others.\n`)
     else if (!interrupts.signal) write(`Handler "${name}" exited${first.code === 0 ? '' : ` with exit code ${first.code}`}; ending the others.\n`)
     exitCode = first.code
     interrupts.action = 'ending the intercepts (handlers, volumes, traffic) and running the deletes'
@@ -292,16 +300,8 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
   }
   const teardown = async (): Promise<void> => {
     // reverse order, on every path
-    for (const r of [...running].reverse()) await r.prepared.stop('tp is ending the spec').catch(swallow(trace, 'stopping the handler'))
     for (const r of [...running].reverse()) {
-      if (r.volumes) await r.volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
-    }
-    for (const r of [...running].reverse()) {
-      if (r.lease && connection) {
-        await connection.client.leave(r.lease.session.name, {owner: true}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
-        r.lease.close()
-      }
-      if (r.prepared.dispose) await r.prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
+      await endIntercept({prepared: r.prepared, volumes: r.volumes, lease: r.lease, client: connection?.client, log: context.log})
     }
     const deletes = spec.prerequisites
       .filter((p) => p.delete && p.create && created.some((c) => c.name === p.create))
@@ -319,7 +319,8 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         if (exitCode === 0 && !failure) exitCode = code
       }
     }
-    if (made && connection) {
+    // the connection this run made goes with it (unless `tp quit` ended it already)
+    if (made && connection && (await connection.backend.find(connection.record.name).catch(() => connection?.record))) {
       write(`Quitting connection "${connection.record.name}", which this run made…\n`)
       await connection.backend.quit(connection.record).catch((error: Error) => context.log.warn(`could not quit the connection: ${error.message}`))
     }

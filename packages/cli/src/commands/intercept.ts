@@ -9,8 +9,6 @@ import {
   UserError,
   ENV_SYNTAXES,
   type EnvSyntax,
-  debugLog,
-  swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, type LiveConnection} from '../connections.js'
@@ -19,6 +17,7 @@ import {Interrupts} from '../interrupts.js'
 import {
   UNEXPECTED_END_NEXT_STEP,
   checkMountRoot,
+  endIntercept,
   hintWhileWaiting,
   parseMount,
   printSession,
@@ -28,8 +27,6 @@ import {
   writeEnvFiles,
 } from '../intercept-steps.js'
 import {parsePortSpec} from '../port-spec.js'
-
-const trace = debugLog('tp:cli')
 
 // oclif's flag types are too precise for a map built at run time
 // biome-ignore lint/suspicious/noExplicitAny: oclif's flag builders return types a map built at run time cannot name
@@ -194,13 +191,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     } finally {
       // 6. tear down in reverse order, on every path
       interrupts.action = 'ending the intercept (handler, volumes, traffic)'
-      if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
-      if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
-      if (lease && connection) {
-        await connection.client.leave(lease.session.name, {owner: true}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
-        lease.close()
-      }
-      if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
+      await endIntercept({prepared, volumes, lease, client: connection?.client, log: context.log})
       interrupts.dispose()
     }
     if (this.exitCode) this.exit(this.exitCode)
