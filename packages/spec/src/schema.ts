@@ -7,6 +7,8 @@ import {z} from 'zod'
 
 export const HANDLER_NAME = /^[a-zA-Z][a-zA-Z0-9_-]*$/
 export const ENV_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
+/** As `tp connect --name` takes it. */
+export const CONNECTION_NAME = /^[a-z0-9][a-z0-9-]{0,30}$/
 /** A service port's name, as the `tp.port-names` label gives it. */
 export const PORT_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/
 
@@ -114,7 +116,11 @@ export const prerequisite = z
 export const connection = z
   .strictObject({
     namespace: z.string().min(1).optional().meta({description: 'the namespace (Docker network) to connect to'}),
-    name: z.string().min(1).optional().meta({description: 'the connection to use, or to make (default: default)'}),
+    name: z
+      .string()
+      .regex(CONNECTION_NAME)
+      .optional()
+      .meta({description: 'the connection to use, or to make (default: default): lower-case letters, digits and dashes, at most 31 characters'}),
     docker: z.boolean().optional().meta({description: 'make the connection with a container daemon (tp connect --docker)'}),
   })
   .meta({description: "tp connect's options: used when that connection is not live yet"})

@@ -185,6 +185,7 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], data: unknown, locator
           args: 'NAME=value',
           options: 'key=value, e.g. target=dev',
         }
+        if (path[0] === 'connection') what.name = 'a connection name: lower-case letters, digits and dashes, at most 31 characters'
         problems.push(
           locator.problem(path, `${where}: ${describeValue(found)} does not have the form ${pattern}`, `write ${what[key] ?? `a value matching ${pattern}`}`),
         )

@@ -130,6 +130,13 @@ const broken: Array<[string, string, number, RegExp, string?]> = [
     5,
     /unknown key "colour" in the tpt-kind section/,
   ],
+  [
+    'a connection name tp connect would refuse',
+    `connection:\n  name: My_Connection\n`,
+    2,
+    /connection\.name: the text "My_Connection" does not have the form/,
+    'lower-case letters, digits and dashes',
+  ],
   ['an empty file', '\n', 1, /the file is empty/, 'tp spec init'],
   ['a list instead of a map', '- name: x\n', 1, /a list, not a map/],
 ]
