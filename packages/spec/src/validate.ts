@@ -405,12 +405,20 @@ function crossProblems(data: Raw, locator: Locator, kinds: readonly PluginKind[]
       if (reference([...path, which], value, `the ${which} of a prerequisite`)) continue
       const handler = typeof value === 'string' ? (handlers.get(value) as HandlerSpec | undefined) : undefined
       const kind = handler ? handlerKind(handler, kinds) : undefined
-      if (kind && kind !== 'script') {
+      if (kind === 'docker' && handler?.docker?.build !== undefined) {
         problems.push(
           locator.problem(
             [...path, which],
-            `${formatPath([...path, which])}: handler "${String(value)}" is a ${kind} handler, which needs an intercept`,
-            'a prerequisite runs to completion with no intercept: use a script handler (it may run `docker run --rm …`) or an empty one',
+            `${formatPath([...path, which])}: handler "${String(value)}" builds its image, which a prerequisite does not`,
+            'give the prerequisite an image (docker.image), or build it in a script handler (`docker build -t <tag> <dir>`) that runs first',
+          ),
+        )
+      } else if (kind && kind !== 'script' && kind !== 'docker') {
+        problems.push(
+          locator.problem(
+            [...path, which],
+            `${formatPath([...path, which])}: handler "${String(value)}" is a${kind === 'external' ? 'n' : ''} ${kind} handler, which needs an intercept`,
+            'a prerequisite runs to completion with no intercept: use a script handler, a docker handler with an image, or an empty one',
           ),
         )
       }

@@ -76,10 +76,17 @@ const broken: Array<[string, string, number, RegExp, string?]> = [
   ['a delete without its create', `handlers:\n  - name: clean\nprerequisites:\n  - delete: clean\n`, 4, /a delete without its create/, 'add create'],
   [
     'a prerequisite that needs an intercept',
-    `handlers:\n  - name: web\n    docker: {image: x}\nprerequisites:\n  - create: web\n`,
+    `handlers:\n  - name: ide\n    external: {}\nprerequisites:\n  - create: ide\n`,
     5,
-    /is a docker handler, which needs an intercept/,
+    /is an external handler, which needs an intercept/,
     'script handler',
+  ],
+  [
+    'a prerequisite that builds its image',
+    `handlers:\n  - name: web\n    docker: {build: {context: .}}\nprerequisites:\n  - create: web\n`,
+    5,
+    /handler "web" builds its image, which a prerequisite does not/,
+    'docker.image',
   ],
   [
     'docker with both image and build',
