@@ -160,7 +160,7 @@ describe('tp spec run', () => {
     expect((await tpCli(['status', '--json'], {env})).stdout).not.toContain(MADE)
   })
 
-  it('a failing create: no intercept, the deletes of the creates that ran run (in reverse order), its exit code and output', async () => {
+  it('a failing create: no intercept, the deletes of the creates that ran run (in reverse order), its exit code and output; a docker create reaches the cluster', async () => {
     const file = join(dir, 'failing.yaml')
     const mark = (name: string) => `{name: ${name}, script: {run: "echo ${name} >> \${MARKS}/order"}}`
     await writeFile(
@@ -169,7 +169,13 @@ describe('tp spec run', () => {
 handlers:
   - name: frontend
     docker: {image: frontend-v2, ports: [8000]}
-  - ${mark('create-1')}
+  - name: create-1
+    environment: [{name: NOTE, value: "from a container"}]
+    docker:
+      image: frontend-v2
+      options: ["-v", "\${MARKS}:/marks"]
+      command: sh
+      args: ['-c', 'echo create-1 >> /marks/order; echo "$NOTE: $(timeout 5 wget -q -O - http://catalog/)"']
   - ${mark('delete-1')}
   - name: broken
     script: {run: "echo the database is not there >&2; exit 3"}
@@ -188,6 +194,8 @@ prerequisites:
     const result = await tpCli(['spec', 'run', file], {env, cwd: dir})
     expect(result.exitCode).toBe(3)
     expect(result.stderr).toContain('the database is not there')
+    // a docker prerequisite: its environment, and the cluster's names where handler containers run
+    expect(result.stdout).toContain('from a container: {"catalog":["apple","pear"]}')
     expect(result.stderr).toContain('Prerequisite create "broken" failed with exit code 3; no intercept is created.')
     expect(result.stderr).not.toMatch(/Intercept|now goes to/)
     // the failing create was started, so its delete runs too; create-3 never ran, nor its delete

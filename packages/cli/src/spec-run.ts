@@ -11,9 +11,20 @@ import {
   type ProvidedVolumes,
   UserError,
   debugLog,
+  labelArgs,
   swallow,
+  tpLabels,
 } from '@tp/sdk'
-import {type HandlerSpec, type InterceptSpec, type PluginKind, type ValidatedSpec, formatProblem, localPortOf, validateSpec} from '@tp/spec'
+import {
+  type HandlerSpec,
+  type InterceptSpec,
+  type PluginKind,
+  type PrerequisiteSpec,
+  type ValidatedSpec,
+  formatProblem,
+  localPortOf,
+  validateSpec,
+} from '@tp/spec'
 import {Connections, type LiveConnection} from './connections.js'
 import type {Registries} from './extensions.js'
 import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, provideVolumes, runHandler} from './intercept-steps.js'
@@ -127,18 +138,43 @@ function signalNumber(signal: NodeJS.Signals | null): number {
   return signal === 'SIGINT' ? 2 : signal === 'SIGKILL' ? 9 : signal === 'SIGHUP' ? 1 : 15
 }
 
-/** A prerequisite's script, to completion, with no intercept; a signal stops it when `interrupts` is given. */
-export function runScript(handler: HandlerSpec, cwd: string, interrupts?: Interrupts): Promise<number> {
-  const script = handler.script
-  if (!script) return Promise.resolve(0) // an empty handler
+/**
+ * A prerequisite, to completion, with no intercept: a script (`<shell> -c <run>` from the spec's
+ * directory), or a container (`docker run --rm`, joined to the connection as handler containers
+ * are, tp-labelled); an empty handler does nothing. A signal stops it when `interrupts` is given.
+ */
+export function runPrerequisite(handler: HandlerSpec, cwd: string, connection: LiveConnection, interrupts?: Interrupts): Promise<number> {
   const env: NodeJS.ProcessEnv = {...process.env}
   for (const {name, value} of handler.environment ?? []) env[name] = value
+  let command: string
+  let args: string[]
+  if (handler.script) {
+    command = handler.script.shell ?? 'sh'
+    args = ['-c', handler.script.run]
+  } else if (handler.docker?.image) {
+    const d = handler.docker
+    command = process.env.TP_DOCKER_COMMAND ?? 'docker'
+    // values travel in the docker client's environment (multi-line ones too), never in argv
+    args = [
+      'run',
+      '--rm',
+      '--name',
+      `tp-${connection.record.name}-pre-${handler.name}-${process.pid}`,
+      ...labelArgs(tpLabels({connection: connection.record.name, role: 'prerequisite'})),
+      ...connection.placement.containerArgs,
+      ...(handler.environment ?? []).flatMap((e) => ['-e', e.name]),
+      ...(d.options ?? []),
+      d.image as string,
+      ...(d.command !== undefined ? [d.command] : []),
+      ...(d.args ?? []),
+    ]
+  } else return Promise.resolve(0) // an empty handler
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(script.shell ?? 'sh', ['-c', script.run], {cwd, env, stdio: ['ignore', 'inherit', 'inherit']})
+    const child = spawn(command, args, {cwd, env, stdio: ['ignore', 'inherit', 'inherit']})
     const cancel = interrupts?.onInterrupt(() => child.kill('SIGTERM')) ?? (() => {})
     child.once('error', (error) => {
       cancel()
-      reject(new UserError(`prerequisite handler "${handler.name}" could not start ${script.shell ?? 'sh'}: ${error.message}`, 'check its shell'))
+      reject(new UserError(`prerequisite handler "${handler.name}" could not start ${command}: ${error.message}`, `check that ${command} is installed`))
     })
     child.once('exit', (code, signal) => {
       cancel()
@@ -182,6 +218,8 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
   let connection = target.existing
   let made = false
   const created: HandlerSpec[] = []
+  /** The prerequisites whose create was started (their deletes run at the end). */
+  const started = new Set<PrerequisiteSpec>()
   const running: Running[] = []
   let exitCode = 0
   let failure: unknown
@@ -211,7 +249,8 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
       const handler = handlers.get(prerequisite.create) as HandlerSpec
       write(`Prerequisite: running create "${handler.name}"…\n`)
       created.push(handler)
-      const code = await runScript(handler, dir, interrupts)
+      started.add(prerequisite)
+      const code = await runPrerequisite(handler, dir, live, interrupts)
       if (interrupts.signal) return 0
       if (code !== 0) {
         write(`Prerequisite create "${handler.name}" failed with exit code ${code}; no intercept is created.\n`)
@@ -304,13 +343,13 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
       await endIntercept({prepared: r.prepared, volumes: r.volumes, lease: r.lease, client: connection?.client, log: context.log})
     }
     const deletes = spec.prerequisites
-      .filter((p) => p.delete && p.create && created.some((c) => c.name === p.create))
+      .filter((p) => p.delete && started.has(p))
       .map((p) => handlers.get(p.delete as string) as HandlerSpec)
       .reverse()
     for (const handler of deletes) {
       write(`Prerequisite: running delete "${handler.name}"…\n`)
       // a signal during the run must not stop the deletes: they run on their own
-      const code = await runScript(handler, dir).catch((error: Error) => {
+      const code = await runPrerequisite(handler, dir, connection as LiveConnection).catch((error: Error) => {
         context.log.warn(error.message)
         return 1
       })
