@@ -383,7 +383,7 @@ function statusBlock(spec: ValidatedSpec, connection: LiveConnection, created: H
     const s = r.session as InterceptSession
     const env = (r.planned.handler.environment ?? []).map((e) => e.name)
     lines.push(
-      `  ${s.workload}:${s.ports.service} → port ${s.ports.local}: intercept ${s.name}, handler ${r.planned.handler.name} (${r.prepared.describe})${env.length > 0 ? `, environment +${env.join(' +')}` : ''}${
+      `  ${s.workload}:${s.ports.service} → port ${s.ports.local}: intercept ${s.name}, handler ${r.planned.handler.name} (${r.prepared.describe.trim().replace(/\s*\n\s*/g, '; ')})${env.length > 0 ? `, environment +${env.join(' +')}` : ''}${
         s.mounts.length > 0 ? `, volumes ${s.mounts.map((m) => m.path).join(' ')}${r.volumes?.root ? ` under ${r.volumes.root}` : ''}` : ''
       }`,
     )
