@@ -302,6 +302,10 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
 
     // 4. one status block, then every handler at once
     write(statusBlock(spec, live, created, running))
+    if (running.length === 0) {
+      write('No intercept to run (the spec has none, or none enabled); ending.\n')
+      return 0
+    }
     for (const r of running) {
       const session = r.session as InterceptSession
       const lease = r.lease as InterceptLease
@@ -389,7 +393,7 @@ function statusBlock(spec: ValidatedSpec, connection: LiveConnection, created: H
     )
   }
   if (running.length === 0) lines.push('  no intercepts')
-  lines.push('Ctrl-C (or `tp leave <intercept>`, `tp quit`, a handler ending) ends every intercept, then runs the deletes.')
+  else lines.push('Ctrl-C (or `tp leave <intercept>`, `tp quit`, a handler ending) ends every intercept, then runs the deletes.')
   return `${lines.join('\n')}\n`
 }
 
