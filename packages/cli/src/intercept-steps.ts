@@ -1,17 +1,22 @@
 import {mkdtemp, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {
+  type DaemonClient,
   type EnvSyntax,
+  type HandlerIO,
   type InterceptLease,
   type InterceptSession,
+  type Logger,
   type PluginContext,
   type PreparedHandler,
   type ProvidedVolumes,
   type RunExtras,
   UserError,
   type VolumeRequest,
+  debugLog,
   fitsCapabilities,
   formatEnv,
+  swallow,
 } from '@tp/sdk'
 import type {Registries} from './extensions.js'
 import type {Interrupts} from './interrupts.js'
@@ -29,6 +34,8 @@ export function nextStepAfter(reason: string): string {
   if (/traffic agent/.test(reason)) return 'run the intercept again (a new agent is injected); `docker logs` of an agent that keeps dying says why'
   return 'run the intercept again once `tp list` shows the workload running; `tp status` shows the connection'
 }
+
+const trace = debugLog('tp:cli')
 
 /** When to tell a user that the handler has not answered yet. */
 const HINT_AFTER_MS = Number(process.env.TP_HINT_AFTER_MS ?? 10_000)
@@ -110,7 +117,6 @@ export async function provideVolumes(
   return provider.provide(session, request)
 }
 
-/** Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. */
 export interface HandlerOutcome {
   /** tp's exit code: the handler's, or 0 when it was stopped on purpose. */
   code: number
@@ -118,6 +124,10 @@ export interface HandlerOutcome {
   reason?: string
 }
 
+/**
+ * Runs the handler until it exits, Ctrl-C/SIGTERM arrive, or the daemon ends the intercept. `io`:
+ * this process's stdin, stdout and stderr unless given (`tp spec run` runs several handlers at once).
+ */
 export async function runHandler(
   prepared: PreparedHandler,
   session: InterceptSession,
@@ -126,6 +136,7 @@ export async function runHandler(
   extras: RunExtras,
   /** The hand-back before a planned stop: resolves once new connections go to the workload and those in flight have ended. */
   drain: () => Promise<void>,
+  io: HandlerIO = {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr},
 ): Promise<HandlerOutcome> {
   let endedBy: {reason: string; normal: boolean} | undefined
   const stop = (reason: string) => {
@@ -140,22 +151,50 @@ export async function runHandler(
       .catch((error: Error) => process.stderr.write(`Could not give the traffic back first (${error.message}); stopping the handler.\n`))
       .finally(() => stop(signal))
   })
+  let finished = false
   void lease.ended.then((end) => {
-    if (endedBy) return // already stopping
+    if (endedBy || finished) return // already stopping, or the handler is gone and the intercept is being ended
     endedBy = end
     process.stderr.write(`The intercept ended: ${end.reason}. Stopping the handler…\n`)
     stop(end.reason)
   })
   try {
-    const code = await prepared.run(session, {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr}, extras)
+    const code = await prepared.run(session, io, extras)
     if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
-    process.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
+    io.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
     return {code, reason}
   } finally {
+    finished = true
     cancel()
   }
+}
+
+/** What one intercept has to end: whatever exists of it (each part is optional). */
+export interface InterceptParts {
+  prepared?: PreparedHandler
+  volumes?: ProvidedVolumes
+  lease?: InterceptLease
+  /** The client of the connection that holds the lease. */
+  client?: DaemonClient
+  log: Logger
+  /** Why it ends, when its handler ended it (the daemon logs it). */
+  reason?: string
+}
+
+/**
+ * Ends one intercept in order, on every path: the handler, its volumes, the intercept (the
+ * daemon gives the traffic back and removes the agent), then whatever prepare made.
+ */
+export async function endIntercept({prepared, volumes, lease, client, log, reason}: InterceptParts): Promise<void> {
+  if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
+  if (volumes) await volumes.release().catch((error: Error) => log.warn(`could not remove volumes: ${error.message}`))
+  if (lease && client) {
+    await client.leave(lease.session.name, {owner: true, reason}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
+    lease.close()
+  }
+  if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
 }
 
 /**

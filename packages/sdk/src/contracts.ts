@@ -65,7 +65,11 @@ export interface HandlerDescriptor extends Descriptor<Handler> {
    * docker-build must win). Defaults to 100.
    */
   precedence?: number
-  /** JSON schema for this handler's section of an intercept specification. */
+  /**
+   * JSON schema for this handler's section of an intercept specification: with it, the handler is
+   * a kind of `tp spec` handler (`handlers[].<name>`); tp checks the section with ajv and hands it
+   * to `prepare` as `HandlerRequest.spec`.
+   */
   specSchema?: Record<string, unknown>
   /**
    * The handler runs a container whose port tp publishes where the placement can: `--port` then

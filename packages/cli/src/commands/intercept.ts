@@ -18,6 +18,7 @@ import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
 import {
   checkMountRoot,
+  endIntercept,
   hintWhileWaiting,
   nextStepAfter,
   parseMount,
@@ -198,13 +199,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     } finally {
       // 6. tear down in reverse order, on every path
       interrupts.action = 'ending the intercept (handler, volumes, traffic)'
-      if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
-      if (volumes) await volumes.release().catch((error: Error) => context.log.warn(`could not remove volumes: ${error.message}`))
-      if (lease && connection) {
-        await connection.client.leave(lease.session.name, {owner: true, reason: endReason}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
-        lease.close()
-      }
-      if (prepared?.dispose) await prepared.dispose().catch(swallow(trace, 'disposing of the handler'))
+      await endIntercept({prepared, volumes, lease, client: connection?.client, log: context.log, reason: endReason})
       interrupts.dispose()
     }
     if (this.exitCode) this.exit(this.exitCode)
