@@ -246,8 +246,9 @@ function handlerProblem(d: Record<string, unknown>): string | undefined {
     if (typeof f.description !== 'string' || f.description === '') return `a flag --${flag} without a description`
     if (f.multiple !== undefined && typeof f.multiple !== 'boolean') return `a flag --${flag} whose "multiple" is not true or false`
   }
-  if (d.selectedByArgs !== true) {
-    if (typeof d.selectedBy !== 'string' || d.selectedBy === '') return 'no selectedBy (the flag that chooses it) and no selectedByArgs'
+  // a handler is chosen by a flag, by the arguments after --, or only in intercept specifications
+  if (d.selectedBy !== undefined || (d.selectedByArgs !== true && d.specSchema === undefined)) {
+    if (typeof d.selectedBy !== 'string' || d.selectedBy === '') return 'no selectedBy (the flag that chooses it), no selectedByArgs and no specSchema'
     if (!(d.selectedBy in (flags as object))) return `selectedBy "${d.selectedBy}", which is not one of its own flags`
   }
   if (d.precedence !== undefined && (typeof d.precedence !== 'number' || !Number.isFinite(d.precedence))) return 'a precedence that is not a number'

@@ -297,6 +297,7 @@ describe('ExtensionRegistry', () => {
     ['no summary', {summary: ''}, /no summary/],
     ['no flags', {flags: undefined}, /no flags/],
     ['no selectedBy', {selectedBy: undefined}, /no selectedBy/],
+    ['no selectedBy, only a spec section it could not have', {selectedBy: undefined, specSchema: 'yes'}, /specSchema that is not a JSON Schema object/],
     ['a selectedBy that is not its flag', {selectedBy: 'other'}, /selectedBy "other", which is not one of its own flags/],
     ['a flag of no type', {flags: {x: {description: 'x'}}, selectedBy: 'x'}, /--x whose type is neither/],
     ['a flag with no description', {flags: {x: {type: 'string'}}, selectedBy: 'x'}, /--x without a description/],

@@ -16,14 +16,9 @@ async function main(): Promise<void> {
   const hostsFile = hostsFilePath()
   const docker = new Docker()
   const cluster = new DockerCluster(docker)
-  let written = ''
-  const sync = async () => {
-    const entries = hostEntries(await cluster.workloads(config.namespace), config.namespace)
-    const key = JSON.stringify(entries)
-    if (key === written) return
-    writeBlock(hostsFile, config.connection, process.pid, entries)
-    written = key
-  }
+  // every time, against the file itself: another writer of the file (another connection's
+  // daemon, the repair of a later tp command) may have written it from an older copy
+  const sync = async () => writeBlock(hostsFile, config.connection, process.pid, hostEntries(await cluster.workloads(config.namespace), config.namespace))
   let ended = false
   const takeNamesOut = () => {
     if (ended) return

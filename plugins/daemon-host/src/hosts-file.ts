@@ -83,9 +83,13 @@ export function renderBlock(connection: string, pid: number, entries: HostEntry[
 /** Puts the connection's block in the file, replacing its earlier one. */
 export function writeBlock(file: string, connection: string, pid: number, entries: HostEntry[]): void {
   rewrite(file, (text) => {
-    const rest = withoutBlocks(text, (b) => b.connection === connection).text
-    const base = rest.endsWith('\n') || rest === '' ? rest : `${rest}\n`
-    return `${base}${renderBlock(connection, pid, entries)}\n`
+    const block = renderBlock(connection, pid, entries)
+    const lines = text.split('\n')
+    const own = blocks(lines).find((b) => b.connection === connection)
+    // in place when it is there (the file does not change when nothing did), else at the end
+    if (own) return [...lines.slice(0, own.start), block, ...lines.slice(own.end + 1)].join('\n')
+    const base = text.endsWith('\n') || text === '' ? text : `${text}\n`
+    return `${base}${block}\n`
   })
 }
 

@@ -38,9 +38,14 @@ async function startSftp(): Promise<void> {
 }
 
 async function stopSftp(): Promise<void> {
-  if (!sftp || sftp.exitCode !== null) return
+  if (!sftp || sftp.exitCode !== null || sftp.signalCode !== null) return
   const exited = new Promise((resolve) => sftp!.once('exit', resolve))
-  process.kill(-sftp.pid!, 'SIGKILL')
+  try {
+    process.kill(-sftp.pid!, 'SIGKILL')
+  } catch (error) {
+    // the group is gone already (its exit is on the way): nothing left to stop
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error
+  }
   await exited
 }
 
