@@ -12,7 +12,10 @@ import {
   type ProvidedVolumes,
   type RunExtras,
   UserError,
+  type VolumeForm,
   type VolumeRequest,
+  type PlacementCapabilities,
+  pluginLabel,
   debugLog,
   fitsCapabilities,
   formatEnv,
@@ -97,24 +100,48 @@ export function waitingFor(session: InterceptSession): string {
 }
 
 /** Turns the session's remote mounts into what the handler takes, through the first provider that fits. */
+/**
+ * The volume provider for a handler's form on a placement: the one named (`--volume-provider`), or
+ * the only one that fits. Several that fit is an error that names them: which one wins is never
+ * left to the order plugins happen to load in. Checked before the intercept exists.
+ */
+export function chooseVolumeProvider(registries: Registries, capabilities: PlacementCapabilities, form: VolumeForm, wanted?: string): string {
+  const fits = (e: {descriptor: {forms?: VolumeForm[]; requires: Partial<PlacementCapabilities>}}) =>
+    (e.descriptor.forms ?? ['docker-volumes']).includes(form) && fitsCapabilities(e.descriptor.requires, capabilities)
+  const how = form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
+  if (wanted) {
+    const entry = registries.volumeProviders.get(wanted)
+    if (!fits(entry)) {
+      throw new UserError(
+        `volume provider "${wanted}" does not give volumes ${how} with this daemon`,
+        'choose another with --volume-provider (see `tp extensions`), or --mount=false',
+      )
+    }
+    return wanted
+  }
+  const candidates = registries.volumeProviders.list().filter(fits)
+  if (candidates.length === 0) {
+    throw new UserError(
+      `no installed volume provider gives the workload's volumes ${how} with this daemon`,
+      'install one (see `tp extensions`), or run without remote mounts: --mount=false',
+    )
+  }
+  if (candidates.length > 1) {
+    const names = candidates.map((e) => `${e.descriptor.name} (${pluginLabel(e.plugin)})`)
+    throw new UserError(`several volume providers give volumes ${how}: ${names.join(', ')}`, `choose one with --volume-provider <name>`)
+  }
+  return candidates[0].descriptor.name
+}
+
+/** Turns the session's remote mounts into what the handler takes, through the chosen provider (or the only one that fits). */
 export async function provideVolumes(
   registries: Registries,
   context: PluginContext,
   session: InterceptSession,
   request: VolumeRequest,
+  provider: string = chooseVolumeProvider(registries, session.placement.capabilities, request.form),
 ): Promise<ProvidedVolumes> {
-  const candidates = registries.volumeProviders
-    .list()
-    .filter((e) => (e.descriptor.forms ?? ['docker-volumes']).includes(request.form) && fitsCapabilities(e.descriptor.requires, session.placement.capabilities))
-  if (candidates.length === 0) {
-    const form = request.form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
-    throw new UserError(
-      `the workload has volumes (${session.mounts.map((m) => m.path).join(', ')}) but no installed volume provider gives them ${form} with the ${session.placement.backend} daemon`,
-      'install one (see `tp extensions`), or run without remote mounts: --mount=false',
-    )
-  }
-  const provider = await registries.volumeProviders.load(candidates[0].descriptor.name, context)
-  return provider.provide(session, request)
+  return (await registries.volumeProviders.load(provider, context)).provide(session, request)
 }
 
 export interface HandlerOutcome {

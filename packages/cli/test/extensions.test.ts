@@ -118,6 +118,30 @@ describe('tp extensions', () => {
     expect(json.handlers.filter((h) => h.name === bundled.name).map((h) => h.plugin)).toEqual([bundled.plugin])
   })
 
+  it('tp intercept says why a handler flag is missing, instead of "Nonexistent flag"', async () => {
+    const s = await sandbox('why-missing')
+    for (const name of ['tpt-cli-twin-a', 'tpt-cli-twin-b'])
+      await link(s, await writePlugin(s, {name, hooks: {'tp:handlers': handlersHook([{name: 'tpt-twin'}])}}))
+    const result = await s.tp(['intercept', 'frontend-v1', '--tpt-twin'])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toMatch(
+      /^tp: --tpt-twin is not available: handlers "tpt-twin" is provided by more than one plugin: tpt-cli-twin-a@1\.0\.0 and tpt-cli-twin-b@1\.0\.0/,
+    )
+    expect(result.stderr).toContain('→ see `tp extensions`')
+  })
+
+  it('when several volume providers fit, tp intercept asks which one, before anything exists', async () => {
+    const s = await sandbox('two-providers')
+    const provider = `export default async function () { return [{name: 'tpt-vol', apiVersion: 1, summary: 'docker volumes too', requires: {}, load: () => import('./nope.js')}] }\n`
+    await link(s, await writePlugin(s, {name: 'tpt-cli-vol', hooks: {'tp:volume-providers': provider}}))
+    const result = await s.tp(['intercept', 'frontend-v1', '--docker', '--docker-run', '--', 'frontend-v2'])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toMatch(/several volume providers give volumes as Docker volumes: .*telemount.*tpt-vol \(tpt-cli-vol@1\.0\.0\)/)
+    expect(result.stderr).toContain('--volume-provider <name>')
+    // nothing was connected
+    expect((await s.tp(['status', '--json'])).stdout).toContain('"connections": []')
+  })
+
   it('a hook that never answers is reported and skipped: the command goes on within the time limit', async () => {
     const s = await sandbox('hang')
     await link(s, await writePlugin(s, {name: 'tpt-cli-hangs', hooks: {'tp:handlers': 'export default () => new Promise(() => {})\n'}}))

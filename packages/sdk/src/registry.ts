@@ -36,6 +36,8 @@ export interface RegistryProblem {
   name?: string
   reason: 'duplicate' | 'api-version' | 'hook-failed' | 'hook-timeout' | 'malformed' | 'shadows-core' | 'flag-taken'
   message: string
+  /** The flags the extension declared (handlers): a command line that uses one learns why it is missing. */
+  flags?: string[]
 }
 
 /** The extensions of one extension point, collected from every plugin. */
@@ -76,6 +78,14 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
   }
 
   private add(plugin: PluginRef, item: unknown): void {
+    const before = this.problems.length
+    this.addChecked(plugin, item)
+    // a refused handler's flags: `tp intercept --<flag>` then says why it is missing
+    const flags = Object.keys(((item as {flags?: unknown})?.flags as object | undefined) ?? {})
+    if (this.point === 'handlers' && flags.length > 0) for (const problem of this.problems.slice(before)) problem.flags = flags
+  }
+
+  private addChecked(plugin: PluginRef, item: unknown): void {
     if (!isDescriptor(item)) {
       const named = typeof (item as {name?: unknown})?.name === 'string' ? (item as {name: string}).name : undefined
       this.problems.push({
@@ -169,6 +179,11 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
       }
     }
     return undefined
+  }
+
+  /** The problem that made a handler flag unavailable, if one did (for `tp intercept --<flag>`). */
+  problemWithFlag(flag: string): RegistryProblem | undefined {
+    return this.problems.find((p) => p.flags?.includes(flag))
   }
 
   /** The problems that concern an extension of this name (for the command that needed it). */

@@ -18,6 +18,7 @@ import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
 import {
   checkMountRoot,
+  chooseVolumeProvider,
   endIntercept,
   hintWhileWaiting,
   nextStepAfter,
@@ -77,6 +78,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       helpValue: 'true|false|<dir>',
       default: 'true',
     }),
+    'volume-provider': Flags.string({description: 'the volume provider to use when several fit (see `tp extensions`)', helpValue: '<name>'}),
     output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
     'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
     'env-syntax': Flags.string({description: 'syntax of --env-file', options: [...ENV_SYNTAXES], default: 'docker'}),
@@ -91,6 +93,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const handlerArgs = separator === -1 ? [] : this.argv.slice(separator + 1)
     const registries = await this.registries()
     const descriptors = registries.handlers.list().map((e) => e.descriptor)
+    // a handler flag that is missing because its plugin was refused: say why, not "Nonexistent flag"
+    const known = new Set([...Object.keys(Intercept.flags), ...Object.keys(handlerFlags(descriptors))])
+    for (const arg of own) {
+      const flag = /^--([a-z][a-z0-9-]*)/.exec(arg)?.[1]
+      const problem = flag && !known.has(flag) ? registries.handlers.problemWithFlag(flag) : undefined
+      if (problem) throw new UserError(`--${flag} is not available: ${problem.message}`, 'see `tp extensions` for every plugin and its problems')
+    }
     const {args, flags, argv} = await this.parse(
       // the workload is checked below: oclif's own message for a missing one is about multiple-value flags
       {flags: {...Intercept.flags, ...handlerFlags(descriptors)}, args: {workload: Args.string({required: false})}, strict: true},
@@ -147,6 +156,18 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       step(`handler ${descriptor.name} prepared`)
     }
     if (mount.root) await checkMountRoot(mount.root, prepared)
+    // which provider gives the volumes is settled before anything exists; that none fits only
+    // matters if the workload turns out to have volumes
+    let volumeProvider: string | undefined
+    let noVolumeProvider: unknown
+    if (prepared?.wantsVolumes && mount.wanted) {
+      try {
+        volumeProvider = chooseVolumeProvider(registries, capabilities, prepared.volumeForm ?? 'docker-volumes', flags['volume-provider'])
+      } catch (error) {
+        if (flags['volume-provider'] || !/^no installed volume provider/.test((error as Error).message)) throw error
+        noVolumeProvider = error
+      }
+    }
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
     let endReason: string | undefined
@@ -182,7 +203,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       }
       // 4. volumes, 5. the handler in the foreground
       if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
-        volumes = await provideVolumes(registries, context, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root})
+        if (noVolumeProvider) throw noVolumeProvider
+        volumes = await provideVolumes(registries, context, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root}, volumeProvider)
         step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
       if (interrupts.signal) return
