@@ -1,15 +1,6 @@
-/**
- * Requests lost while intercepts start and end under load: 4 clients call the workload without
- * pause (a new connection each) while an intercept is started and ended (Ctrl-C) 10 times; the
- * baseline is the same load for the same time with no intercept at all.
- */
-import {spawn} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load, startStaticServer} from './run.mjs'
+import {benchTp, firstReply, load, startStaticServer} from './run.mjs'
 
 export const name = 'hand-back'
 export const description = 'failed requests through 10 loaded intercept starts and 10 loaded ends'
@@ -20,10 +11,7 @@ const docker = new Docker()
 export async function run({log, root}) {
   const {busybox} = await ensureFixtureImages(docker)
   await demoUp(docker)
-  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-handback-'))
-  const env = {...process.env, TP_CACHE_DIR: cacheDir}
-  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
-  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const {tp, exited, remove} = benchTp(root, 'handback')
   const created = []
   try {
     if ((await exited(tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', 'bench-handback']))) !== 0) throw new Error('tp connect failed')
@@ -83,6 +71,6 @@ export async function run({log, root}) {
   } finally {
     for (const c of created) await c.remove({force: true}).catch(() => undefined)
     await exited(tp(['quit', '--name', 'bench-handback']))
-    rmSync(cacheDir, {recursive: true, force: true})
+    remove()
   }
 }

@@ -7,12 +7,11 @@
  *    published port), each against the same load through a container daemon's intercept.
  */
 import {spawn} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load, median, startStaticServer, staticServerCmd} from './run.mjs'
+import {benchTp, firstReply, load, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'host-daemon'
 export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
@@ -24,10 +23,7 @@ const docker = new Docker()
 export async function run({log, root}) {
   const {busybox} = await ensureFixtureImages(docker)
   await demoUp(docker)
-  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-host-'))
-  const env = {...process.env, TP_CACHE_DIR: cacheDir}
-  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
-  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const {cacheDir, tp, exited, remove} = benchTp(root, 'host')
   const must = async (args) => {
     const code = await exited(tp(args))
     if (code !== 0) throw new Error(`tp ${args.join(' ')} exited ${code}`)
@@ -149,6 +145,6 @@ export async function run({log, root}) {
     for (const c of created) await c.remove({force: true}).catch(() => undefined)
     await exited(tp(['quit', '--name', 'bench-host']))
     await exited(tp(['quit', '--name', 'bench-container']))
-    rmSync(cacheDir, {recursive: true, force: true})
+    remove()
   }
 }

@@ -1,19 +1,6 @@
-/**
- * The intercept's own costs, measured against a baseline in the same run:
- *  - time from starting `tp intercept` to the first reply from the handler through the workload's
- *    address, vs starting a plain container of the same server and getting its first reply;
- *  - requests per second and p50/p99 latency through the agent (workload address → agent → daemon
- *    → handler), vs the same requests straight to an identical, un-intercepted server.
- * Both servers are the same busybox httpd serving the same static file, so only the path differs.
- * The client is this process (the host reaches container addresses on the bridge network).
- */
-import {spawn} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {firstReply, load as loadOf, median, startStaticServer, staticServerCmd} from './run.mjs'
+import {benchTp, firstReply, load as loadOf, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -32,10 +19,7 @@ async function address(container, network) {
 export async function run({log, root}) {
   const {busybox} = await ensureFixtureImages(docker)
   await demoUp(docker)
-  const cacheDir = mkdtempSync(join(tmpdir(), 'tp-bench-'))
-  const env = {...process.env, TP_CACHE_DIR: cacheDir}
-  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
-  const exited = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  const {tp, exited, remove} = benchTp(root, 'intercept')
   const created = []
   const rows = []
   try {
@@ -112,6 +96,6 @@ export async function run({log, root}) {
   } finally {
     for (const c of created) await c.remove({force: true}).catch(() => undefined)
     await exited(tp(['quit']))
-    rmSync(cacheDir, {recursive: true, force: true})
+    remove()
   }
 }

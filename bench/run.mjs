@@ -22,9 +22,11 @@
  * {date, error}}} — benchmarks that were not run this time keep their previous entry.
  * A benchmark that throws is reported and makes the run exit 1; the others still run.
  */
+import {spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {readdir, readFile, writeFile} from 'node:fs/promises'
 import {request} from 'node:http'
-import {cpus, hostname} from 'node:os'
+import {cpus, hostname, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
@@ -108,6 +110,21 @@ export async function startStaticServer(docker, {name, image, port, marker, netw
   await container.start()
   const ip = workload ? (await container.inspect()).NetworkSettings.Networks[network].IPAddress : undefined
   return {container, ip}
+}
+
+/**
+ * The repository's tp with a cache directory of its own (its connections, apart from the user's):
+ * `tp(args)` starts it, `exited(child)` resolves with its exit code, `remove()` deletes the cache.
+ */
+export function benchTp(root, label) {
+  const cacheDir = mkdtempSync(join(tmpdir(), `tp-bench-${label}-`))
+  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  return {
+    cacheDir,
+    tp: (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']}),
+    exited: (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    remove: () => rmSync(cacheDir, {recursive: true, force: true}),
+  }
 }
 
 /** Median of a list of numbers (helper for benchmark files: `import {median} from './run.mjs'`). */
