@@ -8,6 +8,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {AgentServer, type AgentSession} from '@tp/agent'
+import {isNotFound} from '@tp/sdk'
 import {DockerCluster, type Workload} from '@tp/cluster-docker'
 import {ensureRuntimeImage} from '@tp/images'
 import {Fixtures, httpdCmd} from './fixture.js'
@@ -93,10 +94,7 @@ async function containerGone(id: string): Promise<boolean> {
   return fx.docker
     .getContainer(id)
     .inspect()
-    .then(
-      () => false,
-      (e: {statusCode?: number}) => e.statusCode === 404,
-    )
+    .then(() => false, isNotFound)
 }
 
 async function startServer(options: {pingMs?: number} = {}): Promise<void> {
