@@ -10,7 +10,8 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_CONFIG_TXT, demoDown} from '@tp/images'
-import {link, makeSandbox, writePlugin} from '../packages/cli/test/helpers.js'
+import {execa} from 'execa'
+import {makeSandbox, writePlugin} from '../packages/cli/test/helpers.js'
 import {docker, ensureDemo, httpGet, repoRoot, startTp, tpCli, tpObjects} from './helpers/index.js'
 
 const NETWORK = `tpt-lp-${process.pid}`
@@ -114,12 +115,14 @@ describe('a command on this machine as the handler', () => {
 })
 
 describe('a third-party handler plugin', () => {
-  it('runs a local process as the handler from the session alone: no nsenter, no root, no docker arguments to parse', async () => {
+  it('packed and installed from its .tgz (it imports @tp/sdk, a peer), runs a local process as the handler from the session alone: no nsenter, no root, no docker arguments', async () => {
     const sandbox = await makeSandbox('lp-plugin')
     try {
       const impl = `import {spawn} from 'node:child_process'
+import {UserError} from '@tp/sdk'
 export default () => ({
   async prepare(request) {
+    if (request.args.includes('refuse')) throw new UserError('tpt-local refuses ' + request.workload, 'ask it nicely')
     let child
     return {
       describe: 'tpt-local-server on port ' + request.localPort,
@@ -135,12 +138,25 @@ export default () => ({
   },
 })
 `
-      const hook = `export default async function () {
-  return [{name: 'tpt-local', apiVersion: 1, summary: 'a local server, by a third party', selectedBy: 'tpt-local',
+      const hook = `import {API_VERSION} from '@tp/sdk'
+export default async function () {
+  return [{name: 'tpt-local', apiVersion: API_VERSION, summary: 'a local server, by a third party', selectedBy: 'tpt-local',
     flags: {'tpt-local': {type: 'boolean', description: 'run the third party local server'}}, load: () => import('./impl.js')}]
 }
 `
-      await link(sandbox, await writePlugin(sandbox, {name: 'tpt-local-handler', hooks: {'tp:handlers': hook}, files: {'impl.js': impl}}))
+      const dir = await writePlugin(sandbox, {name: 'tpt-local-handler', version: '0.1.0', hooks: {'tp:handlers': hook}, files: {'impl.js': impl}})
+      // a peer dependency on the sdk, as the bundled plugins have it; packed the way a publisher packs it
+      const pjson = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'))
+      await writeFile(join(dir, 'package.json'), JSON.stringify({...pjson, peerDependencies: {'@tp/sdk': '^0.1.0'}}))
+      const packed = await execa('npm', ['pack', '--silent', '--pack-destination', sandbox.dir], {cwd: dir})
+      const tgz = join(sandbox.dir, packed.stdout.trim().split('\n').at(-1)!)
+      // offline: nothing may come from a registry
+      const installed = await sandbox.tp(['plugins', 'install', tgz], {npm_config_offline: 'true', npm_config_cache: join(sandbox.dir, 'npm-cache')})
+      expect(installed.exitCode, installed.stderr).toBe(0)
+      expect(`${installed.stdout}${installed.stderr}`).toContain('installed v0.1.0')
+      const refused = await sandbox.tp(['intercept', '--use', HOST, 'frontend-v1', '--tpt-local', '--', 'refuse'], env)
+      expect(refused.exitCode).toBe(1)
+      expect(refused.stderr).toBe('tp: tpt-local refuses frontend-v1\n  → ask it nicely')
       const run = startTp(['intercept', '--use', HOST, 'frontend-v1', '--port', '18104', '--tpt-local'], {env: {...sandbox.env, ...env}})
       await run.active
       const reply = await intercepted()
