@@ -1,6 +1,49 @@
 import {Command} from '@oclif/core'
-import {type PluginContext, cacheDir, debugLog, formatError, isTpError} from '@tp/sdk'
+import {type PluginContext, UserError, cacheDir, debugLog, formatError, isTpError} from '@tp/sdk'
 import {type Registries, loadRegistries} from './extensions.js'
+
+/** A flag as oclif's parser knows it (the part a message needs). */
+interface KnownFlag {
+  type?: string
+  char?: string
+}
+
+/** Edit distance, for "did you mean" on a misspelt flag. */
+function distance(a: string, b: string): number {
+  const row = Array.from({length: b.length + 1}, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+      previous = current
+    }
+  }
+  return row[b.length]
+}
+
+/**
+ * What a flag oclif does not know probably meant: a known flag with its value glued on
+ * (`--port8000`, the reference's own typo), else a known flag spelt a little differently.
+ */
+export function didYouMean(written: string, flags: Record<string, KnownFlag>): string | undefined {
+  const match = /^--?([^=]+)(=.*)?$/.exec(written)
+  if (!match) return undefined
+  const name = match[1]
+  const valued = Object.entries(flags)
+    .filter(([known, flag]) => flag.type === 'option' && name.startsWith(known) && name.length > known.length)
+    .sort(([a], [b]) => b.length - a.length)
+  if (valued.length > 0) {
+    const [known] = valued[0]
+    return `\`--${known} ${name.slice(known.length).replace(/^[=:]/, '')}${match[2] ?? ''}\``
+  }
+  const close = Object.keys(flags)
+    .map((known) => ({known, d: distance(name, known)}))
+    .filter(({known, d}) => d <= Math.max(1, Math.floor(known.length / 4)))
+    .sort((a, b) => a.d - b.d)
+  return close.length > 0 ? `\`--${close[0].known}${match[2] ?? ''}\`` : undefined
+}
 
 /** Base of every tp command: typed error output, the plugin context, the extension registries. */
 export abstract class TpCommand extends Command {
@@ -26,12 +69,40 @@ export abstract class TpCommand extends Command {
     }
   }
 
-  protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+  /** oclif's parse errors (unknown flag, missing value, unexpected argument) as user errors that say what to do. */
+  private parseError(error: Error & {flags?: string[]; args?: string[]; parse?: {input?: {flags?: Record<string, KnownFlag>}}}): UserError {
+    const command = `tp ${this.id?.replaceAll(':', ' ') ?? ''}`.trim()
+    const help = `\`${command} --help\` shows its flags and arguments`
+    const message = error.message.replace(/\nSee more help with --help$/, '')
+    const flags = error.parse?.input?.flags ?? (this.ctor.flags as Record<string, KnownFlag>) ?? {}
+    if (error.flags) {
+      const hints = error.flags.map((f) => ({f, hint: didYouMean(f, flags)}))
+      const named = hints.map(({f, hint}) => (hint ? `${f} (did you mean ${hint}?)` : f)).join(', ')
+      const first = hints.find((h) => h.hint)
+      return new UserError(`${command} has no flag ${named}`, first ? `write ${first.hint}; ${help}` : help)
+    }
+    if (error.args) {
+      const names = Object.keys(this.ctor.args ?? {}).map((a) => a.toUpperCase())
+      return new UserError(
+        `unexpected argument${error.args.length === 1 ? '' : 's'} ${error.args.map((a) => `"${a}"`).join(', ')}: ${command} takes ${names.length > 0 ? names.join(' ') : 'no arguments'}`,
+        help,
+      )
+    }
+    return new UserError(message.replace(/^Missing (\d+) required arg/, 'missing $1 required argument'), help)
+  }
+
+  protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}; code?: string}): Promise<unknown> {
+    // oclif's parse errors exit 2 with a page of usage; tp says what was wrong and what to do, exit 1
+    if (error.oclif && error.code !== 'EEXIT' && error.oclif.exit === 2) {
+      const userError = this.parseError(error)
+      process.stderr.write(`tp: ${formatError(userError)}\n`)
+      this.exit(1)
+    }
     if (isTpError(error)) {
       process.stderr.write(`tp: ${formatError(error)}\n`)
       this.exit(error.exitCode)
     }
-    // oclif's own errors (bad flags, exit()) keep their handling
+    // oclif's own errors (exit()) keep their handling
     if (error.oclif) return super.catch(error)
     process.stderr.write(`tp: ${formatError(error)}\n`)
     this.exit(70)
