@@ -8,19 +8,17 @@ interface KnownFlag {
   char?: string
 }
 
-/** Edit distance, for "did you mean" on a misspelt flag. */
+/** Edit distance, a swap of two neighbours counting as one edit (`--prot`, `--jsno`), for "did you mean". */
 function distance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, j) => j)
+  const d: number[][] = Array.from({length: a.length + 1}, (_, i) => Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
   for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]
-    row[0] = i
     for (let j = 1; j <= b.length; j++) {
-      const current = row[j]
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
-      previous = current
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
     }
   }
-  return row[b.length]
+  return d[a.length][b.length]
 }
 
 /**
@@ -38,9 +36,11 @@ export function didYouMean(written: string, flags: Record<string, KnownFlag>): s
     const [known] = valued[0]
     return `\`--${known} ${name.slice(known.length).replace(/^[=:]/, '')}${match[2] ?? ''}\``
   }
+  const prefixed = Object.keys(flags).filter((known) => known.startsWith(name))
+  if (prefixed.length === 1) return `\`--${prefixed[0]}${match[2] ?? ''}\``
   const close = Object.keys(flags)
     .map((known) => ({known, d: distance(name, known)}))
-    .filter(({known, d}) => d <= Math.max(1, Math.floor(known.length / 4)))
+    .filter(({known, d}) => d <= Math.max(1, Math.floor(known.length / 3)))
     .sort((a, b) => a.d - b.d)
   return close.length > 0 ? `\`--${close[0].known}${match[2] ?? ''}\`` : undefined
 }
@@ -70,7 +70,7 @@ export abstract class TpCommand extends Command {
   }
 
   /** oclif's parse errors (unknown flag, missing value, unexpected argument) as user errors that say what to do. */
-  private parseError(error: Error & {flags?: string[]; args?: string[]; parse?: {input?: {flags?: Record<string, KnownFlag>}}}): UserError {
+  private parseError(error: Error & {flags?: string[]; args?: unknown[]; parse?: {input?: {flags?: Record<string, KnownFlag>}}}): UserError {
     const command = `tp ${this.id?.replaceAll(':', ' ') ?? ''}`.trim()
     const help = `\`${command} --help\` shows its flags and arguments`
     const message = error.message.replace(/\nSee more help with --help$/, '')
@@ -81,14 +81,20 @@ export abstract class TpCommand extends Command {
       const first = hints.find((h) => h.hint)
       return new UserError(`${command} has no flag ${named}`, first ? `write ${first.hint}; ${help}` : help)
     }
-    if (error.args) {
+    if (error.args && /^Unexpected argument/.test(error.message)) {
       const names = Object.keys(this.ctor.args ?? {}).map((a) => a.toUpperCase())
       return new UserError(
-        `unexpected argument${error.args.length === 1 ? '' : 's'} ${error.args.map((a) => `"${a}"`).join(', ')}: ${command} takes ${names.length > 0 ? names.join(' ') : 'no arguments'}`,
+        `unexpected argument${error.args.length === 1 ? '' : 's'} ${error.args.map((a) => `"${String(a)}"`).join(', ')}: ${command} takes ${names.length > 0 ? names.join(' ') : 'no arguments'}`,
         help,
       )
     }
-    return new UserError(message.replace(/^Missing (\d+) required arg/, 'missing $1 required argument'), help)
+    if (error.args && /^Missing/.test(error.message)) {
+      const missing = (error.args as unknown as Array<{name: string; description?: string}>).map(
+        (a) => `${a.name.toUpperCase()}${a.description ? ` (${a.description})` : ''}`,
+      )
+      return new UserError(`${command} needs ${missing.join(' and ')}: missing ${missing.length} required argument${missing.length === 1 ? '' : 's'}`, help)
+    }
+    return new UserError(message, help)
   }
 
   protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}; code?: string}): Promise<unknown> {
