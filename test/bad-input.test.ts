@@ -252,6 +252,20 @@ const rows: Row[] = [
     says: /8000:80:90/,
   },
   {title: '--mount without a value', with: 'connected', args: ['intercept', 'frontend-v1', '--use', CONTAINER, '--mount='], says: /--mount needs a value/},
+  {
+    title: '--output json with a handler',
+    with: 'connected',
+    args: ['intercept', 'frontend-v1', '--use', HOST, '--output', 'json', '--', 'true'],
+    says: /--output json prints the session of an intercept that has no handler/,
+  },
+  {
+    title: '--use with an empty value (would have meant no --use)',
+    with: 'connected',
+    args: ['intercept', 'frontend-v1', '--use='],
+    says: /--use needs a value/,
+  },
+  {title: 'quit --name with an empty value (would have quit every connection)', with: 'connected', args: ['quit', '--name='], says: /--name needs a value/},
+  {title: 'a command that is not there, with arguments', with: 'none', args: ['nosuch', 'sub', './file'], says: /there is no command "nosuch"\n/},
   {title: '--output not an option', with: 'connected', args: ['intercept', 'frontend-v1', '--use', CONTAINER, '--output', 'yaml'], says: /--output=yaml/},
   // the other commands
   {title: 'connect: a bad name', with: 'none', args: ['connect', '--docker', '--name', 'Bad_Name'], says: /not a usable connection name/},

@@ -1,4 +1,7 @@
-import {Command} from '@oclif/core'
+import {Command, type Interfaces} from '@oclif/core'
+
+type FlagOutput = {[name: string]: unknown}
+type ArgOutput = {[name: string]: unknown}
 import {type PluginContext, UserError, cacheDir, debugLog, formatError, isTpError} from '@tp/sdk'
 import {type Registries, loadRegistries} from './extensions.js'
 
@@ -67,6 +70,22 @@ export abstract class TpCommand extends Command {
         debug: this.debugLine,
       },
     }
+  }
+
+  /** oclif's parse, and no flag given an empty value (`--use=`, `--name=`): an empty name would mean "all" or "none" silently. */
+  protected override async parse<F extends FlagOutput, B extends FlagOutput, A extends ArgOutput>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const parsed = await super.parse(options, argv)
+    for (const [flag, value] of Object.entries(parsed.flags as Record<string, unknown>)) {
+      const values = Array.isArray(value) ? value : [value]
+      if (values.some((v) => v === '')) {
+        const command = `tp ${this.id?.replaceAll(':', ' ') ?? ''}`.trim()
+        throw new UserError(`--${flag} needs a value`, `write --${flag} <value>, or leave it out; \`${command} --help\` says what it takes`)
+      }
+    }
+    return parsed
   }
 
   /** oclif's parse errors (unknown flag, missing value, unexpected argument) as user errors that say what to do. */

@@ -171,6 +171,12 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       )
     }
     flags['env-syntax'] ??= 'docker'
+    if (flags.output === 'json' && descriptor) {
+      throw new UserError(
+        '--output json prints the session of an intercept that has no handler; with a handler it would be mixed with what the handler prints',
+        'leave out --output json, or the handler (a command after --, or --docker-run/--docker-build) and start it yourself; --env-json <file> writes the environment',
+      )
+    }
     await checkOutputFiles({'env-file': flags['env-file'], 'env-json': flags['env-json']})
     // what works where the handler will run is known before anything exists; --use names a
     // connection that exists (never made here), --namespace agrees with the one chosen

@@ -13,7 +13,11 @@ const hook: Hook<'command_not_found'> = async function (options) {
     if (options.config.findCommand(id)) return options.config.runCommand(id, [...words.slice(n), ...(options.argv ?? [])])
   }
   const commands = Object.fromEntries(options.config.commands.filter((c) => !c.hidden).map((c) => [c.id.replaceAll(':', ' '), {}]))
-  const written = options.id.replaceAll(':', ' ')
+  // oclif joins every word before the first flag into the id (`spec validate ./x`): name the first word that is no command or topic
+  const known = (id: string) => Boolean(options.config.findCommand(id)) || options.config.topics.some((t) => t.name === id || t.name.startsWith(`${id}:`))
+  let n = 1
+  while (n < words.length && known(words.slice(0, n).join(':'))) n++
+  const written = words.slice(0, n).join(' ')
   const near = didYouMean(`--${written}`, commands)?.replace('`--', '`tp ')
   process.stderr.write(`tp: there is no command "${written}"\n  → ${near ? `did you mean ${near}? ` : ''}\`tp --help\` lists the commands\n`)
   this.exit(1)
