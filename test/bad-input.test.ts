@@ -287,6 +287,12 @@ const rows: Row[] = [
     args: ['connect', '--docker', '--name', CONTAINER, '--namespace', 'other'],
     says: /is connected to namespace/,
   },
+  {
+    title: 'connect --docker under the name of a host connection',
+    with: 'connected',
+    args: ['connect', '--docker', '--name', HOST],
+    says: /connection "bi-h" already exists with a host daemon/,
+  },
   {title: 'connect: an argument', with: 'none', args: ['connect', 'bi-z'], says: /unexpected argument "bi-z": tp connect takes no arguments/},
   {title: 'connect: a misspelt flag', with: 'none', args: ['connect', '--dokcer'], says: /did you mean `--docker`\?/},
   {title: 'leave: no name', with: 'connected', args: ['leave'], says: /missing 1 required argument/},

@@ -111,6 +111,13 @@ export class Connections {
     }
     const existing = await this.store.get(options.name)
     const backendName = existing && !options.docker ? existing.backend : this.backendName(options.docker)
+    if (existing && existing.backend !== backendName && (await (await this.backend(existing.backend)).find(existing.name))) {
+      // a second daemon under the same name would orphan the first one's record
+      throw new UserError(
+        `connection "${options.name}" already exists with a ${existing.backend} daemon (namespace ${existing.namespace}), not a ${backendName} one`,
+        `use it as it is (\`--use ${options.name}\`), connect another one (\`tp connect${options.docker ? ' --docker' : ''} --name <other>\`), or \`tp quit --name ${options.name}\` first`,
+      )
+    }
     const backend = await this.backend(backendName)
     const record = await backend.ensure({name: options.name, namespace: options.namespace})
     return this.liveConnection(record, backend)
