@@ -381,7 +381,7 @@ describe('bad input', () => {
     const file = join(scratch, 'never-made.env')
     // without the `--`, Node 20 itself takes the flag and exits 9 before tp runs (there is no file yet)
     const bare = await execa('node', [tpBin, 'version', '--env-file', file], {reject: false, cwd: repoRoot, env: none})
-    expect(bare.exitCode).toBe(9)
+    if (process.versions.node.startsWith('20.')) expect(bare.exitCode, bare.stderr).toBe(9)
     const dashed = await execa('node', [tpBin, '--', 'version', '--env-file', file], {reject: false, cwd: repoRoot, env: none})
     expect(dashed.exitCode, dashed.stderr).toBe(1)
     expect(dashed.stderr).toMatch(/tp version has no flag --env-file/)

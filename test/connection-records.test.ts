@@ -158,6 +158,11 @@ describe('a damaged connection record', () => {
     expect(intercept.stderr).toMatch(new RegExp(`^tp: the record of connection "${CONTAINER}" is damaged`))
     expect(intercept.stderr).not.toMatch(/internal error|at .*\.js:\d+/)
 
+    // a command that goes on without it says so too
+    const leave = await tp(['leave', 'x'])
+    expect(leave.exitCode).toBe(1)
+    expect(leave.stderr).toContain(`warning: the record of connection ${CONTAINER} is damaged (${record(CONTAINER)}`)
+
     const gc = await tp(['gc', '--dry-run'])
     expect(gc.exitCode).toBe(0)
     expect(gc.stdout).toContain(`would stop the daemon of connection ${CONTAINER} (container tp-${CONTAINER}-cn), which has no usable record`)

@@ -101,7 +101,7 @@ export class Connections {
   /** Every connection whose daemon is alive; a daemon found dead is cleaned up by its backend and said so on stderr. */
   async live(): Promise<LiveConnection[]> {
     const survey = await this.survey()
-    for (const stale of survey.died) this.context.log.warn(describeDeath(stale))
+    this.warn(survey)
     return survey.live
   }
 
@@ -130,7 +130,8 @@ export class Connections {
    */
   async choose(options: {use?: string; namespace?: string}): Promise<LiveConnection | undefined> {
     const survey = await this.survey()
-    for (const stale of survey.died) this.context.log.warn(describeDeath(stale))
+    // about the connection --use names, the error says it all
+    this.warn(survey, options.use)
     const {live} = survey
     let chosen: LiveConnection | undefined
     if (options.use) {
@@ -150,6 +151,15 @@ export class Connections {
       )
     }
     return chosen
+  }
+
+  /** What a command that goes on anyway says about dead daemons (cleaned up now) and records it cannot use. */
+  private warn(survey: ConnectionSurvey, except?: string): void {
+    for (const stale of survey.died.filter((s) => s.record.name !== except)) this.context.log.warn(describeDeath(stale))
+    for (const d of survey.damaged.filter((d) => d.name !== except))
+      this.context.log.warn(
+        `the record of connection ${d.name} is damaged (${d.file}: ${d.reason}); \`tp status\` shows it, \`tp quit --name ${d.name}\` removes it`,
+      )
   }
 
   /** Why `--use <name>` names no live connection, and what to do. */
