@@ -120,9 +120,11 @@ describe('a daemon that died', () => {
     expect(first.stdout).toMatch(
       new RegExp(`Connection ${HOST}: DAEMON DIED — the host daemon of connection ${HOST} \\(namespace ${NETWORK}, process ${pid}\\) had died; cleaned up: .+`),
     )
+    // and what is true now
+    expect(first.stdout).toMatch(/\nNot connected any more\./)
     const second = await tp(['status'])
     expect(second.exitCode).toBe(0)
-    expect(second.stdout).toMatch(/^Not connected/)
+    expect(second.stdout).toMatch(/^Not connected\. /)
     expect(await readFile('/etc/hosts', 'utf8')).not.toContain(`# tp begin ${HOST} `)
     expect(await nothingLeft(HOST)).toEqual([])
   }, 120_000)

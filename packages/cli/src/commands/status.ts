@@ -53,6 +53,9 @@ export default class Status extends TpCommand {
         )
       }
       if (rows.length === 0 && !troubled) this.log('Not connected. Connect with `tp connect --docker`, or just run `tp intercept`.')
+      // what is true now, after the report: the dead connections are gone
+      else if (rows.length === 0 && damaged.length + strays.length === 0)
+        this.log('Not connected any more. Connect again with `tp connect --docker` (or `tp connect`), or just run `tp intercept`.')
       for (const row of rows) {
         this.log(`Connection ${row.name}: namespace ${row.namespace}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`)
         const intercepts = row.status?.intercepts ?? []
