@@ -1,5 +1,11 @@
 #!/usr/bin/env -S node --
-// `node --`: Node 20 would otherwise take a later `--env-file <path>` (a tp flag) as its own option
+// Node 20 looks for `--env-file` on its whole command line up to the first `--`, after the script
+// too, and exits 9 ("node: x: not found") before any of tp runs when that file does not exist
+// (tp's `--env-file` names a file tp is about to write). Executed directly (`tp`, ./run.js), the
+// shebang's `node --` stops that search. Run as `node packages/cli/bin/run.js`, write a `--`
+// after the script: `node packages/cli/bin/run.js -- intercept … --env-file x`; it is dropped here.
 import {execute} from '@oclif/core'
+
+if (process.argv[2] === '--') process.argv.splice(2, 1)
 
 await execute({dir: import.meta.url})

@@ -4,10 +4,14 @@ import {
   type ConnectionRecord,
   ConnectionStore,
   type DaemonBackend,
+  type DamagedRecord,
+  DamagedRecordError,
   DaemonClient,
   type Placement,
   type PlacementCapabilities,
   type PluginContext,
+  type StaleConnection,
+  type StrayDaemon,
   UserError,
 } from '@tp/sdk'
 import type {Registries} from './extensions.js'
@@ -62,16 +66,43 @@ export class Connections {
     return {record, backend, client: new DaemonClient(record.api), placement: backend.placement(record)}
   }
 
-  /** Every connection whose daemon is alive (stale records are cleaned up by their backend). */
-  async live(): Promise<LiveConnection[]> {
-    const live: LiveConnection[] = []
-    for (const record of await this.store.list()) {
-      if (!this.registries.daemonBackends.has(record.backend)) continue
+  /**
+   * What the connection records say, checked: the connections whose daemons run, those whose
+   * daemons were found dead just now (their backends removed the records and cleaned up), the
+   * records that cannot be used, and (with `strays`) daemons that run without a usable record.
+   */
+  async survey(options: {strays?: boolean} = {}): Promise<ConnectionSurvey> {
+    const survey: ConnectionSurvey = {live: [], died: [], damaged: [], strays: []}
+    const {records, damaged} = await this.store.scan()
+    survey.damaged.push(...damaged)
+    for (const record of records) {
+      if (!this.registries.daemonBackends.has(record.backend)) {
+        survey.damaged.push({
+          name: record.name,
+          file: this.store.file(record.name),
+          reason: `it was made by daemon backend "${record.backend}", which is not installed`,
+        })
+        continue
+      }
       const backend = await this.backend(record.backend)
-      const found = await backend.find(record.name)
-      if (found) live.push(this.liveConnection(found, backend))
+      const found = await backend.find(record.name, {onStale: (stale) => survey.died.push(stale)})
+      if (found) survey.live.push(this.liveConnection(found, backend))
     }
-    return live
+    if (options.strays) {
+      const known = new Set(survey.live.map((c) => c.record.name))
+      for (const {descriptor} of this.registries.daemonBackends.list()) {
+        const backend = await this.backend(descriptor.name)
+        if (backend.strays) survey.strays.push(...(await backend.strays(known)))
+      }
+    }
+    return survey
+  }
+
+  /** Every connection whose daemon is alive; a daemon found dead is cleaned up by its backend and said so on stderr. */
+  async live(): Promise<LiveConnection[]> {
+    const survey = await this.survey()
+    this.warn(survey)
+    return survey.live
   }
 
   async connect(options: {name: string; namespace?: string; docker: boolean}): Promise<LiveConnection> {
@@ -80,9 +111,70 @@ export class Connections {
     }
     const existing = await this.store.get(options.name)
     const backendName = existing && !options.docker ? existing.backend : this.backendName(options.docker)
+    if (existing && existing.backend !== backendName && (await (await this.backend(existing.backend)).find(existing.name))) {
+      // a second daemon under the same name would orphan the first one's record
+      throw new UserError(
+        `connection "${options.name}" already exists with a ${existing.backend} daemon (namespace ${existing.namespace}), not a ${backendName} one`,
+        `use it as it is (\`--use ${options.name}\`), connect another one (\`tp connect${options.docker ? ' --docker' : ''} --name <other>\`), or \`tp quit --name ${options.name}\` first`,
+      )
+    }
     const backend = await this.backend(backendName)
     const record = await backend.ensure({name: options.name, namespace: options.namespace})
     return this.liveConnection(record, backend)
+  }
+
+  /**
+   * The live connection a command works on, or undefined when there is none and the command may
+   * connect implicitly. `--use <name>` names a connection that must exist: it never creates one
+   * (a typo would otherwise start a daemon); `--namespace` must agree with the connection chosen.
+   */
+  async choose(options: {use?: string; namespace?: string}): Promise<LiveConnection | undefined> {
+    const survey = await this.survey()
+    // about the connection --use names, the error says it all
+    this.warn(survey, options.use)
+    const {live} = survey
+    let chosen: LiveConnection | undefined
+    if (options.use) {
+      chosen = live.find((c) => c.record.name === options.use)
+      if (!chosen) throw this.missing(options.use, survey)
+    } else if (live.length === 1) chosen = live[0]
+    else if (live.length > 1) {
+      throw new UserError(
+        `there are ${live.length} connections (${describeConnections(live)}) and it is not clear which one to use`,
+        'choose one with --use <name>',
+      )
+    }
+    if (chosen && options.namespace && options.namespace !== chosen.record.namespace) {
+      throw new UserError(
+        `--namespace ${options.namespace} disagrees with connection "${chosen.record.name}", which points to namespace ${chosen.record.namespace}`,
+        `leave --namespace out to work in ${chosen.record.namespace}, or connect to ${options.namespace} too (\`tp connect --name <other> --namespace ${options.namespace}\`) and pass --use <other>`,
+      )
+    }
+    return chosen
+  }
+
+  /** What a command that goes on anyway says about dead daemons (cleaned up now) and records it cannot use. */
+  private warn(survey: ConnectionSurvey, except?: string): void {
+    for (const stale of survey.died.filter((s) => s.record.name !== except)) this.context.log.warn(describeDeath(stale))
+    for (const d of survey.damaged.filter((d) => d.name !== except))
+      this.context.log.warn(
+        `the record of connection ${d.name} is damaged (${d.file}: ${d.reason}); \`tp status\` shows it, \`tp quit --name ${d.name}\` removes it`,
+      )
+  }
+
+  /** Why `--use <name>` names no live connection, and what to do. */
+  private missing(name: string, survey: ConnectionSurvey): UserError {
+    const damaged = survey.damaged.find((d) => d.name === name)
+    if (damaged) return new DamagedRecordError(damaged)
+    const died = survey.died.find((d) => d.record.name === name)
+    const others = survey.live.length > 0 ? `; connections: ${describeConnections(survey.live)}` : '; there are no connections'
+    const connect = `\`tp connect --name ${name}\` (or \`tp connect --docker --name ${name}\`) makes it`
+    if (died)
+      return new UserError(
+        `the daemon of connection "${name}" had died (its clean-up is done), so there is no connection named "${name}" any more`,
+        `${connect}${others}`,
+      )
+    return new UserError(`there is no connection named "${name}" (--use never creates one)`, `${connect}${others}`)
   }
 
   /**
@@ -90,24 +182,29 @@ export class Connections {
    * connects (as `default`) when there is none — the way `tp intercept` works without `tp connect`.
    */
   async current(options: {use?: string; implicit?: {docker: boolean; namespace?: string}}): Promise<LiveConnection> {
-    const live = await this.live()
-    if (options.use) {
-      const found = live.find((c) => c.record.name === options.use)
-      if (found) return found
-      if (options.implicit) return this.connect({name: options.use, docker: options.implicit.docker, namespace: options.implicit.namespace})
-      throw new UserError(
-        `there is no connection named "${options.use}"`,
-        live.length > 0 ? `connections: ${live.map((c) => c.record.name).join(', ')}` : 'connect first with `tp connect --docker`',
-      )
-    }
-    if (live.length === 1) return live[0]
-    if (live.length > 1) {
-      throw new UserError(
-        `there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')}) and it is not clear which one to use`,
-        'choose one with --use <name>',
-      )
-    }
+    const chosen = await this.choose({use: options.use, namespace: options.implicit?.namespace})
+    if (chosen) return chosen
     if (options.implicit) return this.connect({name: 'default', docker: options.implicit.docker, namespace: options.implicit.namespace})
     throw new UserError('tp is not connected', 'connect with `tp connect --docker` (or run `tp intercept`, which connects by itself)')
   }
+}
+
+export interface ConnectionSurvey {
+  live: LiveConnection[]
+  /** Connections whose daemon was found dead by this survey: their records are gone, what they left is cleaned up. */
+  died: StaleConnection[]
+  /** Records that exist but cannot be used (not JSON, cut short, foreign, of a backend not installed). */
+  damaged: DamagedRecord[]
+  /** Daemons that run without a usable record (only with `strays`). */
+  strays: StrayDaemon[]
+}
+
+function describeConnections(live: LiveConnection[]): string {
+  return live.map((c) => `${c.record.name} → ${c.record.namespace}`).join(', ')
+}
+
+/** One line about a connection whose daemon died: what it was and what was cleaned up. */
+export function describeDeath({record, cleanedUp}: StaleConnection): string {
+  const what = `the ${record.backend} daemon of connection ${record.name} (namespace ${record.namespace}${record.pid ? `, process ${record.pid}` : ''}) had died`
+  return `${what}; cleaned up: ${cleanedUp.length > 0 ? cleanedUp.join(', ') : 'nothing was left'}, and its record removed`
 }

@@ -146,10 +146,35 @@ export class DockerCluster {
         'name one container by its container name',
       )
     }
+    const stopped = await this.stoppedContainer(namespace, name)
+    if (stopped) {
+      const container = (stopped.Names[0] ?? stopped.Id).replace(/^\//, '')
+      throw new UserError(
+        `${name} is stopped${container === name ? '' : ` (container ${container})`} in namespace ${namespace}: ${stopped.Status || stopped.State}`,
+        `start it (\`docker start ${container}\`, or your stack's up command), then intercept again; \`tp list\` shows the running workloads`,
+      )
+    }
     throw new UserError(
       `no workload named "${name}" in namespace ${namespace}`,
       all.length === 0 ? `namespace ${namespace} has no running containers` : `workloads there: ${list(all.map((w) => w.name))}`,
     )
+  }
+
+  /** A container of the namespace that is not running, by container name, network alias or compose service. */
+  private async stoppedContainer(namespace: string, name: string): Promise<Dockerode.ContainerInfo | undefined> {
+    const containers = await this.docker.listContainers({all: true, filters: {network: [namespace]}}).catch(swallow(trace, 'listing stopped containers'))
+    const candidates = (containers ?? []).filter((c) => c.State !== 'running' && c.Labels?.[LABEL_MANAGED] !== 'true')
+    const byName = candidates.find((c) => c.Names.some((n) => n.replace(/^\//, '') === name) || c.Labels?.['com.docker.compose.service'] === name)
+    if (byName) return byName
+    // a stopped container keeps its network settings, aliases included
+    for (const c of candidates) {
+      const info = await this.docker
+        .getContainer(c.Id)
+        .inspect()
+        .catch(swallow(trace, `inspecting ${c.Id}`))
+      if (info?.NetworkSettings?.Networks?.[namespace]?.Aliases?.includes(name)) return c
+    }
+    return undefined
   }
 
   /** A service port by number or name; omitted → the workload's only TCP port. */

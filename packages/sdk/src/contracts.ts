@@ -213,11 +213,45 @@ export interface ConnectionRecord {
   createdAt: string
 }
 
+/** What `find` did about a connection whose daemon is gone: its record is removed, and what it left. */
+export interface StaleConnection {
+  /** The record as it was (what the connection was: backend, namespace, daemon). */
+  record: ConnectionRecord
+  /** What the clean-up removed or undid, one line each (`container tp-x-agent-…`); empty: nothing was left. */
+  cleanedUp: string[]
+}
+
+/**
+ * A daemon that runs without a usable record in this cache directory (the record was damaged or
+ * removed), found by what the backend knows of its daemons (Docker labels, process command lines),
+ * so that `tp status`, `tp quit` and `tp gc` still see it and can stop it.
+ */
+export interface StrayDaemon {
+  connection: string
+  /** The backend's name. */
+  backend: string
+  /** Where it runs, in words (`container tp-x-cn`, `process 42 on this host`). */
+  where: string
+  namespace?: string
+  /** Stops it and removes everything its connection left (the backend's sweep); idempotent. */
+  stop(): Promise<void>
+}
+
 export interface DaemonBackend {
   /** Starts a daemon for the connection, or returns the one that runs; replaces a stale one. */
   ensure(options: ConnectOptions): Promise<ConnectionRecord>
-  /** The live connection of that name, or undefined (a stale record is removed). */
-  find(name: string): Promise<ConnectionRecord | undefined>
+  /**
+   * The live connection of that name, or undefined. A stale record (its daemon is gone) is removed
+   * and what the connection left is swept; `onStale` is told what was done. A damaged record is
+   * a `DamagedRecordError` (from `ConnectionStore.get`).
+   */
+  find(name: string, options?: {onStale?: (stale: StaleConnection) => void}): Promise<ConnectionRecord | undefined>
+  /**
+   * Daemons of this backend, started from this cache directory, that run without a usable record
+   * (`known`: the names whose records are usable and whose daemons `find` found). Optional: a
+   * backend without it leaves such daemons to its own clean-up.
+   */
+  strays?(known: ReadonlySet<string>): Promise<StrayDaemon[]>
   /** Stops the daemon and removes everything the connection created. */
   quit(record: ConnectionRecord): Promise<void>
   /** Where this connection's daemon lives and how handlers reach it (the one owner of that knowledge). */

@@ -4,6 +4,8 @@ export const LABEL_CONNECTION = 'tp.connection'
 export const LABEL_INTERCEPT = 'tp.intercept'
 /** What the object is: daemon, agent, handler, volume, image, fixture, demo. */
 export const LABEL_ROLE = 'tp.role'
+/** On a daemon container: the cache directory (where its connection record is) of the tp that started it. */
+export const LABEL_CACHE_DIR = 'tp.cache-dir'
 
 export function tpLabels(fields: {connection?: string; intercept?: string; role: string}): Record<string, string> {
   const labels: Record<string, string> = {[LABEL_MANAGED]: 'true', [LABEL_ROLE]: fields.role}

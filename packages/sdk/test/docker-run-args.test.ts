@@ -197,6 +197,15 @@ const rows: Row[] = [
   {title: 'unknown short letter', args: ['-Z', IMG], imageIndex: 1, options: [], errors: ['unknown docker run option -Z']},
   {title: 'unknown letter inside a cluster', args: ['-iZ', IMG], imageIndex: 1, options: [['interactive', 'true']], errors: ['-Z in -iZ']},
   {title: 'a lone - is not an option', args: ['-', 'x'], imageIndex: 0, containerArgs: ['x'], options: []},
+  {
+    title: 'unknown long option is named, not given the image as its value',
+    args: ['--bogus-opt', IMG],
+    imageIndex: 1,
+    options: [],
+    errors: ['unknown docker run option --bogus-opt'],
+  },
+  {title: 'unknown long option with =', args: ['--bogus=1', IMG], imageIndex: 1, options: [], errors: ['unknown docker run option --bogus']},
+  {title: 'hidden long option that takes a value', args: ['--dns-opt', 'ndots:1', IMG], imageIndex: 2, options: [['dns-opt', 'ndots:1']]},
 ]
 
 describe('scanDockerRunArgs', () => {

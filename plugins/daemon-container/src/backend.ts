@@ -2,13 +2,20 @@ import {randomBytes} from 'node:crypto'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {
+  CONNECTION_NAME_PATTERN,
   type ConnectOptions,
   type ConnectionRecord,
   ConnectionStore,
   DaemonClient,
   type DaemonBackend,
   type Placement,
+  LABEL_CACHE_DIR,
+  LABEL_CONNECTION,
+  LABEL_MANAGED,
+  LABEL_ROLE,
   type PluginContext,
+  type StaleConnection,
+  type StrayDaemon,
   SubprocessError,
   UserError,
   dockerEndpoint,
@@ -62,7 +69,7 @@ export class ContainerBackend implements DaemonBackend {
     }
   }
 
-  async find(name: string): Promise<ConnectionRecord | undefined> {
+  async find(name: string, options: {onStale?: (stale: StaleConnection) => void} = {}): Promise<ConnectionRecord | undefined> {
     const record = await this.store.get(name)
     if (!record || record.backend !== 'container') return undefined
     const container = await this.docker
@@ -73,8 +80,37 @@ export class ContainerBackend implements DaemonBackend {
     await this.store.remove(name)
     // The daemon is gone (killed, engine restarted): remove what it left. Unless a daemon of the
     // same name runs (started from another cache directory): then those objects are its own.
-    if (!container?.State?.Running) await this.sweep(name)
+    const cleanedUp = container?.State?.Running ? [`left ${daemonContainerName(name)} alone: it is another daemon of that name`] : await this.sweepReport(name)
+    options.onStale?.({record, cleanedUp})
     return undefined
+  }
+
+  async strays(known: ReadonlySet<string>): Promise<StrayDaemon[]> {
+    const daemons = await this.docker.listContainers({filters: {label: [`${LABEL_MANAGED}=true`, `${LABEL_ROLE}=daemon`], status: ['running']}})
+    const strays: StrayDaemon[] = []
+    for (const d of daemons) {
+      const connection = d.Labels?.[LABEL_CONNECTION]
+      if (!connection || known.has(connection) || !CONNECTION_NAME_PATTERN.test(connection)) continue
+      // ours: started from this cache directory, or (a daemon from before that label) one whose record here is damaged
+      const ours = d.Labels[LABEL_CACHE_DIR] ? d.Labels[LABEL_CACHE_DIR] === this.context.cacheDir : (await this.store.read(connection)).damaged !== undefined
+      if (!ours) continue
+      const name = (d.Names[0] ?? d.Id).replace(/^\//, '')
+      strays.push({
+        connection,
+        backend: 'container',
+        where: `container ${name}`,
+        namespace: Object.keys(d.NetworkSettings?.Networks ?? {})[0],
+        stop: async () => {
+          // no usable record, so no token for its API: stopping the container is its SIGTERM
+          const container = this.docker.getContainer(d.Id)
+          await container.stop({t: 15}).catch(swallow(trace, `stopping ${name} (already stopped)`))
+          await container.remove({force: true}).catch(swallow(trace, `removing ${name} (already removed: AutoRemove)`))
+          await this.store.remove(connection)
+          await this.sweep(connection)
+        },
+      })
+    }
+    return strays
   }
 
   async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
@@ -121,7 +157,7 @@ export class ContainerBackend implements DaemonBackend {
       name,
       Image: image.ref,
       Cmd: ['node', '/opt/tp/daemon.cjs'],
-      Labels: tpLabels({connection: options.name, role: 'daemon'}),
+      Labels: {...tpLabels({connection: options.name, role: 'daemon'}), [LABEL_CACHE_DIR]: this.context.cacheDir},
       Env: Object.entries({
         TP_DAEMON_ID: record.daemonId,
         TP_CONNECTION: options.name,
@@ -193,7 +229,13 @@ export class ContainerBackend implements DaemonBackend {
 
   /** Removes every object labelled with this connection (daemon, agents, handler containers, volumes). */
   async sweep(connection: string): Promise<void> {
-    await sweep(this.docker, {labels: this.placement({name: connection}).sweepLabels})
+    await this.sweepReport(connection)
+  }
+
+  /** `sweep`, saying what it removed. */
+  private async sweepReport(connection: string): Promise<string[]> {
+    const swept = await sweep(this.docker, {labels: this.placement({name: connection}).sweepLabels})
+    return swept.map((o) => `removed ${o.kind} ${o.name}${o.role ? ` (${o.role})` : ''}`)
   }
 
   private async removeContainer(name: string): Promise<void> {

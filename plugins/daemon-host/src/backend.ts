@@ -5,6 +5,7 @@ import {access, mkdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {
+  CONNECTION_NAME_PATTERN,
   type ConnectOptions,
   type ConnectionRecord,
   ConnectionStore,
@@ -12,6 +13,8 @@ import {
   type DaemonBackend,
   type Placement,
   type PluginContext,
+  type StaleConnection,
+  type StrayDaemon,
   SubprocessError,
   UserError,
   connectionLabels,
@@ -24,7 +27,7 @@ import {
   tail,
 } from '@tp/sdk'
 import {HOST_CAPABILITIES} from './capabilities.js'
-import {DAEMON_MAIN, daemonRuns} from './daemon-process.js'
+import {DAEMON_MAIN, daemonRuns, listDaemonProcesses} from './daemon-process.js'
 import {blockConnections, hostsFilePath, removeBlock} from './hosts-file.js'
 
 const READY_TIMEOUT_MS = 20_000
@@ -81,14 +84,43 @@ export class HostBackend implements DaemonBackend {
     }
   }
 
-  async find(name: string): Promise<ConnectionRecord | undefined> {
+  async find(name: string, options: {onStale?: (stale: StaleConnection) => void} = {}): Promise<ConnectionRecord | undefined> {
     const record = await this.store.get(name)
     if (!record || record.backend !== 'host') return undefined
     if (record.pid && daemonRuns(record.pid)) return record
     // the daemon is gone (killed, machine restarted): undo what it left
     await this.store.remove(name)
-    await this.sweep(name)
+    options.onStale?.({record, cleanedUp: await this.sweepReport(name)})
     return undefined
+  }
+
+  /** Host daemons started from this cache directory (their ready file is in it) that no usable record knows. */
+  async strays(known: ReadonlySet<string>): Promise<StrayDaemon[]> {
+    const strays: StrayDaemon[] = []
+    for (const daemon of listDaemonProcesses()) {
+      const connection = daemon.env.TP_CONNECTION
+      if (!connection || known.has(connection) || !CONNECTION_NAME_PATTERN.test(connection)) continue
+      if (daemon.env.TP_READY_FILE !== join(this.runDir, `${connection}.ready.json`)) continue
+      strays.push({
+        connection,
+        backend: 'host',
+        where: `process ${daemon.pid} on this host`,
+        namespace: daemon.env.TP_NAMESPACE,
+        stop: async () => {
+          // no usable record, so no token for its API: SIGTERM ends it as `tp quit` would
+          const signal = (s: NodeJS.Signals) => {
+            if (daemonRuns(daemon.pid)) process.kill(daemon.pid, s)
+          }
+          signal('SIGTERM')
+          const deadline = Date.now() + QUIT_TIMEOUT_MS
+          while (Date.now() < deadline && daemonRuns(daemon.pid)) await sleep(100)
+          signal('SIGKILL')
+          await this.store.remove(connection)
+          await this.sweep(connection)
+        },
+      })
+    }
+    return strays
   }
 
   async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
@@ -203,9 +235,20 @@ export class HostBackend implements DaemonBackend {
 
   /** What a connection leaves: labelled Docker objects, its block of the hosts file, its ready file. */
   async sweep(connection: string): Promise<void> {
-    await sweep(this.docker, {labels: connectionLabels(connection)})
-    removeBlock(hostsFilePath(), connection)
+    await this.sweepReport(connection)
+  }
+
+  /** `sweep`, saying what it removed or undid. */
+  private async sweepReport(connection: string): Promise<string[]> {
+    const swept = await sweep(this.docker, {labels: connectionLabels(connection)})
+    const file = hostsFilePath()
+    const hadBlock = blockConnections(file).some((b) => b.connection === connection)
+    removeBlock(file, connection)
     await rm(join(this.runDir, `${connection}.ready.json`), {force: true})
+    return [
+      ...swept.map((o) => `removed ${o.kind} ${o.name}${o.role ? ` (${o.role})` : ''}`),
+      ...(hadBlock ? [`removed the names of connection ${connection} from ${file}`] : []),
+    ]
   }
 
   async gc(options: {live: ReadonlySet<string>; dryRun: boolean}): Promise<string[]> {

@@ -1,4 +1,4 @@
-import {readFileSync} from 'node:fs'
+import {readFileSync, readdirSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
 /** The script a host daemon runs; its command line tells a daemon from a process that reused its pid. */
@@ -33,4 +33,33 @@ function existsProc(): boolean {
   } catch {
     return false
   }
+}
+
+/**
+ * The host daemons running on this machine (Linux: from /proc), with their environment: a daemon
+ * is found by its command line even when no connection record knows it any more.
+ */
+export function listDaemonProcesses(): Array<{pid: number; env: Record<string, string>}> {
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p))
+  } catch {
+    return [] // no /proc: only records find daemons
+  }
+  const found: Array<{pid: number; env: Record<string, string>}> = []
+  for (const pid of pids) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      if (!argv.includes(DAEMON_MAIN)) continue
+      const env: Record<string, string> = {}
+      for (const entry of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+        const eq = entry.indexOf('=')
+        if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1)
+      }
+      found.push({pid: Number(pid), env})
+    } catch {
+      // it ended while we looked, or belongs to another user
+    }
+  }
+  return found
 }

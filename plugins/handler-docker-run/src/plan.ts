@@ -112,7 +112,11 @@ export function planDockerRun(args: readonly string[], options: PlanOptions): Do
   }
   const scan: DockerRunScan = scanDockerRunArgs(args)
   if (scan.errors.length > 0) {
-    throw new UserError(`the docker run arguments after -- are not usable: ${scan.errors.join('; ')}`, WRITE_IT_AS)
+    const unknown = scan.errors.some((e) => e.startsWith('unknown docker run option'))
+    throw new UserError(
+      `the docker run arguments after -- are not usable: ${scan.errors.join('; ')}`,
+      unknown ? `\`docker run --help\` lists its options; they go before the image. ${WRITE_IT_AS}` : WRITE_IT_AS,
+    )
   }
   if (scan.image === undefined) {
     throw new UserError(`no image found after -- (only docker run options: ${args.join(' ')})`, WRITE_IT_AS)

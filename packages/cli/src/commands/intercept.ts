@@ -1,3 +1,5 @@
+import {open, rm, stat} from 'node:fs/promises'
+import {dirname, join, resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {
   type HandlerDescriptor,
@@ -53,6 +55,52 @@ function handlerFlags(descriptors: HandlerDescriptor[]): FlagMap {
   return flags
 }
 
+/** `--env-file`, `--env-json`: files tp will write once the intercept exists, so checked before: not a directory, writable. */
+async function checkOutputFiles(files: Record<string, string | undefined>): Promise<void> {
+  const given = Object.entries(files).filter((e): e is [string, string] => typeof e[1] === 'string')
+  const seen = new Map<string, string>()
+  for (const [flag, path] of given) {
+    const full = resolve(path)
+    const twice = seen.get(full)
+    if (twice) throw new UserError(`--${twice} and --${flag} both name ${path}`, 'give each its own file')
+    seen.set(full, flag)
+    if (path === '') throw new UserError(`--${flag} needs a file name`, `write --${flag} <path>`)
+    const info = await stat(full).catch(() => undefined)
+    if (info?.isDirectory()) {
+      throw new UserError(
+        `--${flag} ${path} is a directory; tp writes the environment to a file`,
+        `name a file, e.g. --${flag} ${join(path, flag === 'env-json' ? 'env.json' : 'intercept.env')}`,
+      )
+    }
+    // a real try (permission bits say nothing to root, nor about read-only or pseudo file systems):
+    // an existing file is opened for writing without truncating it, a new one is made and removed
+    try {
+      if (info) await (await open(full, 'r+')).close()
+      else {
+        await (await open(full, 'wx', 0o600)).close()
+        await rm(full, {force: true})
+      }
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      const parentIsDirectory = await stat(dirname(full)).then(
+        (p) => p.isDirectory(),
+        () => false,
+      )
+      const why =
+        code === 'ENOENT' || code === 'ENOTDIR'
+          ? parentIsDirectory
+            ? `no file can be made in ${dirname(full)}`
+            : `${dirname(full)} is not a directory that exists`
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied'
+            : code === 'EROFS'
+              ? 'the file system is read-only'
+              : (code ?? (error as Error).message)
+      throw new UserError(`--${flag} ${path} cannot be written: ${why}`, 'name a file in a directory you can write to')
+    }
+  }
+}
+
 export default class Intercept extends TpCommand {
   static override summary = 'Intercept a workload: its traffic goes to a handler on your side'
   static override description =
@@ -63,9 +111,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     '<%= config.bin %> intercept frontend-v1 --port 8000 --docker-build ./images/frontend-v2 --docker-build-opt tag=mytag -- IMAGE',
     '<%= config.bin %> intercept frontend-v1 --port 8000 --output json',
   ]
-  // handler flags are added at run time from the installed handlers; the rest is parsed by hand
-  static override strict = false
-  static override args = {workload: Args.string({description: 'workload to intercept', required: true})}
+  // handler flags are added at run time from the installed handlers: run() parses with them (strictly)
+  static override usage = 'intercept WORKLOAD [FLAGS] [-- COMMAND [ARGS...] | --docker-run -- [DOCKER RUN OPTIONS] IMAGE [ARGS...]]'
+  static override args = {workload: Args.string({description: 'workload to intercept (one)', required: true})}
   static override flags = {
     port: Flags.string({char: 'p', description: 'local port, and optionally the service port: <local>[:<service port>]', default: '8080'}),
     name: Flags.string({description: 'intercept name (default: the workload name, plus -<port> when it has several ports)'}),
@@ -81,7 +129,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     'volume-provider': Flags.string({description: 'the volume provider to use when several fit (see `tp extensions`)', helpValue: '<name>'}),
     output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
     'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
-    'env-syntax': Flags.string({description: 'syntax of --env-file', options: [...ENV_SYNTAXES], default: 'docker'}),
+    // no default: --env-syntax without --env-file must be told apart (docker when left out)
+    'env-syntax': Flags.string({description: 'syntax of --env-file (default: docker)', options: [...ENV_SYNTAXES]}),
     'env-json': Flags.string({description: 'write the intercepted environment to this file as JSON'}),
   }
 
@@ -124,12 +173,24 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const started = performance.now()
     const step = (what: string) => context.log.debug(`+${Math.round(performance.now() - started)} ms: ${what}`)
     const connections = new Connections(registries, context)
-    // what works where the handler will run is known before anything exists
-    const live = await connections.live()
-    let connection: LiveConnection | undefined = flags.use ? live.find((c) => c.record.name === flags.use) : live.length === 1 ? live[0] : undefined
-    if (!flags.use && live.length > 1) {
-      throw new UserError(`there are ${live.length} connections (${live.map((c) => c.record.name).join(', ')})`, 'choose one with --use <name>')
+    // every path the user names is checked before anything exists
+    if (flags['env-syntax'] && !flags['env-file']) {
+      throw new UserError(
+        `--env-syntax ${flags['env-syntax']} says how to write --env-file, but there is no --env-file`,
+        `add --env-file <path> (e.g. \`--env-file intercept.env --env-syntax ${flags['env-syntax']}\`), or leave --env-syntax out`,
+      )
     }
+    flags['env-syntax'] ??= 'docker'
+    if (flags.output === 'json' && descriptor) {
+      throw new UserError(
+        '--output json prints the session of an intercept that has no handler; with a handler it would be mixed with what the handler prints',
+        'leave out --output json, or the handler (a command after --, or --docker-run/--docker-build) and start it yourself; --env-json <file> writes the environment',
+      )
+    }
+    await checkOutputFiles({'env-file': flags['env-file'], 'env-json': flags['env-json']})
+    // what works where the handler will run is known before anything exists; --use names a
+    // connection that exists (never made here), --namespace agrees with the one chosen
+    let connection: LiveConnection | undefined = await connections.choose({use: flags.use, namespace: flags.namespace})
     const capabilities: PlacementCapabilities = connection
       ? connection.placement.capabilities
       : connections.capabilitiesOf(connections.backendName(flags.docker))

@@ -11,12 +11,11 @@ export default class Leave extends TpCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Leave)
     const connections = new Connections(await this.registries(), this.pluginContext())
-    const live = (await connections.live()).filter((c) => !flags.use || c.record.name === flags.use)
+    // --use names a connection that must exist (choose says which ones do)
+    const chosen = flags.use ? await connections.choose({use: flags.use}) : undefined
+    const live = chosen ? [chosen] : await connections.live()
     if (live.length === 0)
-      throw new UserError(
-        `cannot leave "${args.name}": tp is not connected${flags.use ? ` (no connection named ${flags.use})` : ''}`,
-        'there is nothing to leave; `tp status` shows connections and intercepts',
-      )
+      throw new UserError(`cannot leave "${args.name}": tp is not connected`, 'there is nothing to leave; `tp status` shows connections and intercepts')
     const names: string[] = []
     for (const connection of live) {
       const status = await connection.client.status()
