@@ -1,19 +1,12 @@
 import {randomBytes} from 'node:crypto'
 import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import {join} from 'node:path'
 import type {ConnectionRecord} from './contracts.js'
 import {debugLog, swallow} from './debug.js'
 import {UserError} from './errors.js'
+import {cacheDir} from './paths.js'
 
 const trace = debugLog('tp:connections')
-
-/** tp's cache directory: $TP_CACHE_DIR, else $XDG_CACHE_HOME/tp, else ~/.cache/tp. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.TP_CACHE_DIR) return env.TP_CACHE_DIR
-  if (env.XDG_CACHE_HOME) return join(env.XDG_CACHE_HOME, 'tp')
-  return join(homedir(), '.cache', 'tp')
-}
 
 /** A connection record that exists but cannot be used: not JSON, cut short, or not a record of that connection. */
 export interface DamagedRecord {
