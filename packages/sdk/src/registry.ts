@@ -152,7 +152,7 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
         plugin,
         name: descriptor.name,
         reason: 'duplicate',
-        message: `${this.point} "${descriptor.name}" is provided by more than one plugin: ${claimants.map(pluginLabel).join(' and ')}. Uninstall one of them (tp plugins uninstall <name>).`,
+        message: `${this.point} "${descriptor.name}" is provided by more than one plugin: ${claimants.map(pluginLabel).sort().join(' and ')}. Uninstall one of them (tp plugins uninstall <name>).`,
       })
       return
     }
@@ -205,7 +205,7 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
     const claimants = this.duplicates.get(name)
     if (claimants) {
       throw new UserError(
-        `${this.point} "${name}" is provided by more than one plugin: ${claimants.map(pluginLabel).join(' and ')}`,
+        `${this.point} "${name}" is provided by more than one plugin: ${claimants.map(pluginLabel).sort().join(' and ')}`,
         'uninstall one of them with `tp plugins uninstall <plugin>`',
       )
     }
