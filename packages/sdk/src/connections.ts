@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import type {ConnectionRecord} from './contracts.js'
+import type {ConnectOptions, ConnectionRecord} from './contracts.js'
 import {debugLog, swallow} from './debug.js'
 import {UserError} from './errors.js'
 import {cacheDir} from './paths.js'
@@ -132,3 +132,18 @@ export class ConnectionStore {
 
 /** Connection names become container names and file names: keep them simple. */
 export const CONNECTION_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/
+
+/**
+ * A backend's `ensure()` found the connection's daemon running: it is reused, unless the user
+ * asked for another namespace than it serves. `connectCommand` is how to connect a second one
+ * (e.g. `tp connect --docker`).
+ */
+export function reuseRunning(existing: ConnectionRecord, options: ConnectOptions, connectCommand: string): ConnectionRecord {
+  if (options.namespace && options.namespace !== existing.namespace) {
+    throw new UserError(
+      `connection "${options.name}" is connected to namespace ${existing.namespace}, not ${options.namespace}`,
+      `run \`tp quit --name ${options.name}\` first, or connect a second one with \`${connectCommand} --name <other> --namespace ${options.namespace}\``,
+    )
+  }
+  return existing
+}

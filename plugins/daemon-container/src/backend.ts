@@ -20,6 +20,7 @@ import {
   UserError,
   dockerEndpoint,
   dockerUnreachable,
+  reuseRunning,
   connectionLabels,
   debugLog,
   demuxLogs,
@@ -118,15 +119,7 @@ export class ContainerBackend implements DaemonBackend {
       throw dockerUnreachable(error)
     })
     const existing = await this.find(options.name)
-    if (existing) {
-      if (options.namespace && options.namespace !== existing.namespace) {
-        throw new UserError(
-          `connection "${options.name}" is connected to namespace ${existing.namespace}, not ${options.namespace}`,
-          `run \`tp quit --name ${options.name}\` first, or connect a second one with \`tp connect --docker --name <other> --namespace ${options.namespace}\``,
-        )
-      }
-      return existing
-    }
+    if (existing) return reuseRunning(existing, options, 'tp connect --docker')
     // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
     const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
     const cluster = new DockerCluster(this.docker)

@@ -21,6 +21,7 @@ import {
   debugLog,
   dockerEndpoint,
   dockerUnreachable,
+  reuseRunning,
   sleep,
   swallow,
   sweep,
@@ -129,15 +130,7 @@ export class HostBackend implements DaemonBackend {
       throw dockerUnreachable(error)
     })
     const existing = await this.find(options.name)
-    if (existing) {
-      if (options.namespace && options.namespace !== existing.namespace) {
-        throw new UserError(
-          `connection "${options.name}" is connected to namespace ${existing.namespace}, not ${options.namespace}`,
-          `run \`tp quit --name ${options.name}\` first, or connect a second one with \`tp connect --name <other> --namespace ${options.namespace}\``,
-        )
-      }
-      return existing
-    }
+    if (existing) return reuseRunning(existing, options, 'tp connect')
     const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
     const cluster = new DockerCluster(this.docker)
     const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
