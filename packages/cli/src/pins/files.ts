@@ -78,7 +78,7 @@ export async function readPluginsFile(repo: string): Promise<PluginsFile | undef
 
 export async function readLock(repo: string): Promise<LockFile | undefined> {
   const path = lockPath(repo)
-  const fix = '`tp plugins sync` (without --frozen) writes it again from plugins.json'
+  const fix = 'restore it from version control, or remove it: `tp plugins sync` then writes it again from plugins.json'
   const json = await readJson(path, fix)
   if (json === undefined) return undefined
   if (!isObject(json) || json.lockfileVersion !== 1 || !isObject(json.plugins)) throw new UserError(`${path} is not a tp plugins lock (lockfileVersion 1)`, fix)
@@ -133,15 +133,15 @@ export function pluginsText(file: PluginsFile): string {
   return `${JSON.stringify({plugins: sorted(file.plugins)}, null, 2)}\n`
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
+async function writeAtomically(path: string, text: string | Buffer): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`
   await writeFile(tmp, text)
   await rename(tmp, path)
 }
 
-/** Writes both files (plugins.json first: a lock newer than it would look satisfied by a file that does not yet want it). */
-export async function writePinFiles(repo: string, file: PluginsFile, lock: LockFile): Promise<void> {
+/** Writes both files; the lock as the bytes its installed set was named by (plugins.json first: a lock newer than it would look satisfied by a file that does not yet want it). */
+export async function writePinFiles(repo: string, file: PluginsFile, lockBytes: Buffer): Promise<void> {
   await mkdir(join(repo, PINS_DIR), {recursive: true})
   await writeAtomically(pluginsPath(repo), pluginsText(file))
-  await writeAtomically(lockPath(repo), lockText(lock))
+  await writeAtomically(lockPath(repo), lockBytes)
 }

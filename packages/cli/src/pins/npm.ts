@@ -66,7 +66,6 @@ export interface Packed {
   version: string
   filename: string
   integrity: string
-  resolved?: string
 }
 
 /** `npm pack <spec>` into `dir`: fetches a registry package (or a tarball) as npm would, through npm's cache. */

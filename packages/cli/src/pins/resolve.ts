@@ -108,6 +108,12 @@ export async function effectiveRegistry(given: string | undefined): Promise<stri
   return registry.endsWith('/') ? registry : `${registry}/`
 }
 
+/** The registry's URL of a version's tarball (npm pack does not say it): what the lock records as where it came from. */
+async function tarballUrl(name: string, version: string, registry: string): Promise<string> {
+  const stdout = await runNpm(['view', `${name}@${version}`, 'dist.tarball', '--json', `--registry=${registry}`], tmpdir())
+  return JSON.parse(stdout) as string
+}
+
 export async function resolveRegistry(name: string, range: string | undefined, given: string | undefined): Promise<Resolved> {
   const registry = await effectiveRegistry(given)
   return withTemp(async (dir) => {
@@ -115,7 +121,7 @@ export async function resolveRegistry(name: string, range: string | undefined, g
       const packed = await npmPack(range ? `${name}@${range}` : name, dir, registry)
       const bytes = await readFile(join(dir, packed.filename))
       const integrity = integrityOf(bytes)
-      const resolved = packed.resolved ?? `${registry}${name}/-/${name.replace(/^@[^/]+\//, '')}-${packed.version}.tgz`
+      const resolved = await tarballUrl(packed.name, packed.version, registry)
       return {
         name: packed.name,
         wanted: {version: range ?? `^${packed.version}`, ...(given ? {registry} : {})},

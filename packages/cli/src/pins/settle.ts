@@ -1,7 +1,7 @@
 /** What pin, unpin and sync share: make the lock satisfy plugins.json, check every tarball, install the set. */
 import {join} from 'node:path'
 import {UserError} from '@tp/sdk'
-import {type LockFile, type PluginsFile, entryProblem, lockPath, lockProblems, lockText, pluginsPath} from './files.js'
+import {type LockFile, type PluginsFile, entryProblem, lockPath, lockProblems, lockText, pluginsPath, readLock} from './files.js'
 import {installSet} from './install.js'
 import {type Resolved, fetchLocked, resolveWanted} from './resolve.js'
 import {LOCK_FILE, PINS_DIR, readLockBytes, setDirFor} from './select-data-dir.js'
@@ -62,7 +62,9 @@ export async function settle(options: SettleOptions): Promise<Settled> {
   }
   const onDisk = readLockBytes(repo)
   const text = lockText(next)
-  const lockChanged = !lock || lockText(lock) !== text
+  // against the lock as it is on disk (callers may have edited theirs), read the same way
+  const current = await readLock(repo).catch(() => undefined)
+  const lockChanged = !current || lockText(current) !== text
   // an unchanged lock keeps its bytes (and so its set), however it is formatted
   const lockBytes = lockChanged ? Buffer.from(text) : onDisk
   const setDir = setDirFor(lockBytes)

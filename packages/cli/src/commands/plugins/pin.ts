@@ -44,7 +44,7 @@ The repository is the nearest one with a .tp/ directory, else the root of the gi
     wanted.plugins[resolved.name] = resolved.wanted
     const note = (line: string) => process.stderr.write(`${line}\n`)
     const settled = await settle({repo, wanted, lock, fresh: [resolved], note})
-    await writePinFiles(repo, wanted, settled.lock)
+    await writePinFiles(repo, wanted, settled.lockBytes)
     const locked = settled.lock.plugins[resolved.name]
     this.log(`pinned ${resolved.name}@${locked.version} (${resolved.wanted.version}, from ${locked.resolved}) in ${repo}/.tp`)
     this.log(`installed set: ${describeSet(settled.lock)}`)

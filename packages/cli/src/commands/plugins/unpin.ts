@@ -28,7 +28,7 @@ export default class PluginsUnpin extends TpCommand {
     delete wanted.plugins[name]
     if (lock) delete lock.plugins[name]
     const settled = await settle({repo, wanted, lock, note: (line) => process.stderr.write(`${line}\n`)})
-    await writePinFiles(repo, wanted, settled.lock)
+    await writePinFiles(repo, wanted, settled.lockBytes)
     this.log(`unpinned ${name} in ${repo}/.tp; installed set: ${describeSet(settled.lock)}`)
   }
 }
