@@ -60,6 +60,12 @@ export function runNpm(args: string[], cwd: string, timeoutMs = 300_000): Promis
   })
 }
 
+/**
+ * For fetching one tarball or one manifest: npm's default retries take over a minute to give up on
+ * a registry that is not there (offline, stopped); a few seconds say so as well.
+ */
+export const FEW_RETRIES = ['--fetch-retries=2', '--fetch-retry-mintimeout=500', '--fetch-retry-maxtimeout=2000']
+
 /** What `npm pack --json` says of the package it fetched. */
 export interface Packed {
   name: string
@@ -70,7 +76,7 @@ export interface Packed {
 
 /** `npm pack <spec>` into `dir`: fetches a registry package (or a tarball) as npm would, through npm's cache. */
 export async function npmPack(spec: string, dir: string, registry?: string): Promise<Packed> {
-  const stdout = await runNpm(['pack', spec, '--json', '--pack-destination', dir, ...(registry ? [`--registry=${registry}`] : [])], dir)
+  const stdout = await runNpm(['pack', spec, '--json', '--pack-destination', dir, ...FEW_RETRIES, ...(registry ? [`--registry=${registry}`] : [])], dir)
   const [packed] = JSON.parse(stdout) as Packed[]
   return packed
 }

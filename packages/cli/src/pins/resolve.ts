@@ -6,7 +6,7 @@ import {isAbsolute, join, relative, resolve, sep} from 'node:path'
 import {UserError} from '@tp/sdk'
 import semver from 'semver'
 import type {LockedPlugin, WantedPlugin} from './files.js'
-import {NpmError, npmPack, runNpm} from './npm.js'
+import {FEW_RETRIES, NpmError, npmPack, runNpm} from './npm.js'
 import {cachedTarball, integrityOf, storeTarball} from './store.js'
 
 export type PinArg = {kind: 'tarball'; path: string; range?: string} | {kind: 'registry'; name: string; range?: string}
@@ -110,7 +110,7 @@ export async function effectiveRegistry(given: string | undefined): Promise<stri
 
 /** The registry's URL of a version's tarball (npm pack does not say it): what the lock records as where it came from. */
 async function tarballUrl(name: string, version: string, registry: string): Promise<string> {
-  const stdout = await runNpm(['view', `${name}@${version}`, 'dist.tarball', '--json', `--registry=${registry}`], tmpdir())
+  const stdout = await runNpm(['view', `${name}@${version}`, 'dist.tarball', '--json', `--registry=${registry}`, ...FEW_RETRIES], tmpdir())
   return JSON.parse(stdout) as string
 }
 
