@@ -48,6 +48,7 @@ function userEnv(label: string): Record<string, string> {
     XDG_CONFIG_HOME: join(home, '.config'),
     XDG_CACHE_HOME: join(home, '.cache'),
     TP_CACHE_DIR: join(home, '.cache/tp-connections'),
+    npm_config_cache: join(home, '.npm'),
     // were tp to talk to Docker, this would say so: the refusals must come first
     DOCKER_HOST: 'unix:///nonexistent/tpt-pins-docker.sock',
   }
