@@ -6,8 +6,7 @@ import {dirname, join} from 'node:path'
 import {UserError} from '@tp/sdk'
 import type {LockFile} from './files.js'
 import {NpmError, runNpm} from './npm.js'
-import {lockKey} from './select-data-dir.js'
-import {type InstalledState, STATE_FILE, hashInstalledFiles, installedRoot} from './state.js'
+import {type InstalledState, STATE_FILE, hashInstalledFiles, installedRoot, lockDigest} from './state.js'
 
 /**
  * Builds the set next to `setDir` and swaps it in only when npm succeeded and every plugin is
@@ -44,7 +43,7 @@ export async function installSet(options: {
         'TP_DEBUG=tp:cli:pins shows the npm command; a plugin whose own dependencies come from a registry needs it reachable at its first sync',
       )
     }
-    const state: InstalledState = {lock: lockKey(lockBytes), repo, plugins: {}}
+    const state: InstalledState = {lock: lockDigest(lockBytes), repo, plugins: {}}
     for (const name of names) {
       const root = installedRoot(staging, name)
       const version = existsSync(join(root, 'package.json'))

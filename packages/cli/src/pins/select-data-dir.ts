@@ -8,7 +8,6 @@
  * plugins load there, and never the user's own (`tp plugins install`, `tp plugins link`). Two
  * repositories with different locks use different directories on one machine.
  */
-import {createHash} from 'node:crypto'
 import {existsSync, readFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -48,9 +47,23 @@ export function pinsHome(env: NodeJS.ProcessEnv = process.env): string {
   return join(userDataDir(env), 'pins')
 }
 
-/** The name of a lock's installed set: a hash of the lock file's bytes ('' when there is no lock). */
+/**
+ * The name of a lock's installed set: a 53-bit hash of the lock file's bytes (cyrb53), and their
+ * length. Not node:crypto: loading it would cost every command ~2.5 ms, and the name only has to
+ * tell locks apart (the set's own record is checked against the lock anyway).
+ */
 export function lockKey(lockBytes: string | Buffer): string {
-  return createHash('sha256').update(lockBytes).digest('hex').slice(0, 20)
+  const bytes = typeof lockBytes === 'string' ? Buffer.from(lockBytes) : lockBytes
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (const b of bytes) {
+    h1 = Math.imul(h1 ^ b, 2654435761)
+    h2 = Math.imul(h2 ^ b, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  const hash = 4294967296 * (2097151 & h2) + (h1 >>> 0)
+  return `${hash.toString(16).padStart(14, '0')}-${bytes.length.toString(16)}`
 }
 
 export function setDirFor(lockBytes: string | Buffer, env: NodeJS.ProcessEnv = process.env): string {

@@ -8,14 +8,19 @@ import {createHash} from 'node:crypto'
 import {existsSync, readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {UserError} from '@tp/sdk'
-import {LOCK_FILE, PINS_DIR, REPO_ENV, lockKey, readLockBytes} from './select-data-dir.js'
+import {LOCK_FILE, PINS_DIR, REPO_ENV, readLockBytes} from './select-data-dir.js'
 
 export const STATE_FILE = 'tp-pins.json'
 
 export interface InstalledState {
+  /** sha256 of the lock's bytes this set was installed for */
   lock: string
   repo: string
   plugins: Record<string, {version: string; integrity: string; files: string}>
+}
+
+export function lockDigest(lockBytes: string | Buffer): string {
+  return createHash('sha256').update(lockBytes).digest('hex')
 }
 
 /** One hash over a directory's files (paths and contents, symlinks by target), nested node_modules left out. */
@@ -87,7 +92,7 @@ export function checkSet(repo: string, setDir: string, lockBytes: Buffer): PinSt
     return status
   }
   const state = readState(setDir)
-  const current = state?.lock === lockKey(lockBytes) ? state : undefined
+  const current = state?.lock === lockDigest(lockBytes) ? state : undefined
   for (const [name, lock] of Object.entries(locked)) {
     const entry: PinnedEntry = {name, version: lock.version, resolved: lock.resolved}
     const installed = current?.plugins[name]
