@@ -302,7 +302,11 @@ describe('tp plugins pin | sync | unpin (tarballs)', () => {
       {args: ['plugins', 'pin', `${tarballs['0.1.0']}@^0.3.0`], message: `is ${PLUGIN}@0.1.0, which ^0.3.0 does not allow`, next: 'pin it without a range'},
       {args: ['plugins', 'pin', `${PLUGIN}@not-a-range!`], message: '"not-a-range!" is not a semver range', next: `${PLUGIN}@^1.0.0`},
       {args: ['plugins', 'pin', 'Not A Name'], message: 'is neither an npm package name nor a path', next: 'write a package'},
-      {args: ['plugins', 'pin', '@tp/plugin-handler-docker-run'], message: 'is bundled with tp: it cannot be pinned', next: 'pin third-party plugins only'},
+      {
+        args: ['plugins', 'pin', '@tp/plugin-handler-docker-run'],
+        message: '@tp/plugin-handler-docker-run is bundled with tp: tp plugins pin cannot pin it',
+        next: 'pin third-party plugins only',
+      },
       {args: ['plugins', 'unpin', PLUGIN], message: `no .tp/plugins.json in ${repo} or above it`, next: '`tp plugins pin <plugin>`'},
       {args: ['plugins', 'sync'], message: `no .tp/plugins.json in ${repo} or above it`, next: '`tp plugins pin <plugin>`'},
     ]
@@ -324,5 +328,11 @@ describe('tp plugins pin | sync | unpin (tarballs)', () => {
     const badFile = await tp(repo, ['plugins', 'sync'], env)
     expect(badFile.exitCode).toBe(1)
     expect(badFile.stderr).toContain(`${join(repo, '.tp', 'plugins.json')}: plugin x has version "one", which is not a semver range`)
+
+    await writeFile(join(repo, '.tp', 'plugins.json'), '{"plugins": {"@tp/plugin-volume-telemount": "^0.1.0"}}')
+    const bundled = await tp(repo, ['plugins', 'sync'], env)
+    expect(bundled.exitCode).toBe(1)
+    expect(bundled.stderr).toContain(`@tp/plugin-volume-telemount is bundled with tp: ${repo}/.tp/plugins.json cannot pin it`)
+    expect(existsSync(join(repo, '.tp', 'plugins.lock'))).toBe(false)
   })
 })

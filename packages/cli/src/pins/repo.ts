@@ -42,3 +42,15 @@ export async function pinnedRepo(command: string, cwd = process.cwd()): Promise<
     )
   return {repo, wanted, lock: await readLock(repo)}
 }
+
+/** A bundled plugin cannot be pinned: tp's own copy always loads (and a core extension cannot be shadowed). */
+export function refuseBundled(names: string[], bundled: unknown[] | undefined, where: string): void {
+  const core = new Set((bundled ?? []).filter((p): p is string => typeof p === 'string'))
+  const found = names.filter((n) => core.has(n))
+  if (found.length > 0) {
+    throw new UserError(
+      `${found.join(', ')} ${found.length === 1 ? 'is' : 'are'} bundled with tp: ${where} cannot pin ${found.length === 1 ? 'it' : 'them'}`,
+      '`tp version` lists the bundled plugins; pin third-party plugins only',
+    )
+  }
+}

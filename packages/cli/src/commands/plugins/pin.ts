@@ -1,9 +1,8 @@
 import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
-import {UserError} from '@tp/sdk'
 import {TpCommand} from '../../base-command.js'
 import {readLock, readPluginsFile, writePinFiles} from '../../pins/files.js'
-import {repoToPin} from '../../pins/repo.js'
+import {refuseBundled, repoToPin} from '../../pins/repo.js'
 import {parsePinArg, resolveRegistry, resolveTarball} from '../../pins/resolve.js'
 import {describeSet, settle} from '../../pins/settle.js'
 
@@ -30,11 +29,7 @@ The repository is the nearest one with a .tp/ directory, else the root of the gi
     const repo = repoToPin()
     const wanted = (await readPluginsFile(repo)) ?? {plugins: {}}
     const lock = await readLock(repo)
-    const core = new Set((this.config.pjson.oclif.plugins ?? []).filter((p): p is string => typeof p === 'string'))
-    const refuseCore = (name: string) => {
-      if (core.has(name))
-        throw new UserError(`${name} is bundled with tp: it cannot be pinned`, '`tp version` lists the bundled plugins; pin third-party plugins only')
-    }
+    const refuseCore = (name: string) => refuseBundled([name], this.config.pjson.oclif.plugins, 'tp plugins pin')
     const arg = parsePinArg(args.plugin)
     if (arg.kind === 'registry') refuseCore(arg.name)
     const given = flags.registry ?? this.config.npmRegistry

@@ -2,7 +2,7 @@ import {writeFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 import {TpCommand} from '../../base-command.js'
 import {lockPath} from '../../pins/files.js'
-import {pinnedRepo} from '../../pins/repo.js'
+import {pinnedRepo, refuseBundled} from '../../pins/repo.js'
 import {describeSet, settle} from '../../pins/settle.js'
 
 export default class PluginsSync extends TpCommand {
@@ -18,6 +18,7 @@ Without --frozen, plugins that .tp/plugins.json wants and the lock does not give
   async run(): Promise<void> {
     const {flags} = await this.parse(PluginsSync)
     const {repo, wanted, lock} = await pinnedRepo('sync')
+    refuseBundled(Object.keys(wanted.plugins), this.config.pjson.oclif.plugins, `${repo}/.tp/plugins.json`)
     const settled = await settle({repo, wanted, lock, frozen: flags.frozen, note: (line) => process.stderr.write(`${line}\n`)})
     if (settled.lockChanged) await writeFile(lockPath(repo), settled.lockBytes)
     const what = describeSet(settled.lock)
