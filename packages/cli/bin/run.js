@@ -5,7 +5,9 @@
 // shebang's `node --` stops that search. Run as `node packages/cli/bin/run.js`, write a `--`
 // after the script: `node packages/cli/bin/run.js -- intercept … --env-file x`; it is dropped here.
 import {execute} from '@oclif/core'
+import {selectDataDir} from '../dist/pins/select-data-dir.js'
 
 if (process.argv[2] === '--') process.argv.splice(2, 1)
 
+selectDataDir() // inside a repository with .tp/ pins: load its pinned plugins, not the user's
 await execute({dir: import.meta.url})

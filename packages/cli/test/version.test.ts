@@ -43,7 +43,13 @@ describe('tp version', () => {
     expect(json.sdk).toBe(sdkVersion)
     expect(json.extensionApi).toEqual({min: 1, max: 1})
     expect(json.docker).toMatchObject({reachable: true, version: engineVersion, apiVersion: engineApi})
-    expect(json.plugins).toContainEqual({name: 'tpt-cli-versioned', version: '4.5.6', type: 'link', root: join(s.dir, 'plugins', 'tpt-cli-versioned')})
+    expect(json.plugins).toContainEqual({
+      name: 'tpt-cli-versioned',
+      version: '4.5.6',
+      type: 'link',
+      root: join(s.dir, 'plugins', 'tpt-cli-versioned'),
+      origin: 'link',
+    })
     // the bundled workspace plugins are core plugins
     const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {oclif: {plugins: string[]}}
     for (const name of pjson.oclif.plugins) expect(json.plugins.find((p) => p.name === name)?.type).toBe('core')

@@ -1,5 +1,7 @@
 import type {ExtensionPoint, ExtensionRegistry, RegistryProblem} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
+import {originOf, pinsSummary} from '../pins/origin.js'
+import {pinStatus} from '../pins/state.js'
 
 export interface ExtensionRow {
   point: ExtensionPoint
@@ -10,6 +12,10 @@ export interface ExtensionRow {
   pluginVersion: string
   /** core (bundled), user (`tp plugins install`), link (`tp plugins link`), or unknown. */
   pluginType: string
+  /** core, pinned (by `pinnedBy`, a repository's .tp; `lock`: matches or what differs), user, link */
+  origin: string
+  pinnedBy?: string
+  lock?: string
 }
 
 export interface ExtensionsReport {
@@ -17,6 +23,8 @@ export interface ExtensionsReport {
   'volume-providers': ExtensionRow[]
   'daemon-backends': ExtensionRow[]
   problems: RegistryProblem[]
+  /** the pins of the repository tp runs in, when there is one */
+  pins?: {dir: string; problems: string[]}
 }
 
 const TITLES: Record<ExtensionPoint, string> = {
@@ -34,23 +42,32 @@ export default class Extensions extends TpCommand {
   async run(): Promise<ExtensionsReport> {
     await this.parse(Extensions)
     const registries = await this.registries()
-    const pluginType = new Map(this.config.getPluginsList().map((p) => [p.name, p.type]))
+    const pins = pinStatus()
+    const plugins = new Map(this.config.getPluginsList().map((p) => [p.name, p]))
+    const originLabels = new Map<string, string>()
     const rows = (registry: ExtensionRegistry<unknown>): ExtensionRow[] =>
-      registry.list().map((e) => ({
-        point: registry.point,
-        name: e.descriptor.name,
-        summary: e.descriptor.summary ?? '',
-        apiVersion: e.descriptor.apiVersion,
-        plugin: e.plugin.name,
-        pluginVersion: e.plugin.version,
-        pluginType: pluginType.get(e.plugin.name) ?? 'unknown',
-      }))
+      registry.list().map((e) => {
+        const loaded = plugins.get(e.plugin.name)
+        const {label, ...origin} = loaded ? originOf(loaded, pins) : {origin: 'unknown', label: 'unknown'}
+        originLabels.set(e.plugin.name, label)
+        return {
+          point: registry.point,
+          name: e.descriptor.name,
+          summary: e.descriptor.summary ?? '',
+          apiVersion: e.descriptor.apiVersion,
+          plugin: e.plugin.name,
+          pluginVersion: e.plugin.version,
+          pluginType: loaded?.type ?? 'unknown',
+          ...origin,
+        }
+      })
     const all = [registries.handlers, registries.volumeProviders, registries.daemonBackends] as Array<ExtensionRegistry<unknown>>
     const report: ExtensionsReport = {
       handlers: rows(all[0]),
       'volume-providers': rows(all[1]),
       'daemon-backends': rows(all[2]),
       problems: all.flatMap((r) => r.problems),
+      ...(pins ? {pins: {dir: pins.pinsDir, problems: pins.problems}} : {}),
     }
 
     for (const point of Object.keys(TITLES) as ExtensionPoint[]) {
@@ -60,9 +77,14 @@ export default class Extensions extends TpCommand {
       const nameWidth = Math.max(0, ...list.map((r) => r.name.length))
       const pluginWidth = Math.max(0, ...list.map((r) => `${r.plugin}@${r.pluginVersion}`.length))
       for (const r of list) {
-        this.log(`  ${r.name.padEnd(nameWidth)}  ${`${r.plugin}@${r.pluginVersion}`.padEnd(pluginWidth)}  ${r.pluginType.padEnd(4)}  ${r.summary}`)
+        this.log(
+          `  ${r.name.padEnd(nameWidth)}  ${`${r.plugin}@${r.pluginVersion}`.padEnd(pluginWidth)}  ${(originLabels.get(r.plugin) ?? r.pluginType).padEnd(4)}  ${r.summary}`,
+        )
       }
     }
+    const summary = pinsSummary(pins)
+    if (summary) this.log(`\nPins: ${summary}`)
+    if (pins && pins.problems.length > 0) process.exitCode = 1
     if (report.problems.length > 0) {
       // on stderr even with --json, so that a script reading stdout still shows why it failed
       process.stderr.write(`\n${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} with installed plugins:\n`)

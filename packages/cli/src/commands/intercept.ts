@@ -15,6 +15,7 @@ import {
   swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
+import {requirePinnedSet} from '../pins/state.js'
 import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
@@ -137,6 +138,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   private stopHandler?: (reason: string) => Promise<void>
 
   async run(): Promise<void> {
+    requirePinnedSet() // before anything is created: a repository's pinned plugins must be installed as locked
     const separator = this.argv.indexOf('--')
     const own = separator === -1 ? this.argv : this.argv.slice(0, separator)
     const handlerArgs = separator === -1 ? [] : this.argv.slice(separator + 1)

@@ -1,6 +1,8 @@
 import {createRequire} from 'node:module'
 import {dockerMessage, dockerStatusCode, SUPPORTED_API_VERSIONS} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
+import {type PluginOrigin, originOf, pinsSummary} from '../pins/origin.js'
+import {pinStatus} from '../pins/state.js'
 
 /** How long `tp version` waits for the Docker engine before saying it is unreachable. */
 const DOCKER_TIMEOUT_MS = 2000
@@ -11,6 +13,10 @@ export interface PluginInfo {
   /** core: bundled with tp; user: `tp plugins install`; link: `tp plugins link`; dev: tp's own dev plugins. */
   type: string
   root: string
+  /** core, pinned (by a repository's .tp: `pinnedBy`, and `lock`: matches or what differs), user, link, dev */
+  origin: string
+  pinnedBy?: string
+  lock?: string
 }
 
 export type EngineInfo =
@@ -24,18 +30,22 @@ export interface VersionInfo {
   node: string
   platform: string
   plugins: PluginInfo[]
+  /** the pins of the repository tp runs in, when there is one: its .tp and what keeps its set from being ready */
+  pins?: {dir: string; problems: string[]}
   docker: EngineInfo
 }
 
 export default class Version extends TpCommand {
   static override summary = "Show tp's version, its plugins and the Docker engine it talks to"
   static override description =
-    'Lists every loaded plugin with its version and where it comes from (core: bundled, user: installed with `tp plugins install`, link: `tp plugins link`), and asks the Docker engine for its version. Include this output in bug reports.'
+    "Lists every loaded plugin with its version and where it comes from (core: bundled, pinned by a repository's .tp and whether it matches the lock, user: installed with `tp plugins install`, link: `tp plugins link`), and asks the Docker engine for its version. Include this output in bug reports."
   static override enableJsonFlag = true
 
   async run(): Promise<VersionInfo> {
     await this.parse(Version)
     const require = createRequire(import.meta.url)
+    const pins = pinStatus()
+    const origins = new Map<string, PluginOrigin>()
     const info: VersionInfo = {
       tp: this.config.version,
       sdk: (require('@tp/sdk/package.json') as {version: string}).version,
@@ -44,8 +54,13 @@ export default class Version extends TpCommand {
       platform: `${this.config.platform}-${this.config.arch}`,
       plugins: this.config
         .getPluginsList()
-        .map((p) => ({name: p.name, version: p.version, type: p.type, root: p.root}))
+        .map((p) => {
+          const {label, ...origin} = originOf(p, pins)
+          origins.set(p.name, {label, ...origin})
+          return {name: p.name, version: p.version, type: p.type, root: p.root, ...origin}
+        })
         .sort((a, b) => a.name.localeCompare(b.name)),
+      ...(pins ? {pins: {dir: pins.pinsDir, problems: pins.problems}} : {}),
       docker: await dockerEngineInfo(),
     }
     const api = info.extensionApi.min === info.extensionApi.max ? `${info.extensionApi.min}` : `${info.extensionApi.min}–${info.extensionApi.max}`
@@ -59,7 +74,9 @@ export default class Version extends TpCommand {
     )
     this.log('plugins')
     const width = Math.max(...info.plugins.map((p) => p.name.length))
-    for (const p of info.plugins) this.log(`  ${p.name.padEnd(width)}  ${p.version.padEnd(8)}  ${p.type}`)
+    for (const p of info.plugins) this.log(`  ${p.name.padEnd(width)}  ${p.version.padEnd(8)}  ${origins.get(p.name)?.label ?? p.type}`)
+    const summary = pinsSummary(pins)
+    if (summary) this.log(`pins    ${summary}`)
     return info
   }
 }

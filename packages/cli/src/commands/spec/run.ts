@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {TpCommand} from '../../base-command.js'
+import {requirePinnedSet} from '../../pins/state.js'
 import {Interrupts} from '../../interrupts.js'
 import {describePlan, loadSpec, runSpec} from '../../spec-run.js'
 
@@ -17,6 +18,7 @@ The exit code is the first ending handler's (or a failing create's), else 0.`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(SpecRun)
+    requirePinnedSet() // a repository's pinned plugins must be installed as locked
     const registries = await this.registries()
     const context = this.pluginContext()
     const {spec, kinds, dir} = await loadSpec(args.file, registries)
