@@ -25,6 +25,15 @@ export async function findCommand(command: string, cwd: string, path = process.e
   return undefined
 }
 
+/** Signals the command and every process it started (its process group). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid) process.kill(-child.pid, signal)
+  } catch {
+    // the group is gone already
+  }
+}
+
 /** Runs one command in the foreground with the intercepted environment; its exit code is tp's. */
 export class CommandHandler implements PreparedHandler {
   readonly runsAs = 'process' as const
@@ -54,7 +63,9 @@ export class CommandHandler implements PreparedHandler {
     // this machine's variables (PATH, HOME…) stay; the workload's come on top, then the port
     const env: NodeJS.ProcessEnv = {...process.env, ...session.environment, [this.portEnv]: String(session.ports.local)}
     if (extras.root) env.TP_ROOT = extras.root
-    const child = spawn(this.path, this.args, {cwd: this.request.cwd, env, stdio: 'pipe'})
+    // a process group of its own: a Ctrl-C meant for tp does not stop it before tp has given the
+    // traffic back (tp then calls stop()), and stop() reaches what it started (`npm start` → node)
+    const child = spawn(this.path, this.args, {cwd: this.request.cwd, env, stdio: 'pipe', detached: true})
     this.child = child
     child.stdin.on('error', () => undefined) // the command may exit without reading its input
     io.stdin.pipe(child.stdin)
@@ -75,10 +86,11 @@ export class CommandHandler implements PreparedHandler {
     const child = this.child
     if (!child || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolvePromise) => child.once('close', resolvePromise))
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
+    signalGroup(child, 'SIGTERM')
+    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), STOP_GRACE_MS)
     await exited
     clearTimeout(timer)
+    signalGroup(child, 'SIGKILL') // what it started and left behind
   }
 }
 

@@ -1,10 +1,22 @@
 import assert from 'node:assert/strict'
+import {readFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import {describe, it} from 'node:test'
 import {isUserError} from '@tp/sdk'
 import {fakePlacement, fakeRequest, fakeSession, runPrepared} from '@tp/sdk/testing'
 import {prepare} from '../src/handler.js'
 import hook from '../src/hooks/handlers.js'
+
+/** Whether a process runs (a zombie, dead but not yet reaped, does not). */
+async function alive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  return !/^\d+ \(.*\) Z/.test(stat)
+}
 
 /** A port nothing listens on yet. */
 function freePort(): Promise<number> {
@@ -40,6 +52,21 @@ describe('the __NAME__ handler', () => {
     assert.equal(body, 'hi from frontend-v1')
     await prepared.stop('test: done')
     assert.equal((await running).exitCode, 128 + 15) // ended by SIGTERM
+  })
+
+  it('stop() ends what the command started too (its process group)', async () => {
+    // the shell's child holds none of its output: only the signal to the group can end it
+    const prepared = await prepare(fakeRequest({args: ['sh', '-c', 'sleep 30 > /dev/null 2>&1 & echo $!; wait']}))
+    const running = runPrepared(prepared, fakeSession())
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await prepared.stop('test: done')
+    const sleeper = Number((await running).stdout.trim())
+    assert.ok(sleeper > 0)
+    try {
+      assert.equal(await alive(sleeper), false)
+    } finally {
+      if (await alive(sleeper)) process.kill(sleeper, 'SIGKILL')
+    }
   })
 
   it('--__NAME__-port-env names the variable that carries the port', async () => {
