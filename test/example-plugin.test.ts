@@ -55,14 +55,22 @@ describe('examples/handler-static, installed from its .tgz', () => {
   })
 
   it("answers the workload's traffic with the directory's files; Ctrl-C gives the traffic back and leaves nothing", async () => {
-    const run = startTp(['intercept', '--use', CONNECTION, 'frontend-v1', '--port', PORT, '--static', site], {env: sandbox.env})
+    const run = startTp(['intercept', '--use', CONNECTION, 'frontend-v1', '--port', PORT, '--static', site, '--static-fallback', 'index.html'], {
+      env: sandbox.env,
+    })
     await run.active
     const index = await httpGet('http://frontend-v1/', {network: NETWORK})
     expect(index.body).toBe(`<h1>static site ${process.pid}</h1>\n`)
     const notes = await httpGet('http://frontend-v1/docs/notes.txt', {network: NETWORK})
     expect(notes.body).toBe('first line\nsecond line\n')
-    const missing = await httpGet('http://frontend-v1/nothing-here', {network: NETWORK})
-    expect(missing.status).toBe(404)
+    // an app's route gets the fallback; a missing file, or a path out of the directory, does not
+    expect((await httpGet('http://frontend-v1/orders/42', {network: NETWORK})).body).toBe(`<h1>static site ${process.pid}</h1>\n`)
+    expect((await httpGet('http://frontend-v1/missing.js', {network: NETWORK})).status).toBe(404)
+    await writeFile(join(sandbox.dir, 'secret.txt'), 'not for the cluster\n')
+    const outside = await httpGet('http://frontend-v1/%2e%2e/secret.txt', {network: NETWORK})
+    expect(outside.body).not.toContain('not for the cluster')
+    expect(outside.status).toBe(404)
+    expect(run.output()).toContain('GET /%2e%2e/secret.txt 404') // as sent: the handler refused it
     expect(run.output()).toContain('GET /docs/notes.txt 200 docs/notes.txt')
 
     run.child.kill('SIGINT')

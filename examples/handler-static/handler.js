@@ -33,7 +33,10 @@ async function resolveFile(root, urlPath, fallback) {
   }
   const path = resolve(root, `.${decoded}`)
   if (path !== root && !path.startsWith(root + sep)) return undefined
-  return (await fileAt(path)) ?? (fallback ? fileAt(join(root, fallback)) : undefined)
+  const file = await fileAt(path)
+  // a single-page app's routes (`/orders/42`) get the fallback; a missing asset (`/app.js`) stays 404
+  if (file || !fallback || extname(decoded) !== '') return file
+  return fileAt(join(root, fallback))
 }
 
 /** Serves root on the session's port, on every address (the daemon may reach this machine from its network). */

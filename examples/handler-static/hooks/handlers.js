@@ -12,7 +12,7 @@ export default defineHandlers([
       'static-fallback': {
         type: 'string',
         helpValue: '<file>',
-        description: 'answer paths that match no file with this file of <dir> (e.g. index.html for a single-page app)',
+        description: 'answer paths without an extension that match no file with this file of <dir> (index.html for a single-page app)',
       },
     },
     load: () => import('../handler.js'),
