@@ -651,5 +651,6 @@ describe('the workload', () => {
     expect(rules.code).toBe(0)
     expect(rules.output).toContain('*nat')
     expect(rules.output).not.toContain('REDIRECT')
+    expect(rules.output).not.toMatch(/DNAT --to-destination|MASQUERADE/)
   })
 })
