@@ -113,6 +113,8 @@ export class Agent {
   private readonly toHandler = new Set<Socket>()
   /** A deactivate is waiting for `toHandler` to empty before it says `drained`. */
   private drainPending = false
+  /** A hand-back is reading the connection table for connections the kernel still carries. */
+  private drainWatching = false
   /** A direct connection to the handler worked since the last activation: a refusal now means it went away. */
   private directWorked = false
   /** The guard's connections: a guard in this namespace removes the rule the moment this process dies. */
@@ -270,17 +272,19 @@ export class Agent {
   }
 
   private reportDrained(): void {
-    if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn) return
-    void this.kernel.inFlight().then(async (n) => {
-      // connections the kernel carries end without a word to this process: look again until none is left
-      while (n > 0 && this.drainPending) {
-        await sleep(DRAIN_POLL_MS)
-        n = await this.kernel.inFlight()
+    if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn || this.drainWatching) return
+    this.drainWatching = true
+    void (async () => {
+      try {
+        // connections the kernel carries end without a word to this process: look until none is left
+        while (this.drainPending && (await this.kernel.inFlight()) > 0) await sleep(DRAIN_POLL_MS)
+      } finally {
+        this.drainWatching = false
       }
       if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn) return
       this.drainPending = false
       this.send({type: 'drained'})
-    })
+    })()
   }
 
   /** Where the kernel may send new connections now: the handler's address, if the daemon gave one. */
