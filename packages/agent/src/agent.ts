@@ -4,7 +4,7 @@ import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
 import {debugLog, ipv4Addresses, listen, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
-import {KernelPath, type KernelPathOptions} from './kernel-path.js'
+import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
 
 export interface AgentConfig {
@@ -27,8 +27,6 @@ export interface AgentConfig {
    * process (default true; TP_AGENT_KERNEL_PATH=0 turns it off).
    */
   kernelPath?: boolean
-  /** Where the kernel path reads and writes (tests). */
-  kernelPathOptions?: Omit<KernelPathOptions, 'iptables'>
   log?: (message: string) => void
 }
 
@@ -142,7 +140,7 @@ export class Agent {
     this.dialServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => void this.onDialBack(s))
     if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
     this.guardServer = createServer((s) => this.onGuard(s))
-    this.kernel = new KernelPath(config.servicePort, config.interceptId, {...config.kernelPathOptions, iptables: config.iptables})
+    this.kernel = new KernelPath(config.servicePort, config.interceptId, {iptables: config.iptables})
   }
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */

@@ -125,7 +125,12 @@ async function countersNow(session: AgentSession) {
   return agent!
 }
 
-async function inject(name: string, target: Workload, directPort: number, env: Record<string, string> = {}) {
+/**
+ * An agent for the target's port 80 whose handler is this process at directPort. With
+ * `dockerDefaults`, its container has Docker's read-only /proc/sys (not the driver's, where
+ * /proc/sys/net is writable): the agent cannot turn forwarding on there.
+ */
+async function inject(name: string, target: Workload, directPort: number, env: Record<string, string> = {}, dockerDefaults = false) {
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
   const session = server.expect(interceptId, token, {
@@ -138,20 +143,26 @@ async function inject(name: string, target: Workload, directPort: number, env: R
       }),
     readyTimeoutMs: 20_000,
   })
-  const {containerId} = await cluster.injectAgent({
-    workload: target,
-    image: runtime,
-    name: `tpt-kpath-agent-${name}`,
-    labels: {'tp.fixture': 'true'},
-    env: {
-      TP_AGENT_DAEMON: `${gateway}:${serverPort}`,
-      TP_AGENT_TOKEN: token,
-      TP_AGENT_INTERCEPT_ID: interceptId,
-      TP_AGENT_SERVICE_PORT: '80',
-      TP_AGENT_MOUNTS: '[]',
-      ...env,
-    },
-  })
+  const agentEnv = {
+    TP_AGENT_DAEMON: `${gateway}:${serverPort}`,
+    TP_AGENT_TOKEN: token,
+    TP_AGENT_INTERCEPT_ID: interceptId,
+    TP_AGENT_SERVICE_PORT: '80',
+    TP_AGENT_MOUNTS: '[]',
+    ...env,
+  }
+  const containerId = dockerDefaults
+    ? (
+        await fx.container({
+          name: `tpt-kpath-agent-${name}`,
+          Image: runtime,
+          Cmd: ['node', '/opt/tp/agent.cjs'],
+          Env: Object.entries(agentEnv).map(([k, v]) => `${k}=${v}`),
+          HostConfig: {NetworkMode: `container:${target.containerId}`, CapAdd: ['NET_ADMIN']},
+        })
+      ).Id
+    : (await cluster.injectAgent({workload: target, image: runtime, name: `tpt-kpath-agent-${name}`, labels: {'tp.fixture': 'true'}, env: agentEnv}))
+        .containerId
   await session.ready
   return {session, containerId, interceptId}
 }
@@ -312,6 +323,27 @@ describe('the kernel path', () => {
       await cluster.removeAgent(containerId, 5)
     }
     expect(await get(noForward.address)).toBe('app')
+  })
+
+  it('when it cannot be set up (forwarding off, /proc/sys read-only), the agent carries the connections and says why', async () => {
+    const {session, containerId} = await inject('read-only-sys', noForward, widePort, {}, true)
+    try {
+      session.activate()
+      await eventually(
+        'the reason in the log',
+        () => agentLog(containerId),
+        (l) => /connections to the handler go through this agent: cannot turn forwarding on in this network namespace \(.*EROFS\)/.test(l),
+      )
+      for (let i = 0; i < 5; i++) expect(await get(noForward.address)).toBe(`wide sees ${noForward.address}`)
+      const counters = await countersNow(session)
+      expect(counters.kernelPath).toBe(false)
+      expect(counters.toHandler).toBeGreaterThanOrEqual(5)
+      // only the agent's REDIRECT rule: no DNAT or MASQUERADE rule of its own was left from the attempt
+      expect(await namespaceState(noForward)).not.toMatch(/tp-agent:\S+ -j (DNAT|MASQUERADE)/)
+      expect(await namespaceState(noForward)).toMatch(/tp-agent:\S+ -j REDIRECT/)
+    } finally {
+      await cluster.removeAgent(containerId, 5)
+    }
   })
 
   it('after kill -9 of the agent, the clean-up removes its rules and turns forwarding off again', async () => {
