@@ -109,7 +109,7 @@ export class Agent {
   private readonly sftpSessions = new Set<ChildProcess>()
   /** Redirected connections that went to the handler (directly or through the daemon): what a hand-back drains. */
   private readonly toHandler = new Set<Socket>()
-  /** A deactivate is waiting for `toHandler` to empty before it says `drained`. */
+  /** A deactivate is waiting for `toHandler` to empty (and the connections the kernel carries to end) before it says `drained`. */
   private drainPending = false
   /** A hand-back is reading the connection table for connections the kernel still carries. */
   private drainWatching = false
@@ -120,7 +120,7 @@ export class Agent {
   private readonly guards = new Set<Socket>()
   private lastHeard = Date.now()
   private leaseTimer?: NodeJS.Timeout
-  /** The kernel path to the handler, when it can be used (see switchPath). */
+  /** The kernel path to the handler, when it can be used (see changePath). */
   private readonly kernel: KernelPath
   /** Changes of the kernel path, one after the other (activate and deactivate may come close together). */
   private pathChanges: Promise<void> = Promise.resolve()

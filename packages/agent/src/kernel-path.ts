@@ -1,6 +1,6 @@
 import {execFile, execFileSync} from 'node:child_process'
 import {readFileSync, writeFileSync} from 'node:fs'
-import {readFile, writeFile} from 'node:fs/promises'
+import {open, readFile, writeFile} from 'node:fs/promises'
 import {promisify} from 'node:util'
 import {CONNTRACK_TABLE, countInFlight, type DnatTarget} from './conntrack.js'
 import {RULE_COMMENT, ruleArgs} from './rules.js'
@@ -67,9 +67,12 @@ export class KernelPath {
   async enable(host: string, port: number): Promise<void> {
     if (this.target && (this.target.host !== host || this.target.port !== port)) await this.restore()
     // without the table, a hand-back could not wait for what is in flight
-    await readFile(this.conntrack).catch((error: NodeJS.ErrnoException) => {
-      throw new Error(`cannot read ${this.conntrack} (${error.code ?? error.message}) to follow the connections in flight`)
-    })
+    await open(this.conntrack).then(
+      (file) => file.close(),
+      (error: NodeJS.ErrnoException) => {
+        throw new Error(`cannot read ${this.conntrack} (${error.code ?? error.message}) to follow the connections in flight`)
+      },
+    )
     this.target = {servicePort: this.servicePort, host, port}
     if (!this.masquerade) {
       const marked = await this.forwardingTurnedOn()
