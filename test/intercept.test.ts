@@ -7,9 +7,9 @@ import {mkdtemp, readFile, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {execa, type ResultPromise} from 'execa'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_GREETING} from '@tp/images'
-import {busyboxImage, docker, ensureDemo, httpGet, repoRoot, startClientLoop, tpBin, tpCli} from './helpers/index.js'
+import {busyboxImage, docker, ensureDemo, httpGet, namespaceState, repoRoot, startClientLoop, tpBin, tpCli} from './helpers/index.js'
 
 const CONNECTION = 'e2e-intercept'
 const DAEMON = `tp-${CONNECTION}-cn`
@@ -67,6 +67,15 @@ beforeAll(async () => {
   const connected = await tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', CONNECTION])
   expect(connected.stderr).toBe('')
   expect(connected.exitCode).toBe(0)
+  for (const workload of INTERCEPTED) namespacesBefore.set(workload, await namespaceState(workload))
+})
+
+// the workloads these tests intercept: their NAT rules and forwarding as before, after every test
+const INTERCEPTED = ['frontend-v1', 'catalog']
+const namespacesBefore = new Map<string, string>()
+
+afterEach(async () => {
+  for (const workload of INTERCEPTED) expect(await namespaceState(workload), workload).toBe(namespacesBefore.get(workload))
 })
 
 afterAll(async () => {

@@ -10,15 +10,16 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown, demoNames} from '@tp/images'
-import {type ClientLoopResult, docker, ensureDemo, nothingLeft, repoRoot, startClientLoop, tpBin, tpCli} from '../helpers/index.js'
+import {type ClientLoopResult, docker, ensureDemo, namespaceState, nothingLeft, repoRoot, startClientLoop, tpBin, tpCli} from '../helpers/index.js'
 
 const NETWORK = `tpt-fault-${process.pid}`
 const CONN = 'e2e-fault'
 const names = demoNames({network: NETWORK})
 let cacheDir: string
 let env: Record<string, string>
+let namespaceBefore: string
 const tp = (args: string[]) => tpCli(args, {env})
 
 async function connect(): Promise<void> {
@@ -69,6 +70,8 @@ async function throughFault(fault: (run: {child: ResultPromise}) => Promise<void
   const client = await startClientLoop('http://frontend-v1/', {network: NETWORK, intervalMs: 40})
   try {
     await until('the client to reach the handler', async () => answeredBy(await client.peek(), /^frontend-v2$/m) >= 10)
+    // the kernel carries the connections to the handler (the agent's DNAT rule), not the agent's process
+    expect(await namespaceState(names.frontend)).toMatch(/-j DNAT --to-destination/)
     await fault(run)
     const exited = await Promise.race([run.child, sleep(40_000).then(() => undefined)])
     if (!exited) throw new Error(`tp did not exit after the fault:\n${run.output()}`)
@@ -92,6 +95,12 @@ beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'tp-e2e-fault-'))
   env = {TP_CACHE_DIR: cacheDir}
   await connect()
+  namespaceBefore = await namespaceState(names.frontend)
+})
+
+// the workload's NAT rules and forwarding as before, after every test (the agent's rules all gone)
+afterEach(async () => {
+  expect(await namespaceState(names.frontend)).toBe(namespaceBefore)
 })
 
 afterAll(async () => {

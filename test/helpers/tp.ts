@@ -1,7 +1,7 @@
 /** Running `tp` as a user in a second terminal would, and checking what a connection left behind. */
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
-import {demoDown} from '@tp/images'
+import {demoDown, ensureRuntimeImage} from '@tp/images'
 import {docker, ensureDemo, repoRoot, tpBin, tpCli} from './demo.js'
 
 export interface RunningTp {
@@ -69,4 +69,39 @@ export async function connectOwnDemo(network: string, connection: string, env: R
       await demoDown(docker, {network}).catch(() => undefined)
     },
   }
+}
+
+/**
+ * The NAT rules and the IPv4 forwarding switch of a container's network namespace (what an agent
+ * changes there): to compare before and after a test. Docker's own rules (its DNS, DOCKER_*) are
+ * left out: they change when the container restarts.
+ */
+export async function namespaceState(container: string): Promise<string> {
+  const {ref} = await ensureRuntimeImage(docker, {require: ['agent']})
+  const created = await docker.createContainer({
+    Image: ref,
+    Cmd: ['sh', '-c', 'iptables -w -t nat -S | grep -v DOCKER_ && echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)'],
+    Labels: {'tp.fixture': 'true'},
+    HostConfig: {NetworkMode: `container:${container}`, CapAdd: ['NET_ADMIN']},
+  })
+  try {
+    await created.start()
+    const {StatusCode} = (await created.wait()) as {StatusCode: number}
+    const logs = await created.logs({stdout: true, stderr: true})
+    const text = demuxText(logs as unknown as Buffer)
+    if (StatusCode !== 0) throw new Error(`reading the namespace of ${container} failed (${StatusCode}): ${text}`)
+    return text.trim()
+  } finally {
+    await created.remove({force: true}).catch(() => undefined)
+  }
+}
+
+function demuxText(buffer: Buffer): string {
+  let out = ''
+  for (let at = 0; at + 8 <= buffer.length; ) {
+    const size = buffer.readUInt32BE(at + 4)
+    out += buffer.subarray(at + 8, at + 8 + size).toString('utf8')
+    at += 8 + size
+  }
+  return out
 }

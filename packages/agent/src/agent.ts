@@ -1,9 +1,10 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {connect, createServer, type Server, type Socket} from 'node:net'
-import {ipv4Addresses, listen, sleep} from '@tp/sdk'
+import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
+import {debugLog, ipv4Addresses, listen, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
+import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
 
 export interface AgentConfig {
@@ -21,8 +22,20 @@ export interface AgentConfig {
   directTimeoutMs?: number
   sftpServer?: string
   iptables?: string
+  /**
+   * Let the kernel carry connections to a handler the namespace can reach (DNAT), instead of this
+   * process (default true; TP_AGENT_KERNEL_PATH=0 turns it off).
+   */
+  kernelPath?: boolean
   log?: (message: string) => void
 }
+
+/** How often the agent checks that the handler still takes connections while the kernel carries them. */
+const HANDLER_WATCH_MS = 20
+/** How often a hand-back looks at the connection table for connections still in flight. */
+const DRAIN_POLL_MS = 50
+
+const debug = debugLog('tp:agent:kernel-path')
 
 /** Parses the agent's environment (TP_AGENT_*); throws with a message naming what is wrong. */
 export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
@@ -58,6 +71,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     mounts,
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
+    kernelPath: env.TP_AGENT_KERNEL_PATH !== '0',
   }
 }
 
@@ -95,8 +109,10 @@ export class Agent {
   private readonly sftpSessions = new Set<ChildProcess>()
   /** Redirected connections that went to the handler (directly or through the daemon): what a hand-back drains. */
   private readonly toHandler = new Set<Socket>()
-  /** A deactivate is waiting for `toHandler` to empty before it says `drained`. */
+  /** A deactivate is waiting for `toHandler` to empty (and the connections the kernel carries to end) before it says `drained`. */
   private drainPending = false
+  /** A hand-back is reading the connection table for connections the kernel still carries. */
+  private drainWatching = false
   /** A direct connection to the handler worked since the last activation: a refusal now means it went away. */
   private directWorked = false
   /** The guard's connections: a guard in this namespace removes the rule the moment this process dies. */
@@ -104,6 +120,15 @@ export class Agent {
   private readonly guards = new Set<Socket>()
   private lastHeard = Date.now()
   private leaseTimer?: NodeJS.Timeout
+  /** The kernel path to the handler, when it can be used (see changePath). */
+  private readonly kernel: KernelPath
+  /** Changes of the kernel path, one after the other (activate and deactivate may come close together). */
+  private pathChanges: Promise<void> = Promise.resolve()
+  /** Bumped by each activate, deactivate and release: a path change of an older one stops. */
+  private generation = 0
+  /** Redirected connections this process passed to the handler and to the app (the counters of pong). */
+  private carriedToHandler = 0
+  private carriedToApp = 0
   private resolveDone!: (code: number) => void
   /** Resolves with the exit code once the agent has released and drained. */
   readonly done: Promise<number>
@@ -115,6 +140,7 @@ export class Agent {
     this.dialServer = createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => void this.onDialBack(s))
     if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
     this.guardServer = createServer((s) => this.onGuard(s))
+    this.kernel = new KernelPath(config.servicePort, config.interceptId, {iptables: config.iptables})
   }
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
@@ -196,7 +222,7 @@ export class Agent {
     this.lastHeard = Date.now()
     switch (message.type) {
       case 'ping':
-        this.send({type: 'pong'})
+        this.send({type: 'pong', counters: {toHandler: this.carriedToHandler, toApp: this.carriedToApp, kernelPath: this.kernel.isOn}})
         break
       case 'activate':
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
@@ -205,6 +231,7 @@ export class Agent {
         this.directHost = message.directHost
         this.directWorked = false
         this.drainPending = false
+        if (!this.releasing) this.changePath(this.kernelPathTarget())
         break
       case 'deactivate':
         if (this.mode !== 'passthrough') this.log('intercept inactive: new connections go to the app')
@@ -213,7 +240,7 @@ export class Agent {
         for (const spare of this.spares.splice(0)) spare.destroy()
         // the daemon waits for the connections in flight to the handler before it stops it
         this.drainPending = true
-        this.reportDrained()
+        this.changePath(undefined)
         break
       case 'dial-failed':
         // nothing of the connection has been read yet: the app gets all of it
@@ -234,6 +261,7 @@ export class Agent {
 
   /** A redirected connection now goes to the handler: a hand-back waits for it. */
   private trackToHandler(client: Socket): void {
+    this.carriedToHandler++
     this.toHandler.add(client)
     client.once('close', () => {
       this.toHandler.delete(client)
@@ -242,9 +270,127 @@ export class Agent {
   }
 
   private reportDrained(): void {
-    if (!this.drainPending || this.toHandler.size > 0) return
-    this.drainPending = false
-    this.send({type: 'drained'})
+    if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn || this.drainWatching) return
+    this.drainWatching = true
+    void (async () => {
+      try {
+        // connections the kernel carries end without a word to this process: look until none is left
+        while (this.drainPending && (await this.kernel.inFlight()) > 0) await sleep(DRAIN_POLL_MS)
+      } finally {
+        this.drainWatching = false
+      }
+      if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn) return
+      this.drainPending = false
+      this.send({type: 'drained'})
+    })()
+  }
+
+  /** Where the kernel may send new connections now: the handler's address, if the daemon gave one. */
+  private kernelPathTarget(): {host: string; port: number} | undefined {
+    if (this.config.kernelPath === false || this.mode !== 'active' || !this.directPort) return undefined
+    const host = this.directHost ?? this.config.daemonHost
+    return {host, port: this.directPort}
+  }
+
+  /**
+   * Turns the kernel path on towards `target`, or off (undefined), after the changes before it.
+   * Turning on: once the handler takes a connection at its address (one on loopback only does not:
+   * it is relayed through the daemon), the DNAT rule goes in; if that cannot be done, this process
+   * carries the connections as before, and the reason is logged. While on, the handler is watched:
+   * when it stops taking connections, new ones come back to this process (the app takes them).
+   * Turning off (deactivate): new connections come back to this process, then the hand-back waits
+   * for those in flight.
+   */
+  private changePath(target: {host: string; port: number} | undefined): void {
+    const generation = ++this.generation
+    this.pathChanges = this.pathChanges.then(async () => {
+      if (!target) {
+        await this.kernel.disable()
+        this.reportDrained()
+        return
+      }
+      if (!isIPv4(target.host)) {
+        debug(`no kernel path: the handler's address ${target.host} is not an IPv4 address`)
+        return
+      }
+      const answer = await this.probeHandler(target.host, target.port)
+      if (generation !== this.generation) return
+      if (answer) {
+        this.noDirectPath(target.host, target.port, answer)
+        return
+      }
+      this.directWorked = true
+      try {
+        await this.kernel.enable(target.host, target.port)
+      } catch (error) {
+        const why = (error as Error).message
+        debug(`no kernel path to ${target.host}:${target.port}: ${why}`)
+        this.log(`connections to the handler go through this agent: ${why}`)
+        await this.kernel.restore().catch(() => undefined)
+        return
+      }
+      if (generation !== this.generation) {
+        await this.kernel.disable()
+        return
+      }
+      debug(`kernel path on: port ${this.config.servicePort} → ${target.host}:${target.port}`)
+      this.log(`the kernel carries new connections to the handler at ${target.host}:${target.port}`)
+      void this.watchHandler(generation, target)
+    })
+  }
+
+  /**
+   * While the kernel carries connections to the handler, checks that it still takes them: when it
+   * refuses (it stopped), the DNAT rule goes at once and new connections come to this process (which
+   * gives them to the app when the handler refuses them too); when it takes them again, the rule
+   * comes back. Ends with the activation it belongs to.
+   */
+  private async watchHandler(generation: number, target: {host: string; port: number}): Promise<void> {
+    while (generation === this.generation && !this.releasing) {
+      await sleep(HANDLER_WATCH_MS)
+      if (generation !== this.generation || this.releasing) return
+      const refused = await this.probeHandler(target.host, target.port, true)
+      if (generation !== this.generation || this.releasing) return
+      if (refused && this.kernel.isOn) {
+        this.pathChanges = this.pathChanges.then(() => (generation === this.generation ? this.kernel.disable() : undefined))
+        await this.pathChanges
+        this.log(`the handler refused a connection on ${target.host}:${target.port} (${refused.code ?? refused.message}); new connections come to the agent`)
+      } else if (!refused && !this.kernel.isOn) {
+        this.pathChanges = this.pathChanges.then(() => (generation === this.generation ? this.kernel.enable(target.host, target.port) : undefined))
+        await this.pathChanges.catch(() => undefined)
+      }
+    }
+  }
+
+  /**
+   * Opens and closes a connection to the handler: undefined when it took it, else why not. With
+   * `refusalsOnly`, a connection that takes too long is not a refusal (a busy handler).
+   */
+  private probeHandler(host: string, port: number, refusalsOnly = false): Promise<NodeJS.ErrnoException | undefined> {
+    return new Promise((resolve) => {
+      const socket = connect({host, port})
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve(refusalsOnly ? undefined : Object.assign(new Error('no answer'), {code: 'ETIMEDOUT'}))
+      }, this.config.directTimeoutMs ?? 1000)
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(undefined)
+      })
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(error)
+      })
+    })
+  }
+
+  /** The handler does not listen at the address the daemon gave (loopback only): relay through the daemon. */
+  private noDirectPath(host: string, port: number, error: NodeJS.ErrnoException): void {
+    if (this.directPort !== port) return
+    this.directPort = undefined
+    this.log(`the handler does not take connections on ${host}:${port} (${error.code ?? error.message}); relaying through the daemon`)
   }
 
   /** A guard connected: it removes the rule when this connection drops without a goodbye. */
@@ -276,6 +422,7 @@ export class Agent {
   }
 
   private toApp(client: Socket): void {
+    this.carriedToApp++
     this.connectApp().then(
       (app) => {
         this.track(app)
@@ -318,10 +465,7 @@ export class Agent {
         this.toApp(client)
         return
       }
-      if (this.directPort === port) {
-        this.directPort = undefined
-        this.log(`the handler does not take connections on ${host}:${port} (${error.code ?? error.message}); relaying through the daemon`)
-      }
+      this.noDirectPath(host, port, error)
       this.relay(client)
     }
     const timer = setTimeout(() => handler.destroy(new Error('no answer')), this.config.directTimeoutMs ?? 1000)
@@ -441,6 +585,10 @@ export class Agent {
     this.log(`releasing: ${reason}`)
     clearInterval(this.leaseTimer)
     this.mode = 'passthrough'
+    // the kernel path first (its rule comes before the redirect rule), after a change under way
+    this.generation++
+    await this.pathChanges.catch(() => undefined)
+    await this.kernel.disable()
     try {
       await this.rule?.remove()
       if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
@@ -460,14 +608,22 @@ export class Agent {
     this.control?.end()
     this.sftpServer?.close()
     const deadline = Date.now() + this.config.drainMs
-    const openNow = () => this.open.size + this.sftpSessions.size
-    while (openNow() > 0 && Date.now() < deadline) await sleep(100)
-    if (openNow() > 0) this.log(`drain time over: closing ${openNow()} connection(s)`)
+    // connections the kernel carries to the handler need forwarding until they end
+    const openNow = async () => this.open.size + this.sftpSessions.size + (await this.kernel.inFlight())
+    let open = await openNow()
+    while (open > 0 && Date.now() < deadline) {
+      await sleep(DRAIN_POLL_MS)
+      open = await openNow()
+    }
+    if (open > 0) this.log(`drain time over: closing ${open} connection(s)`)
+    await this.kernel.restore().catch((error: Error) => this.log(`could not remove the kernel path: ${error.message}`))
     this.finish(0)
   }
 
   private finish(code: number): void {
     clearInterval(this.leaseTimer)
+    this.generation++
+    this.kernel.restoreSync()
     this.rule?.removeSync()
     for (const s of this.open) s.destroy()
     for (const child of this.sftpSessions) child.kill()
@@ -482,6 +638,7 @@ export class Agent {
 
   /** For process exit handlers: the rule must never outlive the agent. */
   emergencyCleanup(): void {
+    this.kernel.restoreSync()
     this.rule?.removeSync()
   }
 }

@@ -1,10 +1,11 @@
 import {execFile, execFileSync} from 'node:child_process'
 import {promisify} from 'node:util'
+import {FORWARDING_WAS_OFF, restoreForwarding} from './kernel-path.js'
+import {RULE_COMMENT, ruleArgs} from './rules.js'
+
+export {RULE_COMMENT, ruleArgs}
 
 const execFileAsync = promisify(execFile)
-
-/** Every rule an agent installs carries this comment, followed by `:<intercept id>`. */
-export const RULE_COMMENT = 'tp-agent'
 
 /**
  * The agent's one rule: TCP arriving from outside the namespace for the service port goes to the
@@ -75,26 +76,30 @@ export class RedirectRule {
   }
 }
 
-/** Splits one line of `iptables -S` into arguments (double-quoted words are one argument). */
-export function ruleArgs(line: string): string[] {
-  return [...line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]))
-}
-
 /**
  * Removes agents' rules left in this namespace by an agent that could not remove its own (killed
- * with SIGKILL): those of one intercept, or every agent's. Returns how many were removed.
+ * with SIGKILL): those of one intercept, or every agent's; the redirect and DNAT rules
+ * (PREROUTING) and the masquerade rules (POSTROUTING). When a removed rule says forwarding was off
+ * before the agent turned it on, and no other agent's rule says so, forwarding is turned off again.
+ * Returns how many rules were removed.
  */
 export async function removeLeftoverRules(interceptId?: string, iptables = 'iptables'): Promise<number> {
-  const {stdout} = await execFileAsync(iptables, ['-w', '-t', 'nat', '-S', 'PREROUTING'])
+  const ours = (comment: string) =>
+    interceptId ? comment === `${RULE_COMMENT}:${interceptId}` || comment.startsWith(`${RULE_COMMENT}:${interceptId}:`) : comment.startsWith(`${RULE_COMMENT}:`)
   let removed = 0
-  for (const line of stdout.split('\n')) {
-    const args = ruleArgs(line)
-    const at = args.indexOf('--comment')
-    const comment = at >= 0 ? args[at + 1] : undefined
-    if (args[0] !== '-A' || !comment) continue
-    if (interceptId ? comment !== `${RULE_COMMENT}:${interceptId}` : !comment.startsWith(`${RULE_COMMENT}:`)) continue
-    await execFileAsync(iptables, ['-w', '-t', 'nat', '-D', ...args.slice(1)])
-    removed++
+  let forwardingWasOff = false
+  for (const chain of ['PREROUTING', 'POSTROUTING']) {
+    const {stdout} = await execFileAsync(iptables, ['-w', '-t', 'nat', '-S', chain])
+    for (const line of stdout.split('\n')) {
+      const args = ruleArgs(line)
+      const at = args.indexOf('--comment')
+      const comment = at >= 0 ? args[at + 1] : undefined
+      if (args[0] !== '-A' || !comment || !ours(comment)) continue
+      await execFileAsync(iptables, ['-w', '-t', 'nat', '-D', ...args.slice(1)])
+      if (comment.endsWith(`:${FORWARDING_WAS_OFF}`)) forwardingWasOff = true
+      removed++
+    }
   }
+  if (forwardingWasOff) await restoreForwarding(iptables)
   return removed
 }

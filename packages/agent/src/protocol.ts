@@ -9,9 +9,30 @@ export type AgentMessage =
   | {type: 'ready'}
   | {type: 'failed'; message: string}
   | {type: 'dial'; id: string}
-  | {type: 'pong'}
+  | {type: 'pong'; counters?: AgentCounters}
   /** After a deactivate: no connection to the handler is open any more (the hand-back has drained). */
   | {type: 'drained'}
+
+/**
+ * What the agent's own process has carried since it started (in each pong): redirected connections
+ * it passed to the handler (directly or through the daemon) and to the app, and whether new
+ * connections to the handler take the kernel path (then they pass through no process of tp's).
+ */
+export interface AgentCounters {
+  toHandler: number
+  toApp: number
+  kernelPath: boolean
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0
+}
+
+function decodeCounters(value: unknown): AgentCounters | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const {toHandler, toApp, kernelPath} = value as Record<string, unknown>
+  return isCount(toHandler) && isCount(toApp) && typeof kernelPath === 'boolean' ? {toHandler, toApp, kernelPath} : undefined
+}
 
 export type DaemonMessage =
   /**
@@ -72,9 +93,13 @@ export function decodeAgentMessage(value: unknown): AgentMessage | undefined {
       return guardPort === undefined ? hello : {...hello, guardPort}
     }
     case 'ready':
-    case 'pong':
     case 'drained':
       return {type: m.type}
+    case 'pong': {
+      if (m.counters === undefined) return {type: 'pong'}
+      const counters = decodeCounters(m.counters)
+      return counters ? {type: 'pong', counters} : undefined
+    }
     case 'failed':
       return typeof m.message === 'string' ? {type: 'failed', message: m.message} : undefined
     case 'dial':

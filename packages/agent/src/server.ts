@@ -1,7 +1,7 @@
 import {createServer, connect, type Server, type Socket} from 'node:net'
 import {timingSafeEqual} from 'node:crypto'
 import {UserError, listen} from '@tp/sdk'
-import {type AgentMessage, type DaemonMessage, decodeAgentMessage, encode, readHeaderLine, readMessages} from './protocol.js'
+import {type AgentCounters, type AgentMessage, type DaemonMessage, decodeAgentMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {splice} from './splice.js'
 
 export interface AgentServerOptions {
@@ -55,8 +55,19 @@ export interface AgentSession {
   release(): Promise<void>
   /** Resolves (never rejects) with a reason when the agent disconnects or stops answering. */
   gone: Promise<string>
-  /** connections: relayed through this daemon so far (not those the agent made directly); active: open now; spares: idle spare connections. */
-  stats(): {connections: number; active: number; spares: number}
+  /**
+   * connections: relayed through this daemon so far (not those the agent made directly); active:
+   * open now; spares: idle spare connections; agent: what the agent's process carried, as of its
+   * last pong (`at`, ms since the epoch).
+   */
+  stats(): AgentSessionStats
+}
+
+export interface AgentSessionStats {
+  connections: number
+  active: number
+  spares: number
+  agent?: AgentCounters & {at: number}
 }
 
 const RELEASE_WAIT_MS = 10_000
@@ -86,6 +97,7 @@ class Session implements AgentSession {
   private active = false
   private ended = false
   private relayed = 0
+  private agentCounters?: AgentCounters & {at: number}
   private readonly open = new Set<Socket>()
   private readonly spares = new Set<Socket>()
   /** Hand-backs waiting for the agent's `drained`. */
@@ -161,6 +173,7 @@ class Session implements AgentSession {
         void this.dial(message.id)
         break
       case 'pong':
+        if (message.counters) this.agentCounters = {...message.counters, at: Date.now()}
         break
       case 'drained':
         for (const resolve of this.drainWaiters.splice(0)) resolve()
@@ -283,8 +296,8 @@ class Session implements AgentSession {
     this.end('released')
   }
 
-  stats(): {connections: number; active: number; spares: number} {
-    return {connections: this.relayed, active: this.open.size, spares: this.spares.size}
+  stats(): AgentSessionStats {
+    return {connections: this.relayed, active: this.open.size, spares: this.spares.size, agent: this.agentCounters}
   }
 
   private fail(error: Error, reason: string): void {

@@ -6,7 +6,7 @@ import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {AgentServer, type AgentSession} from '@tp/agent'
 import {isNotFound} from '@tp/sdk'
 import {DockerCluster, type Workload} from '@tp/cluster-docker'
@@ -186,6 +186,26 @@ beforeAll(async () => {
   })
   handlerPort = await new Promise((resolve) => handler.listen(0, '127.0.0.1', () => resolve((handler.address() as {port: number}).port)))
   await startServer()
+})
+
+/** The workload's NAT rules (Docker's DNS rules aside) and its forwarding switch. */
+async function namespaceState(): Promise<string> {
+  const script = 'iptables -w -t nat -S | grep -v DOCKER_ && echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)'
+  const {output, code} = await fx.run(runtime, `container:${workload.containerId}`, ['sh', '-c', script], 'tpt-agent-state', {CapAdd: ['NET_ADMIN']})
+  expect(code, output).toBe(0)
+  return output.trim()
+}
+let namespaceBefore: string
+/** One agent serves several tests (its rule stays between them): checked when it is removed. */
+let sharedAgent = false
+
+beforeAll(async () => {
+  namespaceBefore = await namespaceState()
+})
+
+// whatever a test did, the agent's rules are gone and forwarding is as it was
+afterEach(async () => {
+  if (!sharedAgent) expect(await namespaceState()).toBe(namespaceBefore)
 })
 
 afterAll(async () => {
@@ -436,10 +456,13 @@ describe('relayed connections', () => {
 
   beforeAll(async () => {
     ;({session, containerId} = await inject('relay'))
+    sharedAgent = true
   })
 
   afterAll(async () => {
     await cluster.removeAgent(containerId, 5)
+    sharedAgent = false
+    expect(await namespaceState()).toBe(namespaceBefore)
   })
 
   it('carries a large upload, honours half-close and returns the answer', async () => {
@@ -651,5 +674,6 @@ describe('the workload', () => {
     expect(rules.code).toBe(0)
     expect(rules.output).toContain('*nat')
     expect(rules.output).not.toContain('REDIRECT')
+    expect(rules.output).not.toContain('tp-agent')
   })
 })

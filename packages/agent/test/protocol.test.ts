@@ -106,6 +106,7 @@ describe('decodeAgentMessage', () => {
 
   it('decodes every message the agent sends, keeping only the known fields', () => {
     const sent: AgentMessage[] = [hello as AgentMessage, {type: 'ready'}, {type: 'failed', message: 'iptables: no'}, {type: 'dial', id: 'c7'}, {type: 'pong'}]
+    sent.push({type: 'pong', counters: {toHandler: 3, toApp: 0, kernelPath: true}})
     for (const message of sent) expect(decodeAgentMessage(JSON.parse(encode(message)))).toEqual(message)
     expect(decodeAgentMessage({type: 'ready', extra: 1})).toEqual({type: 'ready'})
     expect(decodeAgentMessage({...hello, sftpPort: null})).toEqual({...hello, sftpPort: null})
@@ -124,6 +125,8 @@ describe('decodeAgentMessage', () => {
     ['a hello with a fractional sftp port', {...hello, sftpPort: 1.5}],
     ['failed without a message', {type: 'failed'}],
     ['dial with a numeric id', {type: 'dial', id: 7}],
+    ['a pong with a negative count', {type: 'pong', counters: {toHandler: -1, toApp: 0, kernelPath: false}}],
+    ['a pong without kernelPath', {type: 'pong', counters: {toHandler: 1, toApp: 0}}],
   ])('rejects %s', (_title, value) => {
     expect(decodeAgentMessage(value)).toBeUndefined()
   })

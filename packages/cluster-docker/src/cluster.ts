@@ -35,6 +35,23 @@ function list(items: string[]): string {
  * The Docker cluster driver: a user-defined network is a namespace, each running container on it
  * (except tp's own) a workload, its exposed ports the service ports.
  */
+/**
+ * Docker's read-only paths, with /proc/sys split so that only /proc/sys/net stays writable: the
+ * agent (and its guard and clean-up) may have to turn IPv4 forwarding on in the workload's network
+ * namespace for the kernel path and off again afterwards. Net sysctls are per network namespace
+ * and need NET_ADMIN there, so this reaches nothing beyond that namespace (Docker refuses
+ * `--sysctl` with `--network container:`; `--privileged` would give everything). The rest of
+ * /proc/sys (kernel, vm, fs, …) stays read-only as Docker makes it.
+ */
+export const AGENT_READONLY_PATHS = [
+  '/proc/asound',
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sysrq-trigger',
+  ...['abi', 'crypto', 'debug', 'dev', 'fs', 'kernel', 'sunrpc', 'user', 'vm'].map((dir) => `/proc/sys/${dir}`),
+]
+
 export class DockerCluster {
   private readonly networkFilter: (name: string) => boolean
 
@@ -217,6 +234,7 @@ export class DockerCluster {
       HostConfig: {
         NetworkMode: `container:${spec.workload.containerId}`,
         CapAdd: ['NET_ADMIN'],
+        ReadonlyPaths: AGENT_READONLY_PATHS,
         VolumesFrom: spec.volumes === false ? [] : [spec.workload.containerId],
         AutoRemove: true,
       },
@@ -306,7 +324,7 @@ export class DockerCluster {
       Cmd: ['node', '/opt/tp/agent.cjs', 'cleanup'],
       Env: o.interceptId ? [`TP_AGENT_INTERCEPT_ID=${o.interceptId}`] : [],
       Labels: o.labels ?? {},
-      HostConfig: {NetworkMode: `container:${o.workloadContainerId}`, CapAdd: ['NET_ADMIN']},
+      HostConfig: {NetworkMode: `container:${o.workloadContainerId}`, CapAdd: ['NET_ADMIN'], ReadonlyPaths: AGENT_READONLY_PATHS},
     })
     try {
       await container.start()
