@@ -1,7 +1,8 @@
 /**
  * Start-up cost of the tp binary: wall time of `tp version` (oclif host + manifest + every plugin
- * loaded + a round trip to the Docker engine) and of `tp --version` (the host alone), each as a
- * median of RUNS, against `node -e 0` (the floor: starting node at all).
+ * loaded + a round trip to the Docker engine), of `tp --help` (oclif host + every plugin, no Docker)
+ * and of `tp --version` (answered by bin/run.js before oclif loads), each as a median of RUNS,
+ * against `node -e 0` (the floor: starting node at all).
  */
 import {execFile} from 'node:child_process'
 import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
@@ -41,14 +42,15 @@ export async function run({log, root}) {
   const commands = {
     baseline: ['-e', '0'],
     version: [bin, 'version'],
+    help: [bin, '--help'],
     hostOnly: [bin, '--version'],
   }
   const dir = mkdtempSync(join(tmpdir(), 'tp-bench-startup-'))
   const preload = join(dir, 'cpu-report.cjs')
   writeFileSync(preload, CPU_REPORT)
-  const samples = {baseline: [], version: [], hostOnly: []}
+  const samples = {baseline: [], version: [], help: [], hostOnly: []}
   try {
-    // one warm-up of each (file cache), then round-robin, so a busy machine slows all three alike
+    // one warm-up of each (file cache), then round-robin, so a busy machine slows them all alike
     for (const args of Object.values(commands)) await timeOnce(args, env, preload)
     for (let k = 0; k < RUNS; k++) {
       for (const [key, args] of Object.entries(commands)) samples[key].push(await timeOnce(args, env, preload))
@@ -60,8 +62,9 @@ export async function run({log, root}) {
   const cpu = (key) => median(samples[key].map((s) => s.cpu))
   const baseline = wall('baseline')
   const version = wall('version')
+  const help = wall('help')
   const hostOnly = wall('hostOnly')
-  const labels = {baseline: 'node -e 0', version: 'tp version', hostOnly: 'tp --version'}
+  const labels = {baseline: 'node -e 0', version: 'tp version', help: 'tp --help', hostOnly: 'tp --version'}
   for (const key of Object.keys(commands)) log(`${labels[key]}: wall ${wall(key).toFixed(3)} s, cpu ${cpu(key).toFixed(3)} s`)
   const note = `median of ${RUNS} runs, interleaved with node -e 0`
   return [
@@ -74,6 +77,14 @@ export async function run({log, root}) {
       ratio: cpu('version') / cpu('baseline'),
       note: `${note}; user+system, steadier on a busy machine`,
     },
-    {metric: 'tp --version, wall time', tp: hostOnly, baseline, unit: 's', ratio: hostOnly / baseline, note: `${note}; the oclif host alone, no Docker`},
+    {metric: 'tp --help, wall time', tp: help, baseline, unit: 's', ratio: help / baseline, note: `${note}; the oclif host and every plugin, no Docker`},
+    {
+      metric: 'tp --version, wall time',
+      tp: hostOnly,
+      baseline,
+      unit: 's',
+      ratio: hostOnly / baseline,
+      note: `${note}; printed by bin/run.js as oclif would, oclif not loaded`,
+    },
   ]
 }

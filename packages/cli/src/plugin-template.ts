@@ -1,8 +1,7 @@
 import {existsSync} from 'node:fs'
 import {mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
-import {dirname, join, relative, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {dirname, join, relative} from 'node:path'
 import {type ExtensionPoint, UserError} from '@tp/sdk'
 import validateName from 'validate-npm-package-name'
 
@@ -22,7 +21,8 @@ export type PluginKind = keyof typeof PLUGIN_KINDS
 /** The versions tp itself builds with (checked against the repository's root package.json by a test). */
 export const TOOLCHAIN = {typescript: '5.9.3', '@types/node': '20.19.43'} as const
 
-const TEMPLATES = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'templates')
+// from the package's root: this module runs from dist/ and from the bundle (dist/bundle/…), at other depths
+const TEMPLATES = join(dirname(createRequire(import.meta.url).resolve('@tp/cli/package.json')), 'templates')
 /** A handler's name is also its flag (`--acme`): lower-case words joined by dashes. */
 const EXTENSION_NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/
 

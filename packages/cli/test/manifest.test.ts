@@ -7,15 +7,31 @@ import {makeSandbox, type Sandbox} from './helpers.js'
 
 /**
  * tp starts fast because oclif reads its commands from oclif.manifest.json (written by
- * `npm run build`) instead of importing every command module at start-up.
+ * `npm run build`) instead of importing every command module at start-up, and loads them from
+ * the bundle (dist/bundle/commands, scripts/bundle.mjs): one entry file per command.
  */
 const cliRoot = resolve(fileURLToPath(import.meta.url), '../..')
 const manifestPath = join(cliRoot, 'oclif.manifest.json')
-const commandsDir = join(cliRoot, 'dist/commands')
+const pjson = JSON.parse(readFileSync(join(cliRoot, 'package.json'), 'utf8')) as {version: string; oclif: {commands: string}}
+/** Where oclif loads tp's commands from. */
+const commandsDir = join(cliRoot, pjson.oclif.commands)
+/** What tsc made of src/commands: every command there must be in the bundle too. */
+const compiledCommandsDir = join(cliRoot, 'dist/commands')
 
 async function commandModules(dir: string): Promise<string[]> {
   const entries = await readdir(dir, {withFileTypes: true, recursive: true})
   return entries.filter((e) => e.isFile() && e.name.endsWith('.js')).map((e) => join(e.parentPath, e.name))
+}
+
+/** The ids of the modules under `dir` that export a command class (`spec:run` for spec/run.js). */
+async function commandIds(dir: string): Promise<string[]> {
+  const ids: string[] = []
+  for (const file of await commandModules(dir)) {
+    const exported = ((await import(pathToFileURL(file).href)) as {default?: {prototype?: {run?: unknown}}}).default
+    if (typeof exported?.prototype?.run !== 'function') continue // a helper module, not a command
+    ids.push(relative(dir, file).replace(/\.js$/, '').split('/').join(':'))
+  }
+  return ids.sort()
 }
 
 describe('oclif manifest', () => {
@@ -28,17 +44,16 @@ describe('oclif manifest', () => {
   it('exists and lists every command the build produced', async () => {
     expect(existsSync(manifestPath), `${manifestPath} is missing: run \`npm run build\``).toBe(true)
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {version: string; commands: Record<string, unknown>}
-    const pjson = JSON.parse(readFileSync(join(cliRoot, 'package.json'), 'utf8')) as {version: string}
     expect(manifest.version).toBe(pjson.version)
-    const ids: string[] = []
-    for (const file of await commandModules(commandsDir)) {
-      const exported = ((await import(pathToFileURL(file).href)) as {default?: {prototype?: {run?: unknown}}}).default
-      if (typeof exported?.prototype?.run !== 'function') continue // a helper module, not a command
-      ids.push(relative(commandsDir, file).replace(/\.js$/, '').split('/').join(':'))
-    }
-    expect(ids).toContain('version')
-    expect(ids).toContain('extensions')
-    const missing = ids.filter((id) => !(id in manifest.commands))
+    const compiled = await commandIds(compiledCommandsDir)
+    const bundled = await commandIds(commandsDir)
+    expect(compiled).toContain('version')
+    expect(compiled).toContain('extensions')
+    expect(
+      compiled.filter((id) => !bundled.includes(id)),
+      'commands missing from the bundle: run `npm run build`',
+    ).toEqual([])
+    const missing = compiled.filter((id) => !(id in manifest.commands))
     expect(missing, `stale manifest: run \`npm run build\` (or \`npm run -w @tp/cli manifest\`)`).toEqual([])
   })
 
