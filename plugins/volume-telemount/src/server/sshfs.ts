@@ -78,7 +78,8 @@ export class SshfsMount {
       // larger read requests: a 100 MB read ~1.4× faster than with the default (checked byte for byte)
       'max_read=1048576',
       // several SFTP connections (each its own sftp-server at the agent): one slow request, e.g. a
-      // big read, no longer holds up the others (listings, other files); a 100 MB read ~15% faster
+      // big read, no longer holds up the others (listings, other files). A single 100 MB read gains
+      // little (~10% with sshfs on this host, within the noise of `node bench/run.mjs telemount`)
       `max_conns=${SFTP_CONNECTIONS}`,
       // reconnect: a short network blip must not kill every volume of this agent. The ServerAlive
       // options are ssh's and inert with directport (no ssh runs); they matter only if a future
