@@ -60,9 +60,9 @@ export async function firstReply(host, port, marker, started, timeoutMs = 30_000
 
 /**
  * `concurrency` clients GET http://host:port/ for `seconds`, a new connection per request: requests
- * per second, p50/p99 latency in ms, and how many failed.
+ * per second, p50/p99 latency in ms, and how many failed (with `marker`: a reply without it failed too).
  */
-export async function load(host, port, {seconds = 4, concurrency = 8} = {}) {
+export async function load(host, port, {seconds = 4, concurrency = 8, marker = undefined} = {}) {
   const latencies = []
   let failed = 0
   const deadline = performance.now() + seconds * 1000
@@ -71,7 +71,8 @@ export async function load(host, port, {seconds = 4, concurrency = 8} = {}) {
       while (performance.now() < deadline) {
         const t = performance.now()
         try {
-          await httpBody(host, port, {timeoutMs: 2000})
+          const body = await httpBody(host, port, {timeoutMs: 2000})
+          if (marker !== undefined && !body.includes(marker)) throw new Error(`a reply without "${marker}"`)
           latencies.push(performance.now() - t)
         } catch {
           failed++
@@ -94,17 +95,17 @@ export const staticServerCmd = (port, marker) => ['sh', '-c', `mkdir -p /www && 
 /**
  * Starts a busybox container serving `marker` on `port` (the same static server for every path
  * measured): a workload on `network` (its port exposed), or a handler in another container's
- * network namespace (`network: 'container:<name>'`). Resolves with the container and its IP on
- * the network (undefined in another's namespace).
+ * network namespace (`network: 'container:<name>'`). `labels` are added to `tp.fixture=true`.
+ * Resolves with the container and its IP on the network (undefined in another's namespace).
  */
-export async function startStaticServer(docker, {name, image, port, marker, network}) {
+export async function startStaticServer(docker, {name, image, port, marker, network, labels = {}}) {
   const workload = !network.startsWith('container:')
   const container = await docker.createContainer({
     name,
     Image: image,
     Cmd: staticServerCmd(port, marker),
     ...(workload ? {ExposedPorts: {[`${port}/tcp`]: {}}} : {}),
-    Labels: {'tp.fixture': 'true'},
+    Labels: {'tp.fixture': 'true', ...labels},
     HostConfig: {NetworkMode: network},
   })
   await container.start()
@@ -122,7 +123,8 @@ export function benchTp(root, label) {
   return {
     cacheDir,
     tp: (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']}),
-    exited: (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    exited: (child) =>
+      new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.on('exit', (code) => resolve(code)))),
     remove: () => rmSync(cacheDir, {recursive: true, force: true}),
   }
 }

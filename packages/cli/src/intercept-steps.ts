@@ -13,6 +13,7 @@ import {
   type RunExtras,
   UserError,
   type VolumeForm,
+  type VolumeProvider,
   type VolumeRequest,
   type PlacementCapabilities,
   pluginLabel,
@@ -139,9 +140,19 @@ export async function provideVolumes(
   context: PluginContext,
   session: InterceptSession,
   request: VolumeRequest,
-  provider: string = chooseVolumeProvider(registries, session.placement.capabilities, request.form),
+  provider: string | VolumeProvider = chooseVolumeProvider(registries, session.placement.capabilities, request.form),
 ): Promise<ProvidedVolumes> {
-  return (await registries.volumeProviders.load(provider, context)).provide(session, request)
+  return (typeof provider === 'string' ? await registries.volumeProviders.load(provider, context) : provider).provide(session, request)
+}
+
+/**
+ * Loads a volume provider ahead of time and lets it warm up (`warmUp`) while the intercept is being
+ * created. A failed warm-up is only logged: `provide` meets the problem again and says so.
+ */
+export async function loadVolumeProviderEarly(registries: Registries, context: PluginContext, name: string): Promise<VolumeProvider> {
+  const provider = await registries.volumeProviders.load(name, context)
+  void provider.warmUp?.().catch(swallow(trace, `warming up volume provider ${name}`))
+  return provider
 }
 
 export interface HandlerOutcome {

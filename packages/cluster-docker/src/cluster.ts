@@ -1,6 +1,6 @@
 import type Dockerode from 'dockerode'
 import {demuxLogs, dockerStatusCode, isNotFound, LABEL_MANAGED, SubprocessError, UserError, waitUntilGone, debugLog, swallow} from '@tp/sdk'
-import {describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
+import {LABEL_COMPOSE_SERVICE, describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
 
 const trace = debugLog('tp:daemon')
 
@@ -131,8 +131,12 @@ export class DockerCluster {
   }
 
   async workloads(namespace: string): Promise<Workload[]> {
-    await this.requireNamespace(namespace)
-    const containers = await this.runningContainers(namespace)
+    const [, containers] = await Promise.all([this.requireNamespace(namespace), this.runningContainers(namespace)])
+    return this.inspectWorkloads(containers, namespace)
+  }
+
+  /** The workloads among listed containers (inspected: env, aliases, mounts), sorted by name. */
+  private async inspectWorkloads(containers: Dockerode.ContainerInfo[], namespace: string): Promise<Workload[]> {
     const inspected = await Promise.all(
       containers.map((c) =>
         this.docker
@@ -151,10 +155,20 @@ export class DockerCluster {
       .sort((a, b) => a.name.localeCompare(b.name) || a.container.localeCompare(b.container))
   }
 
-  /** A workload by name, alias or container name. */
+  /**
+   * A workload by name, alias or container name. A name (container or compose service) is found in
+   * the list of containers, and only its container inspected; an alias needs every one inspected.
+   */
   async workload(namespace: string, name: string): Promise<Workload> {
-    const all = await this.workloads(namespace)
-    const byName = all.filter((w) => w.name === name || w.container === name)
+    const [, containers] = await Promise.all([this.requireNamespace(namespace), this.runningContainers(namespace)])
+    const named = containers.filter((c) => c.Labels?.[LABEL_COMPOSE_SERVICE] === name || c.Names.some((n) => n.replace(/^\//, '') === name))
+    const isNamed = (w: Workload) => w.name === name || w.container === name
+    let byName = named.length > 0 ? (await this.inspectWorkloads(named, namespace)).filter(isNamed) : []
+    let all = byName
+    if (byName.length === 0) {
+      all = await this.inspectWorkloads(containers, namespace)
+      byName = all.filter(isNamed)
+    }
     const matches = byName.length > 0 ? byName : all.filter((w) => w.aliases.includes(name))
     if (matches.length === 1) return matches[0]
     if (matches.length > 1) {

@@ -1,7 +1,16 @@
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {timingSafeEqual} from 'node:crypto'
 import type {Cluster} from './cluster.js'
-import {type ApiErrorBody, type CreateInterceptRequest, type DaemonStatus, type InterceptEvent, UserError, type WorkloadInfo, isUserError} from '@tp/sdk'
+import {
+  type ApiErrorBody,
+  type CreateInterceptRequest,
+  type DaemonStatus,
+  type InterceptEvent,
+  type InterceptStep,
+  UserError,
+  type WorkloadInfo,
+  isUserError,
+} from '@tp/sdk'
 import type {DaemonConfig} from './config.js'
 import type {InterceptManager} from './intercepts.js'
 
@@ -101,7 +110,9 @@ export function createApi(options: {
       markClosed()
       if (name) void intercepts.remove(name, 'the tp command that created it has gone', 'lease-lost')
     })
-    const session = await intercepts.create(body, lease)
+    const started = performance.now()
+    const steps: InterceptStep[] = []
+    const session = await intercepts.create(body, lease, (step) => steps.push({step, ms: Math.round(performance.now() - started)}))
     name = session.name
     if (!open) {
       await intercepts.remove(name, 'the tp command that created it has gone', 'lease-lost')
@@ -111,7 +122,7 @@ export function createApi(options: {
     res.flushHeaders()
     req.socket.setKeepAlive(true, 1000)
     req.socket.setNoDelay(true)
-    lease.send({type: 'session', session})
+    lease.send({type: 'session', session, steps})
   }
 
   const server = createServer((req, res) => {

@@ -57,7 +57,8 @@ interface Intercept {
   markHolderDone: () => void
 }
 
-const READINESS_POLL_MS = 50
+/** How often a waiting intercept checks whether its handler answers (a refused connect costs next to nothing). */
+const READINESS_POLL_MS = 20
 
 /** The daemon's intercepts: creates them (agent + lease), switches traffic when the handler answers, removes them. */
 export class InterceptManager {
@@ -79,8 +80,11 @@ export class InterceptManager {
     return [...this.intercepts.values()].map((i) => i.info)
   }
 
-  /** Creates an intercept; its lifetime is the lease (the CLI's open request). */
-  async create(request: CreateInterceptRequest, lease: LeaseSink): Promise<DaemonSession> {
+  /**
+   * Creates an intercept; its lifetime is the lease (the CLI's open request). `step` hears the end
+   * of each step (where the time to an intercept goes: `TP_DEBUG=1` on the CLI prints them).
+   */
+  async create(request: CreateInterceptRequest, lease: LeaseSink, step: (what: string) => void = () => undefined): Promise<DaemonSession> {
     validateLocalPort(request.localPort)
     if (request.handlerRunsAs === 'process' && !this.reach.process) {
       throw new UserError(
@@ -89,6 +93,7 @@ export class InterceptManager {
       )
     }
     const workload = await this.cluster.workload(this.config.namespace, request.workload)
+    step(`workload ${workload.name} found`)
     const port = this.cluster.resolvePort(workload, request.servicePort)
     const name = request.name ?? (workload.ports.length > 1 ? `${workload.name}-${port.port}` : workload.name)
     if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(name)) {
@@ -107,7 +112,7 @@ export class InterceptManager {
     }
     this.claims.set(claimKey, name)
     try {
-      return await this.start(name, workload, port.port, port.name, request, lease)
+      return await this.start(name, workload, port.port, port.name, request, lease, step)
     } catch (error) {
       this.claims.delete(claimKey)
       throw error
@@ -121,6 +126,7 @@ export class InterceptManager {
     serviceName: string | undefined,
     request: CreateInterceptRequest,
     lease: LeaseSink,
+    step: (what: string) => void,
   ): Promise<DaemonSession> {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
@@ -137,8 +143,8 @@ export class InterceptManager {
     })
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
     // an agent of an earlier daemon of this connection may still be releasing: let it go first
-    await this.cluster.removeAgent(agentName, 2)
-    await this.cluster.removeAgent(`${agentName}-guard`, 0)
+    await Promise.all([this.cluster.removeAgent(agentName, 2), this.cluster.removeAgent(`${agentName}-guard`, 0)])
+    step('no earlier agent left')
     const {containerId, exited: agentExited} = await this.cluster.injectAgent({
       workload,
       image: this.config.runtimeImage,
@@ -152,9 +158,11 @@ export class InterceptManager {
         TP_AGENT_MOUNTS: JSON.stringify(exported.map((m) => ({path: m.path, readOnly: m.readOnly}))),
       },
     })
+    step(`agent ${agentName} started`)
     let ready: Awaited<AgentSession['ready']>
     try {
       ready = await agent.ready
+      step('agent ready (rule installed)')
     } catch (error) {
       await this.cluster.removeAgent(containerId, 1).catch(swallow(trace, `removing the agent of ${name} that never became ready`))
       throw error

@@ -171,6 +171,12 @@ export interface ProvidedVolumes {
 export interface VolumeProvider {
   /** Checks (and installs) what the provider needs, before the handler starts. */
   provide(session: InterceptSession, request?: VolumeRequest): Promise<ProvidedVolumes>
+  /**
+   * Optional: gets ready ahead of time (e.g. looks up or installs what `provide` needs) while the
+   * intercept is being created, so that `provide` has less to do. Creates nothing that `provide`'s
+   * `release` would have to remove; a failure here is ignored (`provide` meets it again and says so).
+   */
+  warmUp?(): Promise<void>
 }
 
 export type VolumeProviderDescriptor = Descriptor<VolumeProvider> & {

@@ -57,12 +57,19 @@ export interface CreateInterceptRequest {
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */
 export type InterceptEvent =
-  | {type: 'session'; session: DaemonSession}
+  /** `steps`: what creating it took in the daemon, each step's end in ms from the request (`TP_DEBUG=1` prints them). */
+  | {type: 'session'; session: DaemonSession; steps?: InterceptStep[]}
   | {type: 'active'}
   | {type: 'heartbeat'}
   /** `normal`: ended on purpose (tp leave, tp quit); otherwise something failed (agent or workload gone). */
   | {type: 'ended'; reason: string; normal: boolean}
   | {type: 'error'; error: ApiErrorBody}
+
+/** One step of creating an intercept in the daemon, and when it ended (ms from the request). */
+export interface InterceptStep {
+  step: string
+  ms: number
+}
 
 export interface ApiErrorBody {
   kind: 'user' | 'bug'
@@ -94,6 +101,8 @@ export class DaemonUnreachableError extends UserError {
 export interface InterceptLease {
   /** The session without its placement (the CLI adds the one its backend gives). */
   session: DaemonSession
+  /** What creating the intercept took in the daemon (empty from a daemon that does not say). */
+  steps: InterceptStep[]
   /** Resolves once the handler answers and traffic is switched. */
   active: Promise<void>
   /** Resolves when the daemon ends the intercept (leave, quit, agent gone) or the daemon is lost. */
@@ -179,7 +188,7 @@ export class DaemonClient {
             const event = JSON.parse(line) as InterceptEvent
             if (event.type === 'session' && !settled) {
               settled = true
-              resolve({session: event.session, active, ended, close: () => req.destroy()})
+              resolve({session: event.session, steps: event.steps ?? [], active, ended, close: () => req.destroy()})
             } else if (event.type === 'error') fail(errorFromApi(event.error))
             else if (event.type === 'active') resolveActive()
             else if (event.type === 'ended') resolveEnded({reason: event.reason, normal: event.normal})

@@ -139,6 +139,18 @@ async function checkPluginDir(dir: string): Promise<void> {
 }
 
 /**
+ * Whether `ensurePlugin` would find the plugin ready at once (installed, enabled, this build), so
+ * that running it installs nothing. Changes nothing; any doubt is false.
+ */
+export async function pluginIsReady(docker: Dockerode, settings: PluginSettings): Promise<boolean> {
+  const existing = await inspectPlugin(docker, pluginRef(settings))
+  if (!existing?.Enabled) return false
+  if (settings.pluginDir) return true
+  const build = await inputsHash(pluginRootfsSpec(await requireServerBundle()), [JSON.stringify(pluginConfig(''))])
+  return buildOf(existing.Config?.Description) === build
+}
+
+/**
  * Makes sure `ref` exists and is enabled; returns the driver name to give `docker volume create`.
  * Idempotent and safe when several tp processes run it at once.
  */

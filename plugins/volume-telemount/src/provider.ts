@@ -14,7 +14,7 @@ import {
 } from '@tp/sdk'
 import {volumeName} from './names.js'
 import {volumeDriverOptions} from './options.js'
-import {type PluginSettings, ensurePlugin, pluginRef, pluginSettingsFromEnv} from './plugin.js'
+import {type PluginSettings, ensurePlugin, pluginIsReady, pluginRef, pluginSettingsFromEnv} from './plugin.js'
 
 const trace = debugLog('tp:plugin:volume-telemount')
 
@@ -50,46 +50,68 @@ export class TelemountProvider implements VolumeProvider {
     this.docker = options.docker ?? new Docker()
   }
 
+  private settings(): PluginSettings {
+    return {...pluginSettingsFromEnv(this.context.tpVersion, this.context.log), ...this.options.plugin, log: this.context.log}
+  }
+
+  /**
+   * While the intercept is being created: the plugin is checked (and older versions removed) as
+   * provide() would, if it is ready; installing it is left to provide(), for a workload that has volumes.
+   */
+  async warmUp(): Promise<void> {
+    const settings = this.settings()
+    if (await pluginIsReady(this.docker, settings)) await ensurePluginOnce(this.docker, settings)
+  }
+
   async provide(session: InterceptSession): Promise<ProvidedVolumes> {
     if (session.mounts.length === 0) return {dockerRunArgs: [], release: async () => {}}
-    const settings = {...pluginSettingsFromEnv(this.context.tpVersion, this.context.log), ...this.options.plugin, log: this.context.log}
+    const settings = this.settings()
     let driver = await ensurePluginOnce(this.docker, settings)
 
     const created: string[] = []
     let releasing: Promise<void> | undefined
     const release = (): Promise<void> => (releasing ??= this.removeVolumes(created))
-    const dockerRunArgs: string[] = []
-    try {
-      for (const [index, mount] of session.mounts.entries()) {
-        const name = volumeName(session, index, mount.path)
-        const create = () =>
-          this.docker.createVolume({
-            Name: name,
-            Driver: driver,
-            DriverOpts: volumeDriverOptions({host: mount.sftp.host, port: mount.sftp.port, dir: mount.sftp.dir, readOnly: mount.readOnly}),
-            Labels: tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'volume'}),
-          })
-        try {
-          await create()
-        } catch (error) {
-          // the plugin this process installed earlier was removed since (`docker plugin rm`, tp gc): install it again
-          if (!/plugin .* not found|error looking up volume plugin/i.test(dockerMessage(error))) throw error
+    const names = session.mounts.map((mount, index) => volumeName(session, index, mount.path))
+    let reinstall: Promise<string> | undefined
+    const createOne = async (index: number) => {
+      const mount = session.mounts[index]
+      const create = () =>
+        this.docker.createVolume({
+          Name: names[index],
+          Driver: driver,
+          DriverOpts: volumeDriverOptions({host: mount.sftp.host, port: mount.sftp.port, dir: mount.sftp.dir, readOnly: mount.readOnly}),
+          Labels: tpLabels({connection: session.daemon.connection, intercept: session.name, role: 'volume'}),
+        })
+      try {
+        await create()
+      } catch (error) {
+        // the plugin this process installed earlier was removed since (`docker plugin rm`, tp gc):
+        // install it again, once for all the volumes
+        if (!/plugin .* not found|error looking up volume plugin/i.test(dockerMessage(error))) throw error
+        reinstall ??= (() => {
           installs.delete(driver)
-          driver = await ensurePluginOnce(this.docker, settings)
-          await create()
-        }
-        created.push(name)
-        dockerRunArgs.push('-v', `${name}:${mount.path}${mount.readOnly ? ':ro' : ''}`)
+          return ensurePluginOnce(this.docker, settings)
+        })()
+        driver = await reinstall
+        await create()
       }
-    } catch (error) {
+      created.push(names[index])
+    }
+    // all at once: each is a round trip to the engine and the plugin; every one settles before a
+    // failure is reported, so release() sees all that were made
+    const results = await Promise.allSettled(session.mounts.map((_, index) => createOne(index)))
+    const failed = results.findIndex((r) => r.status === 'rejected')
+    if (failed >= 0) {
+      const rejected = results[failed] as PromiseRejectedResult
       await release().catch(swallow(trace, 'removing the volumes made before the failure'))
       throw new UserError(
-        `cannot create the remote volume for ${session.mounts[created.length]?.path ?? '?'}: ${dockerMessage(error)}`,
+        `cannot create the remote volume for ${session.mounts[failed].path}: ${dockerMessage(rejected.reason)}`,
         'run the intercept with --mount=false to go without remote volumes',
-        {cause: error},
+        {cause: rejected.reason},
       )
     }
-    this.context.log.debug(`telemount volumes: ${created.join(', ')}`)
+    const dockerRunArgs = session.mounts.flatMap((mount, index) => ['-v', `${names[index]}:${mount.path}${mount.readOnly ? ':ro' : ''}`])
+    this.context.log.debug(`telemount volumes: ${names.join(', ')}`)
     return {dockerRunArgs, release}
   }
 

@@ -24,6 +24,7 @@ import {
   chooseVolumeProvider,
   endIntercept,
   hintWhileWaiting,
+  loadVolumeProviderEarly,
   nextStepAfter,
   parseMount,
   printSession,
@@ -35,6 +36,8 @@ import {
 import {parsePortSpec} from '../port-spec.js'
 
 const trace = debugLog('tp:cli')
+/** The daemon's own steps, as it reports them. */
+const daemonTrace = debugLog('tp:daemon')
 
 // oclif's flag types are too precise for a map built at run time
 // biome-ignore lint/suspicious/noExplicitAny: oclif's flag builders return types a map built at run time cannot name
@@ -171,9 +174,15 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const descriptor = chooseHandler(descriptors, flags as Record<string, unknown>, handlerArgs)
 
     const context = this.pluginContext()
-    // TP_DEBUG=1 shows where the time to an intercept goes
-    const started = performance.now()
-    const step = (what: string) => context.log.debug(`+${Math.round(performance.now() - started)} ms: ${what}`)
+    // TP_DEBUG=1 shows where the time to an intercept goes: each step's end in ms since this
+    // process started, and how long the step took
+    let previous = 0
+    const step = (what: string) => {
+      const now = performance.now()
+      context.log.debug(`at ${Math.round(now)} ms (+${Math.round(now - previous)}): ${what}`)
+      previous = now
+    }
+    step('tp loaded')
     const connections = new Connections(registries, context)
     // every path the user names is checked before anything exists
     if (flags['env-syntax'] && !flags['env-file']) {
@@ -190,6 +199,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       )
     }
     await checkOutputFiles({'env-file': flags['env-file'], 'env-json': flags['env-json']})
+    // the handler's code loads while the connections are looked up (loading it creates nothing)
+    const handlerLoading = descriptor ? registries.handlers.load(descriptor.name, context) : undefined
+    handlerLoading?.catch(swallow(trace, 'loading the handler (awaited below)'))
     // what works where the handler will run is known before anything exists; --use names a
     // connection that exists (never made here), --namespace agrees with the one chosen
     let connection: LiveConnection | undefined = await connections.choose({use: flags.use, namespace: flags.namespace})
@@ -206,7 +218,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     // 1. the handler checks and resolves everything that can fail, before the intercept exists
     let prepared: PreparedHandler | undefined
     if (descriptor) {
-      const handler = await registries.handlers.load(descriptor.name, context)
+      const handler = await handlerLoading!
       prepared = await handler.prepare({
         workload: args.workload,
         flags: flags as Record<string, unknown>,
@@ -231,6 +243,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         noVolumeProvider = error
       }
     }
+    // the provider loads and warms up while the intercept is being created
+    const providerLoading = volumeProvider ? loadVolumeProviderEarly(registries, context, volumeProvider) : undefined
+    providerLoading?.catch(swallow(trace, 'loading the volume provider (awaited below)'))
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
     let endReason: string | undefined
@@ -257,6 +272,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       const session: InterceptSession = {...lease.session, placement: connection.placement}
       const {client} = connection
       const drain = () => client.drain(session.name)
+      for (const s of lease.steps) daemonTrace(`+${s.ms} ms into creating it: ${s.step}`)
       step(`intercept ${session.name} created`)
       if (interrupts.signal) return
       await writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
@@ -267,7 +283,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       // 4. volumes, 5. the handler in the foreground
       if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
         if (noVolumeProvider) throw noVolumeProvider
-        volumes = await provideVolumes(registries, context, session, {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root}, volumeProvider)
+        const request = {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root} as const
+        volumes = await provideVolumes(registries, context, session, request, providerLoading ? await providerLoading : volumeProvider)
         step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
       if (interrupts.signal) return
