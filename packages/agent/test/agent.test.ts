@@ -2,7 +2,6 @@ import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {createServer, connect, type Server, type Socket} from 'node:net'
-import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -12,6 +11,7 @@ import {isNotFound} from '@tp/sdk'
 import {DockerCluster, type Workload} from '@tp/cluster-docker'
 import {ensureRuntimeImage} from '@tp/images'
 import {Fixtures, httpdCmd} from './fixture.js'
+import {converse, eventuallyWith, get, open} from './net.js'
 
 // Real engine: a busybox workload on its own network, the real agent container in its namespace,
 // and this test process playing the daemon through AgentServer.
@@ -20,6 +20,7 @@ const NET = 'tpt-agent-net'
 const fx = new Fixtures()
 const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET})
 const logs: string[] = []
+const eventually = eventuallyWith(() => logs.join('\n'))
 
 let runtime: string
 let busybox: string
@@ -31,64 +32,8 @@ let handlerPort: number // where connectLocal connects; tests may point it elsew
 let server: AgentServer
 let serverPort: number
 
-/** GET http://host/ with a fresh connection; resolves with the body, rejects on any failure. */
-/** Opens a TCP connection to the workload's port 80 and waits until it is established. */
-function open(host: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect({host, port: 80, allowHalfOpen: true})
-    s.once('connect', () => resolve(s))
-    s.once('error', reject)
-  })
-}
-
-/** Writes `data` (optionally), half-closes, and resolves with everything read until the peer ends. */
-function converse(socket: Socket, data: string | Buffer, halfClose = true): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    socket.on('data', (c: Buffer) => chunks.push(c))
-    socket.once('end', () => {
-      socket.end()
-      resolve(Buffer.concat(chunks).toString('utf8'))
-    })
-    socket.once('error', reject)
-    socket.write(data)
-    if (halfClose) socket.end()
-  })
-}
-
 const HTTP_GET = 'GET / HTTP/1.0\r\nHost: web\r\n\r\n'
 const body = (response: string) => response.split('\r\n\r\n')[1]?.trim()
-
-function get(host: string, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c) => (body += c))
-      res.on('end', () => (res.statusCode === 200 ? resolve(body.trim()) : reject(new Error(`HTTP ${res.statusCode}`))))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn()
-      if (ok(value)) return value
-      last = value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what}: still ${String(last)} after ${timeoutMs} ms\n${logs.join('\n')}`)
-}
 
 async function containerGone(id: string): Promise<boolean> {
   return fx.docker

@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {request} from 'node:http'
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {AgentServer, type AgentSession} from '@tp/agent'
 import {DockerCluster, type Workload} from '@tp/cluster-docker'
 import {ensureRuntimeImage} from '@tp/images'
 import {Fixtures, httpdCmd} from './fixture.js'
+import {converse, eventuallyWith, get, open} from './net.js'
 
 // The kernel path: with a handler the workload's namespace can reach, the kernel rewrites new
 // connections straight to it (DNAT + MASQUERADE) and the agent's process carries none of them; a
@@ -15,6 +15,7 @@ const NET = 'tpt-kpath-net'
 const fx = new Fixtures()
 const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET})
 const logs: string[] = []
+const eventually = eventuallyWith(() => logs.join('\n'))
 
 let runtime: string
 let gateway: string
@@ -51,59 +52,6 @@ function handlerServer(name: string): Server {
 
 function listenOn(s: Server, host: string): Promise<number> {
   return new Promise((resolve) => s.listen(0, host, () => resolve((s.address() as {port: number}).port)))
-}
-
-function get(host: string, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c) => (body += c))
-      res.on('end', () => (res.statusCode === 200 ? resolve(body.trim()) : reject(new Error(`HTTP ${res.statusCode}`))))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-function open(host: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect({host, port: 80, allowHalfOpen: true})
-    s.once('connect', () => resolve(s))
-    s.once('error', reject)
-  })
-}
-
-/** Writes `data`, half-closes, and resolves with everything read until the peer ends. */
-function converse(socket: Socket, data: string | Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    socket.on('data', (c: Buffer) => chunks.push(c))
-    socket.once('end', () => {
-      socket.end()
-      resolve(Buffer.concat(chunks).toString('utf8'))
-    })
-    socket.once('error', reject)
-    socket.end(data)
-  })
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await fn()
-      if (ok(value)) return value
-      last = value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last) ?? String(last)} after ${timeoutMs} ms\n${logs.join('\n')}`)
 }
 
 /** The NAT rules and the forwarding switch of a workload's network namespace. */
