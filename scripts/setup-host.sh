@@ -19,7 +19,8 @@ install_missing_packages() {
   # any Docker engine will do (docker.io, docker-ce); install Debian's only when there is none
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   local package
-  for package in sshfs openssh-sftp-server iptables busybox-static tmux tcsh; do
+  # tmux, tcsh and python3-dotenv are for the tests (a real terminal, csh env files, Compose v1's .env reader)
+  for package in sshfs openssh-sftp-server iptables busybox-static tmux tcsh python3-dotenv; do
     if package_missing "$package"; then missing+=("$package"); fi
   done
   if [ "${#missing[@]}" -eq 0 ]; then
