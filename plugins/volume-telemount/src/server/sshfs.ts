@@ -27,8 +27,6 @@ export interface SshfsSettings {
 }
 
 const STDERR_KEEP = 4000
-/** SFTP connections per mount (sshfs `max_conns`). */
-const SFTP_CONNECTIONS = 4
 
 export class SshfsMount {
   /** Callers using this mount: `<volume>\0<mount id>`. */
@@ -77,10 +75,6 @@ export class SshfsMount {
       'follow_symlinks',
       // larger read requests: a 100 MB read ~1.4× faster than with the default (checked byte for byte)
       'max_read=1048576',
-      // several SFTP connections (each its own sftp-server at the agent): one slow request, e.g. a
-      // big read, no longer holds up the others (listings, other files). A single 100 MB read gains
-      // little (~10% with sshfs on this host, within the noise of `node bench/run.mjs telemount`)
-      `max_conns=${SFTP_CONNECTIONS}`,
       // reconnect: a short network blip must not kill every volume of this agent. The ServerAlive
       // options are ssh's and inert with directport (no ssh runs); they matter only if a future
       // transport goes through ssh. Liveness is what our own statfs probe checks before reuse.
@@ -91,10 +85,11 @@ export class SshfsMount {
       'auto_unmount',
       // containers may run as any user; the mount is made by root inside the plugin
       'allow_other',
-      // read-only: file contents stay in the kernel's page cache across opens (a file read twice
-      // is read once over SFTP); a read-write volume keeps the default, which drops it at each
-      // open, so what the workload writes is seen
-      ...(target.readOnly ? ['ro', 'kernel_cache'] : []),
+      // one SFTP connection (no max_conns): with several, a stopped SFTP server was not seen as
+      // dead at the next Mount (it said "does not exist"), and neither it nor kernel_cache (which
+      // would also hide the workload's own changes to a read-only volume from the handler) gained
+      // beyond the noise of `node bench/run.mjs telemount`
+      ...(target.readOnly ? ['ro'] : []),
     ]
     const args = ['-f', '-o', options.join(','), `${hostSpec(target.host)}:/`, dir]
     const child = spawn(settings.sshfs ?? 'sshfs', args, {stdio: ['ignore', 'ignore', 'pipe']})
