@@ -78,6 +78,16 @@ async function countersNow(session: AgentSession) {
  * `dockerDefaults`, its container has Docker's read-only /proc/sys (not the driver's, where
  * /proc/sys/net is writable): the agent cannot turn forwarding on there.
  */
+/** Activates the intercept and waits until the agent says the kernel carries its connections. */
+async function activateOnKernelPath(session: AgentSession) {
+  session.activate()
+  await eventually(
+    'the kernel path',
+    () => countersNow(session),
+    (c) => c.kernelPath,
+  )
+}
+
 async function inject(name: string, target: Workload, directPort: number, env: Record<string, string> = {}, dockerDefaults = false) {
   const interceptId = randomBytes(4).toString('hex')
   const token = randomBytes(16).toString('hex')
@@ -169,12 +179,7 @@ describe('the kernel path', () => {
   it("carries connections to a handler the namespace reaches: the agent's process carries none of them", async () => {
     const {session, containerId} = await inject('wide', web, widePort)
     try {
-      session.activate()
-      await eventually(
-        'the kernel path',
-        () => countersNow(session),
-        (c) => c.kernelPath,
-      )
+      await activateOnKernelPath(session)
       const answers = await Promise.all(Array.from({length: 40}, () => get(web.address)))
       // the handler sees the workload's address (MASQUERADE), as with the agent's own connections
       expect(new Set(answers)).toEqual(new Set([`wide sees ${web.address}`]))
@@ -212,12 +217,7 @@ describe('the kernel path', () => {
   it('hand-back: new connections reach the app at once, one in flight to the handler finishes, and the drain waits for it', async () => {
     const {session, containerId} = await inject('drain', web, widePort)
     try {
-      session.activate()
-      await eventually(
-        'the kernel path',
-        () => countersNow(session),
-        (c) => c.kernelPath,
-      )
+      await activateOnKernelPath(session)
       const held = await open(web.address)
       held.write('some bytes ')
       let drained = false
@@ -242,12 +242,7 @@ describe('the kernel path', () => {
     try {
       const toApp = await open(web.address)
       toApp.write('GET / HTTP/1.0\r\n')
-      session.activate()
-      await eventually(
-        'the kernel path',
-        () => countersNow(session),
-        (c) => c.kernelPath,
-      )
+      await activateOnKernelPath(session)
       expect(await get(web.address)).toBe(`wide sees ${web.address}`)
       const reply = await converse(toApp, 'Host: web\r\n\r\n')
       expect(reply.split('\r\n\r\n')[1]?.trim()).toBe('app')
@@ -259,12 +254,7 @@ describe('the kernel path', () => {
   it('turns forwarding on where it is off, and off again when the agent ends', async () => {
     const {session, containerId} = await inject('nofwd', noForward, widePort)
     try {
-      session.activate()
-      await eventually(
-        'the kernel path',
-        () => countersNow(session),
-        (c) => c.kernelPath,
-      )
+      await activateOnKernelPath(session)
       expect(await namespaceState(noForward)).toContain('ip_forward=1')
       expect(await get(noForward.address)).toBe(`wide sees ${noForward.address}`)
     } finally {
@@ -296,12 +286,7 @@ describe('the kernel path', () => {
 
   it('after kill -9 of the agent, the clean-up removes its rules and turns forwarding off again', async () => {
     const {session, containerId, interceptId} = await inject('nofwd-killed', noForward, widePort)
-    session.activate()
-    await eventually(
-      'the kernel path',
-      () => countersNow(session),
-      (c) => c.kernelPath,
-    )
+    await activateOnKernelPath(session)
     await fx.docker.getContainer(containerId).kill()
     await session.gone
     expect(await namespaceState(noForward)).toContain('DNAT')

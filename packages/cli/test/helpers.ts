@@ -91,3 +91,19 @@ export interface ExtensionsJson {
   'daemon-backends': Array<{name: string; plugin: string}>
   problems: Array<{point: string; reason: string; message: string; name?: string; plugin: {name: string; version: string}}>
 }
+
+/** Another user of this machine, inside the sandbox: a HOME, XDG dirs, tp's cache and npm's own config and cache. */
+export function freshUser(sandbox: Sandbox, label: string): Record<string, string> {
+  const home = join(sandbox.dir, `home-${label}`)
+  return {
+    ...sandbox.env,
+    HOME: home,
+    XDG_DATA_HOME: join(home, '.local/share'),
+    XDG_CONFIG_HOME: join(home, '.config'),
+    XDG_CACHE_HOME: join(home, '.cache'),
+    TP_CACHE_DIR: join(home, '.cache/tp-connections'),
+    // npm's own config and cache too (npx and npm run set npm_config_cache for their children)
+    npm_config_userconfig: join(home, '.npmrc'),
+    npm_config_cache: join(home, '.npm'),
+  }
+}

@@ -6,7 +6,7 @@ import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {execa, type ResultPromise} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {type ExtensionsJson, makeSandbox, type Sandbox, TP_BIN} from './helpers.js'
+import {type ExtensionsJson, freshUser, makeSandbox, type Sandbox, TP_BIN} from './helpers.js'
 
 /**
  * Pins from an npm registry, against a real one: verdaccio, started here with no uplink (so
@@ -111,20 +111,7 @@ export default async function () {
   await execa('npm', ['publish', packed[version], `--registry=${registry}`, '--loglevel=error'], {env: {npm_config_userconfig: npmrc}})
 }
 
-function userEnv(label: string): Record<string, string> {
-  const home = join(s.dir, `home-${label}`)
-  return {
-    ...s.env,
-    HOME: home,
-    XDG_DATA_HOME: join(home, '.local/share'),
-    XDG_CONFIG_HOME: join(home, '.config'),
-    XDG_CACHE_HOME: join(home, '.cache'),
-    TP_CACHE_DIR: join(home, '.cache/tp-connections'),
-    // npm's own cache too (npx and npm run set npm_config_cache for their children): a user of their own
-    npm_config_userconfig: join(home, '.npmrc'),
-    npm_config_cache: join(home, '.npm'),
-  }
-}
+const userEnv = (label: string) => freshUser(s, label)
 
 const tp = (cwd: string, args: string[], env: Record<string, string>) =>
   execa('node', [TP_BIN, ...args], {cwd, env, reject: false, stdin: 'ignore', timeout: 120_000})

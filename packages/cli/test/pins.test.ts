@@ -4,7 +4,7 @@ import {cp, mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {type ExtensionsJson, handlersHook, link, makeSandbox, type Sandbox, TP_BIN, writePlugin} from './helpers.js'
+import {type ExtensionsJson, freshUser, handlersHook, link, makeSandbox, type Sandbox, TP_BIN, writePlugin} from './helpers.js'
 
 /** A throw-away handler plugin in plain JS that imports @tp/sdk and peer-depends on it, as a third party writes one. */
 const PLUGIN = 'tpt-pins-acme'
@@ -40,18 +40,8 @@ export default async function () {
 
 /** A user's environment of its own (HOME, XDG dirs): a fresh user data directory. */
 function userEnv(label: string): Record<string, string> {
-  const home = join(s.dir, `home-${label}`)
-  return {
-    ...s.env,
-    HOME: home,
-    XDG_DATA_HOME: join(home, '.local/share'),
-    XDG_CONFIG_HOME: join(home, '.config'),
-    XDG_CACHE_HOME: join(home, '.cache'),
-    TP_CACHE_DIR: join(home, '.cache/tp-connections'),
-    npm_config_cache: join(home, '.npm'),
-    // were tp to talk to Docker, this would say so: the refusals must come first
-    DOCKER_HOST: 'unix:///nonexistent/tpt-pins-docker.sock',
-  }
+  // were tp to talk to Docker, this would say so: the refusals must come first
+  return {...freshUser(s, label), DOCKER_HOST: 'unix:///nonexistent/tpt-pins-docker.sock'}
 }
 
 function tp(cwd: string, args: string[], env: Record<string, string>) {
