@@ -30,18 +30,21 @@ async function freePort(): Promise<number> {
   })
 }
 
-async function startSftp(): Promise<void> {
+/** An SFTP server (the agent's stand-in) on the given port, by default the one most tests use. */
+async function startSftp(on = port): Promise<ChildProcess> {
   // a process group of its own: the spawner's sftp-servers hold the connections, and stopping the
   // "server" must end them too, as removing an agent container ends its sftp-servers
-  sftp = spawn(process.execPath, ['-e', SPAWNER], {env: {...process.env, SFTP_PORT: String(port)}, stdio: 'ignore', detached: true})
-  await waitListening('127.0.0.1', port)
+  const started = spawn(process.execPath, ['-e', SPAWNER], {env: {...process.env, SFTP_PORT: String(on)}, stdio: 'ignore', detached: true})
+  if (on === port) sftp = started
+  await waitListening('127.0.0.1', on)
+  return started
 }
 
-async function stopSftp(): Promise<void> {
-  if (!sftp || sftp.exitCode !== null || sftp.signalCode !== null) return
-  const exited = new Promise((resolve) => sftp!.once('exit', resolve))
+async function stopSftp(which = sftp): Promise<void> {
+  if (!which || which.exitCode !== null || which.signalCode !== null) return
+  const exited = new Promise((resolve) => which.once('exit', resolve))
   try {
-    process.kill(-sftp.pid!, 'SIGKILL')
+    process.kill(-which.pid!, 'SIGKILL')
   } catch (error) {
     // the group is gone already (its exit is on the way): nothing left to stop
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error
@@ -82,8 +85,8 @@ async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean
   }
 }
 
-async function create(name: string, opts: Record<string, string>) {
-  const reply = await call('VolumeDriver.Create', {Name: name, Opts: {host: '127.0.0.1', port: String(port), ...opts}})
+async function create(name: string, opts: Record<string, string>, on = port) {
+  const reply = await call('VolumeDriver.Create', {Name: name, Opts: {host: '127.0.0.1', port: String(on), ...opts}})
   expect(reply.Err).toBe('')
 }
 
@@ -95,7 +98,14 @@ beforeAll(async () => {
   port = await freePort()
   await startSftp()
   server = spawn(process.execPath, [serverBundle], {
-    env: {...process.env, TELEMOUNT_SOCKET: socket, TELEMOUNT_MOUNT_ROOT: mountRoot, TELEMOUNT_STATE: join(work, 'state.json'), TELEMOUNT_WARM_IDLE_MS: '3000'},
+    env: {
+      ...process.env,
+      TELEMOUNT_SOCKET: socket,
+      TELEMOUNT_MOUNT_ROOT: mountRoot,
+      TELEMOUNT_STATE: join(work, 'state.json'),
+      TELEMOUNT_WARM_IDLE_MS: '3000',
+      TELEMOUNT_SERVER_WAIT_MS: '3000',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   server.stderr!.on('data', (c: Buffer) => (serverLog += c.toString()))
@@ -227,13 +237,48 @@ describe('telemount plugin server', () => {
     expect(await readFile(join(mounted.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
   })
 
-  it('a server that is down at Create does not fail Create; Mount reports it', async () => {
+  it('a server that answered before and is down at Create does not fail Create; Mount reports it at once', async () => {
+    await create('before', {dir: work})
+    expect((await call('VolumeDriver.Mount', {Name: 'before', ID: 'a'})).Err).toBe('')
+    await call('VolumeDriver.Unmount', {Name: 'before', ID: 'a'})
     await stopSftp()
     await create('later', {dir: work})
+    const started = Date.now()
     const failed = await call('VolumeDriver.Mount', {Name: 'later', ID: 'a'})
     expect(failed.Err).toMatch(/sshfs for 127\.0\.0\.1:\d+ \(rw\) exited with code \d+ before the mount appeared/)
+    expect(Date.now() - started).toBeLessThan(2500) // not the 3 s wait for a server that is still starting
     await startSftp()
     expect((await call('VolumeDriver.Mount', {Name: 'later', ID: 'b'})).Err).toBe('')
+  })
+
+  it('waits for a server never reached: Create and Mount before the agent is up, mounted once it answers', async () => {
+    // tp creates the volumes and starts the handler while the workload's agent is still starting
+    const agentPort = await freePort()
+    await create('early', {dir: work}, agentPort)
+    const mounting = call('VolumeDriver.Mount', {Name: 'early', ID: 'a'})
+    await new Promise((r) => setTimeout(r, 700))
+    const agent = await startSftp(agentPort)
+    try {
+      const mounted = await mounting
+      expect(mounted.Err, serverLog).toBe('')
+      expect(await readFile(join(mounted.Mountpoint, 'config.txt'), 'utf8')).toBe('served over sftp\n')
+      expect((await call('VolumeDriver.Unmount', {Name: 'early', ID: 'a'})).Err).toBe('')
+      expect((await call('VolumeDriver.Remove', {Name: 'early'})).Err).toBe('')
+    } finally {
+      await stopSftp(agent)
+    }
+  })
+
+  it('a server never reached that does not come up fails the Mount after the wait, saying so', async () => {
+    const nobody = await freePort()
+    await create('never', {dir: work}, nobody)
+    const started = Date.now()
+    const failed = await call('VolumeDriver.Mount', {Name: 'never', ID: 'a'})
+    // one wait shared by the warm start at Create and the Mount: 3 s here, not 6
+    expect(failed.Err).toMatch(new RegExp(`the SFTP server at 127\\.0\\.0\\.1:${nobody} did not answer in time \\(ECONNREFUSED\\)`))
+    expect(Date.now() - started).toBeGreaterThan(2000)
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(await fuseMounts()).toEqual([])
   })
 
   it('rejects bad options and a missing remote directory with a clear Err', async () => {

@@ -3,7 +3,7 @@ import {dirname, join, posix} from 'node:path'
 import {debugLog, swallow} from '@tp/sdk'
 import {type VolumeOptions, parseVolumeOptions} from '../options.js'
 import {KeyedLock} from './keyed-lock.js'
-import {SshfsMount, type SshfsSettings, type SshfsTarget} from './sshfs.js'
+import {SERVER_WAIT_MS, SshfsMount, type SshfsSettings, type SshfsTarget} from './sshfs.js'
 
 const trace = debugLog('tp:plugin:volume-telemount')
 
@@ -51,6 +51,10 @@ export class VolumeDriver {
   /** The current sshfs per host:port:mode. */
   private readonly mounts = new Map<string, SshfsMount>()
   private readonly lock = new KeyedLock()
+  /** Servers that have answered once: one that refuses after that is gone, not starting. */
+  private readonly answered = new Set<string>()
+  /** Until when a server not reached yet is waited for (from its first volume's Create or Mount). */
+  private readonly serverDeadlines = new Map<string, number>()
   private generation = 0
 
   constructor(private readonly settings: DriverSettings) {}
@@ -88,11 +92,29 @@ export class VolumeDriver {
     void this.lock
       .run(`sshfs:${key}`, async () => {
         if (this.mounts.has(key)) return // running, or in use: Mount checks it is alive
-        const mount = await SshfsMount.start(target, this.newMountDir(target), this.settings)
+        const mount = await this.startSshfs(target)
         this.mounts.set(key, mount)
         setTimeout(() => void this.stopUnused(key, mount), this.settings.warmIdleMs ?? WARM_IDLE_MS).unref()
       })
       .catch((error: Error) => this.log(`could not start sshfs ahead of Mount: ${error.message}`))
+  }
+
+  /**
+   * A new sshfs for target. A server never reached is waited for, within one deadline shared by
+   * the warm start at Create and the Mount after it; one that has answered before is not: it went
+   * away, and Mount says so at once.
+   */
+  private async startSshfs(target: SshfsTarget): Promise<SshfsMount> {
+    const key = `${target.host}|${target.port}` // the server, whatever the access mode
+    let deadline: number | undefined
+    if (!this.answered.has(key)) {
+      deadline = this.serverDeadlines.get(key) ?? Date.now() + (this.settings.serverWaitMs ?? SERVER_WAIT_MS)
+      this.serverDeadlines.set(key, deadline)
+    }
+    const mount = await SshfsMount.start(target, this.newMountDir(target), this.settings, deadline)
+    this.answered.add(key)
+    this.serverDeadlines.delete(key)
+    return mount
   }
 
   /** Stops the sshfs of key if nobody mounted it (a warm one whose volumes went away unused). */
@@ -153,7 +175,7 @@ export class VolumeDriver {
         current = undefined
       }
       if (!current) {
-        current = await SshfsMount.start(target, this.newMountDir(target), this.settings)
+        current = await this.startSshfs(target)
         this.mounts.set(key, current)
       }
       current.users.add(callerKey(name, id))

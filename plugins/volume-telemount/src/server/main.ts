@@ -13,13 +13,14 @@ const mountRoot = process.env.TELEMOUNT_MOUNT_ROOT ?? '/mnt/volumes'
 const stateFile = process.env.TELEMOUNT_STATE ?? '/var/lib/telemount/volumes.json'
 const mountTimeoutMs = Number(process.env.TELEMOUNT_MOUNT_TIMEOUT_MS ?? 15_000)
 const warmIdleMs = process.env.TELEMOUNT_WARM_IDLE_MS ? Number(process.env.TELEMOUNT_WARM_IDLE_MS) : undefined
+const serverWaitMs = process.env.TELEMOUNT_SERVER_WAIT_MS ? Number(process.env.TELEMOUNT_SERVER_WAIT_MS) : undefined
 
 const log = (message: string): void => {
   process.stderr.write(`telemount: ${message}\n`)
 }
 
 async function main(): Promise<void> {
-  const driver = new VolumeDriver({mountRoot, stateFile, mountTimeoutMs, warmIdleMs, log})
+  const driver = new VolumeDriver({mountRoot, stateFile, mountTimeoutMs, warmIdleMs, serverWaitMs, log})
   await driver.init()
   await mkdir(dirname(socketPath), {recursive: true})
   await rm(socketPath, {force: true})

@@ -1,5 +1,6 @@
 import {type ChildProcess, execFile, spawn} from 'node:child_process'
 import {mkdir, readFile, rmdir} from 'node:fs/promises'
+import {connect} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {debugLog, swallow} from '@tp/sdk'
 
@@ -23,10 +24,18 @@ export interface SshfsSettings {
   mountTimeoutMs?: number
   /** How long a liveness probe may take before the mount counts as dead. */
   probeTimeoutMs?: number
+  /**
+   * How long a server never reached before may take to answer: tp creates the volumes while the
+   * workload's agent (the SFTP server) is still starting. Default SERVER_WAIT_MS.
+   */
+  serverWaitMs?: number
   log?: (message: string) => void
 }
 
 const STDERR_KEEP = 4000
+/** The agent comes up in a few hundred ms; its daemon gives up on it after 20 s. */
+export const SERVER_WAIT_MS = 15_000
+const SERVER_POLL_MS = 20
 
 export class SshfsMount {
   /** Callers using this mount: `<volume>\0<mount id>`. */
@@ -67,8 +76,12 @@ export class SshfsMount {
     return this.stderr.trim().split('\n').slice(-6).join('\n')
   }
 
-  /** Starts sshfs and resolves once the FUSE mount is really there and answers. */
-  static async start(target: SshfsTarget, dir: string, settings: SshfsSettings = {}): Promise<SshfsMount> {
+  /**
+   * Starts sshfs and resolves once the FUSE mount is really there and answers. `serverDeadline`
+   * (ms since the epoch): until then, a server that refuses connections is waited for.
+   */
+  static async start(target: SshfsTarget, dir: string, settings: SshfsSettings = {}, serverDeadline?: number): Promise<SshfsMount> {
+    if (serverDeadline !== undefined) await waitForServer(target, serverDeadline)
     await mkdir(dir, {recursive: true})
     const options = [
       `directport=${target.port}`,
@@ -157,6 +170,32 @@ export class SshfsMount {
       this.settings.log?.(`sshfs for ${this.label} at ${this.dir} stopped`)
     })()
     return this.stopping
+  }
+}
+
+/** Until the deadline, retries a TCP connect to the server while it refuses (not up yet). */
+export async function waitForServer(target: SshfsTarget, deadline: number): Promise<void> {
+  const label = `${hostSpec(target.host)}:${target.port}`
+  for (;;) {
+    const outcome = await new Promise<string | undefined>((resolve) => {
+      const socket = connect({host: target.host, port: target.port})
+      const timer = setTimeout(() => socket.destroy(new Error('no answer')), Math.max(100, Math.min(3000, deadline - Date.now())))
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(undefined)
+      })
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer)
+        resolve(error.code ?? error.message)
+      })
+    })
+    if (outcome === undefined) return
+    if (Date.now() >= deadline) {
+      throw new Error(`the SFTP server at ${label} did not answer in time (${outcome}); is the workload's agent running?`)
+    }
+    trace(`SFTP server at ${label} not answering yet (${outcome})`)
+    await sleep(SERVER_POLL_MS)
   }
 }
 
