@@ -21,6 +21,8 @@ export interface AgentConfig {
   /** How long a direct connection to the handler may take before the daemon's relay is used (default 1 s). */
   directTimeoutMs?: number
   sftpServer?: string
+  /** Port to serve the volumes on (the daemon names it in the session before the agent is up); 0 or undefined: any free port. */
+  sftpPort?: number
   iptables?: string
   /**
    * Let the kernel carry connections to a handler the namespace can reach (DNAT), instead of this
@@ -58,6 +60,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     if (!Array.isArray(parsed)) throw new Error('TP_AGENT_MOUNTS must be a JSON array of {path, readOnly}')
     mounts = parsed.map((m: {path?: unknown; readOnly?: unknown}) => ({path: String(m.path), readOnly: m.readOnly === true}))
   }
+  const sftpPort = env.TP_AGENT_SFTP_PORT ? Number(env.TP_AGENT_SFTP_PORT) : undefined
+  if (sftpPort !== undefined && (!Number.isInteger(sftpPort) || sftpPort < 1 || sftpPort > 65535))
+    throw new Error(`TP_AGENT_SFTP_PORT must be a port number, not ${env.TP_AGENT_SFTP_PORT}`)
   const millis = (name: string, fallback: number) => {
     const n = Number(env[name] ?? fallback)
     return Number.isFinite(n) && n > 0 ? n : fallback
@@ -69,6 +74,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     interceptId: need('TP_AGENT_INTERCEPT_ID'),
     servicePort,
     mounts,
+    sftpPort,
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
     kernelPath: env.TP_AGENT_KERNEL_PATH !== '0',
@@ -145,9 +151,23 @@ export class Agent {
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
   async start(): Promise<void> {
+    // the SFTP server first: the handler's volumes may already be waiting for it
+    let sftpPort: number | null = null
+    let problem: string | undefined
+    if (this.sftpServer) {
+      const asked = this.config.sftpPort ?? 0
+      try {
+        sftpPort = await listen(this.sftpServer, '0.0.0.0', asked)
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        problem =
+          code === 'EADDRINUSE'
+            ? `port ${asked}, where the daemon asked the agent to serve the volumes, is taken in the workload's network namespace; run the intercept again (another port is chosen each time)`
+            : `could not serve the volumes on port ${asked}: ${(error as Error).message}`
+      }
+    }
     const redirectPort = await listen(this.redirectServer)
     const dialPort = await listen(this.dialServer)
-    const sftpPort = this.sftpServer ? await listen(this.sftpServer) : null
     // loopback only: the guard shares this network namespace
     const guardPort = await listen(this.guardServer, '127.0.0.1')
     this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}, guard ${guardPort}`)
@@ -156,6 +176,7 @@ export class Agent {
     this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, guardPort})
     this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
     try {
+      if (problem) throw new Error(problem)
       await this.rule.install()
     } catch (error) {
       const message = (error as Error).message

@@ -39,6 +39,11 @@ export interface ExpectOptions {
   direct?: {host: string; port: number}
   /** The daemon could not reach the handler for a redirected connection (it stopped listening). */
   onHandlerUnreachable?: () => void
+  /**
+   * The port the agent was told to serve the volumes on (the session already names it); an agent
+   * that says another is refused. Undefined: whatever it says.
+   */
+  sftpPort?: number | null
 }
 
 export interface AgentSession {
@@ -140,6 +145,18 @@ class Session implements AgentSession {
     this.socket = socket
     this.hello = hello
     this.lastHeard = Date.now()
+    const asked = this.options.sftpPort
+    if (asked !== undefined && hello.sftpPort !== null && hello.sftpPort !== asked) {
+      // the session the CLI holds names the asked port: volumes on another would not mount
+      this.fail(
+        new UserError(
+          `the traffic agent of intercept ${this.interceptId} serves the volumes on port ${hello.sftpPort}, not on ${asked} as the daemon asked`,
+          'the agent image does not match this daemon: reconnect (`tp quit`, then `tp connect`) so both come from this tp',
+        ),
+        'the agent serves its volumes on another port',
+      )
+      return
+    }
     socket.on('close', () => this.end('the agent closed its control connection'))
     socket.on('error', (e) => this.server.log(`agent ${this.interceptId}: control connection error: ${e.message}`))
     this.pingTimer = setInterval(() => {

@@ -274,14 +274,16 @@ describe('traffic agent', () => {
 
   it('serves the workload volumes over SFTP, read-only where they are', async () => {
     const mnt = await mkdtemp(join(tmpdir(), 'tpt-agent-sftp-'))
+    // the daemon names the port in the session before the agent is up: the agent serves there
     const {session, containerId} = await inject('sftp', {
       TP_AGENT_MOUNTS: JSON.stringify([
         {path: '/data', readOnly: false},
         {path: '/ro', readOnly: true},
       ]),
+      TP_AGENT_SFTP_PORT: '24555',
     })
     const {address, sftpPort} = await session.ready
-    expect(sftpPort).toBeTypeOf('number')
+    expect(sftpPort).toBe(24555)
     try {
       await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
       expect(await readFile(join(mnt, 'data/hello.txt'), 'utf8')).toBe('hello from the volume\n')
@@ -536,6 +538,46 @@ describe('AgentServer', () => {
     expect(error?.kind).toBe('user')
     expect(error?.message).toContain('did not become ready')
     expect(await session.gone).toContain('never became ready')
+  })
+
+  it('refuses an agent that serves the volumes on another port than the daemon asked', async () => {
+    const session = server.expect('other-port', 'token-other-port!', {connectLocal: () => Promise.reject(new Error('unused')), sftpPort: 24_001})
+    const socket = connect({host: '127.0.0.1', port: serverPort})
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write('{"type":"hello","token":"token-other-port!","interceptId":"other-port","redirectPort":1,"dialPort":2,"sftpPort":24002}\n')
+    await expect(session.ready).rejects.toMatchObject({kind: 'user', message: expect.stringContaining('serves the volumes on port 24002, not on 24001')})
+    socket.destroy()
+  })
+
+  it('reports an agent whose SFTP port is taken in the workload namespace, before it touches a rule', async () => {
+    const {Agent} = await import('@tp/agent')
+    const taken = createServer()
+    const port = await new Promise<number>((resolve) => taken.listen(0, '0.0.0.0', () => resolve((taken.address() as {port: number}).port)))
+    try {
+      const session = server.expect('sftp-taken', 'token-2', {connectLocal: () => Promise.reject(new Error('unused')), sftpPort: port})
+      const agent = new Agent({
+        daemonHost: '127.0.0.1',
+        daemonPort: serverPort,
+        token: 'token-2',
+        interceptId: 'sftp-taken',
+        servicePort: 9,
+        mounts: [{path: '/data', readOnly: false}],
+        sftpPort: port,
+        leaseMs: 3000,
+        drainMs: 100,
+        // never run: the taken port is reported before the rule
+        iptables: '/bin/false',
+        log: (m) => logs.push(`agent: ${m}`),
+      })
+      await agent.start()
+      expect(await agent.done).toBe(1)
+      await expect(session.ready).rejects.toMatchObject({
+        kind: 'user',
+        message: expect.stringContaining(`port ${port}, where the daemon asked the agent to serve the volumes, is taken`),
+      })
+    } finally {
+      await new Promise((resolve) => taken.close(resolve))
+    }
   })
 
   it('reports an agent that cannot install its rule', async () => {

@@ -150,8 +150,13 @@ export async function provideVolumes(
  * created. A failed warm-up is only logged: `provide` meets the problem again and says so.
  */
 export async function loadVolumeProviderEarly(registries: Registries, context: PluginContext, name: string): Promise<VolumeProvider> {
+  const started = performance.now()
   const provider = await registries.volumeProviders.load(name, context)
-  void provider.warmUp?.().catch(swallow(trace, `warming up volume provider ${name}`))
+  const loaded = performance.now()
+  void provider
+    .warmUp?.()
+    .then(() => trace(`volume provider ${name} loaded in ${Math.round(loaded - started)} ms, warmed up ${Math.round(performance.now() - loaded)} ms later`))
+    .catch(swallow(trace, `warming up volume provider ${name}`))
   return provider
 }
 
@@ -190,6 +195,14 @@ export async function runHandler(
       .finally(() => stop(signal))
   })
   let finished = false
+  // the handler may start while the workload's agent comes up: if the agent fails, it stops
+  let agentFailed: Error | undefined
+  lease.ready.catch((error: Error) => {
+    if (endedBy || finished) return
+    agentFailed = error
+    endedBy = {reason: error.message, normal: false}
+    stop('the traffic agent did not start')
+  })
   void lease.ended.then((end) => {
     if (endedBy || finished) return // already stopping, or the handler is gone and the intercept is being ended
     endedBy = end
@@ -198,6 +211,7 @@ export async function runHandler(
   })
   try {
     const code = await prepared.run(session, io, extras)
+    if (agentFailed) throw agentFailed // the daemon's own error: what failed and what to do
     if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
@@ -228,6 +242,9 @@ export interface InterceptParts {
 export async function endIntercept({prepared, volumes, lease, client, log, reason}: InterceptParts): Promise<void> {
   if (prepared) await prepared.stop('tp is ending the intercept').catch(swallow(trace, 'stopping the handler'))
   if (volumes) await volumes.release().catch((error: Error) => log.warn(`could not remove volumes: ${error.message}`))
+  // an agent still coming up: once it is, the intercept can be ended in order (if it failed, the
+  // daemon has removed it already)
+  if (lease) await lease.ready.catch(swallow(trace, 'the agent did not start'))
   if (lease && client) {
     await client.leave(lease.session.name, {owner: true, reason}).catch(swallow(trace, 'leaving (the daemon may be gone)'))
     lease.close()

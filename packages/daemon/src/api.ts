@@ -4,6 +4,7 @@ import type {Cluster} from './cluster.js'
 import {
   type ApiErrorBody,
   type CreateInterceptRequest,
+  type DaemonSession,
   type DaemonStatus,
   type InterceptEvent,
   type InterceptStep,
@@ -91,6 +92,7 @@ export function createApi(options: {
 
   const createIntercept = async (body: CreateInterceptRequest, req: IncomingMessage, res: ServerResponse) => {
     let open = true
+    let failed = false
     let name: string | undefined
     let markClosed!: () => void
     const closed = new Promise<void>((resolve) => (markClosed = resolve))
@@ -98,6 +100,11 @@ export function createApi(options: {
       closed,
       send(event: InterceptEvent) {
         if (open) res.write(JSON.stringify(event) + '\n')
+      },
+      fail(error: unknown) {
+        if (failed) return
+        failed = true
+        lease.send({type: 'error', error: apiErrorBody(error, options.log)})
       },
       end() {
         if (open) res.end()
@@ -112,17 +119,31 @@ export function createApi(options: {
     })
     const started = performance.now()
     const steps: InterceptStep[] = []
-    const session = await intercepts.create(body, lease, (step) => steps.push({step, ms: Math.round(performance.now() - started)}))
-    name = session.name
+    const step = (what: string) => steps.push({step: what, ms: Math.round(performance.now() - started)})
+    // the session goes out before the agent is up: the CLI starts the handler meanwhile
+    const sendSession = (session: DaemonSession) => {
+      if (!open) return
+      res.writeHead(200, {'content-type': 'application/x-ndjson', 'cache-control': 'no-store'})
+      res.flushHeaders()
+      req.socket.setKeepAlive(true, 1000)
+      req.socket.setNoDelay(true)
+      lease.send({type: 'session', session, steps: [...steps], pending: true})
+    }
+    try {
+      name = (await intercepts.create(body, lease, step, sendSession)).name
+    } catch (error) {
+      if (res.headersSent) {
+        lease.fail(error)
+        lease.end()
+        return
+      }
+      throw error
+    }
     if (!open) {
       await intercepts.remove(name, 'the tp command that created it has gone', 'lease-lost')
       return
     }
-    res.writeHead(200, {'content-type': 'application/x-ndjson', 'cache-control': 'no-store'})
-    res.flushHeaders()
-    req.socket.setKeepAlive(true, 1000)
-    req.socket.setNoDelay(true)
-    lease.send({type: 'session', session, steps})
+    lease.send({type: 'ready', steps})
   }
 
   const server = createServer((req, res) => {
@@ -133,10 +154,7 @@ export function createApi(options: {
       return
     }
     routes(req, res).catch((error: unknown) => {
-      const body: ApiErrorBody = isUserError(error)
-        ? {kind: 'user', message: error.message, next: error.next}
-        : {kind: 'bug', message: (error as Error)?.stack ?? String(error)}
-      if (!isUserError(error)) options.log(`error: ${body.message}`)
+      const body = apiErrorBody(error, options.log)
       if (res.headersSent) {
         res.end(JSON.stringify({type: 'error', error: body}) + '\n')
       } else sendJson(res, isUserError(error) ? 400 : 500, {error: body})
@@ -144,6 +162,14 @@ export function createApi(options: {
   })
   server.requestTimeout = 0 // lease streams live as long as their intercept
   return server
+}
+
+/** An error as the API sends it; a bug is logged here too (its stack is the daemon's). */
+function apiErrorBody(error: unknown, log: (m: string) => void): ApiErrorBody {
+  if (isUserError(error)) return {kind: 'user', message: error.message, next: error.next}
+  const body: ApiErrorBody = {kind: 'bug', message: (error as Error)?.stack ?? String(error)}
+  log(`error: ${body.message}`)
+  return body
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

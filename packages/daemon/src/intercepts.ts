@@ -1,4 +1,4 @@
-import {randomBytes} from 'node:crypto'
+import {randomBytes, randomInt} from 'node:crypto'
 import type {AgentServer, AgentSession} from '@tp/agent'
 import type {Workload} from '@tp/cluster-docker'
 import {
@@ -22,6 +22,8 @@ import {connectHandler, handlerAnswers} from './local-port.js'
 /** Where the lease's events go: the open response of the CLI that created the intercept. */
 export interface LeaseSink {
   send(event: InterceptEvent): void
+  /** Sends the error that ended the intercept's creation (once: later calls do nothing). */
+  fail(error: unknown): void
   end(): void
   /** Resolves when the holder's request is gone. */
   closed: Promise<void>
@@ -84,7 +86,17 @@ export class InterceptManager {
    * Creates an intercept; its lifetime is the lease (the CLI's open request). `step` hears the end
    * of each step (where the time to an intercept goes: `TP_DEBUG=1` on the CLI prints them).
    */
-  async create(request: CreateInterceptRequest, lease: LeaseSink, step: (what: string) => void = () => undefined): Promise<DaemonSession> {
+  async create(
+    request: CreateInterceptRequest,
+    lease: LeaseSink,
+    step: (what: string) => void = () => undefined,
+    /**
+     * Hears the session as soon as it is known, before the agent is ready, so that the CLI can start
+     * the handler and its volumes while the agent comes up. Once it was called, a failure is sent
+     * on the lease, and whatever the CLI started is removed if it is gone.
+     */
+    onSession?: (session: DaemonSession) => void,
+  ): Promise<DaemonSession> {
     validateLocalPort(request.localPort)
     if (request.handlerRunsAs === 'process' && !this.reach.process) {
       throw new UserError(
@@ -112,7 +124,7 @@ export class InterceptManager {
     }
     this.claims.set(claimKey, name)
     try {
-      return await this.start(name, workload, port.port, port.name, request, lease, step)
+      return await this.start(name, workload, port.port, port.name, request, lease, step, onSession)
     } catch (error) {
       this.claims.delete(claimKey)
       throw error
@@ -127,6 +139,7 @@ export class InterceptManager {
     request: CreateInterceptRequest,
     lease: LeaseSink,
     step: (what: string) => void,
+    onSession?: (session: DaemonSession) => void,
   ): Promise<DaemonSession> {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
@@ -134,65 +147,52 @@ export class InterceptManager {
     const exported = request.mounts ? workload.mounts : []
     const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
     const {handlerHost, directHost} = handler
+    // chosen here rather than by the agent, so the session (and the volumes made from it) can be
+    // sent before the agent is up; the agent shares the workload's address
+    const sftpPort = exported.length > 0 ? sftpPortForAgent() : null
+    const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort})
     let onHandlerUnreachable = () => undefined as void
     const agent = this.agents.expect(id, token, {
       connectLocal: () => connectHandler(handlerHost, localPort),
       direct: directHost ? {host: directHost, port: localPort} : undefined,
       readyTimeoutMs: 20_000,
+      sftpPort,
       onHandlerUnreachable: () => onHandlerUnreachable(),
     })
     const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
     // an agent of an earlier daemon of this connection may still be releasing: let it go first
     await Promise.all([this.cluster.removeAgent(agentName, 2), this.cluster.removeAgent(`${agentName}-guard`, 0)])
     step('no earlier agent left')
-    const {containerId, exited: agentExited} = await this.cluster.injectAgent({
-      workload,
-      image: this.config.runtimeImage,
-      name: agentName,
-      labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent'}),
-      env: {
-        TP_AGENT_DAEMON: this.reach.agentsDial,
-        TP_AGENT_TOKEN: token,
-        TP_AGENT_INTERCEPT_ID: id,
-        TP_AGENT_SERVICE_PORT: String(servicePort),
-        TP_AGENT_MOUNTS: JSON.stringify(exported.map((m) => ({path: m.path, readOnly: m.readOnly}))),
-      },
-    })
-    step(`agent ${agentName} started`)
+    onSession?.(session)
+    let containerId: string | undefined
     let ready: Awaited<AgentSession['ready']>
+    let agentExited: Promise<number | undefined>
     try {
+      const started = await this.cluster.injectAgent({
+        workload,
+        image: this.config.runtimeImage,
+        name: agentName,
+        labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent'}),
+        env: {
+          TP_AGENT_DAEMON: this.reach.agentsDial,
+          TP_AGENT_TOKEN: token,
+          TP_AGENT_INTERCEPT_ID: id,
+          TP_AGENT_SERVICE_PORT: String(servicePort),
+          TP_AGENT_MOUNTS: JSON.stringify(exported.map((m) => ({path: m.path, readOnly: m.readOnly}))),
+          ...(sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(sftpPort)}),
+        },
+      })
+      containerId = started.containerId
+      agentExited = started.exited
+      step(`agent ${agentName} started`)
       ready = await agent.ready
       step('agent ready (rule installed)')
     } catch (error) {
-      await this.cluster.removeAgent(containerId, 1).catch(swallow(trace, `removing the agent of ${name} that never became ready`))
+      if (containerId) await this.cluster.removeAgent(containerId, 1).catch(swallow(trace, `removing the agent of ${name} that never became ready`))
+      if (onSession) await this.failAfterSession(name, lease, error)
       throw error
     }
-
-    const mounts: RemoteMount[] =
-      ready.sftpPort === null
-        ? []
-        : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: ready.address, port: ready.sftpPort!, dir: m.path}}))
-    const environment: Record<string, string> = {}
-    for (const [key, value] of Object.entries(workload.environment)) {
-      if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
-    }
-    Object.assign(environment, {
-      TP_INTERCEPT_ID: id,
-      TP_INTERCEPT_NAME: name,
-      TP_WORKLOAD: workload.name,
-      TP_CONTAINER: workload.container,
-      TP_MOUNTS: mounts.map((m) => m.path).join(':'),
-    })
-    const session: DaemonSession = {
-      id,
-      name,
-      workload: workload.name,
-      namespace: this.config.namespace,
-      ports: {local: localPort, container: request.containerPort ?? localPort, service: servicePort, serviceName, protocol: 'tcp'},
-      environment: sortedEnv(environment),
-      mounts,
-      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.placement.backend, where: this.config.placement.where},
-    }
+    if (ready.sftpPort !== sftpPort) this.log(`intercept ${name}: the agent serves SFTP on ${ready.sftpPort}, not on ${sftpPort} as asked`)
     const intercept: Intercept = {
       info: {
         name,
@@ -235,6 +235,55 @@ export class InterceptManager {
     }
     intercept.stopWatching = this.watchHandler(intercept)
     return session
+  }
+
+  /** The session of a new intercept, all of it known before its agent starts. */
+  private sessionOf(parts: {
+    id: string
+    name: string
+    workload: Workload
+    servicePort: number
+    serviceName: string | undefined
+    request: CreateInterceptRequest
+    exported: Workload['mounts']
+    sftpPort: number | null
+  }): DaemonSession {
+    const {id, name, workload, servicePort, serviceName, request, exported, sftpPort} = parts
+    const mounts: RemoteMount[] =
+      sftpPort === null ? [] : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: workload.address, port: sftpPort, dir: m.path}}))
+    const environment: Record<string, string> = {}
+    for (const [key, value] of Object.entries(workload.environment)) {
+      if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
+    }
+    Object.assign(environment, {
+      TP_INTERCEPT_ID: id,
+      TP_INTERCEPT_NAME: name,
+      TP_WORKLOAD: workload.name,
+      TP_CONTAINER: workload.container,
+      TP_MOUNTS: mounts.map((m) => m.path).join(':'),
+    })
+    return {
+      id,
+      name,
+      workload: workload.name,
+      namespace: this.config.namespace,
+      ports: {local: request.localPort, container: request.containerPort ?? request.localPort, service: servicePort, serviceName, protocol: 'tcp'},
+      environment: sortedEnv(environment),
+      mounts,
+      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.placement.backend, where: this.config.placement.where},
+    }
+  }
+
+  /**
+   * The agent did not come up after the CLI had the session (and may have started its handler and
+   * volumes): the CLI hears why and stops them; if it is gone, or does not close its lease within
+   * the holder's time, what it started is removed here.
+   */
+  private async failAfterSession(name: string, lease: LeaseSink, error: unknown): Promise<void> {
+    lease.fail(error)
+    const closed = await Promise.race([lease.closed.then(() => true), sleep(this.config.holderTeardownMs).then(() => false)])
+    if (!closed) this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s after its agent failed`)
+    await this.removeOrphans(name).catch((e: Error) => this.log(`removing what the CLI started for ${name}: ${e.message}`))
   }
 
   private async startGuard(intercept: Intercept, workload: Workload, agentName: string, guardPort: number): Promise<string | undefined> {
@@ -368,6 +417,16 @@ export class InterceptManager {
   async removeAll(reason: string): Promise<void> {
     await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, 'quit')))
   }
+}
+
+/**
+ * A port for the agent's SFTP server in the workload's network namespace: below Linux's ephemeral
+ * range (32768+, where the agent's other listeners and outgoing connections get theirs), above the
+ * ports services usually take. Should the workload listen there, the agent says so and the next
+ * intercept picks another.
+ */
+export function sftpPortForAgent(): number {
+  return 20_000 + randomInt(10_000)
 }
 
 function validateLocalPort(port: number): void {

@@ -1,10 +1,10 @@
 import {type Server, createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {afterEach, describe, expect, it} from 'vitest'
+import {afterEach, describe, expect, it, vi} from 'vitest'
 import type {AgentReady, AgentSession, ExpectOptions} from '@tp/agent'
 import type {Workload} from '@tp/cluster-docker'
 import {DockerCluster} from '@tp/cluster-docker'
-import {type InterceptEvent, UserError, isUserError} from '@tp/sdk'
+import {type DaemonSession, type InterceptEvent, UserError, isUserError} from '@tp/sdk'
 import {fakePlacement} from '@tp/sdk/testing'
 import {type Cluster, InterceptManager, type LeaseSink} from '@tp/daemon'
 
@@ -31,6 +31,8 @@ function workload(name: string, ports: number[] = [80]): Workload {
 type Call = string
 
 class FakeCluster implements Cluster {
+  /** The environment of the last agent injected (not of a guard). */
+  agentEnv: Record<string, string> = {}
   constructor(
     readonly calls: Call[],
     private readonly all: Workload[],
@@ -50,6 +52,7 @@ class FakeCluster implements Cluster {
   resolvePort = DockerCluster.prototype.resolvePort
   async injectAgent(spec: Parameters<Cluster['injectAgent']>[0]) {
     this.calls.push(spec.command ? `guard ${spec.name} ${spec.env.TP_AGENT_GUARD_PORT}` : `inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
+    if (!spec.command) this.agentEnv = spec.env
     return {containerId: `c-${spec.name}`, name: spec.name, exited: Promise.resolve(this.agentExitCode)}
   }
   async removeAgent(containerId: string) {
@@ -72,8 +75,12 @@ class FakeAgent implements AgentSession {
     private readonly calls: Call[],
     readonly options: ExpectOptions,
     fail?: Error,
+    /** Until it resolves, the agent is still coming up. */
+    comingUp: Promise<void> = Promise.resolve(),
   ) {
-    this.ready = fail ? Promise.reject(fail) : Promise.resolve({address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: 2222, guardPort: 3})
+    // the agent serves the volumes where the daemon told it to
+    const hello = {address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: options.sftpPort ?? null, guardPort: 3}
+    this.ready = comingUp.then(() => (fail ? Promise.reject(fail) : hello))
     this.ready.catch(() => undefined)
     this.gone = new Promise((resolve) => (this.goAway = resolve))
   }
@@ -110,6 +117,10 @@ function lease(calls: Call[]): LeaseSink & {events: InterceptEvent[]; close: () 
       events.push(event)
       if (event.type !== 'heartbeat') calls.push(`lease ${event.type}`)
     },
+    fail: (error) => {
+      events.push({type: 'error', error: {kind: 'user', message: (error as Error).message}})
+      calls.push('lease error')
+    },
     end: () => calls.push('lease end'),
   }
 }
@@ -121,7 +132,17 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r))
 })
 
-function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; drainMs?: number; agentFails?: Error; gone?: string; agentExitCode?: number} = {}) {
+function setup(
+  options: {
+    workloads?: Workload[]
+    holderTeardownMs?: number
+    drainMs?: number
+    agentFails?: Error
+    gone?: string
+    agentExitCode?: number
+    agentComingUp?: Promise<void>
+  } = {},
+) {
   const calls: Call[] = []
   const agents: FakeAgent[] = []
   const cluster = new FakeCluster(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone, options.agentExitCode)
@@ -138,7 +159,7 @@ function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; drai
     cluster,
     {
       expect: (_id: string, _token: string, expectOptions: ExpectOptions) => {
-        const agent = new FakeAgent(calls, expectOptions, options.agentFails)
+        const agent = new FakeAgent(calls, expectOptions, options.agentFails, options.agentComingUp)
         agents.push(agent)
         return agent
       },
@@ -150,7 +171,7 @@ function setup(options: {workloads?: Workload[]; holderTeardownMs?: number; drai
     },
   )
   managers.push(manager)
-  return {calls, agents, manager}
+  return {calls, agents, manager, cluster}
 }
 
 async function userError(promise: Promise<unknown>): Promise<{message: string; next?: string}> {
@@ -171,7 +192,7 @@ describe('InterceptManager', () => {
     expect([one.name, two.name]).toEqual(['frontend-v1', 'multi-8080'])
     expect(one.environment).toMatchObject({GREETING: 'hi', TP_INTERCEPT_NAME: 'frontend-v1', TP_WORKLOAD: 'frontend-v1', TP_MOUNTS: '/data'})
     expect(Object.keys(one.environment)).not.toContain('HOME')
-    expect(one.mounts).toEqual([{path: '/data', readOnly: false, sftp: {host: '10.1.0.5', port: 2222, dir: '/data'}}])
+    expect(one.mounts).toEqual([{path: '/data', readOnly: false, sftp: {host: '10.1.0.5', port: expect.any(Number), dir: '/data'}}])
     // the placement decides the daemon's identity in the session and where agents dial
     expect(one.daemon).toEqual({connection: 'unit', id: 'unit', backend: 'container', where: 'container tp-unit-cn'})
     expect(calls).toContain('inject tp-unit-agent-frontend-v1 10.1.0.2:4701')
@@ -207,6 +228,57 @@ describe('InterceptManager', () => {
       'remove-agent c-tp-unit-agent-frontend-v1',
     ])
     expect(manager.list()).toEqual([])
+  })
+
+  it('gives the session before the agent is up, with the SFTP port it then tells the agent', async () => {
+    let agentUp!: () => void
+    const {manager, calls, cluster} = setup({agentComingUp: new Promise((resolve) => (agentUp = resolve))})
+    let early: DaemonSession | undefined
+    const creating = manager.create({workload: 'frontend-v1', localPort: 8000, mounts: true}, lease(calls), undefined, (session) => {
+      early = session
+      calls.push('session')
+    })
+    await vi.waitFor(() => expect(calls).toContain('inject tp-unit-agent-frontend-v1 10.1.0.2:4701'))
+    // the CLI has the session (and starts its handler and volumes) while the agent comes up
+    expect(calls.indexOf('session')).toBeLessThan(calls.indexOf('inject tp-unit-agent-frontend-v1 10.1.0.2:4701'))
+    expect(manager.list()).toEqual([])
+    const port = early!.mounts[0].sftp.port
+    expect(port).toBeGreaterThanOrEqual(20_000)
+    expect(port).toBeLessThan(30_000)
+    expect(cluster.agentEnv.TP_AGENT_SFTP_PORT).toBe(String(port))
+    expect(early!.mounts[0].sftp.host).toBe('10.1.0.5') // the workload's address: the agent shares it
+    agentUp()
+    expect(await creating).toEqual(early)
+    expect(manager.list().map((i) => i.name)).toEqual(['frontend-v1'])
+  })
+
+  it('an agent that fails after the session went out: the lease hears why; what the CLI started goes once it closes the lease', async () => {
+    let agentUp!: () => void
+    const {manager, calls} = setup({agentFails: new UserError('the traffic agent failed: no iptables'), agentComingUp: new Promise((r) => (agentUp = r))})
+    const sink = lease(calls)
+    const creating = manager.create({workload: 'frontend-v1', localPort: 8000, mounts: true}, sink, undefined, () => calls.push('session'))
+    creating.catch(() => undefined)
+    await vi.waitFor(() => expect(calls).toContain('session'))
+    agentUp()
+    await vi.waitFor(() => expect(calls).toContain('lease error'))
+    expect(sink.events.at(-1)).toMatchObject({type: 'error', error: {message: 'the traffic agent failed: no iptables'}})
+    // the CLI stops its handler and volumes, then closes its lease; only then does the daemon look
+    await sleep(50)
+    expect(calls).not.toContain('remove-orphans frontend-v1')
+    sink.close()
+    await expect(creating).rejects.toThrow('no iptables')
+    expect(calls.slice(-3)).toEqual(['remove-agent c-tp-unit-agent-frontend-v1', 'lease error', 'remove-orphans frontend-v1'])
+    expect(manager.list()).toEqual([])
+  })
+
+  it('an agent that fails after the session went out, and a CLI that never closes its lease: removed after the holder time', async () => {
+    const {manager, calls} = setup({agentFails: new UserError('the traffic agent failed'), holderTeardownMs: 100})
+    const started = Date.now()
+    await expect(manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls), undefined, () => undefined)).rejects.toThrow(
+      'the traffic agent failed',
+    )
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90)
+    expect(calls.at(-1)).toBe('remove-orphans frontend-v1')
   })
 
   it('starts a guard beside the agent, at the port the agent gave', async () => {

@@ -187,6 +187,13 @@ export type VolumeProviderDescriptor = Descriptor<VolumeProvider> & {
    * `{hostReachesCluster: true}` for mounts made on this host); empty: fits every placement.
    */
   requires: Partial<PlacementCapabilities>
+  /**
+   * The provider's volumes wait for the workload's SFTP server themselves (what connects to it
+   * retries until it answers): tp then calls `provide` as soon as it has the session and starts the
+   * handler while the workload's agent is still coming up. Without it, tp calls `provide` once the
+   * agent is ready.
+   */
+  waitsForServer?: boolean
 }
 
 /** Whether a provider's requirements are met by a placement's capabilities. */

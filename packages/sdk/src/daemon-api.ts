@@ -57,8 +57,15 @@ export interface CreateInterceptRequest {
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */
 export type InterceptEvent =
-  /** `steps`: what creating it took in the daemon, each step's end in ms from the request (`TP_DEBUG=1` prints them). */
-  | {type: 'session'; session: DaemonSession; steps?: InterceptStep[]}
+  /**
+   * `steps`: what creating it took in the daemon, each step's end in ms from the request (`TP_DEBUG=1`
+   * prints them). `pending`: the session is sent as soon as it is known, before the workload's agent
+   * is ready (its SFTP server may not answer yet); `ready` (or `error`) follows. A daemon that sends
+   * no `pending` sends the session once the agent is ready.
+   */
+  | {type: 'session'; session: DaemonSession; steps?: InterceptStep[]; pending?: boolean}
+  /** The agent is ready (its rule installed, its SFTP server answering); `steps` as for `session`. */
+  | {type: 'ready'; steps?: InterceptStep[]}
   | {type: 'active'}
   | {type: 'heartbeat'}
   /** `normal`: ended on purpose (tp leave, tp quit); otherwise something failed (agent or workload gone). */
@@ -101,8 +108,17 @@ export class DaemonUnreachableError extends UserError {
 export interface InterceptLease {
   /** The session without its placement (the CLI adds the one its backend gives). */
   session: DaemonSession
-  /** What creating the intercept took in the daemon (empty from a daemon that does not say). */
+  /**
+   * What creating the intercept took in the daemon (empty from a daemon that does not say); the
+   * whole list once `ready` has resolved.
+   */
   steps: InterceptStep[]
+  /**
+   * Resolves once the workload's agent is ready: its rule installed, its SFTP server answering.
+   * Rejects (typed, from the daemon) when the agent could not start; the intercept is then gone.
+   * Already resolved unless the lease was asked for `early`.
+   */
+  ready: Promise<void>
   /** Resolves once the handler answers and traffic is switched. */
   active: Promise<void>
   /** Resolves when the daemon ends the intercept (leave, quit, agent gone) or the daemon is lost. */
@@ -149,24 +165,51 @@ export class DaemonClient {
     await this.json('POST', '/v1/quit')
   }
 
-  /** Creates an intercept and holds its lease until `close()` or until the daemon ends it. */
-  createIntercept(body: CreateInterceptRequest): Promise<InterceptLease> {
+  /**
+   * Creates an intercept and holds its lease until `close()` or until the daemon ends it. Resolves
+   * once the agent is ready; with `early`, as soon as the daemon knows the session, so that the
+   * handler can start while the agent comes up (`lease.ready` says when it is up).
+   */
+  createIntercept(body: CreateInterceptRequest, options: {early?: boolean} = {}): Promise<InterceptLease> {
     const url = new URL('/v1/intercepts', this.endpoint.url)
     return new Promise((resolve, reject) => {
       let settled = false
       let resolveActive!: () => void
       let resolveEnded!: (end: {reason: string; normal: boolean}) => void
+      let resolveReady!: () => void
+      let rejectReady!: (error: Error) => void
+      let isReady = false
       const active = new Promise<void>((r) => (resolveActive = r))
       const ended = new Promise<{reason: string; normal: boolean}>((r) => (resolveEnded = r))
+      const ready = new Promise<void>((res, rej) => {
+        resolveReady = () => {
+          isReady = true
+          res()
+        }
+        rejectReady = rej
+      })
+      ready.catch(() => undefined) // a lease whose holder only awaits `ended` must not see an unhandled rejection
+      const steps: InterceptStep[] = []
+      let pendingSession: DaemonSession | undefined
+      const lease = (session: DaemonSession): InterceptLease => ({session, steps, ready, active, ended, close: () => req.destroy()})
+      const settle = (session: DaemonSession) => {
+        settled = true
+        resolve(lease(session))
+      }
       const req = request(url, {
         method: 'POST',
         headers: {authorization: `Bearer ${this.endpoint.token}`, 'content-type': 'application/json'},
       })
-      const fail = (error: Error) => {
+      const fail = (error: Error, fromDaemon = false) => {
         if (!settled) {
           settled = true
           reject(error)
-        } else resolveEnded({reason: `the tp daemon went away (${error.message}); the agents give the traffic back by themselves`, normal: false})
+        } else if (!isReady) {
+          // an early lease whose agent never became ready: the daemon's own error says why
+          rejectReady(error)
+          resolveEnded({reason: error.message, normal: false})
+        } else if (fromDaemon) resolveEnded({reason: error.message, normal: false})
+        else resolveEnded({reason: `the tp daemon went away (${error.message}); the agents give the traffic back by themselves`, normal: false})
       }
       req.on('error', (error) => fail(settled ? error : new DaemonUnreachableError(this.endpoint.url, error)))
       req.on('response', (res) => {
@@ -186,10 +229,18 @@ export class DaemonClient {
             buffer = buffer.slice(nl + 1)
             if (!line.trim()) continue
             const event = JSON.parse(line) as InterceptEvent
-            if (event.type === 'session' && !settled) {
-              settled = true
-              resolve({session: event.session, steps: event.steps ?? [], active, ended, close: () => req.destroy()})
-            } else if (event.type === 'error') fail(errorFromApi(event.error))
+            if (event.type === 'session' && !settled && !pendingSession) {
+              steps.push(...(event.steps ?? []))
+              if (!event.pending) {
+                resolveReady()
+                settle(event.session)
+              } else if (options.early) settle(event.session)
+              else pendingSession = event.session
+            } else if (event.type === 'ready' && !isReady) {
+              steps.splice(0, steps.length, ...(event.steps ?? steps))
+              resolveReady()
+              if (!settled && pendingSession) settle(pendingSession)
+            } else if (event.type === 'error') fail(errorFromApi(event.error), true)
             else if (event.type === 'active') resolveActive()
             else if (event.type === 'ended') resolveEnded({reason: event.reason, normal: event.normal})
           }

@@ -6,6 +6,8 @@ export const telemountDescriptor: VolumeProviderDescriptor = {
   apiVersion: API_VERSION,
   summary: 'Remote volumes as Docker volumes, mounted with sshfs over SFTP by a managed volume plugin',
   requires: {},
+  // the plugin's Mount waits for a workload's agent that is still starting (see server/sshfs.ts)
+  waitsForServer: true,
   load: () => import('./provider.js'),
 }
 

@@ -258,25 +258,38 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         step(`connected ${connection.record.name}`)
       }
       if (interrupts.signal) return
-      // 3. the intercept, held by this process's lease
-      lease = await connection.client.createIntercept({
-        workload: args.workload,
-        name: flags.name,
-        localPort: port.local,
-        containerPort: port.container,
-        servicePort: port.service,
-        mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
-        handlerRunsAs: prepared?.runsAs ?? 'container',
-      })
+      // 3. the intercept, held by this process's lease: the session comes before the agent is
+      // ready, so that the volumes and the handler start while the agent comes up
+      lease = await connection.client.createIntercept(
+        {
+          workload: args.workload,
+          name: flags.name,
+          localPort: port.local,
+          containerPort: port.container,
+          servicePort: port.service,
+          mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
+          handlerRunsAs: prepared?.runsAs ?? 'container',
+        },
+        {early: true},
+      )
       // the daemon's session, placed where the backend says handlers run
       const session: InterceptSession = {...lease.session, placement: connection.placement}
       const {client} = connection
-      const drain = () => client.drain(session.name)
-      for (const s of lease.steps) daemonTrace(`+${s.ms} ms into creating it: ${s.step}`)
-      step(`intercept ${session.name} created`)
+      const ready = lease.ready
+      void ready.then(
+        () => {
+          for (const s of lease!.steps) daemonTrace(`+${s.ms} ms into creating it: ${s.step}`)
+          step(`intercept ${session.name}: agent ready`)
+        },
+        swallow(trace, 'the agent (awaited below)'),
+      )
+      // nothing was switched before the agent is ready: nothing to give back
+      const drain = () => ready.then(() => client.drain(session.name))
+      step(`intercept ${session.name} created (agent starting)`)
       if (interrupts.signal) return
       await writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
+        await ready
         await this.hold(session, lease, interrupts, flags.output === 'json', drain)
         return
       }
@@ -284,6 +297,8 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
         if (noVolumeProvider) throw noVolumeProvider
         const request = {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root} as const
+        // volumes that cannot wait for the workload's SFTP server themselves are made once it is up
+        if (!registries.volumeProviders.get(volumeProvider!).descriptor.waitsForServer) await ready
         volumes = await provideVolumes(registries, context, session, request, providerLoading ? await providerLoading : volumeProvider)
         step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
