@@ -1,7 +1,7 @@
 import {mkdtemp, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {createRequire} from 'node:module'
+import {dirname, join} from 'node:path'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
 import {type RootfsSpec, STATIC_BUSYBOX, assembleRootfs, inputsHash} from '@tp/images'
@@ -42,9 +42,9 @@ export function pluginRef(settings: Pick<PluginSettings, 'name' | 'version'>): s
   return `${settings.name}:${settings.version.replace(/[^\w.-]/g, '-').slice(0, 128)}`
 }
 
-/** The bundled server, built by `npm run bundle` next to this module. */
+/** The bundled server, built by `npm run bundle` into dist/ (found from package.json: this module may run from dist/bundle/). */
 export function serverBundlePath(): string {
-  return fileURLToPath(new URL('./server.cjs', import.meta.url))
+  return join(dirname(createRequire(import.meta.url).resolve('@tp/plugin-volume-telemount/package.json')), 'dist/server.cjs')
 }
 
 export function pluginRootfsSpec(serverBundle: string): RootfsSpec {

@@ -66,7 +66,9 @@ export class TelemountProvider implements VolumeProvider {
   async provide(session: InterceptSession): Promise<ProvidedVolumes> {
     if (session.mounts.length === 0) return {dockerRunArgs: [], release: async () => {}}
     const settings = this.settings()
+    const started = performance.now()
     let driver = await ensurePluginOnce(this.docker, settings)
+    const pluginMs = Math.round(performance.now() - started)
 
     const created: string[] = []
     let releasing: Promise<void> | undefined
@@ -111,7 +113,9 @@ export class TelemountProvider implements VolumeProvider {
       )
     }
     const dockerRunArgs = session.mounts.flatMap((mount, index) => ['-v', `${names[index]}:${mount.path}${mount.readOnly ? ':ro' : ''}`])
-    this.context.log.debug(`telemount volumes: ${names.join(', ')}`)
+    this.context.log.debug(
+      `telemount volumes: ${names.join(', ')} (plugin ready after ${pluginMs} ms, volumes after ${Math.round(performance.now() - started)} ms)`,
+    )
     return {dockerRunArgs, release}
   }
 
