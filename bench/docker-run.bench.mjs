@@ -51,7 +51,8 @@ export async function run({log, root}) {
   const demo = await demoUp(docker, {network: NETWORK})
   const cacheDir = mkdtempSync(join(tmpdir(), 'tpb-docker-run-'))
   const env = {...process.env, TP_CACHE_DIR: cacheDir}
-  const tp = (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']})
+  const tp = (args, extraEnv = {}) =>
+    spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env: {...env, ...extraEnv}, stdio: ['ignore', 'ignore', 'pipe']})
   const workload = () => ipOf(demo.frontend)
   try {
     log('connecting (container daemon)')
@@ -59,15 +60,25 @@ export async function run({log, root}) {
     await firstReply(workload, 80, 'frontend-v1', performance.now())
 
     const interceptTimes = []
+    const telemountTimes = []
     const plainTimes = []
+    // the demo's workload is on this engine: its 2 volumes are mounted straight from it; with
+    // TP_TELEMOUNT_DIRECT=0 they go over SFTP through the telemount plugin, as for another engine
+    const modes = [
+      {times: interceptTimes, env: {}, what: 'volumes mounted directly'},
+      {times: telemountTimes, env: {TP_TELEMOUNT_DIRECT: '0'}, what: 'volumes through telemount'},
+    ]
     for (let i = 0; i < RUNS; i++) {
-      log(`run ${i + 1}/${RUNS}: tp intercept --docker-run`)
-      let started = performance.now()
-      const intercept = tp(['intercept', '--use', CONNECTION, 'frontend-v1', '--port', '8000', '--docker-run', '--', demo.images.frontendV2Bare])
-      interceptTimes.push(await firstReply(workload, 80, 'frontend-v2', started))
-      intercept.kill('SIGINT')
-      if ((await exited(intercept)) !== 0) throw new Error('tp intercept did not exit 0 after Ctrl-C')
-      await firstReply(workload, 80, 'frontend-v1', performance.now())
+      let started
+      for (const mode of modes) {
+        log(`run ${i + 1}/${RUNS}: tp intercept --docker-run (${mode.what})`)
+        started = performance.now()
+        const intercept = tp(['intercept', '--use', CONNECTION, 'frontend-v1', '--port', '8000', '--docker-run', '--', demo.images.frontendV2Bare], mode.env)
+        mode.times.push(await firstReply(workload, 80, 'frontend-v2', started))
+        intercept.kill('SIGINT')
+        if ((await exited(intercept)) !== 0) throw new Error('tp intercept did not exit 0 after Ctrl-C')
+        await firstReply(workload, 80, 'frontend-v1', performance.now())
+      }
 
       log(`run ${i + 1}/${RUNS}: plain docker run`)
       const plainName = `tpb-docker-run-plain-${i}`
@@ -85,13 +96,21 @@ export async function run({log, root}) {
         await exited(plain)
       }
     }
+    const note = `median of ${RUNS}; baseline: docker run of the same image → its first reply (both fetch http://catalog/)`
     return [
       {
-        metric: 'tp intercept --docker-run → first intercepted reply',
+        metric: "tp intercept --docker-run → first intercepted reply (2 volumes, mounted from the workload's engine)",
         tp: median(interceptTimes),
         baseline: median(plainTimes),
         unit: 's',
-        note: `median of ${RUNS}; baseline: docker run of the same image → its first reply (both fetch http://catalog/)`,
+        note,
+      },
+      {
+        metric: 'the same with the volumes through telemount (TP_TELEMOUNT_DIRECT=0)',
+        tp: median(telemountTimes),
+        baseline: median(plainTimes),
+        unit: 's',
+        note,
       },
     ]
   } finally {

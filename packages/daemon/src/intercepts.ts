@@ -5,6 +5,7 @@ import {
   type CreateInterceptRequest,
   type DaemonSession,
   ENV_EXCLUDED,
+  type EngineMount,
   type InterceptEvent,
   type InterceptInfo,
   type RemoteMount,
@@ -250,7 +251,12 @@ export class InterceptManager {
   }): DaemonSession {
     const {id, name, workload, servicePort, serviceName, request, exported, sftpPort} = parts
     const mounts: RemoteMount[] =
-      sftpPort === null ? [] : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: workload.address, port: sftpPort, dir: m.path}}))
+      sftpPort === null
+        ? []
+        : exported.map((m) => {
+            const engine = engineMount(workload, m)
+            return {path: m.path, readOnly: m.readOnly, sftp: {host: workload.address, port: sftpPort, dir: m.path}, ...(engine ? {engine} : {})}
+          })
     const environment: Record<string, string> = {}
     for (const [key, value] of Object.entries(workload.environment)) {
       if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
@@ -417,6 +423,18 @@ export class InterceptManager {
   async removeAll(reason: string): Promise<void> {
     await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, 'quit')))
   }
+}
+
+/**
+ * Where the workload's engine keeps a mount, for a handler on that engine to mount it directly: a
+ * named volume or a bind mount, and only one with no other mount of the workload inside it (over
+ * SFTP the handler sees those too; a direct mount would not).
+ */
+function engineMount(workload: Workload, mount: Workload['mounts'][number]): EngineMount | undefined {
+  if ((mount.type !== 'volume' && mount.type !== 'bind') || !mount.source) return undefined
+  const inside = `${mount.path.replace(/\/$/, '')}/`
+  if (workload.mounts.some((other) => other !== mount && other.path.startsWith(inside))) return undefined
+  return {container: workload.containerId, type: mount.type, source: mount.source}
 }
 
 /**

@@ -252,6 +252,24 @@ describe('InterceptManager', () => {
     expect(manager.list().map((i) => i.name)).toEqual(['frontend-v1'])
   })
 
+  it("names where the workload's engine keeps each mount, for a handler there to mount it directly, unless another is inside it", async () => {
+    const w = workload('stateful')
+    w.mounts = [
+      {path: '/data', readOnly: false, type: 'volume', source: 'stateful-data'},
+      {path: '/data/cache', readOnly: true, type: 'bind', source: '/srv/cache'},
+      {path: '/scratch', readOnly: false, type: 'tmpfs'},
+      {path: '/etc/app', readOnly: true, type: 'volume', source: 'stateful-config'},
+    ]
+    const {manager, calls} = setup({workloads: [w]})
+    const s = await manager.create({workload: 'stateful', localPort: 8000, mounts: true}, lease(calls))
+    expect(s.mounts.map((m) => [m.path, m.engine])).toEqual([
+      ['/data', undefined], // over SFTP the handler sees /data/cache inside it too
+      ['/data/cache', {container: 'id-stateful', type: 'bind', source: '/srv/cache'}],
+      ['/scratch', undefined], // a tmpfs is the container's own
+      ['/etc/app', {container: 'id-stateful', type: 'volume', source: 'stateful-config'}],
+    ])
+  })
+
   it('an agent that fails after the session went out: the lease hears why; what the CLI started goes once it closes the lease', async () => {
     let agentUp!: () => void
     const {manager, calls} = setup({agentFails: new UserError('the traffic agent failed: no iptables'), agentComingUp: new Promise((r) => (agentUp = r))})

@@ -24,6 +24,11 @@ export interface TelemountProviderOptions {
   plugin?: Partial<Omit<PluginSettings, 'log'>>
   /** How long release() keeps retrying while Docker still reports a volume in use. */
   releaseTimeoutMs?: number
+  /**
+   * Whether a volume of a workload on this same engine is mounted directly (default: true, unless
+   * TP_TELEMOUNT_DIRECT=0); otherwise every volume goes over SFTP through the plugin.
+   */
+  direct?: boolean
 }
 
 /** One install per plugin ref and process; a failure is not remembered, so a later call retries. */
@@ -65,8 +70,15 @@ export class TelemountProvider implements VolumeProvider {
 
   async provide(session: InterceptSession): Promise<ProvidedVolumes> {
     if (session.mounts.length === 0) return {dockerRunArgs: [], release: async () => {}}
-    const settings = this.settings()
     const started = performance.now()
+    const direct = await this.engineMounts(session)
+    const argsOf = (remote: Map<number, string[]>) => session.mounts.flatMap((_, index) => direct.get(index) ?? remote.get(index) ?? [])
+    if (direct.size > 0) {
+      const shown = [...direct.keys()].map((i) => `${session.mounts[i].path} (${session.mounts[i].engine!.type} ${session.mounts[i].engine!.source})`)
+      this.context.log.debug(`mounted straight from the workload's engine: ${shown.join(', ')}`)
+    }
+    if (direct.size === session.mounts.length) return {dockerRunArgs: argsOf(new Map()), release: async () => {}}
+    const settings = this.settings()
     let driver = await ensurePluginOnce(this.docker, settings)
     const pluginMs = Math.round(performance.now() - started)
 
@@ -74,6 +86,7 @@ export class TelemountProvider implements VolumeProvider {
     let releasing: Promise<void> | undefined
     const release = (): Promise<void> => (releasing ??= this.removeVolumes(created))
     const names = session.mounts.map((mount, index) => volumeName(session, index, mount.path))
+    const overSftp = session.mounts.map((_, index) => index).filter((index) => !direct.has(index))
     let reinstall: Promise<string> | undefined
     const createOne = async (index: number) => {
       const mount = session.mounts[index]
@@ -101,10 +114,11 @@ export class TelemountProvider implements VolumeProvider {
     }
     // all at once: each is a round trip to the engine and the plugin; every one settles before a
     // failure is reported, so release() sees all that were made
-    const results = await Promise.allSettled(session.mounts.map((_, index) => createOne(index)))
-    const failed = results.findIndex((r) => r.status === 'rejected')
-    if (failed >= 0) {
-      const rejected = results[failed] as PromiseRejectedResult
+    const results = await Promise.allSettled(overSftp.map((index) => createOne(index)))
+    const failedAt = results.findIndex((r) => r.status === 'rejected')
+    if (failedAt >= 0) {
+      const failed = overSftp[failedAt]
+      const rejected = results[failedAt] as PromiseRejectedResult
       await release().catch(swallow(trace, 'removing the volumes made before the failure'))
       throw new UserError(
         `cannot create the remote volume for ${session.mounts[failed].path}: ${dockerMessage(rejected.reason)}`,
@@ -112,11 +126,43 @@ export class TelemountProvider implements VolumeProvider {
         {cause: rejected.reason},
       )
     }
-    const dockerRunArgs = session.mounts.flatMap((mount, index) => ['-v', `${names[index]}:${mount.path}${mount.readOnly ? ':ro' : ''}`])
-    this.context.log.debug(
-      `telemount volumes: ${names.join(', ')} (plugin ready after ${pluginMs} ms, volumes after ${Math.round(performance.now() - started)} ms)`,
+    const remote = new Map(
+      overSftp.map((index) => [index, ['-v', `${names[index]}:${session.mounts[index].path}${session.mounts[index].readOnly ? ':ro' : ''}`]]),
     )
-    return {dockerRunArgs, release}
+    this.context.log.debug(
+      `telemount volumes: ${overSftp.map((i) => names[i]).join(', ')} (plugin ready after ${pluginMs} ms, volumes after ${Math.round(performance.now() - started)} ms)`,
+    )
+    return {dockerRunArgs: argsOf(remote), release}
+  }
+
+  /**
+   * The mounts a handler container on this engine can take straight from the workload's engine:
+   * those whose `engine` names a container that exists here with that very mount (container ids
+   * are unique, so finding it means the same engine). One inspect for all; any doubt (another
+   * engine, the container gone, TP_TELEMOUNT_DIRECT=0) leaves the mount to SFTP.
+   */
+  private async engineMounts(session: InterceptSession): Promise<Map<number, string[]>> {
+    const direct = new Map<number, string[]>()
+    if (this.options.direct === false || (this.options.direct === undefined && process.env.TP_TELEMOUNT_DIRECT === '0')) return direct
+    const containers = new Set(session.mounts.flatMap((m) => (m.engine ? [m.engine.container] : [])))
+    if (containers.size !== 1) return direct // none, or a session that is not of one workload
+    const [id] = containers
+    const info = await this.docker
+      .getContainer(id)
+      .inspect()
+      .catch(swallow(trace, `looking for the workload's container ${id} on this engine`))
+    if (!info || info.Id !== id) return direct
+    session.mounts.forEach((mount, index) => {
+      const engine = mount.engine
+      if (!engine) return
+      const same = (info.Mounts ?? []).some(
+        (m) => m.Destination === mount.path && m.Type === engine.type && (engine.type === 'volume' ? m.Name === engine.source : m.Source === engine.source),
+      )
+      // -v cannot carry a host path with a colon or a comma in it: such a bind goes over SFTP
+      if (!same || (engine.type === 'bind' && /[:,]/.test(engine.source))) return
+      direct.set(index, ['-v', `${engine.source}:${mount.path}${mount.readOnly ? ':ro' : ''}`])
+    })
+    return direct
   }
 
   /** Removes the volumes, retrying while Docker still sees them in use (a container being removed). */

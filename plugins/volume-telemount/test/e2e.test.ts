@@ -21,7 +21,9 @@ const PLUGIN = `tpt-tm-e2e-${suffix}`
 const BROKEN_PLUGIN = `tpt-tm-e2e-broken-${suffix}`
 const cacheDir = mkdtempSync(join(tmpdir(), 'tpt-tm-e2e-'))
 const brokenDir = mkdtempSync(join(tmpdir(), 'tpt-tm-e2e-broken-'))
-const env = {...process.env, TP_CACHE_DIR: cacheDir, TP_TELEMOUNT_PLUGIN: PLUGIN, TP_TELEMOUNT_ROOTFS: ''}
+// TP_TELEMOUNT_DIRECT=0: the workload is on this engine, and its volumes would be mounted
+// straight from it; these tests are of the way through the plugin (the last one is of the other)
+const env = {...process.env, TP_CACHE_DIR: cacheDir, TP_TELEMOUNT_PLUGIN: PLUGIN, TP_TELEMOUNT_ROOTFS: '', TP_TELEMOUNT_DIRECT: '0'}
 const BACKOFFICE = `${NET}-backoffice`
 const BACKOFFICE_DATA = `${NET}-backoffice-data`
 let demo: DemoCluster
@@ -160,5 +162,26 @@ describe('tp intercept --docker-run with remote volumes (issue 6 acceptance)', (
     expect((await get('catalog', '/')).body).toMatch(/^frontend-v2\n/)
     expect(await stop(catalog), catalog.output()).toBe(0)
     expect(await nothingLeft(CONN)).toEqual([])
+  })
+
+  it("with the workload on this engine, its volumes are mounted straight from it: no plugin, no volume of tp's, same files", async () => {
+    // a plugin that cannot even be installed: it is never needed
+    const run = start(intercept('frontend-v1', 8000, ['frontend-v2']), {
+      TP_TELEMOUNT_DIRECT: '',
+      TP_TELEMOUNT_PLUGIN: BROKEN_PLUGIN,
+      TP_TELEMOUNT_ROOTFS: brokenDir,
+    })
+    await run.active
+    expect((await get('frontend-v1', '/config')).body, run.output()).toBe(DEMO_CONFIG_TXT)
+    expect((await get('frontend-v1', '/write?name=straight.txt')).body).toBe('ok /data/straight.txt\n')
+    expect(await inWorkload(demo.frontend, 'cat /data/straight.txt')).toBe('written by frontend-v2')
+    expect((await get('frontend-v1', '/cat?path=/etc/frontend/settings.txt')).body).toBe(DEMO_SETTINGS_TXT)
+    expect((await get('frontend-v1', '/write?path=/etc/frontend/x.txt')).status).toBe(500) // read-only, as in the workload
+    const volumes = (await docker.listVolumes({filters: JSON.stringify({label: [`tp.connection=${CONN}`]})})).Volumes ?? []
+    expect(volumes).toEqual([])
+    expect(await stop(run), run.output()).toBe(0)
+    expect(await nothingLeft(CONN)).toEqual([])
+    // the workload's own volumes stay, with what the handler wrote
+    expect(await inWorkload(demo.frontend, 'cat /data/straight.txt')).toBe('written by frontend-v2')
   })
 })

@@ -105,6 +105,58 @@ describe('telemount volumes (real engine)', () => {
     expect(await volumesOf('tm-web')).toEqual([])
   })
 
+  it('mounts a volume of a workload on this engine straight from it, and the rest over SFTP', async () => {
+    const id = (await docker.getContainer(source.container).inspect()).Id
+    const engine = {container: id, type: 'volume' as const, source: source.dataVolume}
+    // the second names a volume the workload does not have at that path: it goes over SFTP
+    const mounts = [
+      {...mountOf(source), engine},
+      {...mountOf(source, '/cfg', true), engine: {...engine, source: 'not-its-volume'}},
+    ]
+    const s = session({connection: CONNECTION, name: 'tm-direct', mounts})
+    const provided = await provider.provide(s)
+    expect(provided.dockerRunArgs.slice(0, 2)).toEqual(['-v', `${source.dataVolume}:/data`])
+    expect(provided.dockerRunArgs[2]).toBe('-v')
+    expect(provided.dockerRunArgs[3]).toMatch(new RegExp(`^tp-${CONNECTION}-tm-direct-${s.id}-1-cfg:/cfg:ro$`))
+    const read = await dockerRun([...provided.dockerRunArgs, busybox, 'sh', '-c', 'cat /data/config.txt /cfg/config.txt'])
+    expect(read.stderr).toBe('')
+    expect(read.stdout).toBe('config of workload A\nconfig of workload A\n')
+    const write = await dockerRun([...provided.dockerRunArgs, busybox, 'sh', '-c', 'echo straight from the handler > /data/direct.txt'])
+    expect(write.code).toBe(0)
+    expect(await source.sh('cat /data/direct.txt')).toBe('straight from the handler\n')
+    expect(await volumesOf('tm-direct')).toHaveLength(1) // only the one over SFTP
+    await provided.release()
+    expect(await volumesOf('tm-direct')).toEqual([])
+    // the workload's own volume is the workload's: release leaves it
+    expect((await docker.getVolume(source.dataVolume).inspect()).Name).toBe(source.dataVolume)
+  })
+
+  it('goes over SFTP when the workload is not on this engine, or with TP_TELEMOUNT_DIRECT=0', async () => {
+    const id = (await docker.getContainer(source.container).inspect()).Id
+    const elsewhere = session({
+      connection: CONNECTION,
+      name: 'tm-elsewhere',
+      mounts: [{...mountOf(source), engine: {container: 'f'.repeat(64), type: 'volume' as const, source: source.dataVolume}}],
+    })
+    const other = await provider.provide(elsewhere)
+    expect(other.dockerRunArgs[1]).toMatch(/-0-data:\/data$/)
+    await other.release()
+    process.env.TP_TELEMOUNT_DIRECT = '0'
+    try {
+      const told = session({
+        connection: CONNECTION,
+        name: 'tm-told',
+        mounts: [{...mountOf(source), engine: {container: id, type: 'volume' as const, source: source.dataVolume}}],
+      })
+      const provided = await (await makeProvider()).provide(told)
+      expect(provided.dockerRunArgs[1]).toMatch(/-0-data:\/data$/)
+      expect(await volumesOf('tm-told')).toHaveLength(1)
+      await provided.release()
+    } finally {
+      delete process.env.TP_TELEMOUNT_DIRECT
+    }
+  })
+
   it('refuses writes on a read-only mount, both through :ro and in the plugin itself', async () => {
     const s = session({connection: CONNECTION, name: 'tm-ro', mounts: [mountOf(source, '/data', true)]})
     const provided = await provider.provide(s)
