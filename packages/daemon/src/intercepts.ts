@@ -193,7 +193,6 @@ export class InterceptManager {
       if (onSession) await this.failAfterSession(name, lease, error)
       throw error
     }
-    if (ready.sftpPort !== sftpPort) this.log(`intercept ${name}: the agent serves SFTP on ${ready.sftpPort}, not on ${sftpPort} as asked`)
     const intercept: Intercept = {
       info: {
         name,
