@@ -11,7 +11,10 @@
  *   packages are bundled in; code that finds files of its package finds them from its
  *   package.json (packages/images/src/runtime.ts), never from its own file. @tp/daemon stays
  *   outside (the host daemon's own process loads it); ssh2 and gRPC too, loaded on first use (patches/).
- * - Each plugin carries its own copy of dockerode (~25 ms to load each).
+ * - dockerode is bundled once, into @tp/sdk/dockerode (dist/vendor/dockerode.js), and every
+ *   plugin bundle imports that: one copy per process (~25 ms to load) instead of one per plugin.
+ *   It is a devDependency of @tp/sdk (built in, so a third party's plugin does not install it);
+ *   the ssh2 it loads for ssh:// engines comes from tp's own dependencies.
  */
 import {readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
@@ -20,6 +23,31 @@ import {build} from 'esbuild'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const BUNDLED = './dist/bundle/'
+// ssh2 and gRPC stay outside, loaded on first use (patches/)
+const LAZY = ['ssh2', 'cpu-features', '@grpc/*', 'protobufjs']
+// CommonJS inside an ES module: its require() calls need a real require
+const banner = {js: "import {createRequire as __tpCreateRequire} from 'node:module'; const require = __tpCreateRequire(import.meta.url);"}
+
+// the one copy of dockerode the plugins share
+await build({
+  absWorkingDir: join(root, 'packages/sdk'),
+  stdin: {contents: "export {default} from 'dockerode'", resolveDir: join(root, 'packages/sdk'), loader: 'js'},
+  outfile: join(root, 'packages/sdk/dist/vendor/dockerode.js'),
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  external: LAZY,
+  banner,
+  logLevel: 'warning',
+})
+/** Every plugin's `import Docker from 'dockerode'` becomes an import of that shared copy. */
+const sharedDockerode = {
+  name: 'shared-dockerode',
+  setup(b) {
+    b.onResolve({filter: /^dockerode$/}, () => ({path: '@tp/sdk/dockerode', external: true}))
+  },
+}
 
 for (const name of readdirSync(join(root, 'plugins')).sort()) {
   const dir = join(root, 'plugins', name)
@@ -44,9 +72,9 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
     platform: 'node',
     target: 'node20',
     chunkNames: 'chunks/[name]-[hash]',
-    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', 'ssh2', 'cpu-features', '@grpc/*', 'protobufjs'],
-    // dockerode and its dependencies are CommonJS: their require() calls need a real require
-    banner: {js: "import {createRequire as __tpCreateRequire} from 'node:module'; const require = __tpCreateRequire(import.meta.url);"},
+    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY],
+    plugins: [sharedDockerode],
+    banner,
     logLevel: 'warning',
     metafile: true,
   })
