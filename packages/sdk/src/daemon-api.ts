@@ -205,9 +205,17 @@ export class DaemonClient {
           settled = true
           reject(error)
         } else if (!isReady) {
-          // an early lease whose agent never became ready: the daemon's own error says why
-          rejectReady(error)
-          resolveEnded({reason: error.message, normal: false})
+          // an early lease whose agent never became ready: the daemon's own error says why, or
+          // the daemon went away before it could
+          const why = fromDaemon
+            ? error
+            : new UserError(
+                `the tp daemon went away before the intercept's agent was ready (${error.message})`,
+                'run `tp status` to check the connection, or `tp quit` and connect again',
+                {cause: error},
+              )
+          rejectReady(why)
+          resolveEnded({reason: why.message, normal: false})
         } else if (fromDaemon) resolveEnded({reason: error.message, normal: false})
         else resolveEnded({reason: `the tp daemon went away (${error.message}); the agents give the traffic back by themselves`, normal: false})
       }

@@ -106,6 +106,23 @@ describe('DaemonClient.createIntercept', () => {
     expect(await lease.ended).toEqual({reason: 'the traffic agent failed: port 24000 is taken', normal: false})
   })
 
+  it('a daemon that goes away before the agent is ready: ready rejects with a user error that says so', async () => {
+    let res!: ServerResponse
+    const client = await daemon((send, response) => {
+      send({type: 'session', session, pending: true})
+      res = response
+    })
+    const lease = await client.createIntercept(request, {early: true})
+    res.socket?.destroy()
+    const error = await lease.ready.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(isUserError(error)).toBe(true)
+    expect(error).toMatchObject({message: expect.stringContaining('the tp daemon went away before the intercept'), next: expect.stringContaining('tp status')})
+    expect((await lease.ended).normal).toBe(false)
+  })
+
   it('not early, and the agent fails: the create itself rejects with the error', async () => {
     const client = await daemon((send, res) => {
       send({type: 'session', session, pending: true})
