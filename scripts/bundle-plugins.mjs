@@ -20,13 +20,10 @@ import {readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
+import {LAZY_EXTERNALS, REQUIRE_BANNER, splitBundle} from './esbuild-common.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const BUNDLED = './dist/bundle/'
-// ssh2 and gRPC stay outside, loaded on first use (patches/)
-const LAZY = ['ssh2', 'cpu-features', '@grpc/*', 'protobufjs']
-// CommonJS inside an ES module: its require() calls need a real require
-const banner = {js: "import {createRequire as __tpCreateRequire} from 'node:module'; const require = __tpCreateRequire(import.meta.url);"}
 
 // the one copy of dockerode the plugins share
 await build({
@@ -37,8 +34,8 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  external: LAZY,
-  banner,
+  external: LAZY_EXTERNALS,
+  banner: REQUIRE_BANNER,
   logLevel: 'warning',
 })
 /** Every plugin's `import Docker from 'dockerode'` becomes an import of that shared copy. */
@@ -65,18 +62,9 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
   const {metafile} = await build({
     absWorkingDir: dir,
     entryPoints: entries,
-    outdir: out,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    chunkNames: 'chunks/[name]-[hash]',
-    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY],
+    ...splitBundle(out),
+    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
     plugins: [sharedDockerode],
-    banner,
-    logLevel: 'warning',
-    metafile: true,
   })
   writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
 }

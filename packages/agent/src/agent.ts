@@ -1,7 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
-import {debugLog, ipv4Addresses, listen, sleep} from '@tp/sdk'
+import {debugLog, ipv4Addresses, listen, probeTcp, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {KernelPath} from './kernel-path.js'
@@ -387,24 +387,9 @@ export class Agent {
    * Opens and closes a connection to the handler: undefined when it took it, else why not. With
    * `refusalsOnly`, a connection that takes too long is not a refusal (a busy handler).
    */
-  private probeHandler(host: string, port: number, refusalsOnly = false): Promise<NodeJS.ErrnoException | undefined> {
-    return new Promise((resolve) => {
-      const socket = connect({host, port})
-      const timer = setTimeout(() => {
-        socket.destroy()
-        resolve(refusalsOnly ? undefined : Object.assign(new Error('no answer'), {code: 'ETIMEDOUT'}))
-      }, this.config.directTimeoutMs ?? 1000)
-      socket.once('connect', () => {
-        clearTimeout(timer)
-        socket.destroy()
-        resolve(undefined)
-      })
-      socket.once('error', (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer)
-        socket.destroy()
-        resolve(error)
-      })
-    })
+  private async probeHandler(host: string, port: number, refusalsOnly = false): Promise<NodeJS.ErrnoException | undefined> {
+    const error = await probeTcp(host, port, this.config.directTimeoutMs ?? 1000)
+    return refusalsOnly && error?.code === 'ETIMEDOUT' ? undefined : error
   }
 
   /** The handler does not listen at the address the daemon gave (loopback only): relay through the daemon. */

@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {AgentServer, type AgentSession} from '@tp/agent'
+import {type Agent, type AgentConfig, AgentServer, type AgentSession} from '@tp/agent'
 import {isNotFound} from '@tp/sdk'
 import {DockerCluster, type Workload} from '@tp/cluster-docker'
 import {ensureRuntimeImage} from '@tp/images'
@@ -48,6 +48,27 @@ async function startServer(options: {pingMs?: number} = {}): Promise<void> {
 }
 
 /** Injects an agent for the workload's port 80 and waits until it is ready. */
+/**
+ * An agent in this process (no container) that dials this file's daemon, with an iptables that
+ * always fails: for what an agent reports before or instead of installing its rule.
+ */
+async function agentHere(interceptId: string, token: string, extra: Partial<AgentConfig> = {}): Promise<Agent> {
+  const {Agent} = await import('@tp/agent')
+  return new Agent({
+    daemonHost: '127.0.0.1',
+    daemonPort: serverPort,
+    token,
+    interceptId,
+    servicePort: 9,
+    mounts: [],
+    leaseMs: 3000,
+    drainMs: 100,
+    iptables: '/bin/false',
+    log: (m) => logs.push(`agent: ${m}`),
+    ...extra,
+  })
+}
+
 async function inject(
   name: string,
   extra: Record<string, string> = {},
@@ -550,25 +571,12 @@ describe('AgentServer', () => {
   })
 
   it('reports an agent whose SFTP port is taken in the workload namespace, before it touches a rule', async () => {
-    const {Agent} = await import('@tp/agent')
     const taken = createServer()
     const port = await new Promise<number>((resolve) => taken.listen(0, '0.0.0.0', () => resolve((taken.address() as {port: number}).port)))
     try {
       const session = server.expect('sftp-taken', 'token-2', {connectLocal: () => Promise.reject(new Error('unused')), sftpPort: port})
-      const agent = new Agent({
-        daemonHost: '127.0.0.1',
-        daemonPort: serverPort,
-        token: 'token-2',
-        interceptId: 'sftp-taken',
-        servicePort: 9,
-        mounts: [{path: '/data', readOnly: false}],
-        sftpPort: port,
-        leaseMs: 3000,
-        drainMs: 100,
-        // never run: the taken port is reported before the rule
-        iptables: '/bin/false',
-        log: (m) => logs.push(`agent: ${m}`),
-      })
+      // iptables never runs: the taken port is reported before the rule
+      const agent = await agentHere('sftp-taken', 'token-2', {mounts: [{path: '/data', readOnly: false}], sftpPort: port})
       await agent.start()
       expect(await agent.done).toBe(1)
       await expect(session.ready).rejects.toMatchObject({
@@ -581,20 +589,8 @@ describe('AgentServer', () => {
   })
 
   it('reports an agent that cannot install its rule', async () => {
-    const {Agent} = await import('@tp/agent')
     const session = server.expect('no-iptables', 'token-1', {connectLocal: () => Promise.reject(new Error('unused'))})
-    const agent = new Agent({
-      daemonHost: '127.0.0.1',
-      daemonPort: serverPort,
-      token: 'token-1',
-      interceptId: 'no-iptables',
-      servicePort: 9,
-      mounts: [],
-      leaseMs: 3000,
-      drainMs: 100,
-      iptables: '/bin/false',
-      log: (m) => logs.push(`agent: ${m}`),
-    })
+    const agent = await agentHere('no-iptables', 'token-1')
     await agent.start()
     expect(await agent.done).toBe(1)
     await expect(session.ready).rejects.toMatchObject({kind: 'user', message: expect.stringContaining('could not install the redirect rule')})

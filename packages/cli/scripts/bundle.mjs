@@ -18,6 +18,7 @@ import {readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
+import {LAZY_EXTERNALS, splitBundle} from '../../../scripts/esbuild-common.mjs'
 
 const cli = dirname(dirname(fileURLToPath(import.meta.url)))
 const src = join(cli, 'src')
@@ -34,20 +35,10 @@ rmSync(out, {recursive: true, force: true})
 const {metafile} = await build({
   absWorkingDir: cli,
   entryPoints: Object.fromEntries(entries.map((f) => [f.replace(/\.ts$/, ''), join(src, f)])),
-  outdir: out,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  chunkNames: 'chunks/[name]-[hash]',
+  ...splitBundle(out),
   // typescript, ts-node, tsx: oclif's development mode (a plugin's .ts sources) loads them when present
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
-  external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', 'ssh2', 'cpu-features', '@grpc/*', 'protobufjs'],
-  // @oclif/core is CommonJS: its require() calls need a real require in an ES module
-  banner: {js: "import {createRequire as __tpCreateRequire} from 'node:module'; const require = __tpCreateRequire(import.meta.url);"},
-  logLevel: 'warning',
-  metafile: true,
+  external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
 })
 // which output holds which input: tests use it to tell the files that carry Docker code
 writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))

@@ -1,8 +1,7 @@
 import {existsSync} from 'node:fs'
 import {mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
-import {createRequire} from 'node:module'
 import {dirname, join, relative} from 'node:path'
-import {type ExtensionPoint, UserError} from '@tp/sdk'
+import {type ExtensionPoint, UserError, packageDir} from '@tp/sdk'
 import validateName from 'validate-npm-package-name'
 
 /**
@@ -22,7 +21,7 @@ export type PluginKind = keyof typeof PLUGIN_KINDS
 export const TOOLCHAIN = {typescript: '5.9.3', '@types/node': '20.19.43'} as const
 
 // from the package's root: this module runs from dist/ and from the bundle (dist/bundle/…), at other depths
-const TEMPLATES = join(dirname(createRequire(import.meta.url).resolve('@tp/cli/package.json')), 'templates')
+const TEMPLATES = join(packageDir('@tp/cli', import.meta.url), 'templates')
 /** A handler's name is also its flag (`--acme`): lower-case words joined by dashes. */
 const EXTENSION_NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/
 
@@ -69,9 +68,9 @@ export function pluginNames(given: string): PluginNames {
 
 /** The host's own @tp/sdk: its directory (what the project's devDependency points at) and version. */
 export async function hostSdk(): Promise<{dir: string; version: string}> {
-  const pjsonPath = createRequire(import.meta.url).resolve('@tp/sdk/package.json')
-  const {version} = JSON.parse(await readFile(pjsonPath, 'utf8')) as {version: string}
-  return {dir: dirname(pjsonPath), version}
+  const dir = packageDir('@tp/sdk', import.meta.url)
+  const {version} = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as {version: string}
+  return {dir, version}
 }
 
 function packageJson(kind: PluginKind, names: PluginNames, sdk: {dir: string; version: string}): string {

@@ -1,4 +1,5 @@
 import {connect, type Socket} from 'node:net'
+import {probeTcp} from '@tp/sdk'
 
 /** Opens a connection to the handler at the host the placement names (127.0.0.1 for the bundled backends). */
 export function connectHandler(host: string, port: number, timeoutMs = 3000): Promise<Socket> {
@@ -18,11 +19,5 @@ export function connectHandler(host: string, port: number, timeoutMs = 3000): Pr
 
 /** Whether something accepts connections there (the handler is up). */
 export async function handlerAnswers(host: string, port: number): Promise<boolean> {
-  try {
-    const socket = await connectHandler(host, port, 1000)
-    socket.destroy()
-    return true
-  } catch {
-    return false
-  }
+  return (await probeTcp(host, port, 1000)) === undefined
 }

@@ -1,9 +1,8 @@
 import {readFileSync} from 'node:fs'
 import {stat} from 'node:fs/promises'
-import {createRequire} from 'node:module'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
 import type Dockerode from 'dockerode'
-import {UserError} from '@tp/sdk'
+import {UserError, packageDir} from '@tp/sdk'
 import {ensureImportedImage, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec} from './rootfs.js'
 
 /**
@@ -18,17 +17,9 @@ export const DAEMON_ENTRY = '/opt/tp/daemon.cjs'
 
 export type RuntimeBundle = 'agent' | 'daemon'
 
-/**
- * This package's directory, found from its package.json: this module may also run from a
- * plugin's bundle (scripts/bundle-plugins.mjs), at another place than dist/.
- */
-function packageDir(): string {
-  return dirname(createRequire(import.meta.url).resolve('@tp/images/package.json'))
-}
-
 /** Where `npm run -w @tp/images bundle` writes the bundles (packages/images/bundle/). */
 export function bundleDir(): string {
-  return join(packageDir(), 'bundle')
+  return join(packageDir('@tp/images', import.meta.url), 'bundle')
 }
 
 export function bundlePath(which: RuntimeBundle, dir = bundleDir()): string {
@@ -36,7 +27,7 @@ export function bundlePath(which: RuntimeBundle, dir = bundleDir()): string {
 }
 
 export function imagesPackageVersion(): string {
-  const pkg = JSON.parse(readFileSync(join(packageDir(), 'package.json'), 'utf8')) as {version: string}
+  const pkg = JSON.parse(readFileSync(join(packageDir('@tp/images', import.meta.url), 'package.json'), 'utf8')) as {version: string}
   return pkg.version
 }
 

@@ -5,7 +5,7 @@
  *
  * Structural types only: the sdk does not load dockerode (a plugin has its own copy of it, or none).
  */
-import type {AddressInfo} from 'node:net'
+import {type AddressInfo, connect} from 'node:net'
 import {networkInterfaces} from 'node:os'
 import {Readable, Writable} from 'node:stream'
 import {setTimeout as delay} from 'node:timers/promises'
@@ -114,6 +114,30 @@ export function listen(server: ListeningServer, host = '0.0.0.0', port = 0): Pro
       server.off('error', reject)
       const address = server.address()
       resolve(typeof address === 'object' && address ? address.port : port)
+    })
+  })
+}
+
+/**
+ * Opens a TCP connection and closes it again: undefined when host:port took it, else why not (the
+ * socket's error, or ETIMEDOUT after `timeoutMs`). Whether something listens, without talking to it.
+ */
+export function probeTcp(host: string, port: number, timeoutMs: number): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({host, port})
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'}))
+    }, timeoutMs)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(undefined)
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(error)
     })
   })
 }

@@ -1,12 +1,12 @@
 import {readFileSync, readdirSync} from 'node:fs'
-import {createRequire} from 'node:module'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
+import {packageDir} from '@tp/sdk/paths'
 
 /**
  * The script a host daemon runs; its command line tells a daemon from a process that reused its
  * pid. Found from the package's own package.json: this module may run from dist/bundle/ as well.
  */
-export const DAEMON_MAIN = join(dirname(createRequire(import.meta.url).resolve('@tp/plugin-daemon-host/package.json')), 'dist/daemon-main.js')
+export const DAEMON_MAIN = join(packageDir('@tp/plugin-daemon-host', import.meta.url), 'dist/daemon-main.js')
 
 /**
  * Whether the host daemon with this pid still runs. A killed daemon whose parent never reaps it

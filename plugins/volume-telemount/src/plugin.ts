@@ -1,11 +1,10 @@
 import {mkdtemp, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {createRequire} from 'node:module'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
 import type Dockerode from 'dockerode'
 import {pack} from 'tar-fs'
 import {type RootfsSpec, STATIC_BUSYBOX, assembleRootfs, inputsHash} from '@tp/images'
-import {BugError, dockerMessage, isNotFound, type Logger, UserError, debugLog, swallow} from '@tp/sdk'
+import {BugError, dockerMessage, isNotFound, type Logger, UserError, debugLog, packageDir, swallow} from '@tp/sdk'
 
 const trace = debugLog('tp:plugin:volume-telemount')
 
@@ -44,7 +43,7 @@ export function pluginRef(settings: Pick<PluginSettings, 'name' | 'version'>): s
 
 /** The bundled server, built by `npm run bundle` into dist/ (found from package.json: this module may run from dist/bundle/). */
 export function serverBundlePath(): string {
-  return join(dirname(createRequire(import.meta.url).resolve('@tp/plugin-volume-telemount/package.json')), 'dist/server.cjs')
+  return join(packageDir('@tp/plugin-volume-telemount', import.meta.url), 'dist/server.cjs')
 }
 
 export function pluginRootfsSpec(serverBundle: string): RootfsSpec {

@@ -1,8 +1,8 @@
 import {existsSync} from 'node:fs'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
-import {createRequire} from 'node:module'
-import {dirname, join, resolve} from 'node:path'
+import {join, resolve} from 'node:path'
 import type {Hook} from '@oclif/core'
+import {packageDir} from '@tp/sdk/paths'
 
 /**
  * Before `tp plugins install`: what plugin-plugins does not do for tp.
@@ -17,7 +17,7 @@ const hook: Hook<'plugins:preinstall'> = async ({plugin, config}) => {
   const asGiven = target.type === 'repo' && target.url?.startsWith('https://github.com/') ? target.url.slice('https://github.com/'.length) : undefined
   if (asGiven && /^(\/|\.\.?\/)|\.(tgz|tar\.gz)$/.test(asGiven) && existsSync(resolve(asGiven))) target.url = `file:${resolve(asGiven)}`
 
-  const sdk = dirname(createRequire(import.meta.url).resolve('@tp/sdk/package.json'))
+  const sdk = packageDir('@tp/sdk', import.meta.url)
   const pjsonPath = join(config.dataDir, 'package.json')
   await mkdir(config.dataDir, {recursive: true})
   const pjson: {dependencies?: Record<string, string>; [key: string]: unknown} = existsSync(pjsonPath)

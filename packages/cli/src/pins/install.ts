@@ -1,9 +1,8 @@
 /** Installs a lock's set of plugins into its own directory, from tarballs already checked against the lock. */
 import {existsSync} from 'node:fs'
 import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
-import {createRequire} from 'node:module'
-import {dirname, join} from 'node:path'
-import {UserError} from '@tp/sdk'
+import {join} from 'node:path'
+import {UserError, packageDir} from '@tp/sdk'
 import type {LockFile} from './files.js'
 import {NpmError, runNpm} from './npm.js'
 import {type InstalledState, STATE_FILE, hashInstalledFiles, installedRoot, lockDigest} from './state.js'
@@ -23,7 +22,7 @@ export async function installSet(options: {
 }): Promise<void> {
   const {repo, setDir, lock, lockBytes, tarballs} = options
   const staging = `${setDir}.tmp-${process.pid}-${Date.now()}`
-  const sdk = dirname(createRequire(import.meta.url).resolve('@tp/sdk/package.json'))
+  const sdk = packageDir('@tp/sdk', import.meta.url)
   const names = Object.keys(lock.plugins).sort()
   await mkdir(staging, {recursive: true})
   try {

@@ -1,8 +1,7 @@
 import {type ChildProcess, execFile, spawn} from 'node:child_process'
 import {mkdir, readFile, rmdir} from 'node:fs/promises'
-import {connect} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {debugLog, swallow} from '@tp/sdk'
+import {debugLog, probeTcp, swallow} from '@tp/sdk'
 
 const trace = debugLog('tp:plugin:volume-telemount')
 
@@ -177,20 +176,9 @@ export class SshfsMount {
 export async function waitForServer(target: SshfsTarget, deadline: number): Promise<void> {
   const label = `${hostSpec(target.host)}:${target.port}`
   for (;;) {
-    const outcome = await new Promise<string | undefined>((resolve) => {
-      const socket = connect({host: target.host, port: target.port})
-      const timer = setTimeout(() => socket.destroy(new Error('no answer')), Math.max(100, Math.min(3000, deadline - Date.now())))
-      socket.once('connect', () => {
-        clearTimeout(timer)
-        socket.destroy()
-        resolve(undefined)
-      })
-      socket.once('error', (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer)
-        resolve(error.code ?? error.message)
-      })
-    })
-    if (outcome === undefined) return
+    const error = await probeTcp(target.host, target.port, Math.max(100, Math.min(3000, deadline - Date.now())))
+    if (!error) return
+    const outcome = error.code ?? error.message
     if (Date.now() >= deadline) {
       throw new Error(`the SFTP server at ${label} did not answer in time (${outcome}); is the workload's agent running?`)
     }
