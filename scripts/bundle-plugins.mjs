@@ -11,6 +11,9 @@
  *   packages are bundled in; code that finds files of its package finds them from its
  *   package.json (packages/images/src/runtime.ts), never from its own file. @tp/daemon stays
  *   outside (the host daemon's own process loads it); ssh2 and gRPC too, loaded on first use (patches/).
+ * - A plugin that names a `tp.daemonModule` ({from, to}: a cluster driver's) also gets that
+ *   module as one self-contained ES module, everything bundled in but Node's own (and the lazy
+ *   externals): the daemon imports it, on this machine or in tp's daemon image.
  * - dockerode is bundled once, into @tp/sdk/dockerode (dist/vendor/dockerode.js), and every
  *   plugin bundle imports that: one copy per process (~25 ms to load) instead of one per plugin.
  *   It is a devDependency of @tp/sdk (built in, so a third party's plugin does not install it);
@@ -49,6 +52,22 @@ const sharedDockerode = {
 for (const name of readdirSync(join(root, 'plugins')).sort()) {
   const dir = join(root, 'plugins', name)
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+  const daemonModule = pkg.tp?.daemonModule
+  if (daemonModule) {
+    await build({
+      absWorkingDir: dir,
+      entryPoints: [join(dir, daemonModule.from)],
+      outfile: join(dir, daemonModule.to),
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      banner: REQUIRE_BANNER,
+      external: LAZY_EXTERNALS,
+      legalComments: 'none',
+      logLevel: 'warning',
+    })
+  }
   const hooks = Object.values(pkg.oclif?.hooks ?? {}).flat()
   if (hooks.length === 0) continue
   const entries = {}

@@ -1,6 +1,8 @@
 import {join} from 'node:path'
 import {
   CONNECTION_NAME_PATTERN,
+  type ClusterDriver,
+  type ClusterTarget,
   type ConnectionRecord,
   ConnectionStore,
   type DaemonBackend,
@@ -13,6 +15,8 @@ import {
   type StaleConnection,
   type StrayDaemon,
   UserError,
+  defaultEngineUrl,
+  reuseRunning,
 } from '@tp/sdk'
 import type {Registries} from './extensions.js'
 
@@ -20,6 +24,18 @@ import type {Registries} from './extensions.js'
 export const CONTAINER_BACKEND = 'container'
 /** The backend that runs the daemon on this host: the default when it is installed. */
 export const HOST_BACKEND = 'host'
+/** The cluster driver tp uses unless told otherwise ($TP_CLUSTER_DRIVER). */
+export const DEFAULT_DRIVER = 'docker'
+
+/** The cluster a connection made now works on: $TP_CLUSTER_DRIVER (else docker) on the engine DOCKER_HOST names. */
+export function defaultCluster(env: NodeJS.ProcessEnv = process.env): ClusterTarget {
+  return {driver: env.TP_CLUSTER_DRIVER || DEFAULT_DRIVER, engine: defaultEngineUrl(env)}
+}
+
+/** The cluster of a record (a record from before cluster drivers: the Docker driver on the engine it was made on). */
+export function clusterOf(record: Pick<ConnectionRecord, 'cluster'>): ClusterTarget {
+  return record.cluster ?? {driver: DEFAULT_DRIVER, engine: defaultEngineUrl()}
+}
 
 export interface LiveConnection {
   record: ConnectionRecord
@@ -33,6 +49,7 @@ export interface LiveConnection {
 export class Connections {
   private readonly store: ConnectionStore
   private readonly loaded = new Map<string, Promise<DaemonBackend>>()
+  private readonly drivers = new Map<string, Promise<ClusterDriver>>()
 
   constructor(
     private readonly registries: Registries,
@@ -44,22 +61,47 @@ export class Connections {
   backend(name: string): Promise<DaemonBackend> {
     let backend = this.loaded.get(name)
     if (!backend) {
-      backend = this.registries.daemonBackends.load(name, this.context)
+      backend = this.registries['daemon-backends'].load(name, this.context)
       this.loaded.set(name, backend)
     }
     return backend
+  }
+
+  /** The driver of a cluster (loaded once per driver and engine). */
+  driver(cluster: ClusterTarget): Promise<ClusterDriver> {
+    const key = `${cluster.driver} ${cluster.engine}`
+    let driver = this.drivers.get(key)
+    if (!driver) {
+      driver = this.registries['cluster-drivers'].load(cluster.driver, {...this.context, cluster})
+      this.drivers.set(key, driver)
+      driver.catch(() => this.drivers.delete(key))
+    }
+    return driver
+  }
+
+  /** Ends a live connection: its backend stops the daemon, then the driver removes what the connection left on the cluster. */
+  async quit(connection: Pick<LiveConnection, 'record' | 'backend'>): Promise<void> {
+    await connection.backend.quit(connection.record)
+    await this.sweepCluster(connection.record)
+  }
+
+  /** What a connection left on its cluster, removed by the cluster's driver (one line each). */
+  private async sweepCluster(record: ConnectionRecord): Promise<string[]> {
+    const cluster = clusterOf(record)
+    if (!this.registries['cluster-drivers'].has(cluster.driver)) return []
+    return (await this.driver(cluster)).sweep(record.name)
   }
 
   /** `--docker` forces the container daemon; otherwise $TP_DAEMON_BACKEND, the host backend if one is installed, else the container one. */
   backendName(docker: boolean): string {
     if (docker) return CONTAINER_BACKEND
     if (process.env.TP_DAEMON_BACKEND) return process.env.TP_DAEMON_BACKEND
-    return this.registries.daemonBackends.has(HOST_BACKEND) ? HOST_BACKEND : CONTAINER_BACKEND
+    return this.registries['daemon-backends'].has(HOST_BACKEND) ? HOST_BACKEND : CONTAINER_BACKEND
   }
 
   /** What a connection made by that backend will offer, before it exists (from the backend's descriptor). */
   capabilitiesOf(backendName: string): PlacementCapabilities {
-    return this.registries.daemonBackends.get(backendName).descriptor.capabilities
+    return this.registries['daemon-backends'].get(backendName).descriptor.capabilities
   }
 
   private liveConnection(record: ConnectionRecord, backend: DaemonBackend): LiveConnection {
@@ -76,7 +118,7 @@ export class Connections {
     const {records, damaged} = await this.store.scan()
     survey.damaged.push(...damaged)
     for (const record of records) {
-      if (!this.registries.daemonBackends.has(record.backend)) {
+      if (!this.registries['daemon-backends'].has(record.backend)) {
         survey.damaged.push({
           name: record.name,
           file: this.store.file(record.name),
@@ -85,12 +127,17 @@ export class Connections {
         continue
       }
       const backend = await this.backend(record.backend)
-      const found = await backend.find(record.name, {onStale: (stale) => survey.died.push(stale)})
+      const died: StaleConnection[] = []
+      const found = await backend.find(record.name, {onStale: (stale) => died.push(stale)})
       if (found) survey.live.push(this.liveConnection(found, backend))
+      for (const stale of died) {
+        const swept = await this.sweepCluster(stale.record).catch((error: Error) => [`not the cluster's part (${error.message})`])
+        survey.died.push({...stale, cleanedUp: [...stale.cleanedUp, ...swept]})
+      }
     }
     if (options.strays) {
       const known = new Set(survey.live.map((c) => c.record.name))
-      for (const {descriptor} of this.registries.daemonBackends.list()) {
+      for (const {descriptor} of this.registries['daemon-backends'].list()) {
         const backend = await this.backend(descriptor.name)
         if (backend.strays) survey.strays.push(...(await backend.strays(known)))
       }
@@ -119,7 +166,20 @@ export class Connections {
       )
     }
     const backend = await this.backend(backendName)
-    const record = await backend.ensure({name: options.name, namespace: options.namespace})
+    // what this backend needs of this machine, before anything is made
+    await backend.check?.()
+    const running = await backend.find(options.name)
+    if (running) {
+      return this.liveConnection(reuseRunning(running, options, backendName === CONTAINER_BACKEND ? 'tp connect --docker' : 'tp connect'), backend)
+    }
+    // the cluster: its driver resolves the namespace, says where its names are reached, and has
+    // tp's runtime image where agents run
+    const cluster = defaultCluster()
+    const driver = await this.driver(cluster)
+    const namespace = await driver.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
+    const [reach, images] = await Promise.all([driver.reach(namespace), driver.ensureImages({progress: (line) => this.context.log.info(line)})])
+    const {module} = this.registries['cluster-drivers'].get(cluster.driver).descriptor
+    const record = await backend.ensure({name: options.name, namespace, cluster: {...cluster, module}, reach, runtimeImage: images.runtime})
     return this.liveConnection(record, backend)
   }
 
@@ -204,6 +264,12 @@ function describeConnections(live: LiveConnection[]): string {
 }
 
 /** One line about a connection whose daemon died: what it was and what was cleaned up. */
+/** A connection's cluster in words: `docker cluster at unix:///var/run/docker.sock`. */
+export function describeCluster(record: Pick<ConnectionRecord, 'cluster'>): string {
+  const {driver, engine} = clusterOf(record)
+  return `${driver} cluster at ${engine}`
+}
+
 export function describeDeath({record, cleanedUp}: StaleConnection): string {
   const what = `the ${record.backend} daemon of connection ${record.name} (namespace ${record.namespace}${record.pid ? `, process ${record.pid}` : ''}) had died`
   return `${what}; cleaned up: ${cleanedUp.length > 0 ? cleanedUp.join(', ') : 'nothing was left'}, and its record removed`

@@ -1,22 +1,8 @@
 import type {Interfaces} from '@oclif/core'
-import {
-  type DaemonBackend,
-  type DaemonBackendDescriptor,
-  type ExtensionPoint,
-  ExtensionRegistry,
-  type Handler,
-  type HandlerDescriptor,
-  HOOK_NAMES,
-  type HookOutcome,
-  type VolumeProvider,
-  type VolumeProviderDescriptor,
-} from '@tp/sdk'
+import {EXTENSION_POINT_NAMES, type ExtensionPoint, ExtensionRegistry, type ExtensionTypes, HOOK_NAMES, type HookOutcome} from '@tp/sdk'
 
-export interface Registries {
-  handlers: ExtensionRegistry<Handler, HandlerDescriptor>
-  volumeProviders: ExtensionRegistry<VolumeProvider, VolumeProviderDescriptor>
-  daemonBackends: ExtensionRegistry<DaemonBackend, DaemonBackendDescriptor>
-}
+/** One registry per extension point (the sdk's table), keyed by the point's name. */
+export type Registries = {[P in ExtensionPoint]: ExtensionRegistry<ExtensionTypes[P]['impl'], ExtensionTypes[P]['descriptor']>}
 
 /** How long a plugin's hook may take to return its descriptors before it is skipped ($TP_HOOK_TIMEOUT_MS). */
 const HOOK_TIMEOUT_MS = Number(process.env.TP_HOOK_TIMEOUT_MS ?? 3000)
@@ -37,16 +23,10 @@ async function collect(config: Interfaces.Config, point: ExtensionPoint): Promis
   }
 }
 
-/** Asks every loaded plugin for its descriptors. Implementations are not imported here. */
+/** Asks every loaded plugin for its descriptors, for every extension point. Implementations are not imported here. */
 export async function loadRegistries(config: Interfaces.Config): Promise<Registries> {
-  const [handlers, volumeProviders, daemonBackends] = await Promise.all([
-    collect(config, 'handlers'),
-    collect(config, 'volume-providers'),
-    collect(config, 'daemon-backends'),
-  ])
-  return {
-    handlers: new ExtensionRegistry('handlers', handlers, {reservedFlags: RESERVED_FLAGS}),
-    volumeProviders: new ExtensionRegistry('volume-providers', volumeProviders),
-    daemonBackends: new ExtensionRegistry('daemon-backends', daemonBackends),
-  }
+  const outcomes = await Promise.all(EXTENSION_POINT_NAMES.map((point) => collect(config, point)))
+  return Object.fromEntries(
+    EXTENSION_POINT_NAMES.map((point, i) => [point, new ExtensionRegistry(point, outcomes[i], point === 'handlers' ? {reservedFlags: RESERVED_FLAGS} : {})]),
+  ) as unknown as Registries
 }

@@ -111,7 +111,7 @@ export function chooseVolumeProvider(registries: Registries, capabilities: Place
     (e.descriptor.forms ?? ['docker-volumes']).includes(form) && fitsCapabilities(e.descriptor.requires, capabilities)
   const how = form === 'directory' ? 'as a directory on this machine' : 'as Docker volumes'
   if (wanted) {
-    const entry = registries.volumeProviders.get(wanted)
+    const entry = registries['volume-providers'].get(wanted)
     if (!fits(entry)) {
       throw new UserError(
         `volume provider "${wanted}" does not give volumes ${how} with this daemon`,
@@ -120,7 +120,7 @@ export function chooseVolumeProvider(registries: Registries, capabilities: Place
     }
     return wanted
   }
-  const candidates = registries.volumeProviders.list().filter(fits)
+  const candidates = registries['volume-providers'].list().filter(fits)
   if (candidates.length === 0) {
     throw new UserError(
       `no installed volume provider gives the workload's volumes ${how} with this daemon`,
@@ -142,7 +142,7 @@ export async function provideVolumes(
   request: VolumeRequest,
   provider: string | VolumeProvider = chooseVolumeProvider(registries, session.placement.capabilities, request.form),
 ): Promise<ProvidedVolumes> {
-  return (typeof provider === 'string' ? await registries.volumeProviders.load(provider, context) : provider).provide(session, request)
+  return (typeof provider === 'string' ? await registries['volume-providers'].load(provider, context) : provider).provide(session, request)
 }
 
 /**
@@ -151,7 +151,7 @@ export async function provideVolumes(
  */
 export async function loadVolumeProviderEarly(registries: Registries, context: PluginContext, name: string): Promise<VolumeProvider> {
   const started = performance.now()
-  const provider = await registries.volumeProviders.load(name, context)
+  const provider = await registries['volume-providers'].load(name, context)
   const loaded = performance.now()
   void provider
     .warmUp?.()

@@ -1,7 +1,7 @@
 import {existsSync} from 'node:fs'
 import {mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative} from 'node:path'
-import {type ExtensionPoint, UserError, packageDir} from '@tp/sdk'
+import {EXTENSION_POINTS, EXTENSION_POINT_NAMES, type ExtensionPoint, UserError, packageDir} from '@tp/sdk'
 import validateName from 'validate-npm-package-name'
 
 /**
@@ -9,13 +9,15 @@ import validateName from 'validate-npm-package-name'
  * (`templates/<kind>` and `templates/common`), with a package.json made here.
  */
 
-export const PLUGIN_KINDS = {
-  handler: {point: 'handlers', hook: 'tp:handlers', hookFile: 'handlers', words: 'a handler'},
-  'volume-provider': {point: 'volume-providers', hook: 'tp:volume-providers', hookFile: 'volume-providers', words: 'a volume provider'},
-  'daemon-backend': {point: 'daemon-backends', hook: 'tp:daemon-backends', hookFile: 'daemon-backends', words: 'a daemon backend'},
-} as const satisfies Record<string, {point: ExtensionPoint; hook: string; hookFile: string; words: string}>
+export type PluginKind = (typeof EXTENSION_POINTS)[ExtensionPoint]['kind']
 
-export type PluginKind = keyof typeof PLUGIN_KINDS
+/** Each kind of plugin `tp plugins new` writes: one per extension point (the sdk's table); its hook file is named after the point. */
+export const PLUGIN_KINDS = Object.fromEntries(
+  EXTENSION_POINT_NAMES.map((point) => {
+    const {kind, hook, words} = EXTENSION_POINTS[point]
+    return [kind, {point, hook, hookFile: point, words}]
+  }),
+) as Record<PluginKind, {point: ExtensionPoint; hook: string; hookFile: ExtensionPoint; words: string}>
 
 /** The versions tp itself builds with (checked against the repository's root package.json by a test). */
 export const TOOLCHAIN = {typescript: '5.9.3', '@types/node': '20.19.43'} as const

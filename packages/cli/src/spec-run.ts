@@ -372,7 +372,7 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
     // the connection this run made goes with it (unless `tp quit` ended it already)
     if (made && connection && (await connection.backend.find(connection.record.name).catch(() => connection?.record))) {
       write(`Quitting connection "${connection.record.name}", which this run made…\n`)
-      await connection.backend.quit(connection.record).catch((error: Error) => context.log.warn(`could not quit the connection: ${error.message}`))
+      await connections.quit(connection).catch((error: Error) => context.log.warn(`could not quit the connection: ${error.message}`))
     }
   }
   try {

@@ -1,8 +1,8 @@
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {timingSafeEqual} from 'node:crypto'
-import type {Cluster} from './cluster.js'
 import {
   type ApiErrorBody,
+  type ClusterDriver,
   type CreateInterceptRequest,
   type DaemonSession,
   type DaemonStatus,
@@ -18,12 +18,12 @@ import type {InterceptManager} from './intercepts.js'
 /** The daemon's HTTP+JSON API (see DaemonClient in @tp/sdk for the other side). */
 export function createApi(options: {
   config: DaemonConfig
-  cluster: Cluster
+  driver: ClusterDriver
   intercepts: InterceptManager
   quit: () => Promise<void>
   log: (m: string) => void
 }): Server {
-  const {config, cluster, intercepts} = options
+  const {config, driver, intercepts} = options
   const expected = Buffer.from(`Bearer ${config.token}`)
 
   const authorized = (req: IncomingMessage): boolean => {
@@ -39,6 +39,7 @@ export function createApi(options: {
         daemonId: config.id,
         connection: config.connection,
         namespace: config.namespace,
+        cluster: {driver: config.cluster.driver, engine: config.cluster.engine},
         version: config.version,
         intercepts: intercepts.list(),
       }
@@ -46,12 +47,8 @@ export function createApi(options: {
     }
     if (req.method === 'GET' && path === '/v1/workloads') {
       const active = intercepts.list()
-      const workloads: WorkloadInfo[] = (await cluster.workloads(config.namespace)).map((w) => ({
-        name: w.name,
-        container: w.container,
-        containerId: w.containerId,
-        aliases: w.aliases,
-        ports: w.ports,
+      const workloads: WorkloadInfo[] = (await driver.workloads(config.namespace)).map(({environment: _env, mounts: _mounts, ...w}) => ({
+        ...w,
         intercepts: active.filter((i) => i.workload === w.name).map((i) => ({name: i.name, servicePort: i.servicePort})),
       }))
       return sendJson(res, 200, workloads)

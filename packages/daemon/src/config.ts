@@ -1,4 +1,4 @@
-import {type Placement, UserError, placementProblems} from '@tp/sdk'
+import {type ClusterTarget, type Placement, UserError, placementProblems} from '@tp/sdk'
 
 /** What a backend tells the daemon when it starts it (environment variables). */
 export interface DaemonConfig {
@@ -22,6 +22,15 @@ export interface DaemonConfig {
   holderTeardownMs: number
   /** How long a hand-back waits for the connections in flight to the handler before it is stopped. */
   drainMs: number
+  /** The cluster: its driver, the engine as the daemon reaches it, and the driver's module (what the daemon imports). */
+  cluster: ClusterTarget & {module: string}
+  /**
+   * Modules the backend adds to its daemon process (the host backend: the namespace's names in
+   * this machine's hosts file); each default-exports a `DaemonAddon` factory.
+   */
+  addons: string[]
+  /** How often an intercept looks for replicas that appeared or went (ms). */
+  reconcileMs: number
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
@@ -43,6 +52,16 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     if ((error as {kind?: string}).kind === 'user') throw error
     throw new UserError('TP_PLACEMENT is not JSON', 'start the daemon with `tp connect`, not by hand')
   }
+  const list = (name: string): string[] => {
+    if (!env[name]) return []
+    try {
+      const value = JSON.parse(env[name]) as unknown
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value
+    } catch {
+      // said below
+    }
+    throw new UserError(`${name} must be a JSON list of module paths`, 'start the daemon with `tp connect`, not by hand')
+  }
   const problems = placementProblems(placement)
   if (problems.length > 0)
     throw new UserError(`the daemon backend gave an unusable placement: ${problems.join('; ')}`, 'report it to the backend plugin’s authors')
@@ -60,5 +79,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     placement,
     holderTeardownMs: Number(env.TP_HOLDER_TEARDOWN_MS ?? 15_000),
     drainMs: Number(env.TP_DRAIN_MS ?? 2000),
+    cluster: {driver: required('TP_CLUSTER_DRIVER'), engine: required('TP_CLUSTER_ENGINE'), module: required('TP_CLUSTER_DRIVER_MODULE')},
+    addons: list('TP_DAEMON_ADDONS'),
+    reconcileMs: Number(env.TP_RECONCILE_MS ?? 5000),
   }
 }

@@ -4,14 +4,15 @@ import type {Server} from 'node:http'
 import {isIP} from 'node:net'
 import type Docker from 'dockerode'
 import {AgentServer} from '@tp/agent'
-import {LABEL_INTERCEPT, LABEL_ROLE, listen, sweep} from '@tp/sdk'
-import type {Cluster, HandlerReach, Reach} from './cluster.js'
+import {type ClusterDriver, LABEL_INTERCEPT, LABEL_ROLE, listen, sweep} from '@tp/sdk'
+import type {HandlerReach, Reach} from './reach.js'
 import type {DaemonConfig} from './config.js'
 import {createApi} from './api.js'
 import {InterceptManager} from './intercepts.js'
 
 export interface DaemonDeps {
-  cluster: Cluster
+  /** The cluster's driver (workloads, agents). */
+  driver: ClusterDriver
   /** The engine where handler containers and volumes live (a gone CLI's are removed here). */
   docker: Docker
   log?: (m: string) => void
@@ -54,10 +55,10 @@ export class Daemon {
       container: await handlerReach(placement.handler),
       process: placement.process ? await handlerReach(placement.process) : undefined,
     }
-    this.intercepts = new InterceptManager(this.config, this.deps.cluster, this.agents, reach, this.log, (name) => this.removeOrphans(name))
+    this.intercepts = new InterceptManager(this.config, this.deps.driver, this.agents, reach, this.log, (name) => this.removeOrphans(name))
     this.api = createApi({
       config: this.config,
-      cluster: this.deps.cluster,
+      driver: this.deps.driver,
       intercepts: this.intercepts,
       quit: () => this.quit('tp quit').then(() => this.deps.onQuit?.()),
       log: this.log,
@@ -68,7 +69,7 @@ export class Daemon {
       await chmod(this.config.readyFile, 0o600)
     }
     this.log(
-      `tp daemon ${this.config.id} for connection ${this.config.connection}, namespace ${this.config.namespace} (${placement.where}): ` +
+      `tp daemon ${this.config.id} for connection ${this.config.connection}, namespace ${this.config.namespace} of ${this.config.cluster.driver} cluster ${this.config.cluster.engine} (${placement.where}): ` +
         `API on ${this.config.apiHost}:${apiPort}, agents dial ${reach.agentsDial}`,
     )
     return apiPort
@@ -95,6 +96,7 @@ export class Daemon {
       this.api?.closeAllConnections()
       this.api?.close()
       await this.agents?.close()
+      await this.deps.driver.close?.()
     })()
     return this.quitting
   }

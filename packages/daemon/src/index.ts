@@ -1,4 +1,6 @@
+export * from './addons.js'
 export * from './config.js'
 export * from './daemon.js'
 export * from './intercepts.js'
-export * from './cluster.js'
+export * from './ports.js'
+export * from './reach.js'

@@ -1,24 +1,27 @@
 import {randomBytes, randomInt} from 'node:crypto'
 import type {AgentServer, AgentSession} from '@tp/agent'
-import type {Workload} from '@tp/cluster-docker'
 import {
+  type ClusterDriver,
   type CreateInterceptRequest,
   type DaemonSession,
   ENV_EXCLUDED,
-  type EngineMount,
+  type InjectedAgent,
   type InterceptEvent,
   type InterceptInfo,
   type RemoteMount,
+  type Replica,
   UserError,
+  type Workload,
   debugLog,
   sleep,
   sortedEnv,
   swallow,
   tpLabels,
 } from '@tp/sdk'
-import type {Cluster, HandlerReach, Reach} from './cluster.js'
 import type {DaemonConfig} from './config.js'
 import {connectHandler, handlerAnswers} from './local-port.js'
+import {resolvePort} from './ports.js'
+import type {HandlerReach, Reach} from './reach.js'
 
 /** Where the lease's events go: the open response of the CLI that created the intercept. */
 export interface LeaseSink {
@@ -38,18 +41,32 @@ export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost'
 
 const trace = debugLog('tp:daemon')
 
+/** The agent beside one replica of an intercepted workload. */
+interface ReplicaAgent {
+  replica: Replica
+  /** The agent's own id (its TP_AGENT_INTERCEPT_ID): the intercept's id for the first replica, `<id>-<n>` after. */
+  agentId: string
+  /** What the driver calls it. */
+  name: string
+  session: AgentSession
+  injected: InjectedAgent
+  /** The guard beside it, once started (it removes the agent's rule if the agent dies). */
+  guard?: Promise<string | undefined>
+}
+
 interface Intercept {
   info: InterceptInfo
   session: DaemonSession
-  agent: AgentSession
-  agentContainerId: string
-  /** The agent's exit code once its container ends (docker kill: 137). */
-  agentExited: Promise<number | undefined>
-  /** The guard's container, once started (it removes the agent's rule if the agent dies). */
-  guard?: Promise<string | undefined>
-  workloadContainerId: string
-  /** When the workload started: a later start means it restarted under the intercept. */
-  workloadStartedAt: string
+  /** The workload as it was found; `replicas` are those found then. */
+  workload: Workload
+  /** The agents, by replica id. */
+  agents: Map<string, ReplicaAgent>
+  /** Replicas whose agents are being started (by id). */
+  adding: Map<string, Promise<void>>
+  /** The next replica's number (its agent's id and name). */
+  nextIndex: number
+  token: string
+  sftpPort: number | null
   /** Where its handler is reached. */
   handler: HandlerReach
   lease: LeaseSink
@@ -63,15 +80,21 @@ interface Intercept {
 /** How often a waiting intercept checks whether its handler answers (a refused connect costs next to nothing). */
 const READINESS_POLL_MS = 20
 
-/** The daemon's intercepts: creates them (agent + lease), switches traffic when the handler answers, removes them. */
+/**
+ * The daemon's intercepts: creates them (an agent beside every replica of the workload, and the
+ * lease), switches traffic when the handler answers, follows replicas that come and go, removes them.
+ */
 export class InterceptManager {
   private readonly intercepts = new Map<string, Intercept>()
   /** workload/port pairs being created or intercepted → intercept name (guards concurrent creates). */
   private readonly claims = new Map<string, string>()
 
   constructor(
-    private readonly config: Pick<DaemonConfig, 'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs'>,
-    private readonly cluster: Cluster,
+    private readonly config: Pick<
+      DaemonConfig,
+      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster'
+    >,
+    private readonly driver: ClusterDriver,
     private readonly agents: Pick<AgentServer, 'expect'>,
     private readonly reach: Reach,
     private readonly log: (m: string) => void,
@@ -92,8 +115,8 @@ export class InterceptManager {
     lease: LeaseSink,
     step: (what: string) => void = () => undefined,
     /**
-     * Hears the session as soon as it is known, before the agent is ready, so that the CLI can start
-     * the handler and its volumes while the agent comes up. Once it was called, a failure is sent
+     * Hears the session as soon as it is known, before the agents are ready, so that the CLI can
+     * start the handler and its volumes while they come up. Once it was called, a failure is sent
      * on the lease, and whatever the CLI started is removed if it is gone.
      */
     onSession?: (session: DaemonSession) => void,
@@ -105,14 +128,14 @@ export class InterceptManager {
         'run the handler in a container (--docker-run), or connect with a daemon on this host: `tp connect`',
       )
     }
-    const workload = await this.cluster.workload(this.config.namespace, request.workload)
-    step(`workload ${workload.name} found`)
-    const port = this.cluster.resolvePort(workload, request.servicePort)
+    const workload = await this.driver.workload(this.config.namespace, request.workload)
+    step(`workload ${workload.name} found (${workload.replicas.length} replica${workload.replicas.length === 1 ? '' : 's'})`)
+    const port = resolvePort(workload, request.servicePort)
     const name = request.name ?? (workload.ports.length > 1 ? `${workload.name}-${port.port}` : workload.name)
     if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(name)) {
       throw new UserError(`"${name}" is not a usable intercept name`, 'use letters, digits, dots, dashes and underscores (--name)')
     }
-    const claimKey = `${workload.containerId}/${port.port}`
+    const claimKey = `${workload.name}/${port.port}`
     const claimedBy = this.claims.get(claimKey)
     if (claimedBy) {
       throw new UserError(
@@ -132,6 +155,12 @@ export class InterceptManager {
     }
   }
 
+  /** The name of the agent beside a workload's n-th replica: the first keeps the name tp always gave it. */
+  private agentName(intercept: string, index: number): string {
+    const base = `tp-${this.config.connection}-agent-${intercept}`.slice(0, 120)
+    return index === 0 ? base : `${base}-${index}`
+  }
+
   private async start(
     name: string,
     workload: Workload,
@@ -144,100 +173,190 @@ export class InterceptManager {
   ): Promise<DaemonSession> {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
-    const localPort = request.localPort
     const exported = request.mounts ? workload.mounts : []
     const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
-    const {handlerHost, directHost} = handler
     // chosen here rather than by the agent, so the session (and the volumes made from it) can be
-    // sent before the agent is up; the agent shares the workload's address
+    // sent before the agent is up; the agent shares its replica's address
     const sftpPort = exported.length > 0 ? sftpPortForAgent() : null
     const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort})
-    let onHandlerUnreachable = () => undefined as void
-    const agent = this.agents.expect(id, token, {
-      connectLocal: () => connectHandler(handlerHost, localPort),
-      direct: directHost ? {host: directHost, port: localPort} : undefined,
-      readyTimeoutMs: 20_000,
-      sftpPort,
-      onHandlerUnreachable: () => onHandlerUnreachable(),
-    })
-    const agentName = `tp-${this.config.connection}-agent-${name}`.slice(0, 120)
-    // an agent of an earlier daemon of this connection may still be releasing: let it go first
-    await Promise.all([this.cluster.removeAgent(agentName, 2), this.cluster.removeAgent(`${agentName}-guard`, 0)])
-    step('no earlier agent left')
-    onSession?.(session)
-    let containerId: string | undefined
-    let ready: Awaited<AgentSession['ready']>
-    let agentExited: Promise<number | undefined>
-    try {
-      const started = await this.cluster.injectAgent({
-        workload,
-        image: this.config.runtimeImage,
-        name: agentName,
-        labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent'}),
-        env: {
-          TP_AGENT_DAEMON: this.reach.agentsDial,
-          TP_AGENT_TOKEN: token,
-          TP_AGENT_INTERCEPT_ID: id,
-          TP_AGENT_SERVICE_PORT: String(servicePort),
-          TP_AGENT_MOUNTS: JSON.stringify(exported.map((m) => ({path: m.path, readOnly: m.readOnly}))),
-          ...(sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(sftpPort)}),
-        },
-      })
-      containerId = started.containerId
-      agentExited = started.exited
-      step(`agent ${agentName} started`)
-      ready = await agent.ready
-      step('agent ready (rule installed)')
-    } catch (error) {
-      if (containerId) await this.cluster.removeAgent(containerId, 1).catch(swallow(trace, `removing the agent of ${name} that never became ready`))
-      if (onSession) await this.failAfterSession(name, lease, error)
-      throw error
-    }
     const intercept: Intercept = {
       info: {
         name,
         id,
         workload: workload.name,
         servicePort,
-        localPort,
+        localPort: request.localPort,
         state: 'waiting',
-        agentContainer: agentName,
+        agentContainer: this.agentName(name, 0),
+        replicas: 0,
         createdAt: new Date().toISOString(),
       },
       session,
-      agent,
-      agentContainerId: containerId,
-      agentExited,
-      workloadContainerId: workload.containerId,
-      workloadStartedAt: workload.startedAt,
+      workload,
+      agents: new Map(),
+      adding: new Map(),
+      nextIndex: workload.replicas.length,
+      token,
+      sftpPort,
       handler,
       lease,
       stopWatching: () => undefined,
       holderDone: Promise.resolve(),
       markHolderDone: () => undefined,
     }
+    // agents of an earlier daemon of this connection may still be releasing: let them go first
+    const names = workload.replicas.map((_, index) => this.agentName(name, index))
+    await Promise.all(
+      names.flatMap((agent) => [this.driver.removeAgent(agent, {graceSeconds: 2}), this.driver.removeAgent(`${agent}-guard`, {graceSeconds: 0})]),
+    )
+    step('no earlier agent left')
+    onSession?.(session)
+    const started = await Promise.allSettled(workload.replicas.map((replica, index) => this.startAgent(intercept, replica, index, step)))
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) {
+      const ready = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+      await Promise.all(ready.map((a) => this.dropAgent(intercept, a, 1)))
+      if (onSession) await this.failAfterSession(name, lease, failed.reason)
+      throw failed.reason
+    }
+    for (const result of started) if (result.status === 'fulfilled') this.addAgent(intercept, result.value)
     intercept.holderDone = new Promise<void>((resolve) => (intercept.markHolderDone = resolve))
     void lease.closed.then(() => intercept.markHolderDone())
     this.intercepts.set(name, intercept)
-    this.log(`intercept ${name} (${id}): ${workload.name}:${servicePort} → ${handlerHost}:${localPort}; agent ${agentName}`)
-    void agent.gone.then(async (reason) => {
-      if (intercept.removing) return // it went because the intercept is ending
-      await this.remove(name, await this.whyAgentWent(intercept, reason), 'agent')
-    })
-    // the guard: if the agent dies without removing its rule, the workload's port is redirected to
-    // nothing; a second process in that namespace removes the rule the moment the agent's gone
-    if (ready.guardPort !== undefined) intercept.guard = this.startGuard(intercept, workload, agentName, ready.guardPort)
-    onHandlerUnreachable = () => {
-      if (intercept.info.state !== 'active' || intercept.removing) return
-      void intercept.agent.deactivate()
-      intercept.info.state = 'waiting'
-      this.log(`intercept ${name}: the handler stopped taking connections, traffic back to the workload`)
-    }
-    intercept.stopWatching = this.watchHandler(intercept)
+    this.log(
+      `intercept ${name} (${id}): ${workload.name}:${servicePort} → ${handler.handlerHost}:${request.localPort}; agents ${[...intercept.agents.values()].map((a) => a.name).join(', ')}`,
+    )
+    intercept.stopWatching = this.watch(intercept)
     return session
   }
 
-  /** The session of a new intercept, all of it known before its agent starts. */
+  /**
+   * Starts the agent beside one replica and waits until it is ready (its rule installed); then its
+   * guard. A failure leaves nothing of this agent behind.
+   */
+  private async startAgent(intercept: Intercept, replica: Replica, index: number, step: (what: string) => void): Promise<ReplicaAgent> {
+    const {info} = intercept
+    const agentId = index === 0 ? info.id : `${info.id}-${index}`
+    const name = this.agentName(info.name, index)
+    const session = this.agents.expect(agentId, intercept.token, {
+      connectLocal: () => connectHandler(intercept.handler.handlerHost, info.localPort),
+      direct: intercept.handler.directHost ? {host: intercept.handler.directHost, port: info.localPort} : undefined,
+      readyTimeoutMs: 20_000,
+      sftpPort: intercept.sftpPort,
+      onHandlerUnreachable: () => this.handlerUnreachable(intercept),
+    })
+    let injected: InjectedAgent | undefined
+    try {
+      injected = await this.driver.injectAgent({
+        role: 'agent',
+        namespace: this.config.namespace,
+        workload: intercept.workload,
+        replica,
+        image: this.config.runtimeImage,
+        name,
+        labels: tpLabels({connection: this.config.connection, intercept: info.name, role: 'agent'}),
+        env: {
+          TP_AGENT_DAEMON: this.reach.agentsDial,
+          TP_AGENT_TOKEN: intercept.token,
+          TP_AGENT_INTERCEPT_ID: agentId,
+          TP_AGENT_SERVICE_PORT: String(info.servicePort),
+          TP_AGENT_MOUNTS: JSON.stringify(intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly}))),
+          ...(intercept.sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(intercept.sftpPort)}),
+        },
+      })
+      step(`agent ${name} started`)
+      const ready = await session.ready
+      step(`agent ${name} ready (rule installed)`)
+      const agent: ReplicaAgent = {replica, agentId, name, session, injected}
+      // the guard: if the agent dies without removing its rule, the replica's port is redirected to
+      // nothing; a second process in that namespace removes the rule the moment the agent's gone
+      if (ready.guardPort !== undefined) agent.guard = this.startGuard(intercept, agent, ready.guardPort)
+      return agent
+    } catch (error) {
+      if (injected) await this.driver.removeAgent(injected.id, {graceSeconds: 1}).catch(swallow(trace, `removing the agent ${name} that never became ready`))
+      throw error
+    }
+  }
+
+  /** An agent that is ready joins its intercept: it follows the intercept's state, and its going is watched. */
+  private addAgent(intercept: Intercept, agent: ReplicaAgent): void {
+    intercept.agents.set(agent.replica.id, agent)
+    intercept.info.replicas = intercept.agents.size
+    if (intercept.info.state === 'active') agent.session.activate()
+    void agent.session.gone.then((reason) => this.agentGone(intercept, agent, reason))
+  }
+
+  /**
+   * An agent went. Its replica gone (stopped, removed, restarted): the others go on, and the
+   * intercept ends with the last. The agent gone while its replica runs (killed, crashed): the
+   * intercept ends, and says why.
+   */
+  private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
+    if (intercept.removing || intercept.agents.get(agent.replica.id) !== agent) return // it went because the intercept is ending
+    const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
+    if (intercept.removing) return
+    if (replicaGone && intercept.agents.size > 1) {
+      this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${replicaGone}; its agent is gone, the other replicas stay intercepted`)
+      await this.dropAgent(intercept, agent, 1)
+      return
+    }
+    const why = replicaGone ? `the workload ${intercept.info.workload} ${replicaGone}` : await this.whyAgentWent(intercept, agent, reason)
+    await this.remove(intercept.info.name, why, 'agent')
+  }
+
+  /** Removes one replica's agent (and guard) from a running intercept. */
+  private async dropAgent(intercept: Intercept, agent: ReplicaAgent, graceSeconds: number): Promise<void> {
+    if (intercept.agents.get(agent.replica.id) === agent) intercept.agents.delete(agent.replica.id)
+    intercept.info.replicas = intercept.agents.size
+    await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
+    await this.driver.removeAgent(agent.injected.id, {graceSeconds}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
+    const guard = await agent.guard
+    if (guard) await this.driver.removeAgent(guard, {graceSeconds: 0}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
+  }
+
+  /**
+   * Replicas that appeared since (scaled up, rescheduled, replaced) get an agent; agents whose
+   * replica is no longer listed and no longer runs go.
+   */
+  private async reconcile(intercept: Intercept): Promise<void> {
+    const workload = await this.driver
+      .workload(this.config.namespace, intercept.info.workload)
+      .catch(swallow(trace, `looking up the replicas of ${intercept.info.workload}`))
+    if (!workload || intercept.removing) return
+    const listed = new Set(workload.replicas.map((r) => r.id))
+    for (const agent of [...intercept.agents.values()]) {
+      if (listed.has(agent.replica.id)) continue
+      const gone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
+      if (!gone || intercept.removing || intercept.agents.size <= 1) continue // the last one's going ends the intercept (agentGone)
+      this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${gone}; its agent goes`)
+      await this.dropAgent(intercept, agent, 1)
+    }
+    for (const replica of workload.replicas) {
+      if (intercept.agents.has(replica.id) || intercept.adding.has(replica.id) || intercept.removing) continue
+      const index = intercept.nextIndex++
+      const adding = this.startAgent(intercept, replica, index, (what) => trace(`intercept ${intercept.info.name}: ${what}`)).then(
+        async (agent) => {
+          if (intercept.removing) await this.dropAgent(intercept, agent, 1)
+          else {
+            this.addAgent(intercept, agent)
+            this.log(`intercept ${intercept.info.name}: replica ${replica.name} appeared; agent ${agent.name} intercepts it`)
+          }
+        },
+        (error: Error) => this.log(`intercept ${intercept.info.name}: no agent for the new replica ${replica.name}: ${error.message}`),
+      )
+      intercept.adding.set(replica.id, adding)
+      void adding.finally(() => intercept.adding.delete(replica.id))
+    }
+  }
+
+  private handlerUnreachable(intercept: Intercept): void {
+    if (intercept.info.state !== 'active' || intercept.removing) return
+    for (const agent of intercept.agents.values()) void agent.session.deactivate()
+    intercept.info.state = 'waiting'
+    this.log(`intercept ${intercept.info.name}: the handler stopped taking connections, traffic back to the workload`)
+  }
+
+  /** The session of a new intercept, all of it known before its agents start. */
   private sessionOf(parts: {
     id: string
     name: string
@@ -249,13 +368,12 @@ export class InterceptManager {
     sftpPort: number | null
   }): DaemonSession {
     const {id, name, workload, servicePort, serviceName, request, exported, sftpPort} = parts
+    // the volumes are served by the agent of the first replica
+    const [first] = workload.replicas
     const mounts: RemoteMount[] =
       sftpPort === null
         ? []
-        : exported.map((m) => {
-            const engine = engineMount(workload, m)
-            return {path: m.path, readOnly: m.readOnly, sftp: {host: workload.address, port: sftpPort, dir: m.path}, ...(engine ? {engine} : {})}
-          })
+        : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: first.address, port: sftpPort, dir: m.path}, ...(m.engine ? {engine: m.engine} : {})}))
     const environment: Record<string, string> = {}
     for (const [key, value] of Object.entries(workload.environment)) {
       if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
@@ -264,7 +382,7 @@ export class InterceptManager {
       TP_INTERCEPT_ID: id,
       TP_INTERCEPT_NAME: name,
       TP_WORKLOAD: workload.name,
-      TP_CONTAINER: workload.container,
+      TP_CONTAINER: first.name,
       TP_MOUNTS: mounts.map((m) => m.path).join(':'),
     })
     return {
@@ -275,12 +393,18 @@ export class InterceptManager {
       ports: {local: request.localPort, container: request.containerPort ?? request.localPort, service: servicePort, serviceName, protocol: 'tcp'},
       environment: sortedEnv(environment),
       mounts,
-      daemon: {connection: this.config.connection, id: this.config.id, backend: this.config.placement.backend, where: this.config.placement.where},
+      daemon: {
+        connection: this.config.connection,
+        id: this.config.id,
+        backend: this.config.placement.backend,
+        where: this.config.placement.where,
+        cluster: {driver: this.config.cluster.driver, engine: this.config.cluster.engine},
+      },
     }
   }
 
   /**
-   * The agent did not come up after the CLI had the session (and may have started its handler and
+   * The agents did not come up after the CLI had the session (and may have started its handler and
    * volumes): the CLI hears why and stops them; if it is gone, or does not close its lease within
    * the holder's time, what it started is removed here.
    */
@@ -291,31 +415,30 @@ export class InterceptManager {
     await this.removeOrphans(name).catch((e: Error) => this.log(`removing what the CLI started for ${name}: ${e.message}`))
   }
 
-  private async startGuard(intercept: Intercept, workload: Workload, agentName: string, guardPort: number): Promise<string | undefined> {
+  private async startGuard(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
     try {
-      const {containerId} = await this.cluster.injectAgent({
-        workload,
+      const {id} = await this.driver.injectAgent({
+        role: 'guard',
+        namespace: this.config.namespace,
+        workload: intercept.workload,
+        replica: agent.replica,
         image: this.config.runtimeImage,
-        name: `${agentName}-guard`,
+        name: `${agent.name}-guard`,
         labels: tpLabels({connection: this.config.connection, intercept: intercept.info.name, role: 'agent-guard'}),
-        env: {TP_AGENT_INTERCEPT_ID: intercept.info.id, TP_AGENT_GUARD_PORT: String(guardPort)},
-        command: ['node', '/opt/tp/agent.cjs', 'guard'],
-        volumes: false,
+        env: {TP_AGENT_INTERCEPT_ID: agent.agentId, TP_AGENT_GUARD_PORT: String(guardPort)},
       })
-      return containerId
+      return id
     } catch (error) {
-      this.log(`intercept ${intercept.info.name}: no guard for its agent (${(error as Error).message}); if the agent dies, the daemon restores the traffic`)
+      this.log(`intercept ${intercept.info.name}: no guard for its agent ${agent.name} (${(error as Error).message}); if the agent dies, the daemon restores the traffic`)
       return undefined
     }
   }
 
-  /** What ended an agent: its workload stopped or restarted, it was killed, or it stopped answering. */
-  private async whyAgentWent(intercept: Intercept, reason: string): Promise<string> {
+  /** What ended an agent whose replica still runs: it was killed, or it stopped answering. */
+  private async whyAgentWent(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<string> {
     const {workload} = intercept.info
-    const workloadGone = await this.cluster.whyNotRunning(intercept.workloadContainerId, intercept.workloadStartedAt)
-    if (workloadGone) return `the workload ${workload} ${workloadGone}`
     let timer: NodeJS.Timeout | undefined
-    const code = await Promise.race([intercept.agentExited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)))])
+    const code = await Promise.race([agent.injected.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)))])
     clearTimeout(timer)
     if (code === undefined) return `the traffic agent of ${workload} went away (${reason})`
     const how = code === 137 ? 'was killed (exit code 137: SIGKILL, e.g. docker kill or out of memory)' : `exited with code ${code}`
@@ -331,26 +454,32 @@ export class InterceptManager {
     if (!intercept || intercept.removing) return
     intercept.stopWatching()
     intercept.info.state = 'waiting'
-    await intercept.agent.deactivate(this.config.drainMs)
+    await this.deactivate(intercept, this.config.drainMs)
+  }
+
+  /** Every replica's traffic back to the workload; resolves once what was in flight to the handler ended (up to drainMs). */
+  private async deactivate(intercept: Intercept, drainMs?: number): Promise<void> {
+    await Promise.all([...intercept.agents.values()].map((agent) => agent.session.deactivate(drainMs)))
   }
 
   /**
    * Readiness gating: traffic stays with the workload until the handler answers on the local port;
    * if the handler stops answering, traffic goes back to the workload until it answers again.
+   * Meanwhile replicas that come and go are followed.
    */
-  private watchHandler(intercept: Intercept): () => void {
+  private watch(intercept: Intercept): () => void {
     let stopped = false
     const loop = async () => {
       while (!stopped) {
         const answers = await handlerAnswers(intercept.handler.handlerHost, intercept.info.localPort)
         if (stopped) return
         if (answers && intercept.info.state === 'waiting') {
-          intercept.agent.activate()
+          for (const agent of intercept.agents.values()) agent.session.activate()
           intercept.info.state = 'active'
           intercept.lease.send({type: 'active'})
           this.log(`intercept ${intercept.info.name}: handler answers, traffic switched`)
         } else if (!answers && intercept.info.state === 'active') {
-          intercept.agent.deactivate()
+          void this.deactivate(intercept)
           intercept.info.state = 'waiting'
           this.log(`intercept ${intercept.info.name}: handler stopped answering, traffic back to the workload`)
         }
@@ -359,9 +488,16 @@ export class InterceptManager {
     }
     void loop()
     const heartbeat = setInterval(() => intercept.lease.send({type: 'heartbeat'}), 2000)
+    let reconciling = false
+    const replicas = setInterval(() => {
+      if (reconciling || stopped) return
+      reconciling = true
+      void this.reconcile(intercept).finally(() => (reconciling = false))
+    }, this.config.reconcileMs)
     return () => {
       stopped = true
       clearInterval(heartbeat)
+      clearInterval(replicas)
     }
   }
 
@@ -370,10 +506,10 @@ export class InterceptManager {
   }
 
   /**
-   * Ends an intercept, in the reverse order of its making: traffic back to the workload at once;
+   * Ends an intercept, in the reverse order of its making: traffic back to every replica at once;
    * the lease holder told, and given time to stop its handler and remove its volumes (which read
-   * through the agent); if the holder is gone, its handler and volumes removed here; then the agent.
-   * Idempotent: a second call waits for the first.
+   * through the agent); if the holder is gone, its handler and volumes removed here; then the
+   * agents, then their guards. Idempotent: a second call waits for the first.
    */
   remove(name: string, reason: string, by: EndedBy): Promise<void> {
     const intercept = this.intercepts.get(name)
@@ -384,8 +520,8 @@ export class InterceptManager {
       this.log(`intercept ${name}: ending (${reason})`)
       // ended elsewhere (tp leave, tp quit): the holder's handler still serves what is in flight,
       // so the hand-back drains before the holder is told to stop it
-      if (by === 'other' || by === 'quit') await intercept.agent.deactivate(this.config.drainMs)
-      else void intercept.agent.deactivate()
+      if (by === 'other' || by === 'quit') await this.deactivate(intercept, this.config.drainMs)
+      else void this.deactivate(intercept)
       intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
       let holderGone = by === 'lease-lost'
       if (by === 'other' || by === 'quit' || by === 'agent') {
@@ -396,22 +532,30 @@ export class InterceptManager {
         }
       }
       if (holderGone) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
-      await intercept.agent.release().catch(swallow(trace, `releasing the agent of ${name}`))
-      await this.cluster.removeAgent(intercept.agentContainerId, 5).catch((error: Error) => this.log(`removing agent of ${name}: ${error.message}`))
-      // the agent has removed its rule (or the guard has): the guard may go
-      const guard = await intercept.guard
-      if (guard) await this.cluster.removeAgent(guard, 1).catch((error: Error) => this.log(`removing the guard of ${name}: ${error.message}`))
-      if (by === 'agent') {
-        // an agent killed from outside (docker kill, out of memory) could not take its rule out
-        await this.cluster
-          .restoreTraffic({
-            workloadContainerId: intercept.workloadContainerId,
-            image: this.config.runtimeImage,
-            interceptId: intercept.info.id,
-            labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent-cleanup'}),
-          })
-          .catch((error: Error) => this.log(`restoring the traffic of ${intercept.info.workload}: ${error.message}`))
-      }
+      // agents still being started for new replicas remove themselves once they are (intercept.removing)
+      await Promise.all(intercept.adding.values())
+      const agents = [...intercept.agents.values()]
+      await Promise.all(
+        agents.map(async (agent) => {
+          await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
+          await this.driver.removeAgent(agent.injected.id, {graceSeconds: 5}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
+          // the agent has removed its rule (or the guard has): the guard may go
+          const guard = await agent.guard
+          if (guard) await this.driver.removeAgent(guard, {graceSeconds: 1}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
+          if (by === 'agent') {
+            // an agent killed from outside (docker kill, out of memory) could not take its rule out
+            await this.driver
+              .restoreTraffic({
+                namespace: this.config.namespace,
+                replica: agent.replica,
+                image: this.config.runtimeImage,
+                interceptId: agent.agentId,
+                labels: tpLabels({connection: this.config.connection, intercept: name, role: 'agent-cleanup'}),
+              })
+              .catch((error: Error) => this.log(`restoring the traffic of ${agent.replica.name}: ${error.message}`))
+          }
+        }),
+      )
       this.intercepts.delete(name)
       for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
       intercept.lease.end()
@@ -422,18 +566,6 @@ export class InterceptManager {
   async removeAll(reason: string): Promise<void> {
     await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, 'quit')))
   }
-}
-
-/**
- * Where the workload's engine keeps a mount, for a handler on that engine to mount it directly: a
- * named volume or a bind mount, and only one with no other mount of the workload inside it (over
- * SFTP the handler sees those too; a direct mount would not).
- */
-function engineMount(workload: Workload, mount: Workload['mounts'][number]): EngineMount | undefined {
-  if ((mount.type !== 'volume' && mount.type !== 'bind') || !mount.source) return undefined
-  const inside = `${mount.path.replace(/\/$/, '')}/`
-  if (workload.mounts.some((other) => other !== mount && other.path.startsWith(inside))) return undefined
-  return {container: workload.containerId, type: mount.type, source: mount.source}
 }
 
 /**

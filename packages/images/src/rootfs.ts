@@ -160,7 +160,16 @@ export interface ImportedImage {
  */
 export async function ensureImportedImage(
   docker: Dockerode,
-  options: {repo: string; tag: string; spec: RootfsSpec; changes?: ImportChanges; labels?: Record<string, string>; what?: string},
+  options: {
+    repo: string
+    tag: string
+    spec: RootfsSpec
+    changes?: ImportChanges
+    labels?: Record<string, string>
+    what?: string
+    /** Hears a line when the image has to be built (it takes a few seconds). */
+    progress?: (line: string) => void
+  },
 ): Promise<ImportedImage> {
   const ref = `${options.repo}:${options.tag}`
   const changes = options.changes ?? []
@@ -171,6 +180,7 @@ export async function ensureImportedImage(
     .catch(swallow(trace, `looking up image ${ref}`))
   if (existing && existing.Config?.Labels?.[LABEL_INPUTS] === hash) return {ref, id: existing.Id, built: false}
 
+  options.progress?.(`building tp's ${options.what ?? ''} image ${ref} from this machine's files (once per version)…`.replace('  ', ' '))
   const root = await mkdtemp(join(tmpdir(), 'tp-rootfs-'))
   try {
     await assembleRootfs(options.spec, root, options.what)

@@ -1,9 +1,12 @@
+import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
-import {stat} from 'node:fs/promises'
+import {copyFile, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import type Dockerode from 'dockerode'
-import {UserError, packageDir} from '@tp/sdk'
-import {ensureImportedImage, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec} from './rootfs.js'
+import {pack} from 'tar-fs'
+import {SubprocessError, UserError, packageDir} from '@tp/sdk'
+import {ensureImportedImage, LABEL_INPUTS, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec} from './rootfs.js'
 
 /**
  * tp's runtime image: node, iptables (nft), busybox, sftp-server and the bundled agent and daemon.
@@ -11,6 +14,7 @@ import {ensureImportedImage, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec
  * with this package's version so the CLI, daemon and agent never skew.
  */
 export const RUNTIME_REPO = 'tp-runtime'
+export const DAEMON_REPO = 'tp-daemon'
 export const RUNTIME_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const AGENT_ENTRY = '/opt/tp/agent.cjs'
 export const DAEMON_ENTRY = '/opt/tp/daemon.cjs'
@@ -71,6 +75,8 @@ export interface RuntimeImageOptions {
   require?: RuntimeBundle[]
   /** Where the bundles are (default: this package's bundle/ directory). */
   bundleDir?: string
+  /** Hears a line when the image has to be built. */
+  progress?: (line: string) => void
 }
 
 /** Builds (or reuses, when nothing changed) `tp-runtime:<version>`. */
@@ -94,5 +100,62 @@ export async function ensureRuntimeImage(docker: Dockerode, options: RuntimeImag
     changes: [`ENV PATH=${RUNTIME_PATH}`, 'WORKDIR /'],
     labels: {'tp.image': 'runtime'},
     what: 'runtime',
+    progress: options.progress,
   })
+}
+
+/** Where tp's daemon image keeps a cluster driver's module: the daemon imports it from there. */
+export function driverModulePath(driver: string): string {
+  return `/opt/tp/drivers/${driver}.mjs`
+}
+
+/**
+ * The image a container daemon runs: the runtime image plus the connection's cluster driver (its
+ * self-contained module at `driverModulePath`), `tp-daemon:<version>-<driver>`. A layer on the
+ * runtime image, rebuilt only when the runtime image or the module changed.
+ */
+export async function ensureDaemonImage(
+  docker: Dockerode,
+  options: RuntimeImageOptions & {driver: {name: string; module: string}},
+): Promise<ImportedImage> {
+  const runtime = await ensureRuntimeImage(docker, options)
+  const version = options.version ?? imagesPackageVersion()
+  const ref = `${DAEMON_REPO}:${version}-${options.driver.name}`
+  const hash = createHash('sha256')
+    .update(runtime.id)
+    .update(options.driver.name)
+    .update(await readFile(options.driver.module))
+    .digest('hex')
+    .slice(0, 16)
+  const existing = await docker
+    .getImage(ref)
+    .inspect()
+    .catch(() => undefined)
+  if (existing?.Config?.Labels?.[LABEL_INPUTS] === hash) return {ref, id: existing.Id, built: false}
+  options.progress?.(`adding cluster driver ${options.driver.name} to tp's daemon image ${ref}…`)
+  const context = await mkdtemp(join(tmpdir(), 'tp-daemon-image-'))
+  try {
+    await copyFile(options.driver.module, join(context, 'driver.mjs'))
+    await writeFile(
+      join(context, 'Dockerfile'),
+      [
+        `FROM ${runtime.ref}`,
+        `COPY driver.mjs ${driverModulePath(options.driver.name)}`,
+        `LABEL "tp.image"="daemon" "${LABEL_INPUTS}"="${hash}"`,
+        '',
+      ].join('\n'),
+    )
+    const stream = await docker.buildImage(pack(context) as unknown as NodeJS.ReadableStream, {t: ref, rm: true, forcerm: true})
+    await new Promise<void>((resolve, reject) => {
+      docker.modem.followProgress(stream, (error: Error | null, output: Array<{error?: string}>) => {
+        const failed = error ?? output.find((o) => o.error)?.error
+        if (failed) reject(new SubprocessError(`docker build ${ref}`, undefined, String(failed)))
+        else resolve()
+      })
+    })
+    const image = await docker.getImage(ref).inspect()
+    return {ref, id: image.Id, built: true}
+  } finally {
+    await rm(context, {recursive: true, force: true})
+  }
 }

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import type {ConnectOptions, ConnectionRecord} from './contracts.js'
+import type {ConnectionRecord} from './contracts.js'
 import {debugLog, swallow} from './debug.js'
 import {UserError} from './errors.js'
 import {cacheDir} from './paths.js'
@@ -134,11 +134,11 @@ export class ConnectionStore {
 export const CONNECTION_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/
 
 /**
- * A backend's `ensure()` found the connection's daemon running: it is reused, unless the user
- * asked for another namespace than it serves. `connectCommand` is how to connect a second one
- * (e.g. `tp connect --docker`).
+ * `tp connect` found the connection's daemon running: it is reused, unless the user asked for
+ * another namespace than it serves. `connectCommand` is how to connect a second one (e.g. `tp
+ * connect --docker`).
  */
-export function reuseRunning(existing: ConnectionRecord, options: ConnectOptions, connectCommand: string): ConnectionRecord {
+export function reuseRunning(existing: ConnectionRecord, options: {name: string; namespace?: string}, connectCommand: string): ConnectionRecord {
   if (options.namespace && options.namespace !== existing.namespace) {
     throw new UserError(
       `connection "${options.name}" is connected to namespace ${existing.namespace}, not ${options.namespace}`,

@@ -1,3 +1,4 @@
+import type {ClusterTarget, NamespaceReach} from './cluster.js'
 import type {Placement, PlacementCapabilities} from './placement.js'
 import type {InterceptSession} from './session.js'
 
@@ -5,25 +6,18 @@ import type {InterceptSession} from './session.js'
 export const API_VERSION = 1
 export const SUPPORTED_API_VERSIONS = {min: 1, max: 1} as const
 
-export type ExtensionPoint = 'handlers' | 'volume-providers' | 'daemon-backends'
-export const HOOK_NAMES: Record<ExtensionPoint, string> = {
-  handlers: 'tp:handlers',
-  'volume-providers': 'tp:volume-providers',
-  'daemon-backends': 'tp:daemon-backends',
-}
-
 /** What an implementation module exports as default: a factory given the plugin context. */
-export type Factory<T> = (context: PluginContext) => T | Promise<T>
+export type Factory<T, C extends PluginContext = PluginContext> = (context: C) => T | Promise<T>
 
 /**
  * What a plugin's hook returns: a description, never an instance. The host imports the
  * implementation (`load`) only when this extension is chosen.
  */
-export interface Descriptor<T> {
+export interface Descriptor<T, C extends PluginContext = PluginContext> {
   name: string
   apiVersion: number
   summary: string
-  load: () => Promise<{default: Factory<T>}>
+  load: () => Promise<{default: Factory<T, C>}>
 }
 
 export interface Logger {
@@ -207,8 +201,14 @@ export function fitsCapabilities(requires: Partial<PlacementCapabilities> | unde
 export interface ConnectOptions {
   /** Connection name; `default` unless given. */
   name: string
-  /** Namespace (Docker network) to connect to; undefined lets the backend choose. */
-  namespace?: string
+  /** The namespace, as the cluster driver resolved it. */
+  namespace: string
+  /** The cluster: its driver and engine, and the driver's module (what the daemon imports). */
+  cluster: ClusterTarget & {module: string}
+  /** Where the namespace's names are reached (from the driver). */
+  reach: NamespaceReach
+  /** tp's runtime image where the cluster runs agents (from the driver's `ensureImages`). */
+  runtimeImage: string
 }
 
 /** What is kept (0600) in the cache directory about one live connection. */
@@ -217,6 +217,8 @@ export interface ConnectionRecord {
   backend: string
   daemonId: string
   namespace: string
+  /** The cluster the namespace is in: its driver and engine (a record from before drivers has none: docker, the local engine). */
+  cluster?: ClusterTarget
   api: {url: string; token: string}
   /** What the backend needs to find its daemon again: a container id, a process id, … */
   containerId?: string
@@ -251,7 +253,15 @@ export interface StrayDaemon {
 }
 
 export interface DaemonBackend {
-  /** Starts a daemon for the connection, or returns the one that runs; replaces a stale one. */
+  /**
+   * Says what is missing on this machine for a daemon of this backend (privileges, the handler's
+   * engine), before anything is made. Optional.
+   */
+  check?(): Promise<void>
+  /**
+   * Starts a daemon for the connection (`find` found none running) on the namespace the cluster
+   * driver resolved; replaces a stale one.
+   */
   ensure(options: ConnectOptions): Promise<ConnectionRecord>
   /**
    * The live connection of that name, or undefined. A stale record (its daemon is gone) is removed

@@ -1,22 +1,12 @@
 import {request} from 'node:http'
 import {BugError, UserError} from './errors.js'
+import type {ClusterTarget, Workload} from './cluster.js'
 import type {DaemonSession} from './session.js'
 
 /** The daemon's HTTP+JSON API (v1). Every request carries `Authorization: Bearer <token>`. */
 
-export interface WorkloadPort {
-  port: number
-  name?: string
-  protocol: 'tcp' | 'udp'
-}
-
-export interface WorkloadInfo {
-  name: string
-  /** Container name (a workload may also be known by its network aliases). */
-  container: string
-  containerId: string
-  aliases: string[]
-  ports: WorkloadPort[]
+/** A workload as `GET /v1/workloads` lists it (`tp list --json`): without its environment and volumes. */
+export interface WorkloadInfo extends Omit<Workload, 'environment' | 'mounts'> {
   /** Intercepts active on this workload. */
   intercepts: Array<{name: string; servicePort: number}>
 }
@@ -29,7 +19,10 @@ export interface InterceptInfo {
   localPort: number
   /** `waiting` until the handler answers on the local port; then `active` (traffic switched). */
   state: 'waiting' | 'active'
+  /** The agent of its first replica (container name, with the Docker driver). */
   agentContainer: string
+  /** How many replicas of the workload it intercepts (each has its own agent). */
+  replicas: number
   createdAt: string
 }
 
@@ -37,6 +30,8 @@ export interface DaemonStatus {
   daemonId: string
   connection: string
   namespace: string
+  /** The cluster as the daemon reaches it (a container daemon reaches the local engine at its own socket path). */
+  cluster?: ClusterTarget
   version: string
   intercepts: InterceptInfo[]
 }

@@ -1,3 +1,4 @@
+import type {ClusterDriverDescriptor} from './cluster.js'
 import type {DaemonBackendDescriptor, HandlerDescriptor, VolumeProviderDescriptor} from './contracts.js'
 
 /**
@@ -15,5 +16,9 @@ export function defineVolumeProviders(descriptors: VolumeProviderDescriptor[]): 
 }
 
 export function defineDaemonBackends(descriptors: DaemonBackendDescriptor[]): HookFn<DaemonBackendDescriptor> {
+  return async () => descriptors
+}
+
+export function defineClusterDrivers(descriptors: ClusterDriverDescriptor[]): HookFn<ClusterDriverDescriptor> {
   return async () => descriptors
 }

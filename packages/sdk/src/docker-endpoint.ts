@@ -20,3 +20,8 @@ export function dockerUnreachable(cause: unknown, env: NodeJS.ProcessEnv = proce
     {cause},
   )
 }
+
+/** The engine the docker CLI would use here, as a URL: DOCKER_HOST, else the default socket. */
+export function defaultEngineUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DOCKER_HOST || 'unix:///var/run/docker.sock'
+}

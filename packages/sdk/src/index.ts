@@ -1,4 +1,6 @@
 export * from './contracts.js'
+export * from './cluster.js'
+export * from './extension-points.js'
 export * from './define.js'
 export * from './docker-run-args.js'
 export * from './errors.js'

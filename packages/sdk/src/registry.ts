@@ -1,4 +1,5 @@
-import {type Descriptor, type ExtensionPoint, type Factory, type PluginContext, SUPPORTED_API_VERSIONS, isDescriptor} from './contracts.js'
+import {type Descriptor, type Factory, type PluginContext, SUPPORTED_API_VERSIONS, isDescriptor} from './contracts.js'
+import type {ExtensionPoint} from './extension-points.js'
 import {BugError, UserError} from './errors.js'
 
 /** The plugin a descriptor came from. */
@@ -25,7 +26,7 @@ export interface HookOutcome {
 
 export interface RegisteredExtension<T> {
   point: ExtensionPoint
-  descriptor: Descriptor<T>
+  descriptor: Descriptor<T, never>
   plugin: PluginRef
 }
 
@@ -41,7 +42,8 @@ export interface RegistryProblem {
 }
 
 /** The extensions of one extension point, collected from every plugin. */
-export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
+// a descriptor whose factory takes more than the plugin context (a cluster driver's) is one too: `never`
+export class ExtensionRegistry<T, D extends Descriptor<T, never> = Descriptor<T>> {
   private readonly byName = new Map<string, RegisteredExtension<T> & {descriptor: D}>()
   readonly problems: RegistryProblem[] = []
   /** Names claimed by more than one plugin: unusable until one plugin is removed. */
@@ -97,7 +99,7 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
       })
       return
     }
-    const descriptor = item as D
+    const descriptor = item as unknown as D
     const shapeProblem = pointProblem(this.point, item)
     if (shapeProblem) {
       this.problems.push({
@@ -216,8 +218,8 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
     )
   }
 
-  /** Imports the implementation of the named extension and builds it. */
-  async load(name: string, context: PluginContext): Promise<T> {
+  /** Imports the implementation of the named extension and builds it (a cluster driver's context names its cluster). */
+  async load(name: string, context: PluginContext & Parameters<Awaited<ReturnType<D['load']>>['default']>[0]): Promise<T> {
     const entry = this.get(name)
     let module: {default?: unknown}
     try {
@@ -229,24 +231,30 @@ export class ExtensionRegistry<T, D extends Descriptor<T> = Descriptor<T>> {
     if (typeof factory !== 'function') {
       throw new BugError(`plugin ${pluginLabel(entry.plugin)}: the module of ${this.point} "${name}" has no default export factory`)
     }
-    return (factory as Factory<T>)(context)
+    return (factory as Factory<T, PluginContext>)(context)
   }
 }
 
-/** What every extension point needs of its descriptors beyond the common fields, and what each needs of its own. */
+/** What each extension point needs of its descriptors beyond the common fields. */
+const POINT_CHECKS: Record<ExtensionPoint, (d: Record<string, unknown>) => string | undefined> = {
+  handlers: (d) => handlerProblem(d),
+  'volume-providers': (d) =>
+    d.requires !== undefined && (typeof d.requires !== 'object' || d.requires === null) ? 'a "requires" that is not an object of capabilities' : undefined,
+  'daemon-backends': (d) => {
+    const caps = d.capabilities as Record<string, unknown> | undefined
+    const missing = ['canPublishPorts', 'sharesDaemonNetwork', 'hostReachesCluster'].filter((k) => typeof caps?.[k] !== 'boolean')
+    return missing.length > 0 ? `no capabilities (${missing.join(', ')} must be true or false)` : undefined
+  },
+  'cluster-drivers': (d) =>
+    typeof d.module !== 'string' || !d.module.startsWith('/')
+      ? 'no module (the absolute path of the self-contained ES module the daemon imports)'
+      : undefined,
+}
+
 function pointProblem(point: ExtensionPoint, item: object): string | undefined {
   const d = item as Record<string, unknown>
   if (typeof d.summary !== 'string' || d.summary.trim() === '') return 'no summary (a one-line description for `tp extensions`)'
-  if (point === 'handlers') return handlerProblem(d)
-  if (point === 'daemon-backends') {
-    const caps = d.capabilities as Record<string, unknown> | undefined
-    const missing = ['canPublishPorts', 'sharesDaemonNetwork', 'hostReachesCluster'].filter((k) => typeof caps?.[k] !== 'boolean')
-    if (missing.length > 0) return `no capabilities (${missing.join(', ')} must be true or false)`
-  }
-  if (point === 'volume-providers' && d.requires !== undefined && (typeof d.requires !== 'object' || d.requires === null)) {
-    return 'a "requires" that is not an object of capabilities'
-  }
-  return undefined
+  return POINT_CHECKS[point](d)
 }
 
 /** A handler descriptor's own fields: its flags, how it is selected, precedence, spec schema. */

@@ -1,3 +1,4 @@
+import type {ClusterTarget, EngineMount} from './cluster.js'
 import type {Placement} from './placement.js'
 
 /**
@@ -23,20 +24,11 @@ export interface RemoteMount {
   /** Where the workload's agent serves this volume over plain SFTP. */
   sftp: {host: string; port: number; dir: string}
   /**
-   * Where the workload's own container engine keeps this volume, when it is a named volume or a
-   * bind mount with no other of the workload's mounts inside it. A handler container on that same
-   * engine (the one where `container`, the workload's container, exists with this mount) may mount
-   * it directly instead of over SFTP: the same files, at the speed of a local mount.
+   * Where the cluster's engine keeps this volume, when a handler container on that same engine
+   * (the one whose id is `engine.engine`) may mount it directly instead of over SFTP: the same
+   * files, at the speed of a local mount. From the cluster driver; absent where it cannot be.
    */
   engine?: EngineMount
-}
-
-export interface EngineMount {
-  /** The workload's container id on its engine. */
-  container: string
-  type: 'volume' | 'bind'
-  /** The volume's name, or the bind mount's path on the engine's host. */
-  source: string
 }
 
 export interface DaemonIdentity {
@@ -48,6 +40,8 @@ export interface DaemonIdentity {
   backend: string
   /** Container name or process description of the daemon. */
   where: string
+  /** The cluster the workload is in (its driver and engine). */
+  cluster?: ClusterTarget
 }
 
 /** The session as the daemon sends it; the CLI adds the placement it got from the backend. */

@@ -20,7 +20,6 @@ import {
   UserError,
   dockerEndpoint,
   dockerUnreachable,
-  reuseRunning,
   connectionLabels,
   debugLog,
   demuxLogs,
@@ -114,18 +113,40 @@ export class ContainerBackend implements DaemonBackend {
     return strays
   }
 
-  async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
+  async check(): Promise<void> {
     await this.docker.ping().catch((error: unknown) => {
       throw dockerUnreachable(error)
     })
-    const existing = await this.find(options.name)
-    if (existing) return reuseRunning(existing, options, 'tp connect --docker')
+    this.socketPath()
+  }
+
+  /** The handler engine's unix socket, which the daemon's container mounts. */
+  private socketPath(): string {
+    const {socketPath, where} = dockerEndpoint()
+    if (!socketPath) {
+      throw new UserError(
+        `the container daemon needs the Docker engine's unix socket, but ${where} is not one`,
+        'point DOCKER_HOST at a unix socket (unix:///var/run/docker.sock)',
+      )
+    }
+    return socketPath
+  }
+
+  async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
+    const socketPath = this.socketPath()
+    const {namespace} = options
+    const gateway = options.reach.hostAddress
     // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
-    const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
-    const cluster = new DockerCluster(this.docker)
-    const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
-    const gateway = await cluster.gateway(namespace)
-    const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
+    const {driverModulePath, ensureDaemonImage} = await import('@tp/images')
+    // the daemon runs the connection's cluster driver: its module is in the daemon's image
+    const image = await ensureDaemonImage(this.docker, {
+      version: this.context.tpVersion,
+      driver: {name: options.cluster.driver, module: options.cluster.module},
+      progress: (line) => this.context.log.info(line),
+    })
+    // the engine's socket is the daemon's own /var/run/docker.sock: the cluster's engine, when it
+    // is this one, is reached there
+    const clusterEngine = options.cluster.engine === `unix://${socketPath}` ? 'unix:///var/run/docker.sock' : options.cluster.engine
     const name = daemonContainerName(options.name)
     // a lingering container of the same name (crash, engine restart) is replaced, not an error
     await this.removeContainer(name)
@@ -135,16 +156,10 @@ export class ContainerBackend implements DaemonBackend {
       backend: 'container',
       daemonId: options.name,
       namespace,
+      cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
       api: {url: '', token},
       ...(gateway ? {details: {gateway}} : {}),
       createdAt: new Date().toISOString(),
-    }
-    const socketPath = dockerEndpoint().socketPath
-    if (!socketPath) {
-      throw new UserError(
-        `the container daemon needs the Docker engine's unix socket, but ${dockerEndpoint().where} is not one`,
-        'point DOCKER_HOST at a unix socket (unix:///var/run/docker.sock)',
-      )
     }
     const container = await this.docker.createContainer({
       name,
@@ -158,13 +173,16 @@ export class ContainerBackend implements DaemonBackend {
         TP_DAEMON_TOKEN: token,
         TP_API_PORT: String(API_PORT),
         TP_CONTROL_PORT: String(CONTROL_PORT),
-        TP_RUNTIME_IMAGE: image.ref,
+        TP_RUNTIME_IMAGE: options.runtimeImage,
+        TP_CLUSTER_DRIVER: options.cluster.driver,
+        TP_CLUSTER_ENGINE: clusterEngine,
+        TP_CLUSTER_DRIVER_MODULE: driverModulePath(options.cluster.driver),
         TP_VERSION: this.context.tpVersion,
         TP_PLACEMENT: JSON.stringify(this.placement(record)),
       }).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: {[`${API_PORT}/tcp`]: {}},
       HostConfig: {
-        NetworkMode: namespace,
+        NetworkMode: options.reach.containerNetwork,
         PortBindings: {[`${API_PORT}/tcp`]: [{HostIp: '127.0.0.1', HostPort: ''}]},
         Binds: [`${socketPath}:/var/run/docker.sock`],
         AutoRemove: true,

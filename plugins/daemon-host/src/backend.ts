@@ -21,14 +21,13 @@ import {
   debugLog,
   dockerEndpoint,
   dockerUnreachable,
-  reuseRunning,
   sleep,
   swallow,
   sweep,
   tail,
 } from '@tp/sdk'
 import {HOST_CAPABILITIES} from './capabilities.js'
-import {DAEMON_MAIN, daemonRuns, listDaemonProcesses} from './daemon-process.js'
+import {DAEMON_MAIN, NAMES_ADDON, daemonRuns, listDaemonProcesses} from './daemon-process.js'
 import {blockConnections, hostsFilePath, removeBlock} from './hosts-file.js'
 
 const READY_TIMEOUT_MS = 20_000
@@ -124,25 +123,22 @@ export class HostBackend implements DaemonBackend {
     return strays
   }
 
-  async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
+  async check(): Promise<void> {
     await this.checkPrivileges()
     await this.docker.ping().catch((error: unknown) => {
       throw dockerUnreachable(error)
     })
-    const existing = await this.find(options.name)
-    if (existing) return reuseRunning(existing, options, 'tp connect')
-    const [{DockerCluster}, {ensureRuntimeImage}] = await Promise.all([import('@tp/cluster-docker'), import('@tp/images')])
-    const cluster = new DockerCluster(this.docker)
-    const namespace = await cluster.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
-    const gateway = await cluster.gateway(namespace)
+  }
+
+  async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
+    const {namespace} = options
+    const gateway = options.reach.hostAddress
     if (!gateway) {
       throw new UserError(
-        `namespace ${namespace} has no IPv4 gateway, so its containers cannot reach a daemon on this host`,
+        `namespace ${namespace} has no address of this machine that its workloads reach, so their agents cannot reach a daemon on this host`,
         'use a daemon in a container: `tp connect --docker`',
       )
     }
-    // the agents the daemon injects run tp's runtime image
-    const image = await ensureRuntimeImage(this.docker, {version: this.context.tpVersion})
     await mkdir(this.runDir, {recursive: true, mode: 0o700})
     const readyFile = join(this.runDir, `${options.name}.ready.json`)
     const logFile = join(this.runDir, `${options.name}.log`)
@@ -153,6 +149,7 @@ export class HostBackend implements DaemonBackend {
       backend: 'host',
       daemonId: options.name,
       namespace,
+      cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
       api: {url: '', token},
       details: {gateway},
       createdAt: new Date().toISOString(),
@@ -175,7 +172,11 @@ export class HostBackend implements DaemonBackend {
         TP_API_PORT: '0',
         TP_CONTROL_PORT: '0',
         TP_READY_FILE: readyFile,
-        TP_RUNTIME_IMAGE: image.ref,
+        TP_RUNTIME_IMAGE: options.runtimeImage,
+        TP_CLUSTER_DRIVER: options.cluster.driver,
+        TP_CLUSTER_ENGINE: options.cluster.engine,
+        TP_CLUSTER_DRIVER_MODULE: options.cluster.module,
+        TP_DAEMON_ADDONS: JSON.stringify([NAMES_ADDON]),
         TP_VERSION: this.context.tpVersion,
         TP_PLACEMENT: JSON.stringify(this.placement({...record, pid: undefined})),
       },

@@ -3,10 +3,14 @@ import {join} from 'node:path'
 import {packageDir} from '@tp/sdk/paths'
 
 /**
- * The script a host daemon runs; its command line tells a daemon from a process that reused its
- * pid. Found from the package's own package.json: this module may run from dist/bundle/ as well.
+ * The script a host daemon runs (tp's one daemon entry point); its command line tells a daemon from
+ * a process that reused its pid. Found from the package's own package.json: this module may run
+ * from dist/bundle/ as well.
  */
-export const DAEMON_MAIN = join(packageDir('@tp/plugin-daemon-host', import.meta.url), 'dist/daemon-main.js')
+export const DAEMON_MAIN = join(packageDir('@tp/daemon', import.meta.url), 'dist/main.js')
+
+/** What the host backend adds to its daemon: the namespace's names in this machine's hosts file. */
+export const NAMES_ADDON = join(packageDir('@tp/plugin-daemon-host', import.meta.url), 'dist/names-addon.js')
 
 /**
  * Whether the host daemon with this pid still runs. A killed daemon whose parent never reaps it

@@ -1,5 +1,5 @@
 import {readFileSync, writeFileSync} from 'node:fs'
-import type {Workload} from '@tp/cluster-docker'
+import type {Workload} from '@tp/sdk'
 
 /**
  * The names a host daemon adds to this machine: one block of the hosts file per connection, marked
@@ -122,9 +122,14 @@ export function blockConnections(file: string): Array<{connection: string; pid: 
   return blocks(readFileSync(file, 'utf8').split('\n')).map(({connection, pid}) => ({connection, pid}))
 }
 
-/** A workload by every name it answers to: its name, container name, aliases, and `<name>.<namespace>`. */
+/**
+ * Each replica by every name it answers to: its workload's name and aliases, its own name (the
+ * container's), and each as `<name>.<namespace>`. A workload's names go to its first replica.
+ */
 export function hostEntries(workloads: Workload[], namespace: string): HostEntry[] {
-  return workloads
-    .filter((w) => w.address)
-    .map((w) => ({address: w.address, names: [...new Set([w.name, w.container, ...w.aliases].flatMap((n) => [n, `${n}.${namespace}`]))]}))
+  return workloads.flatMap((w) =>
+    w.replicas
+      .filter((r) => r.address)
+      .map((r) => ({address: r.address, names: [...new Set([w.name, r.name, ...w.aliases].flatMap((n) => [n, `${n}.${namespace}`]))]})),
+  )
 }

@@ -47,6 +47,7 @@ function ensurePluginOnce(docker: Docker, settings: PluginSettings): Promise<str
 
 export class TelemountProvider implements VolumeProvider {
   private readonly docker: Docker
+  private ownEngine?: Promise<string | undefined>
 
   constructor(
     private readonly context: PluginContext,
@@ -136,33 +137,32 @@ export class TelemountProvider implements VolumeProvider {
   }
 
   /**
-   * The mounts a handler container on this engine can take straight from the workload's engine:
-   * those whose `engine` names a container that exists here with that very mount (container ids
-   * are unique, so finding it means the same engine). One inspect for all; any doubt (another
-   * engine, the container gone, TP_TELEMOUNT_DIRECT=0) leaves the mount to SFTP.
+   * The mounts a handler container on this engine can take straight from the cluster's engine:
+   * those whose `engine` is this very engine (the engines' ids match). Any doubt (another engine,
+   * an engine that does not say, TP_TELEMOUNT_DIRECT=0) leaves the mount to SFTP.
    */
   private async engineMounts(session: InterceptSession): Promise<Map<number, string[]>> {
     const direct = new Map<number, string[]>()
     if (this.options.direct === false || (this.options.direct === undefined && process.env.TP_TELEMOUNT_DIRECT === '0')) return direct
-    const containers = new Set(session.mounts.flatMap((m) => (m.engine ? [m.engine.container] : [])))
-    if (containers.size !== 1) return direct // none, or a session that is not of one workload
-    const [id] = containers
-    const info = await this.docker
-      .getContainer(id)
-      .inspect()
-      .catch(swallow(trace, `looking for the workload's container ${id} on this engine`))
-    if (!info || info.Id !== id) return direct
+    if (!session.mounts.some((m) => m.engine)) return direct
+    const here = await this.engineId()
+    if (!here) return direct
     session.mounts.forEach((mount, index) => {
       const engine = mount.engine
-      if (!engine) return
-      const same = (info.Mounts ?? []).some(
-        (m) => m.Destination === mount.path && m.Type === engine.type && (engine.type === 'volume' ? m.Name === engine.source : m.Source === engine.source),
-      )
       // -v cannot carry a host path with a colon or a comma in it: such a bind goes over SFTP
-      if (!same || (engine.type === 'bind' && /[:,]/.test(engine.source))) return
+      if (!engine || engine.engine !== here || (engine.type === 'bind' && /[:,]/.test(engine.source))) return
       direct.set(index, ['-v', `${engine.source}:${mount.path}${mount.readOnly ? ':ro' : ''}`])
     })
     return direct
+  }
+
+  /** This engine's id (`docker info`), once per provider; undefined when it cannot be had. */
+  private engineId(): Promise<string | undefined> {
+    this.ownEngine ??= this.docker.info().then(
+      (info: {ID?: string}) => info.ID || undefined,
+      swallow(trace, "asking the handler's engine for its id"),
+    )
+    return this.ownEngine
   }
 
   /** Removes the volumes, retrying while Docker still sees them in use (a container being removed). */

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {TpCommand} from '../base-command.js'
-import {Connections, type LiveConnection} from '../connections.js'
+import {Connections, type LiveConnection, describeCluster} from '../connections.js'
 import {Interrupts} from '../interrupts.js'
 
 export default class Connect extends TpCommand {
@@ -28,7 +28,7 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     try {
       connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
       if (interrupts.signal) {
-        if (!wasLive) await connection.backend.quit(connection.record)
+        if (!wasLive) await connections.quit(connection)
         process.stderr.write(wasLive ? `Connection "${flags.name}" is unchanged.\n` : `Not connected: the daemon of "${flags.name}" was removed again.\n`)
         this.exit(130)
       }
@@ -42,6 +42,6 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
       this.log(JSON.stringify({...shown, api: {url: api.url}, placement}, null, 2))
       return
     }
-    this.log(`Connected "${record.name}" to namespace ${record.namespace} (${record.backend} daemon, ${placement.where}).`)
+    this.log(`Connected "${record.name}" to namespace ${record.namespace} of the ${describeCluster(record)} (${record.backend} daemon, ${placement.where}).`)
   }
 }

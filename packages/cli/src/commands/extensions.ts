@@ -1,4 +1,4 @@
-import type {ExtensionPoint, ExtensionRegistry, RegistryProblem} from '@tp/sdk'
+import {EXTENSION_POINTS, EXTENSION_POINT_NAMES, type ExtensionPoint, type ExtensionRegistry, type RegistryProblem} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {originOf, pinsSummary} from '../pins/origin.js'
 import {pinStatus} from '../pins/state.js'
@@ -18,23 +18,14 @@ export interface ExtensionRow {
   lock?: string
 }
 
-export interface ExtensionsReport {
-  handlers: ExtensionRow[]
-  'volume-providers': ExtensionRow[]
-  'daemon-backends': ExtensionRow[]
+export type ExtensionsReport = {[P in ExtensionPoint]: ExtensionRow[]} & {
   problems: RegistryProblem[]
   /** the pins of the repository tp runs in, when there is one */
   pins?: {dir: string; problems: string[]}
 }
 
-const TITLES: Record<ExtensionPoint, string> = {
-  handlers: 'Handlers',
-  'volume-providers': 'Volume providers',
-  'daemon-backends': 'Daemon backends',
-}
-
 export default class Extensions extends TpCommand {
-  static override summary = 'List the handlers, volume providers and daemon backends of every loaded plugin'
+  static override summary = 'List the handlers, volume providers, daemon backends and cluster drivers of every loaded plugin'
   static override description =
     'Shows each extension with the plugin (and version) that provides it. Problems — two plugins claiming one name, a plugin built for another extension API, a plugin whose registration failed — are listed too, and make the command exit with status 1.'
   static override enableJsonFlag = true
@@ -61,17 +52,15 @@ export default class Extensions extends TpCommand {
           ...origin,
         }
       })
-    const all = [registries.handlers, registries.volumeProviders, registries.daemonBackends] as Array<ExtensionRegistry<unknown>>
-    const report: ExtensionsReport = {
-      handlers: rows(all[0]),
-      'volume-providers': rows(all[1]),
-      'daemon-backends': rows(all[2]),
+    const all = EXTENSION_POINT_NAMES.map((point) => registries[point] as ExtensionRegistry<unknown>)
+    const report = {
+      ...Object.fromEntries(all.map((registry) => [registry.point, rows(registry)])),
       problems: all.flatMap((r) => r.problems),
       ...(pins ? {pins: {dir: pins.pinsDir, problems: pins.problems}} : {}),
-    }
+    } as ExtensionsReport
 
-    for (const point of Object.keys(TITLES) as ExtensionPoint[]) {
-      this.log(`${TITLES[point]}:`)
+    for (const point of EXTENSION_POINT_NAMES) {
+      this.log(`${EXTENSION_POINTS[point].title}:`)
       const list = report[point]
       if (list.length === 0) this.log('  (none)')
       const nameWidth = Math.max(0, ...list.map((r) => r.name.length))

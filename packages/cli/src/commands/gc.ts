@@ -1,8 +1,8 @@
 import {rm} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
-import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE, dockerUnreachable, sweep} from '@tp/sdk'
+import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE, defaultEngineUrl, dockerUnreachable, sweep} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
-import {Connections, describeDeath} from '../connections.js'
+import {Connections, defaultCluster, describeDeath} from '../connections.js'
 
 export default class Gc extends TpCommand {
   static override summary = 'Remove every tp-labelled container, volume and network that no live connection owns'
@@ -10,8 +10,10 @@ export default class Gc extends TpCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Gc)
+    const dryRun = flags['dry-run'] === true
     // loaded here: the other commands that never sweep do not pay for dockerode
     const {default: Docker} = await import('dockerode')
+    // the handler's engine: daemon containers, handler containers and their volumes live there
     const docker = new Docker()
     await docker.ping().catch((error: unknown) => {
       throw dockerUnreachable(error)
@@ -28,34 +30,42 @@ export default class Gc extends TpCommand {
     const strays = new Set(survey.strays.map((s) => s.connection))
     const daemons = await docker.listContainers({filters: {label: [`${LABEL_MANAGED}=true`, `${LABEL_ROLE}=daemon`], status: ['running']}})
     for (const d of daemons) if (d.Labels[LABEL_CONNECTION] && !strays.has(d.Labels[LABEL_CONNECTION])) live.add(d.Labels[LABEL_CONNECTION])
-    const verb = flags['dry-run'] ? 'would remove' : 'removed'
+    const verb = dryRun ? 'would remove' : 'removed'
     for (const stray of survey.strays) {
-      this.log(`${flags['dry-run'] ? 'would stop' : 'stopped'} the daemon of connection ${stray.connection} (${stray.where}), which has no usable record`)
-      if (!flags['dry-run']) await stray.stop()
+      this.log(`${dryRun ? 'would stop' : 'stopped'} the daemon of connection ${stray.connection} (${stray.where}), which has no usable record`)
+      if (!dryRun) await stray.stop()
     }
     for (const damaged of survey.damaged) {
       this.log(`${verb} the damaged record of connection ${damaged.name} (${damaged.file}: ${damaged.reason})`)
-      if (!flags['dry-run']) await rm(damaged.file, {force: true})
+      if (!dryRun) await rm(damaged.file, {force: true})
     }
-    const swept = await sweep(docker, {
-      labels: [`${LABEL_MANAGED}=true`],
-      keep: (labels) => Boolean(labels[LABEL_CONNECTION] && live.has(labels[LABEL_CONNECTION])),
-      networks: true,
-      dryRun: flags['dry-run'],
-    })
-    for (const object of swept) {
-      const owner = object.kind === 'container' ? ` (${object.role ?? 'tp'}, connection ${object.connection ?? '-'})` : ''
-      this.log(`${verb} ${object.kind} ${object.name}${owner}`)
+    // what tp left on the cluster connections are made to now (each installed driver there), then
+    // on the handler's engine when that is another one
+    const cluster = defaultCluster()
+    const lines: string[] = []
+    for (const {descriptor} of registries['cluster-drivers'].list()) {
+      const driver = await connections.driver({...cluster, driver: descriptor.name})
+      lines.push(...((await driver.gc?.({live, dryRun})) ?? []))
     }
+    if (cluster.engine !== defaultEngineUrl() || !registries['cluster-drivers'].has(cluster.driver)) {
+      const swept = await sweep(docker, {
+        labels: [`${LABEL_MANAGED}=true`],
+        keep: (labels) => Boolean(labels[LABEL_CONNECTION] && live.has(labels[LABEL_CONNECTION])),
+        networks: true,
+        dryRun,
+      })
+      lines.push(...swept.map((o) => `${o.kind} ${o.name}${o.kind === 'container' ? ` (${o.role ?? 'tp'}, connection ${o.connection ?? '-'})` : ''}`))
+    }
+    for (const line of lines) this.log(`${verb} ${line}`)
     // what the backends changed outside Docker for connections no daemon owns any more
     let undone = 0
-    for (const {descriptor} of registries.daemonBackends.list()) {
+    for (const {descriptor} of registries['daemon-backends'].list()) {
       const backend = await connections.backend(descriptor.name)
-      for (const line of (await backend.gc?.({live, dryRun: flags['dry-run'] === true})) ?? []) {
+      for (const line of (await backend.gc?.({live, dryRun})) ?? []) {
         this.log(`${verb} ${line}`)
         undone++
       }
     }
-    if (swept.length + undone + survey.strays.length + survey.damaged.length + survey.died.length === 0) this.log('Nothing to remove.')
+    if (lines.length + undone + survey.strays.length + survey.damaged.length + survey.died.length === 0) this.log('Nothing to remove.')
   }
 }

@@ -298,7 +298,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         if (noVolumeProvider) throw noVolumeProvider
         const request = {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root} as const
         // volumes that cannot wait for the workload's SFTP server themselves are made once it is up
-        if (!registries.volumeProviders.get(volumeProvider!).descriptor.waitsForServer) await ready
+        if (!registries['volume-providers'].get(volumeProvider!).descriptor.waitsForServer) await ready
         volumes = await provideVolumes(registries, context, session, request, providerLoading ? await providerLoading : volumeProvider)
         step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }

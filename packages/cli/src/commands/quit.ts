@@ -19,8 +19,9 @@ export default class Quit extends TpCommand {
       this.log(`Connection ${stale.record.name}: ${describeDeath(stale)}.`)
       done++
     }
-    for (const {record, backend} of survey.live.filter((c) => mine(c.record.name))) {
-      await backend.quit(record)
+    for (const connection of survey.live.filter((c) => mine(c.record.name))) {
+      const {record} = connection
+      await connections.quit(connection)
       this.log(`Quit connection ${record.name}: its intercepts ended and its daemon stopped.`)
       done++
     }

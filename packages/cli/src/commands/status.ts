@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import type {DaemonStatus} from '@tp/sdk'
+import type {ClusterTarget, DaemonStatus} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
-import {Connections, describeDeath} from '../connections.js'
+import {Connections, clusterOf, describeCluster, describeDeath} from '../connections.js'
 
 export default class Status extends TpCommand {
   static override summary = 'Show the connections, their daemons, namespaces and intercepts'
@@ -13,9 +13,17 @@ export default class Status extends TpCommand {
     const {flags} = await this.parse(Status)
     const connections = new Connections(await this.registries(), this.pluginContext())
     const survey = await connections.survey({strays: true})
-    const rows: Array<{name: string; backend: string; namespace: string; daemon: string; status?: DaemonStatus; error?: string}> = []
+    const rows: Array<{
+      name: string
+      backend: string
+      namespace: string
+      cluster: ClusterTarget
+      daemon: string
+      status?: DaemonStatus
+      error?: string
+    }> = []
     for (const {record, client, placement} of survey.live) {
-      const row = {name: record.name, backend: record.backend, namespace: record.namespace, daemon: placement.where}
+      const row = {name: record.name, backend: record.backend, namespace: record.namespace, cluster: clusterOf(record), daemon: placement.where}
       try {
         rows.push({...row, status: await client.status()})
       } catch (error) {
@@ -26,6 +34,7 @@ export default class Status extends TpCommand {
       name: record.name,
       backend: record.backend,
       namespace: record.namespace,
+      cluster: clusterOf(record),
       pid: record.pid,
       cleanedUp,
     }))
@@ -57,7 +66,9 @@ export default class Status extends TpCommand {
       else if (rows.length === 0 && damaged.length + strays.length === 0)
         this.log('Not connected any more. Connect again with `tp connect --docker` (or `tp connect`), or just run `tp intercept`.')
       for (const row of rows) {
-        this.log(`Connection ${row.name}: namespace ${row.namespace}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`)
+        this.log(
+          `Connection ${row.name}: namespace ${row.namespace} of the ${describeCluster({cluster: row.cluster})}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`,
+        )
         const intercepts = row.status?.intercepts ?? []
         if (intercepts.length === 0) this.log('  no intercepts')
         for (const i of intercepts) {

@@ -17,7 +17,8 @@ import {
 } from '../../plugin-template.js'
 
 export default class PluginsNew extends TpCommand {
-  static override summary = 'Write a new plugin project: a handler, a volume provider or a daemon backend (TypeScript, builds, with its own test)'
+  static override summary =
+    'Write a new plugin project: a handler, a volume provider, a daemon backend or a cluster driver (TypeScript, builds, with its own test)'
   static override description =
     `Writes a working plugin to start from into ./<package name> (or --dir): TypeScript sources, a package.json whose hook registers the extension, a test run with node --test and @tp/sdk/testing, and a README. @tp/sdk comes from this tp (a peer dependency; the project builds against this tp's copy), so no registry needs to carry it.
 
@@ -25,6 +26,7 @@ Kinds:
   handler: runs the command after -- with the workload's environment and $PORT
   volume-provider: gives the volumes as local directories filled from a seed
   daemon-backend: connects to a tp daemon that runs elsewhere
+  cluster-driver: a cluster whose workloads are listed in a JSON inventory file
 
 A name without a scope becomes tp-plugin-<name>; the extension (and a handler's flag) is the name without scope and tp-plugin-.`
   static override examples = [
@@ -67,7 +69,7 @@ Next:
   /** A name tp's own extensions (or, for a handler, tp's own flags) already have: tp would refuse the plugin. */
   private async refuseTaken(kind: PluginKind, names: PluginNames): Promise<void> {
     const registries = await this.registries()
-    const registry = {handler: registries.handlers, 'volume-provider': registries.volumeProviders, 'daemon-backend': registries.daemonBackends}[kind]
+    const registry = registries[PLUGIN_KINDS[kind].point]
     const core = registry.list().filter((e) => e.plugin.type === 'core')
     if (core.some((e) => e.descriptor.name === names.extension)) {
       throw new UserError(`tp has its own ${kind.replace('-', ' ')} named "${names.extension}": a plugin cannot replace it`, 'choose another name')

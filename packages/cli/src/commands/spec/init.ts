@@ -56,7 +56,7 @@ export default class SpecInit extends TpCommand {
     const {client, record} = await connections.current({use: flags.use})
     const all = await client.workloads()
     const chosen = args.workload
-      ? all.filter((w) => w.name === args.workload || w.container === args.workload || w.aliases.includes(args.workload as string))
+      ? all.filter((w) => w.name === args.workload || w.replicas.some((r) => r.name === args.workload) || w.aliases.includes(args.workload as string))
       : all
     if (chosen.length === 0) {
       throw new UserError(

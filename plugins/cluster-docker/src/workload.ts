@@ -1,26 +1,5 @@
 import type Dockerode from 'dockerode'
-import type {WorkloadPort} from '@tp/sdk'
-
-export type {WorkloadPort} from '@tp/sdk'
-
-/** A running container on a namespace network, as tp sees it. */
-export interface Workload {
-  /** Compose service name when the container has one, else the container name. */
-  name: string
-  /** Container name (without Docker's leading slash). */
-  container: string
-  containerId: string
-  /** Network aliases on the namespace network (Docker's container-id alias dropped). */
-  aliases: string[]
-  /** Exposed ports, sorted by number. */
-  ports: WorkloadPort[]
-  /** Raw environment, from Config.Env. */
-  environment: Record<string, string>
-  mounts: Array<{path: string; readOnly: boolean; type: string; source?: string}>
-  /** IPv4 address on the namespace network. */
-  address: string
-  startedAt: string
-}
+import type {EngineMount, Workload, WorkloadMount, WorkloadPort} from '@tp/sdk'
 
 /** Label that names a container's ports, e.g. `tp.port-names=http:80,admin:8080`. */
 export const LABEL_PORT_NAMES = 'tp.port-names'
@@ -59,8 +38,38 @@ export function exposedPorts(exposed: Record<string, unknown> | undefined, names
   return ports.sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol))
 }
 
-/** The Workload view of an inspected container on `namespace`. */
-export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: string): Workload {
+interface ContainerMount {
+  path: string
+  readOnly: boolean
+  type: string
+  source?: string
+}
+
+function containerMounts(info: Dockerode.ContainerInspectInfo): ContainerMount[] {
+  return (info.Mounts ?? []).map((m) => {
+    const mount = m as {Type?: string; Name?: string; Source?: string; Destination: string; RW?: boolean}
+    const source = mount.Type === 'volume' ? (mount.Name ?? mount.Source) : mount.Source
+    return {path: mount.Destination, readOnly: mount.RW === false, type: mount.Type ?? 'bind', ...(source ? {source} : {})}
+  })
+}
+
+/**
+ * Where the engine keeps a mount, for a handler on this engine to mount it directly: a named
+ * volume or a bind mount, and only one with no other mount of the workload inside it (over SFTP
+ * the handler sees those too; a direct mount would not).
+ */
+function engineMount(mounts: ContainerMount[], mount: ContainerMount, engine: string): EngineMount | undefined {
+  if ((mount.type !== 'volume' && mount.type !== 'bind') || !mount.source) return undefined
+  const inside = `${mount.path.replace(/\/$/, '')}/`
+  if (mounts.some((other) => other !== mount && other.path.startsWith(inside))) return undefined
+  return {engine, type: mount.type, source: mount.source}
+}
+
+/**
+ * The Workload view of an inspected container on `namespace`: one replica, the container itself.
+ * `engine` is the engine's id (what a handler engine compares to mount volumes directly).
+ */
+export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: string, engine: string): Workload {
   const container = info.Name.replace(/^\//, '')
   const labels = info.Config.Labels ?? {}
   const network = info.NetworkSettings.Networks?.[namespace]
@@ -69,23 +78,17 @@ export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: stri
   const aliases = [...new Set([...(network?.Aliases ?? []), ...(service ? [service] : [])])].filter(
     (alias) => !(alias.length >= 12 && info.Id.startsWith(alias)) && alias !== container,
   )
+  const mounts = containerMounts(info)
   return {
     name: service ?? container,
-    container,
-    containerId: info.Id,
+    namespace,
     aliases: aliases.sort(),
     ports: exposedPorts(info.Config.ExposedPorts, parsePortNames(labels[LABEL_PORT_NAMES])),
     environment: parseEnv(info.Config.Env),
-    mounts: (info.Mounts ?? []).map((m) => {
-      const mount = m as {Type?: string; Name?: string; Source?: string; Destination: string; RW?: boolean}
-      const source = mount.Type === 'volume' ? (mount.Name ?? mount.Source) : mount.Source
-      return {path: mount.Destination, readOnly: mount.RW === false, type: mount.Type ?? 'bind', ...(source ? {source} : {})}
+    mounts: mounts.map((m): WorkloadMount => {
+      const direct = engineMount(mounts, m, engine)
+      return {path: m.path, readOnly: m.readOnly, ...(direct ? {engine: direct} : {})}
     }),
-    address: network?.IPAddress ?? '',
-    startedAt: info.State.StartedAt,
+    replicas: [{id: info.Id, name: container, address: network?.IPAddress ?? '', startedAt: info.State.StartedAt}],
   }
-}
-
-export function describePort(p: WorkloadPort): string {
-  return `${p.port}${p.protocol === 'udp' ? '/udp' : ''}${p.name ? ` (${p.name})` : ''}`
 }

@@ -1,40 +1,56 @@
 import type Dockerode from 'dockerode'
-import {demuxLogs, dockerStatusCode, isNotFound, LABEL_MANAGED, SubprocessError, UserError, waitUntilGone, debugLog, swallow} from '@tp/sdk'
-import {LABEL_COMPOSE_SERVICE, describePort, toWorkload, type Workload, type WorkloadPort} from './workload.js'
+import {
+  type AgentRequest,
+  type AgentRole,
+  type ClusterDriver,
+  type InjectedAgent,
+  type NamespaceInfo,
+  type NamespaceReach,
+  type Replica,
+  type Workload,
+  LABEL_CONNECTION,
+  LABEL_MANAGED,
+  SubprocessError,
+  UserError,
+  connectionLabels,
+  debugLog,
+  demuxLogs,
+  dockerStatusCode,
+  isNotFound,
+  swallow,
+  sweep,
+  waitUntilGone,
+} from '@tp/sdk'
+import {LABEL_COMPOSE_SERVICE, toWorkload} from './workload.js'
 
-const trace = debugLog('tp:daemon')
+const trace = debugLog('tp:cluster-docker')
 
 /** Networks Docker creates itself; they are not namespaces. */
 const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none'])
 
-export interface DockerClusterOptions {
+export interface DockerDriverOptions {
   /**
    * Which user-defined networks count as namespaces (default: all). Tests use it to stay within
    * their own networks on a shared engine.
    */
   networkFilter?: (name: string) => boolean
+  /** tp's version: the tag of the runtime image `ensureImages` makes (default: @tp/images' own). */
+  tpVersion?: string
+  progress?: (line: string) => void
 }
 
-export interface AgentSpec {
-  workload: Workload
-  image: string
-  name: string
-  labels: Record<string, string>
-  env: Record<string, string>
-  /** Default: the agent (`node /opt/tp/agent.cjs`); the guard is `node /opt/tp/agent.cjs guard`. */
-  command?: string[]
-  /** Mount the workload's volumes (the agent serves them); default true. */
-  volumes?: boolean
+/** What each role runs in tp's runtime image, and whether it gets the workload's volumes (the agent serves them). */
+const ROLES: Record<AgentRole, {command: string[]; volumes: boolean}> = {
+  agent: {command: ['node', '/opt/tp/agent.cjs'], volumes: true},
+  guard: {command: ['node', '/opt/tp/agent.cjs', 'guard'], volumes: false},
 }
+/** Removes an agent's redirect rules when it could not (see restoreTraffic). */
+const CLEANUP_COMMAND = ['node', '/opt/tp/agent.cjs', 'cleanup']
 
 function list(items: string[]): string {
   return items.length === 0 ? '(none)' : items.join(', ')
 }
 
-/**
- * The Docker cluster driver: a user-defined network is a namespace, each running container on it
- * (except tp's own) a workload, its exposed ports the service ports.
- */
 /**
  * Docker's read-only paths, with /proc/sys split so that only /proc/sys/net stays writable: the
  * agent (and its guard and clean-up) may have to turn IPv4 forwarding on in the workload's network
@@ -52,14 +68,31 @@ export const AGENT_READONLY_PATHS = [
   ...['abi', 'crypto', 'debug', 'dev', 'fs', 'kernel', 'sunrpc', 'user', 'vm'].map((dir) => `/proc/sys/${dir}`),
 ]
 
-export class DockerCluster {
+/**
+ * The Docker cluster driver: a user-defined network is a namespace, each running container on it
+ * (except tp's own) a workload with one replica, its exposed ports the service ports.
+ */
+export class DockerDriver implements ClusterDriver {
   private readonly networkFilter: (name: string) => boolean
+  private engineId?: Promise<string>
 
   constructor(
     private readonly docker: Dockerode,
-    options: DockerClusterOptions = {},
+    private readonly options: DockerDriverOptions = {},
   ) {
     this.networkFilter = options.networkFilter ?? (() => true)
+  }
+
+  /** The engine's own id (`docker info`): a handler engine with the same id may mount the workloads' volumes directly. */
+  private engine(): Promise<string> {
+    this.engineId ??= this.docker.info().then(
+      (info: {ID?: string}) => info.ID ?? '',
+      (error: unknown) => {
+        this.engineId = undefined
+        throw error
+      },
+    )
+    return this.engineId
   }
 
   private async networkNames(): Promise<string[]> {
@@ -76,7 +109,7 @@ export class DockerCluster {
     return containers.filter((c) => c.Labels?.[LABEL_MANAGED] !== 'true')
   }
 
-  async namespaces(): Promise<Array<{name: string; workloads: number}>> {
+  async namespaces(): Promise<NamespaceInfo[]> {
     const [names, containers] = await Promise.all([this.networkNames(), this.runningContainers()])
     return names.map((name) => ({
       name,
@@ -84,11 +117,23 @@ export class DockerCluster {
     }))
   }
 
-  /** The namespace network's IPv4 gateway: this machine's own address on it, undefined when it has none. */
-  async gateway(namespace: string): Promise<string | undefined> {
+  /**
+   * A container joins the namespace's own network; this machine is its IPv4 gateway there (its own
+   * address on the network), undefined when it has none.
+   */
+  async reach(namespace: string): Promise<NamespaceReach> {
     const network = await this.docker.getNetwork(namespace).inspect()
     const configs: Array<{Gateway?: string}> = network.IPAM?.Config ?? []
-    return configs.map((c) => c.Gateway).find((g): g is string => Boolean(g) && !g!.includes(':'))
+    const gateway = configs.map((c) => c.Gateway).find((g): g is string => Boolean(g) && !g!.includes(':'))
+    return {containerNetwork: namespace, ...(gateway ? {hostAddress: gateway} : {})}
+  }
+
+  /** tp's runtime image on this engine, built from the host's own files the first time. */
+  async ensureImages(options: {progress?: (line: string) => void} = {}): Promise<{runtime: string}> {
+    const {ensureRuntimeImage} = await import('@tp/images')
+    const progress = options.progress ?? this.options.progress
+    const image = await ensureRuntimeImage(this.docker, {version: this.options.tpVersion, progress})
+    return {runtime: image.ref}
   }
 
   async resolveNamespace(requested?: string): Promise<string> {
@@ -135,8 +180,10 @@ export class DockerCluster {
     return this.inspectWorkloads(containers, namespace)
   }
 
+
   /** The workloads among listed containers (inspected: env, aliases, mounts), sorted by name. */
   private async inspectWorkloads(containers: Dockerode.ContainerInfo[], namespace: string): Promise<Workload[]> {
+    const engine = this.engine()
     const inspected = await Promise.all(
       containers.map((c) =>
         this.docker
@@ -149,10 +196,11 @@ export class DockerCluster {
           }),
       ),
     )
+    const engineId = await engine
     return inspected
       .filter((info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined)
-      .map((info) => toWorkload(info, namespace))
-      .sort((a, b) => a.name.localeCompare(b.name) || a.container.localeCompare(b.container))
+      .map((info) => toWorkload(info, namespace, engineId))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.replicas[0].name.localeCompare(b.replicas[0].name))
   }
 
   /**
@@ -162,7 +210,7 @@ export class DockerCluster {
   async workload(namespace: string, name: string): Promise<Workload> {
     const [, containers] = await Promise.all([this.requireNamespace(namespace), this.runningContainers(namespace)])
     const named = containers.filter((c) => c.Labels?.[LABEL_COMPOSE_SERVICE] === name || c.Names.some((n) => n.replace(/^\//, '') === name))
-    const isNamed = (w: Workload) => w.name === name || w.container === name
+    const isNamed = (w: Workload) => w.name === name || w.replicas[0].name === name
     let byName = named.length > 0 ? (await this.inspectWorkloads(named, namespace)).filter(isNamed) : []
     let all = byName
     if (byName.length === 0) {
@@ -173,7 +221,7 @@ export class DockerCluster {
     if (matches.length === 1) return matches[0]
     if (matches.length > 1) {
       throw new UserError(
-        `"${name}" names ${matches.length} containers in namespace ${namespace}: ${list(matches.map((w) => w.container))}`,
+        `"${name}" names ${matches.length} containers in namespace ${namespace}: ${list(matches.map((w) => w.replicas[0].name))}`,
         'name one container by its container name',
       )
     }
@@ -208,48 +256,24 @@ export class DockerCluster {
     return undefined
   }
 
-  /** A service port by number or name; omitted → the workload's only TCP port. */
-  resolvePort(workload: Workload, spec?: string): WorkloadPort {
-    const tcp = workload.ports.filter((p) => p.protocol === 'tcp')
-    const known = `ports of ${workload.name}: ${list(workload.ports.map(describePort))}`
-    if (spec === undefined || spec === '') {
-      if (tcp.length === 1) return tcp[0]
-      if (tcp.length === 0)
-        throw new UserError(
-          `workload ${workload.name} exposes no TCP port, so there is nothing to intercept`,
-          'expose the port in its image or compose file (`expose:`/`ports:`)',
-        )
-      throw new UserError(
-        `workload ${workload.name} exposes several ports; say which one to intercept`,
-        `pass --port <local>:<service port> with one of the ${known}`,
-      )
-    }
-    const matches = /^\d+$/.test(spec) ? workload.ports.filter((p) => p.port === Number(spec)) : workload.ports.filter((p) => p.name === spec)
-    const tcpMatches = matches.filter((p) => p.protocol === 'tcp')
-    if (tcpMatches.length === 1) return tcpMatches[0]
-    if (tcpMatches.length > 1) throw new UserError(`service port "${spec}" of ${workload.name} is ambiguous`, `use a port number; ${known}`)
-    if (matches.length > 0) throw new UserError(`service port ${spec} of ${workload.name} is UDP; tp intercepts TCP only`, `choose a TCP port; ${known}`)
-    throw new UserError(`workload ${workload.name} has no service port "${spec}"`, known)
-  }
-
-  /** Starts the traffic agent in the workload's network namespace, with its volumes. */
   /**
-   * Starts the traffic agent (or its guard) in the workload's network namespace, with its volumes.
-   * `exited` resolves with the container's exit code when it ends (undefined if that cannot be
-   * known): the container removes itself, so afterwards nothing could say how it ended.
+   * Starts the traffic agent (or its guard) as a container in the replica's network namespace,
+   * with its volumes. `exited` resolves with the container's exit code when it ends (undefined if
+   * that cannot be known): the container removes itself, so afterwards nothing could say how it ended.
    */
-  async injectAgent(spec: AgentSpec): Promise<{containerId: string; name: string; exited: Promise<number | undefined>}> {
+  async injectAgent(spec: AgentRequest): Promise<InjectedAgent> {
+    const role = ROLES[spec.role]
     const container = await this.docker.createContainer({
       name: spec.name,
       Image: spec.image,
-      Cmd: spec.command ?? ['node', '/opt/tp/agent.cjs'],
+      Cmd: role.command,
       Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       Labels: spec.labels,
       HostConfig: {
-        NetworkMode: `container:${spec.workload.containerId}`,
+        NetworkMode: `container:${spec.replica.id}`,
         CapAdd: ['NET_ADMIN'],
         ReadonlyPaths: AGENT_READONLY_PATHS,
-        VolumesFrom: spec.volumes === false ? [] : [spec.workload.containerId],
+        VolumesFrom: role.volumes ? [spec.replica.id] : [],
         AutoRemove: true,
       },
     })
@@ -263,15 +287,16 @@ export class DockerCluster {
       await container.remove({force: true}).catch(swallow(trace, `removing agent container ${spec.name} that did not start`))
       throw error
     }
-    return {containerId: container.id, name: spec.name, exited}
+    return {id: container.id, name: spec.name, exited}
   }
 
   /**
    * Stops the agent (SIGTERM: it removes its rule and drains), then makes sure it is gone. An agent
    * that had to be killed (or crashed) cannot have removed its rule: restoreTraffic does it.
    */
-  async removeAgent(containerId: string, graceSeconds = 10): Promise<void> {
-    const container = this.docker.getContainer(containerId)
+  async removeAgent(agent: string, options: {graceSeconds?: number} = {}): Promise<void> {
+    const graceSeconds = options.graceSeconds ?? 10
+    const container = this.docker.getContainer(agent)
     const info = await container.inspect().catch((error: unknown) => {
       if (isNotFound(error)) return undefined
       throw error
@@ -300,22 +325,18 @@ export class DockerCluster {
     const workload = /^container:(.+)$/.exec(info.HostConfig.NetworkMode ?? '')?.[1]
     if (status !== 0 && workload) {
       const interceptId = (info.Config.Env ?? []).find((e) => e.startsWith('TP_AGENT_INTERCEPT_ID='))?.slice('TP_AGENT_INTERCEPT_ID='.length)
-      await this.restoreTraffic({workloadContainerId: workload, image: info.Config.Image, interceptId, labels: info.Config.Labels ?? {}})
+      await this.restoreIn(workload, {image: info.Config.Image, interceptId, labels: info.Config.Labels ?? {}})
     }
   }
 
   /**
-   * Why a workload's container no longer runs ("exited with code 0", "was removed"), or undefined
-   * while it runs (or the engine cannot say).
+   * Why a replica's container is not the one an intercept was made for: it stopped, was removed,
+   * or restarted since; undefined while it runs as it did (or the engine cannot say).
    */
-  /**
-   * Why a workload is not the one an intercept was made for: it stopped, was removed, or (given
-   * when it started then) restarted since; undefined while it runs as it did.
-   */
-  async whyNotRunning(containerId: string, startedAt?: string): Promise<string | undefined> {
+  async whyNotRunning(_namespace: string, replica: Replica): Promise<string | undefined> {
     try {
-      const info = await this.docker.getContainer(containerId).inspect()
-      if (info.State.Running) return startedAt && info.State.StartedAt !== startedAt ? `restarted (at ${info.State.StartedAt})` : undefined
+      const info = await this.docker.getContainer(replica.id).inspect()
+      if (info.State.Running) return replica.startedAt && info.State.StartedAt !== replica.startedAt ? `restarted (at ${info.State.StartedAt})` : undefined
       return info.State.Status === 'exited' ? `exited with code ${info.State.ExitCode}` : `is ${info.State.Status}`
     } catch (error) {
       return isNotFound(error) ? 'was removed' : undefined
@@ -323,32 +344,53 @@ export class DockerCluster {
   }
 
   /**
-   * Removes the redirect rules an agent left in a workload's namespace (it was killed before it
-   * could): runs `node /opt/tp/agent.cjs cleanup` there. Without interceptId, every agent's rules.
-   * Does nothing when the workload is not running.
+   * Removes the redirect rules an agent left in a replica's namespace (it was killed before it
+   * could): runs the runtime image's clean-up there. Without interceptId, every agent's rules.
+   * Does nothing when the replica is not running.
    */
-  async restoreTraffic(o: {workloadContainerId: string; image: string; interceptId?: string; labels?: Record<string, string>}): Promise<void> {
+  async restoreTraffic(o: {namespace: string; replica: Replica; image: string; interceptId?: string; labels: Record<string, string>}): Promise<void> {
+    await this.restoreIn(o.replica.id, o)
+  }
+
+  private async restoreIn(workloadContainerId: string, o: {image: string; interceptId?: string; labels?: Record<string, string>}): Promise<void> {
     const workload = await this.docker
-      .getContainer(o.workloadContainerId)
+      .getContainer(workloadContainerId)
       .inspect()
-      .catch(swallow(trace, `inspecting workload ${o.workloadContainerId} before restoring its traffic`))
+      .catch(swallow(trace, `inspecting workload ${workloadContainerId} before restoring its traffic`))
     if (!workload?.State.Running) return
     const container = await this.docker.createContainer({
       Image: o.image,
-      Cmd: ['node', '/opt/tp/agent.cjs', 'cleanup'],
+      Cmd: CLEANUP_COMMAND,
       Env: o.interceptId ? [`TP_AGENT_INTERCEPT_ID=${o.interceptId}`] : [],
       Labels: o.labels ?? {},
-      HostConfig: {NetworkMode: `container:${o.workloadContainerId}`, CapAdd: ['NET_ADMIN'], ReadonlyPaths: AGENT_READONLY_PATHS},
+      HostConfig: {NetworkMode: `container:${workloadContainerId}`, CapAdd: ['NET_ADMIN'], ReadonlyPaths: AGENT_READONLY_PATHS},
     })
     try {
       await container.start()
       const {StatusCode} = (await container.wait()) as {StatusCode: number}
       if (StatusCode !== 0) {
         const logs = await container.logs({stdout: true, stderr: true}).catch(swallow(trace, 'reading the logs of the cleanup container'))
-        throw new SubprocessError('node /opt/tp/agent.cjs cleanup', StatusCode, (await demuxLogs(this.docker, logs ?? '')).slice(-2000))
+        throw new SubprocessError(CLEANUP_COMMAND.join(' '), StatusCode, (await demuxLogs(this.docker, logs ?? '')).slice(-2000))
       }
     } finally {
       await container.remove({force: true}).catch(swallow(trace, 'removing the cleanup container'))
     }
+  }
+
+  /** Removes every object of this engine labelled with the connection (agents, and on a shared engine everything of it). */
+  async sweep(connection: string): Promise<string[]> {
+    const swept = await sweep(this.docker, {labels: connectionLabels(connection)})
+    return swept.map((o) => `removed ${o.kind} ${o.name}${o.role ? ` (${o.role})` : ''}`)
+  }
+
+  /** `tp gc`: every tp-labelled object of this engine whose connection is not live (tp's demo and fixture networks too). */
+  async gc(options: {live: ReadonlySet<string>; dryRun: boolean}): Promise<string[]> {
+    const swept = await sweep(this.docker, {
+      labels: [`${LABEL_MANAGED}=true`],
+      keep: (labels) => Boolean(labels[LABEL_CONNECTION] && options.live.has(labels[LABEL_CONNECTION])),
+      networks: true,
+      dryRun: options.dryRun,
+    })
+    return swept.map((o) => `${o.kind} ${o.name}${o.kind === 'container' ? ` (${o.role ?? 'tp'}, connection ${o.connection ?? '-'})` : ''}`)
   }
 }

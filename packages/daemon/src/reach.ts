@@ -1,11 +1,3 @@
-import type {DockerCluster} from '@tp/cluster-docker'
-
-/**
- * What the daemon needs of a cluster driver: find workloads, inject and remove the traffic agent,
- * say why a workload is gone. An interface, so the daemon's logic is tested with a fake cluster.
- */
-export type Cluster = Pick<DockerCluster, 'workloads' | 'workload' | 'resolvePort' | 'injectAgent' | 'removeAgent' | 'whyNotRunning' | 'restoreTraffic'>
-
 /** Where a handler listening on the local port is reached. */
 export interface HandlerReach {
   /** Host where the daemon reaches the handler (readiness checks, relay). */

@@ -1,2 +1,0 @@
-export * from './cluster.js'
-export * from './workload.js'

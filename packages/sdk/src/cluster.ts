@@ -1,0 +1,192 @@
+import type {Descriptor, PluginContext} from './contracts.js'
+
+/**
+ * The cluster driver contract: what the daemon (and `tp connect`, `tp gc`) need of the place where
+ * workloads live, and nothing about how that place works. The Docker-network driver
+ * (`plugins/cluster-docker`) is one implementation; a Swarm or Kubernetes driver is another.
+ *
+ * Two engines are never confused: the *cluster's* engine is where workloads (and the agents beside
+ * them) live, named by `ClusterTarget.engine`; the *handler's* engine (DOCKER_HOST / the current
+ * Docker context) is where handler containers and their volumes run. Drivers see only the first.
+ */
+
+export interface WorkloadPort {
+  port: number
+  name?: string
+  protocol: 'tcp' | 'udp'
+}
+
+/** One running instance of a workload (a container, a task, a pod): each gets its own agent. */
+export interface Replica {
+  /** The driver's id for it (a container id, a task id); stable while it runs. */
+  id: string
+  /** Its name in words (`frontend-v1`, `shop_web.2`), for messages and as a host name. */
+  name: string
+  /** Its address in the namespace: where its agent serves the workload's volumes. */
+  address: string
+  /** When it started: a later start means it restarted under the intercept. */
+  startedAt: string
+  /** The node it runs on, where the cluster has several. */
+  node?: string
+}
+
+/**
+ * Where the cluster's engine keeps a workload's volume, when a handler on that same engine may
+ * mount it directly instead of over SFTP (the same files at a local mount's speed).
+ */
+export interface EngineMount {
+  /** The cluster engine's own id (Docker: `docker info`'s ID): a handler engine with the same id is that engine. */
+  engine: string
+  type: 'volume' | 'bind'
+  /** The volume's name, or the bind mount's path on the engine's host. */
+  source: string
+}
+
+export interface WorkloadMount {
+  /** Path inside the workload. */
+  path: string
+  readOnly: boolean
+  /** Set when a handler on the cluster's own engine may mount it directly. */
+  engine?: EngineMount
+}
+
+/** A workload as every part of tp sees it, whatever the driver. */
+export interface Workload {
+  /** The name to intercept it by (a compose or swarm service name, a container name). */
+  name: string
+  namespace: string
+  /** Other names it answers to in the namespace. */
+  aliases: string[]
+  /** Service ports, sorted by number. */
+  ports: WorkloadPort[]
+  /** Its environment as the workload sees it. */
+  environment: Record<string, string>
+  mounts: WorkloadMount[]
+  /** Its running instances; never empty for a workload a driver returns. */
+  replicas: Replica[]
+}
+
+export interface NamespaceInfo {
+  name: string
+  /** How many workloads run in it. */
+  workloads: number
+}
+
+/** What the daemon asks a driver to start beside a replica (in its network namespace, with its volumes). */
+export type AgentRole =
+  /** The traffic agent: redirects the intercepted port, relays to the daemon, serves the volumes. */
+  | 'agent'
+  /** Watches the agent and removes its redirect the moment it dies. */
+  | 'guard'
+
+export interface AgentRequest {
+  role: AgentRole
+  namespace: string
+  workload: Workload
+  replica: Replica
+  /** A name for what the driver creates (unique per connection, intercept and replica). */
+  name: string
+  /** The runtime image (from `ensureImages`). */
+  image: string
+  /** Labels the driver puts on everything it creates for this agent (what sweeps find). */
+  labels: Record<string, string>
+  /** The agent's environment (TP_AGENT_*). */
+  env: Record<string, string>
+}
+
+export interface InjectedAgent {
+  /** What `removeAgent` takes. */
+  id: string
+  name: string
+  /** Resolves with the agent's exit code when it ends (undefined when that cannot be known). */
+  exited: Promise<number | undefined>
+}
+
+/** Where a connection's daemon and handlers reach the namespace's names. */
+export interface NamespaceReach {
+  /**
+   * The network a container on the handler's engine joins to resolve and reach the namespace's
+   * workloads by name (the Docker driver: the namespace's own network).
+   */
+  containerNetwork: string
+  /**
+   * This machine's address as the namespace's workloads reach it (where their agents reach a
+   * daemon or a process on this machine); undefined when they cannot.
+   */
+  hostAddress?: string
+}
+
+/** Which cluster a connection works on: the driver, and the engine it talks to. */
+export interface ClusterTarget {
+  /** The driver's name (`docker`). */
+  driver: string
+  /** The cluster's engine: an engine URL (`unix:///var/run/docker.sock`, `tcp://…`, `ssh://…`). */
+  engine: string
+}
+
+/** Given to a cluster driver's factory. */
+export interface ClusterDriverContext extends PluginContext {
+  cluster: ClusterTarget
+}
+
+export interface ClusterDriver {
+  /** The namespaces of the cluster, sorted by name. */
+  namespaces(): Promise<NamespaceInfo[]>
+  /**
+   * The namespace to connect to: `requested` if it exists, else the only one with workloads; a
+   * UserError that names the candidates otherwise.
+   */
+  resolveNamespace(requested?: string): Promise<string>
+  /** The workloads running in a namespace, sorted by name. */
+  workloads(namespace: string): Promise<Workload[]>
+  /** One workload by name or alias; a UserError says why there is none (stopped, unknown, ambiguous). */
+  workload(namespace: string, name: string): Promise<Workload>
+  /**
+   * Why a replica is not the one an intercept was made for: it stopped, was removed, or restarted
+   * since `replica.startedAt`; undefined while it runs as it did (or the cluster cannot say).
+   */
+  whyNotRunning(namespace: string, replica: Replica): Promise<string | undefined>
+  /** Starts the agent (or its guard) beside a replica: in its network namespace, with its volumes. */
+  injectAgent(request: AgentRequest): Promise<InjectedAgent>
+  /**
+   * Stops an agent (by its id or name; the agent removes its redirect and drains within
+   * `graceSeconds`) and makes sure it is gone; an agent that had to be killed has its redirect
+   * removed too. Nothing there: nothing to do.
+   */
+  removeAgent(agent: string, options?: {graceSeconds?: number}): Promise<void>
+  /**
+   * Removes the redirects an agent left beside a replica when it could not (it was killed):
+   * `interceptId` names the agent's; without it, every agent's. Nothing running: nothing to do.
+   */
+  restoreTraffic(request: {namespace: string; replica: Replica; image: string; interceptId?: string; labels: Record<string, string>}): Promise<void>
+  /** Where the daemon and handlers reach the namespace's names. */
+  reach(namespace: string): Promise<NamespaceReach>
+  /**
+   * Makes sure tp's runtime image (agents) exists where the driver runs agents; resolves with
+   * what `AgentRequest.image` is then. `progress` hears a line per step that takes a while.
+   */
+  ensureImages(options?: {progress?: (line: string) => void}): Promise<{runtime: string}>
+  /** Removes what a connection left on the cluster (agents and their helpers); one line per thing removed. */
+  sweep(connection: string): Promise<string[]>
+  /**
+   * `tp gc`: removes (or with dryRun only lists) what tp left on the cluster for connections not
+   * in `live`; one line per thing, without a verb (`container tp-x-agent-web (agent, connection x)`).
+   */
+  gc?(options: {live: ReadonlySet<string>; dryRun: boolean}): Promise<string[]>
+  /** Releases what the driver holds (connections to the engine). */
+  close?(): Promise<void>
+}
+
+export type ClusterDriverDescriptor = Descriptor<ClusterDriver, ClusterDriverContext> & {
+  /**
+   * Absolute path of a self-contained ES module (no imports but Node's) whose default export is
+   * the same factory as `load()`'s: the daemon imports it, on this machine or inside tp's daemon
+   * image, where tp copies it.
+   */
+  module: string
+}
+
+/** A port in words: `80`, `53/udp`, `8080 (admin)`. */
+export function describePort(p: WorkloadPort): string {
+  return `${p.port}${p.protocol === 'udp' ? '/udp' : ''}${p.name ? ` (${p.name})` : ''}`
+}
