@@ -155,7 +155,7 @@ export async function run({log, root}) {
     const sameEngine = await provider.provide({
       ...session,
       id: `${id}e`,
-      mounts: [{...session.mounts[0], engine: {container: (await source.inspect()).Id, type: 'volume', source: dataVolume}}],
+      mounts: [{...session.mounts[0], engine: {engine: (await docker.info()).ID, type: 'volume', source: dataVolume}}],
     })
     if (sameEngine.dockerRunArgs.join(' ') !== `-v ${dataVolume}:/data`) throw new Error(`not mounted directly: ${sameEngine.dockerRunArgs.join(' ')}`)
     const hostPath = (await docker.getVolume(dataVolume).inspect()).Mountpoint

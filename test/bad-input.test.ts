@@ -34,7 +34,7 @@ async function mine(): Promise<string[]> {
   ])
   const ours = (labels: Record<string, string> | null | undefined) =>
     NAMES.includes(labels?.['tp.connection'] ?? '') || [connectedDir, emptyDir].includes(labels?.['tp.cache-dir'] ?? '')
-  const daemons = (await execa('pgrep', ['-f', 'daemon-host/dist/daemon-main'], {reject: false})).stdout.split('\n').filter(Boolean)
+  const daemons = (await execa('pgrep', ['-f', 'packages/daemon/dist/main.js'], {reject: false})).stdout.split('\n').filter(Boolean)
   const hostDaemons: string[] = []
   for (const pid of daemons) {
     const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')

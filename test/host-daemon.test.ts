@@ -38,7 +38,7 @@ async function machine(): Promise<Record<string, string>> {
         .filter((l) => !l.startsWith('#'))
         .join('\n'),
     ),
-    execa('pgrep', ['-af', 'daemon-host/dist/daemon-main'], {reject: false}).then((r) =>
+    execa('pgrep', ['-af', 'packages/daemon/dist/main.js'], {reject: false}).then((r) =>
       r.stdout
         .split('\n')
         .filter((l) => !l.includes('pgrep') && l.trim())

@@ -8,7 +8,8 @@ import {promisify} from 'node:util'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {type Agent, type AgentConfig, AgentServer, type AgentSession} from '@tp/agent'
 import {isNotFound} from '@tp/sdk'
-import {DockerCluster, type Workload} from '@tp/cluster-docker'
+import {DockerDriver} from '@tp/plugin-cluster-docker'
+import type {Workload} from '@tp/sdk'
 import {ensureRuntimeImage} from '@tp/images'
 import {Fixtures, httpdCmd} from './fixture.js'
 import {converse, eventuallyWith, get, open} from './net.js'
@@ -18,7 +19,7 @@ import {converse, eventuallyWith, get, open} from './net.js'
 const execFileAsync = promisify(execFile)
 const NET = 'tpt-agent-net'
 const fx = new Fixtures()
-const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET})
+const cluster = new DockerDriver(fx.docker, {networkFilter: (name) => name === NET})
 const logs: string[] = []
 const eventually = eventuallyWith(() => logs.join('\n'))
 
@@ -87,8 +88,11 @@ async function inject(
       }),
     readyTimeoutMs: 20_000,
   })
-  const {containerId} = await cluster.injectAgent({
+  const {id: containerId} = await cluster.injectAgent({
+    role: 'agent',
+    namespace: NET,
     workload: target,
+    replica: target.replicas[0],
     image: runtime,
     name: `tpt-agent-${name}`,
     labels: {'tp.fixture': 'true'},
@@ -129,10 +133,10 @@ beforeAll(async () => {
     NetworkingConfig: {EndpointsConfig: {[NET]: {Aliases: ['web']}}},
   })
   workload = await cluster.workload(NET, 'web')
-  before = {id: workload.containerId, startedAt: workload.startedAt}
+  before = {id: workload.replicas[0].id, startedAt: workload.replicas[0].startedAt}
   await eventually(
     'the workload answers',
-    () => get(workload.address),
+    () => get(workload.replicas[0].address),
     (b) => b === 'app',
   )
   // HTTP requests get `handler`; anything else is counted until the client half-closes, then
@@ -157,7 +161,7 @@ beforeAll(async () => {
 /** The workload's NAT rules (Docker's DNS rules aside) and its forwarding switch. */
 async function namespaceState(): Promise<string> {
   const script = 'iptables -w -t nat -S | grep -v DOCKER_ && echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)'
-  const {output, code} = await fx.run(runtime, `container:${workload.containerId}`, ['sh', '-c', script], 'tpt-agent-state', {CapAdd: ['NET_ADMIN']})
+  const {output, code} = await fx.run(runtime, `container:${workload.replicas[0].id}`, ['sh', '-c', script], 'tpt-agent-state', {CapAdd: ['NET_ADMIN']})
   expect(code, output).toBe(0)
   return output.trim()
 }
@@ -183,12 +187,12 @@ afterAll(async () => {
 describe('traffic agent', () => {
   it('passes traffic to the app, hands it to the daemon when active, and back', async () => {
     const {session, containerId} = await inject('switch')
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
 
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
     // a client on the namespace network, by workload name
@@ -199,13 +203,13 @@ describe('traffic agent', () => {
     session.deactivate()
     await eventually(
       'app answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'app',
     )
 
-    await cluster.removeAgent(containerId, 5)
+    await cluster.removeAgent(containerId, {graceSeconds: 5})
     expect(await containerGone(containerId)).toBe(true)
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
     expect(await session.gone).toBeTypeOf('string')
   })
 
@@ -217,7 +221,7 @@ describe('traffic agent', () => {
     const loop = (async () => {
       while (running) {
         try {
-          answers.push(await get(workload.address, 10_000)) // a slow answer on a busy machine is not a lost one
+          answers.push(await get(workload.replicas[0].address, 10_000)) // a slow answer on a busy machine is not a lost one
         } catch (error) {
           failures.push((error as Error).message)
         }
@@ -256,14 +260,14 @@ describe('traffic agent', () => {
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
     const closedAt = Date.now()
     await server.close()
     await eventually(
       'app answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'app',
       10_000,
     )
@@ -288,7 +292,7 @@ describe('traffic agent', () => {
       (g) => g,
       10_000,
     )
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
     await server.close()
     await startServer()
   })
@@ -309,7 +313,7 @@ describe('traffic agent', () => {
       await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
       expect(await readFile(join(mnt, 'data/hello.txt'), 'utf8')).toBe('hello from the volume\n')
       await writeFile(join(mnt, 'data/from-sftp.txt'), 'written over sftp\n')
-      const exec = await fx.docker.getContainer(workload.containerId).exec({Cmd: ['cat', '/data/from-sftp.txt'], AttachStdout: true, AttachStderr: true})
+      const exec = await fx.docker.getContainer(workload.replicas[0].id).exec({Cmd: ['cat', '/data/from-sftp.txt'], AttachStdout: true, AttachStderr: true})
       const stream = await exec.start({})
       const out = await new Promise<string>((resolve) => {
         const chunks: Buffer[] = []
@@ -321,7 +325,7 @@ describe('traffic agent', () => {
     } finally {
       await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
       await rm(mnt, {recursive: true, force: true})
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -337,7 +341,7 @@ describe('traffic agent', () => {
     } finally {
       await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
       await rm(mnt, {recursive: true, force: true})
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 })
@@ -378,25 +382,25 @@ describe('direct connections to the handler', () => {
       // the handler sees the workload's own address: the agent connected to it, not the daemon
       await eventually(
         'direct answer',
-        () => get(workload.address),
-        (b) => b === `from ${workload.address}`,
+        () => get(workload.replicas[0].address),
+        (b) => b === `from ${workload.replicas[0].address}`,
       )
       const before = session.stats().connections
-      const answers = await Promise.all(Array.from({length: 10}, () => get(workload.address)))
-      expect(new Set(answers)).toEqual(new Set([`from ${workload.address}`]))
+      const answers = await Promise.all(Array.from({length: 10}, () => get(workload.replicas[0].address)))
+      expect(new Set(answers)).toEqual(new Set([`from ${workload.replicas[0].address}`]))
       expect(session.stats().connections).toBe(before)
       // half-close and a large upload travel through the direct splice too
       const payload = Buffer.alloc(2 * 1024 * 1024, 'y')
-      expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
+      expect(await converse(await open(workload.replicas[0].address), payload)).toBe(`got ${payload.length} bytes`)
       session.deactivate()
       await eventually(
         'app answer',
-        () => get(workload.address),
+        () => get(workload.replicas[0].address),
         (b) => b === 'app',
       )
     } finally {
       handlerPort = saved
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -406,14 +410,14 @@ describe('direct connections to the handler', () => {
     try {
       session.activate()
       const before = session.stats().connections
-      expect(await get(workload.address)).toBe('handler')
-      expect(await get(workload.address)).toBe('handler')
+      expect(await get(workload.replicas[0].address)).toBe('handler')
+      expect(await get(workload.replicas[0].address)).toBe('handler')
       expect(session.stats().connections - before).toBe(2)
       const agentLog = String(await fx.docker.getContainer(containerId).logs({stdout: true, stderr: true}))
       expect(agentLog).toMatch(/does not take connections on .*ECONNREFUSED.*relaying through the daemon/)
       expect(agentLog.match(/relaying through the daemon/g)).toHaveLength(1)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 })
@@ -428,7 +432,7 @@ describe('relayed connections', () => {
   })
 
   afterAll(async () => {
-    await cluster.removeAgent(containerId, 5)
+    await cluster.removeAgent(containerId, {graceSeconds: 5})
     sharedAgent = false
     expect(await namespaceState()).toBe(namespaceBefore)
   })
@@ -437,11 +441,11 @@ describe('relayed connections', () => {
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
     const payload = Buffer.alloc(4 * 1024 * 1024, 'x')
-    expect(await converse(await open(workload.address), payload)).toBe(`got ${payload.length} bytes`)
+    expect(await converse(await open(workload.replicas[0].address), payload)).toBe(`got ${payload.length} bytes`)
   })
 
   it('keeps spare connections while active, and serves a burst larger than them (spares, then dial-backs)', async () => {
@@ -452,7 +456,7 @@ describe('relayed connections', () => {
       (n) => n === 2,
     )
     const before = session.stats().connections
-    const answers = await Promise.all(Array.from({length: 20}, () => get(workload.address)))
+    const answers = await Promise.all(Array.from({length: 20}, () => get(workload.replicas[0].address)))
     expect(answers).toEqual(Array.from({length: 20}, () => 'handler'))
     expect(session.stats().connections - before).toBe(20)
     // used spares are replaced
@@ -467,7 +471,7 @@ describe('relayed connections', () => {
       async () => session.stats().spares,
       (n) => n === 0,
     )
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
     session.activate()
   })
 
@@ -477,7 +481,7 @@ describe('relayed connections', () => {
     const saved = handlerPort
     handlerPort = bannerPort
     try {
-      expect(await converse(await open(workload.address), '', false)).toBe('banner from the handler\n')
+      expect(await converse(await open(workload.replicas[0].address), '', false)).toBe('banner from the handler\n')
     } finally {
       handlerPort = saved
       banner.close()
@@ -491,33 +495,33 @@ describe('relayed connections', () => {
     await new Promise((resolve) => closed.close(resolve))
     try {
       const started = Date.now()
-      await expect(get(workload.address, 8000)).rejects.toThrow()
+      await expect(get(workload.replicas[0].address, 8000)).rejects.toThrow()
       expect(Date.now() - started).toBeLessThan(2000)
     } finally {
       handlerPort = saved
     }
-    expect(await get(workload.address)).toBe('handler')
+    expect(await get(workload.replicas[0].address)).toBe('handler')
   })
 
   it('never cuts open connections when the mode changes', async () => {
     session.deactivate()
     await eventually(
       'app answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'app',
     )
-    const toApp = await open(workload.address)
+    const toApp = await open(workload.replicas[0].address)
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
-    const toHandler = await open(workload.address)
+    const toHandler = await open(workload.replicas[0].address)
     session.deactivate()
     await eventually(
       'app answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'app',
     )
     expect(body(await converse(toApp, HTTP_GET))).toBe('app')
@@ -528,13 +532,13 @@ describe('relayed connections', () => {
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
-    const held = await open(workload.address)
+    const held = await open(workload.replicas[0].address)
     await new Promise((r) => setTimeout(r, 200)) // the dial-back completes
     await session.release()
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
     expect(body(await converse(held, HTTP_GET))).toBe('handler')
     await eventually(
       'agent container gone',
@@ -603,12 +607,12 @@ describe('an agent killed before it could clean up', () => {
     session.activate()
     await eventually(
       'intercepted answer',
-      () => get(workload.address),
+      () => get(workload.replicas[0].address),
       (b) => b === 'handler',
     )
-    await cluster.removeAgent(containerId, 0) // no grace: SIGKILL at once
+    await cluster.removeAgent(containerId, {graceSeconds: 0}) // no grace: SIGKILL at once
     expect(await containerGone(containerId)).toBe(true)
-    expect(await get(workload.address)).toBe('app')
+    expect(await get(workload.replicas[0].address)).toBe('app')
   })
 
   it('restoreTraffic removes the rule of an agent killed from outside', async () => {
@@ -617,9 +621,9 @@ describe('an agent killed before it could clean up', () => {
     await fx.docker.getContainer(containerId).kill()
     await session.gone
     // the rule outlived the agent: nobody listens where it points
-    await expect(get(workload.address, 2000)).rejects.toThrow()
-    await cluster.restoreTraffic({workloadContainerId: workload.containerId, image: runtime, interceptId, labels: {'tp.fixture': 'true'}})
-    expect(await get(workload.address)).toBe('app')
+    await expect(get(workload.replicas[0].address, 2000)).rejects.toThrow()
+    await cluster.restoreTraffic({namespace: NET, replica: workload.replicas[0], image: runtime, interceptId, labels: {'tp.fixture': 'true'}})
+    expect(await get(workload.replicas[0].address)).toBe('app')
   })
 })
 
@@ -635,14 +639,14 @@ describe('passthrough', () => {
     const bound = await cluster.workload(NET, 'tpt-agent-bound')
     await eventually(
       'the bound app answers',
-      () => get(bound.address),
+      () => get(bound.replicas[0].address),
       (b) => b === 'bound',
     )
     const {containerId} = await inject('bound-agent', {}, bound)
     try {
-      for (let i = 0; i < 5; i++) expect(await get(bound.address)).toBe('bound')
+      for (let i = 0; i < 5; i++) expect(await get(bound.replicas[0].address)).toBe('bound')
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 })
@@ -650,10 +654,10 @@ describe('passthrough', () => {
 describe('the workload', () => {
   it('never restarted or disconnected the workload', async () => {
     const now = await cluster.workload(NET, 'web')
-    expect({id: now.containerId, startedAt: now.startedAt}).toEqual(before)
-    expect(await get(workload.address)).toBe('app')
+    expect({id: now.replicas[0].id, startedAt: now.replicas[0].startedAt}).toEqual(before)
+    expect(await get(workload.replicas[0].address)).toBe('app')
     // and no agent left a rule behind in its network namespace
-    const rules = await fx.run(runtime, `container:${now.containerId}`, ['iptables-save', '-t', 'nat'], 'tpt-agent-rules', {CapAdd: ['NET_ADMIN']})
+    const rules = await fx.run(runtime, `container:${now.replicas[0].id}`, ['iptables-save', '-t', 'nat'], 'tpt-agent-rules', {CapAdd: ['NET_ADMIN']})
     expect(rules.code).toBe(0)
     expect(rules.output).toContain('*nat')
     expect(rules.output).not.toContain('REDIRECT')

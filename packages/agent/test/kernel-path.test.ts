@@ -2,7 +2,8 @@ import {randomBytes} from 'node:crypto'
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {AgentServer, type AgentSession} from '@tp/agent'
-import {DockerCluster, type Workload} from '@tp/cluster-docker'
+import {DockerDriver} from '@tp/plugin-cluster-docker'
+import type {Workload} from '@tp/sdk'
 import {ensureRuntimeImage} from '@tp/images'
 import {Fixtures, httpdCmd} from './fixture.js'
 import {converse, eventuallyWith, get, open} from './net.js'
@@ -13,7 +14,7 @@ import {converse, eventuallyWith, get, open} from './net.js'
 // daemon (AgentServer) and the handlers. After each test the workloads' namespaces are as before.
 const NET = 'tpt-kpath-net'
 const fx = new Fixtures()
-const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET})
+const cluster = new DockerDriver(fx.docker, {networkFilter: (name) => name === NET})
 const logs: string[] = []
 const eventually = eventuallyWith(() => logs.join('\n'))
 
@@ -57,7 +58,7 @@ function listenOn(s: Server, host: string): Promise<number> {
 /** The NAT rules and the forwarding switch of a workload's network namespace. */
 async function namespaceState(w: Workload): Promise<string> {
   const script = 'iptables -w -t nat -S && echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)'
-  const {output, code} = await fx.run(runtime, `container:${w.containerId}`, ['sh', '-c', script], `tpt-kpath-state-${w.name}`, {CapAdd: ['NET_ADMIN']})
+  const {output, code} = await fx.run(runtime, `container:${w.replicas[0].id}`, ['sh', '-c', script], `tpt-kpath-state-${w.name}`, {CapAdd: ['NET_ADMIN']})
   expect(code, output).toBe(0)
   return output.trim()
 }
@@ -116,11 +117,10 @@ async function inject(name: string, target: Workload, directPort: number, env: R
           Image: runtime,
           Cmd: ['node', '/opt/tp/agent.cjs'],
           Env: Object.entries(agentEnv).map(([k, v]) => `${k}=${v}`),
-          HostConfig: {NetworkMode: `container:${target.containerId}`, CapAdd: ['NET_ADMIN']},
+          HostConfig: {NetworkMode: `container:${target.replicas[0].id}`, CapAdd: ['NET_ADMIN']},
         })
       ).Id
-    : (await cluster.injectAgent({workload: target, image: runtime, name: `tpt-kpath-agent-${name}`, labels: {'tp.fixture': 'true'}, env: agentEnv}))
-        .containerId
+    : (await cluster.injectAgent({role: 'agent', namespace: NET, workload: target, replica: target.replicas[0], image: runtime, name: `tpt-kpath-agent-${name}`, labels: {'tp.fixture': 'true'}, env: agentEnv})).id
   await session.ready
   return {session, containerId, interceptId}
 }
@@ -149,7 +149,7 @@ beforeAll(async () => {
   for (const w of [web, noForward]) {
     await eventually(
       `${w.name} answers`,
-      () => get(w.address),
+      () => get(w.replicas[0].address),
       (b) => b === 'app',
     )
     initial.set(w.name, await namespaceState(w))
@@ -180,20 +180,20 @@ describe('the kernel path', () => {
     const {session, containerId} = await inject('wide', web, widePort)
     try {
       await activateOnKernelPath(session)
-      const answers = await Promise.all(Array.from({length: 40}, () => get(web.address)))
+      const answers = await Promise.all(Array.from({length: 40}, () => get(web.replicas[0].address)))
       // the handler sees the workload's address (MASQUERADE), as with the agent's own connections
-      expect(new Set(answers)).toEqual(new Set([`wide sees ${web.address}`]))
+      expect(new Set(answers)).toEqual(new Set([`wide sees ${web.replicas[0].address}`]))
       const payload = Buffer.alloc(2 * 1024 * 1024, 'k')
-      expect(await converse(await open(web.address), payload)).toBe(`got ${payload.length} bytes`)
+      expect(await converse(await open(web.replicas[0].address), payload)).toBe(`got ${payload.length} bytes`)
       const counters = await countersNow(session)
       expect(counters).toMatchObject({toHandler: 0, toApp: 0, kernelPath: true})
       expect(session.stats().connections).toBe(0)
       expect(await agentLog(containerId)).toContain(`the kernel carries new connections to the handler at ${gateway}:${widePort}`)
       await session.deactivate(5000)
-      expect(await get(web.address)).toBe('app')
+      expect(await get(web.replicas[0].address)).toBe('app')
       expect(await countersNow(session)).toMatchObject({kernelPath: false, toApp: 1})
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -206,11 +206,11 @@ describe('the kernel path', () => {
         async () => agentLog(containerId),
         (l) => /does not take connections on .*ECONNREFUSED.*relaying through the daemon/.test(l),
       )
-      for (let i = 0; i < 5; i++) expect(await get(web.address)).toBe('loopback sees 127.0.0.1')
+      for (let i = 0; i < 5; i++) expect(await get(web.replicas[0].address)).toBe('loopback sees 127.0.0.1')
       expect(await countersNow(session)).toMatchObject({toHandler: 5, kernelPath: false})
       expect(session.stats().connections).toBe(5)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -218,13 +218,13 @@ describe('the kernel path', () => {
     const {session, containerId} = await inject('drain', web, widePort)
     try {
       await activateOnKernelPath(session)
-      const held = await open(web.address)
+      const held = await open(web.replicas[0].address)
       held.write('some bytes ')
       let drained = false
       const drain = session.deactivate(10_000).then(() => (drained = true))
       await eventually(
         'the app answers new connections',
-        () => get(web.address),
+        () => get(web.replicas[0].address),
         (b) => b === 'app',
       )
       await new Promise((r) => setTimeout(r, 300))
@@ -233,21 +233,21 @@ describe('the kernel path', () => {
       await drain
       expect(drained).toBe(true)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
   it('does not cut a connection already going to the app when it turns on', async () => {
     const {session, containerId} = await inject('switch-on', web, widePort)
     try {
-      const toApp = await open(web.address)
+      const toApp = await open(web.replicas[0].address)
       toApp.write('GET / HTTP/1.0\r\n')
       await activateOnKernelPath(session)
-      expect(await get(web.address)).toBe(`wide sees ${web.address}`)
+      expect(await get(web.replicas[0].address)).toBe(`wide sees ${web.replicas[0].address}`)
       const reply = await converse(toApp, 'Host: web\r\n\r\n')
       expect(reply.split('\r\n\r\n')[1]?.trim()).toBe('app')
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -256,11 +256,11 @@ describe('the kernel path', () => {
     try {
       await activateOnKernelPath(session)
       expect(await namespaceState(noForward)).toContain('ip_forward=1')
-      expect(await get(noForward.address)).toBe(`wide sees ${noForward.address}`)
+      expect(await get(noForward.replicas[0].address)).toBe(`wide sees ${noForward.replicas[0].address}`)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
-    expect(await get(noForward.address)).toBe('app')
+    expect(await get(noForward.replicas[0].address)).toBe('app')
   })
 
   it('when it cannot be set up (forwarding off, /proc/sys read-only), the agent carries the connections and says why', async () => {
@@ -272,7 +272,7 @@ describe('the kernel path', () => {
         () => agentLog(containerId),
         (l) => /connections to the handler go through this agent: cannot turn forwarding on in this network namespace \(.*EROFS\)/.test(l),
       )
-      for (let i = 0; i < 5; i++) expect(await get(noForward.address)).toBe(`wide sees ${noForward.address}`)
+      for (let i = 0; i < 5; i++) expect(await get(noForward.replicas[0].address)).toBe(`wide sees ${noForward.replicas[0].address}`)
       const counters = await countersNow(session)
       expect(counters.kernelPath).toBe(false)
       expect(counters.toHandler).toBeGreaterThanOrEqual(5)
@@ -280,7 +280,7 @@ describe('the kernel path', () => {
       expect(await namespaceState(noForward)).not.toMatch(/tp-agent:\S+ -j (DNAT|MASQUERADE)/)
       expect(await namespaceState(noForward)).toMatch(/tp-agent:\S+ -j REDIRECT/)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 
@@ -290,8 +290,8 @@ describe('the kernel path', () => {
     await fx.docker.getContainer(containerId).kill()
     await session.gone
     expect(await namespaceState(noForward)).toContain('DNAT')
-    await cluster.restoreTraffic({workloadContainerId: noForward.containerId, image: runtime, interceptId, labels: {'tp.fixture': 'true'}})
-    expect(await get(noForward.address)).toBe('app')
+    await cluster.restoreTraffic({namespace: NET, replica: noForward.replicas[0], image: runtime, interceptId, labels: {'tp.fixture': 'true'}})
+    expect(await get(noForward.replicas[0].address)).toBe('app')
   })
 
   it('TP_AGENT_KERNEL_PATH=0: the agent carries the connections itself, straight to the handler', async () => {
@@ -300,15 +300,15 @@ describe('the kernel path', () => {
       session.activate()
       await eventually(
         'a direct answer',
-        () => get(web.address),
-        (b) => b === `wide sees ${web.address}`,
+        () => get(web.replicas[0].address),
+        (b) => b === `wide sees ${web.replicas[0].address}`,
       )
       const counters = await countersNow(session)
       expect(counters.kernelPath).toBe(false)
       expect(counters.toHandler).toBeGreaterThan(0)
       expect(session.stats().connections).toBe(0)
     } finally {
-      await cluster.removeAgent(containerId, 5)
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
     }
   })
 })

@@ -2,68 +2,94 @@ import {type Server, createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, describe, expect, it, vi} from 'vitest'
 import type {AgentReady, AgentSession, ExpectOptions} from '@tp/agent'
-import type {Workload} from '@tp/cluster-docker'
-import {DockerCluster} from '@tp/cluster-docker'
-import {type DaemonSession, type InterceptEvent, UserError, isUserError} from '@tp/sdk'
+import {
+  type AgentRequest,
+  type ClusterDriver,
+  type DaemonSession,
+  type InterceptEvent,
+  type Replica,
+  UserError,
+  type Workload,
+  isUserError,
+} from '@tp/sdk'
 import {fakePlacement} from '@tp/sdk/testing'
-import {type Cluster, InterceptManager, type LeaseSink} from '@tp/daemon'
+import {InterceptManager, type LeaseSink} from '@tp/daemon'
 
 /**
- * The daemon's intercept logic with a fake cluster and fake agents: claims, naming, the order of
- * removal, the lease holder's time limit, readiness gating. No Docker.
+ * The daemon's intercept logic with a fake cluster driver and fake agents: claims, naming, the
+ * order of removal, the lease holder's time limit, readiness gating, replicas that come and go.
+ * No Docker.
  */
 
-function workload(name: string, ports: number[] = [80]): Workload {
+function replica(id: string, address = '10.1.0.5'): Replica {
+  return {id, name: `${id}-1`, address, startedAt: ''}
+}
+
+function workload(name: string, ports: number[] = [80], replicas: Replica[] = [replica(`id-${name}`)]): Workload {
   return {
     name,
-    container: `${name}-1`,
-    containerId: `id-${name}`,
+    namespace: 'ns',
     aliases: [name],
     ports: ports.map((port) => ({port, protocol: 'tcp' as const, name: port === 80 ? 'http' : undefined})),
     environment: {GREETING: 'hi', HOME: '/root', PATH: '/bin', HOSTNAME: 'x'},
-    mounts: [{path: '/data', readOnly: false, type: 'volume'}],
-    address: '10.1.0.5',
-    startedAt: '',
+    mounts: [{path: '/data', readOnly: false}],
+    replicas,
   }
 }
 
 /** Everything the fake cluster and agents were asked, in order. */
 type Call = string
 
-class FakeCluster implements Cluster {
+class FakeDriver implements ClusterDriver {
   /** The environment of the last agent injected (not of a guard). */
   agentEnv: Record<string, string> = {}
+  /** Why a replica is gone, by id (a replica not here runs as it did). */
+  readonly goneReplicas = new Map<string, string>()
   constructor(
     readonly calls: Call[],
-    private readonly all: Workload[],
+    readonly all: Workload[],
     private readonly gone?: string,
     /** The agent container's exit code, once it ends. */
     readonly agentExitCode?: number,
   ) {}
+  async namespaces() {
+    return [{name: 'ns', workloads: this.all.length}]
+  }
+  async resolveNamespace() {
+    return 'ns'
+  }
   async workloads(): Promise<Workload[]> {
     return this.all
   }
   async workload(_namespace: string, name: string): Promise<Workload> {
     const found = this.all.find((w) => w.name === name)
     if (!found) throw new UserError(`no workload named "${name}"`)
-    return found
+    return structuredClone(found)
   }
-  // the real port logic: it is pure
-  resolvePort = DockerCluster.prototype.resolvePort
-  async injectAgent(spec: Parameters<Cluster['injectAgent']>[0]) {
-    this.calls.push(spec.command ? `guard ${spec.name} ${spec.env.TP_AGENT_GUARD_PORT}` : `inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
-    if (!spec.command) this.agentEnv = spec.env
-    return {containerId: `c-${spec.name}`, name: spec.name, exited: Promise.resolve(this.agentExitCode)}
+  async injectAgent(spec: AgentRequest) {
+    this.calls.push(spec.role === 'guard' ? `guard ${spec.name} ${spec.env.TP_AGENT_GUARD_PORT}` : `inject ${spec.name} ${spec.env.TP_AGENT_DAEMON}`)
+    if (spec.role === 'agent') this.agentEnv = spec.env
+    return {id: `c-${spec.name}`, name: spec.name, exited: Promise.resolve(this.agentExitCode)}
   }
-  async removeAgent(containerId: string) {
-    this.calls.push(`remove-agent ${containerId}`)
+  async removeAgent(agent: string) {
+    this.calls.push(`remove-agent ${agent}`)
   }
-  async whyNotRunning(_id: string, startedAt?: string) {
-    if (this.gone === 'restarted') return startedAt === undefined ? undefined : `restarted (at ${startedAt}+1)`
+  async whyNotRunning(_namespace: string, r: Replica) {
+    if (this.goneReplicas.has(r.id)) return this.goneReplicas.get(r.id)
+    if (this.gone === 'restarted') return `restarted (at ${r.startedAt}+1)`
     return this.gone
   }
-  async restoreTraffic() {
-    this.calls.push('restore-traffic')
+  async restoreTraffic(o: {replica: Replica}) {
+    this.calls.push(`restore-traffic ${o.replica.id}`)
+  }
+  async reach(namespace: string) {
+    return {containerNetwork: namespace}
+  }
+  async ensureImages() {
+    return {runtime: 'tp-runtime:test'}
+  }
+  async sweep() {
+    return []
   }
 }
 
@@ -77,6 +103,8 @@ class FakeAgent implements AgentSession {
     fail?: Error,
     /** Until it resolves, the agent is still coming up. */
     comingUp: Promise<void> = Promise.resolve(),
+    /** The id the daemon expects it by (its TP_AGENT_INTERCEPT_ID). */
+    readonly id = '',
   ) {
     // the agent serves the volumes where the daemon told it to
     const hello = {address: '10.1.0.5', redirectPort: 1, dialPort: 2, sftpPort: options.sftpPort ?? null, guardPort: 3}
@@ -141,11 +169,12 @@ function setup(
     gone?: string
     agentExitCode?: number
     agentComingUp?: Promise<void>
+    reconcileMs?: number
   } = {},
 ) {
   const calls: Call[] = []
   const agents: FakeAgent[] = []
-  const cluster = new FakeCluster(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone, options.agentExitCode)
+  const cluster = new FakeDriver(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone, options.agentExitCode)
   const manager = new InterceptManager(
     {
       connection: 'unit',
@@ -155,11 +184,13 @@ function setup(
       placement: fakePlacement('shared', 'unit'),
       holderTeardownMs: options.holderTeardownMs ?? 200,
       drainMs: options.drainMs ?? 50,
+      reconcileMs: options.reconcileMs ?? 60_000,
+      cluster: {driver: 'fake', engine: 'fake://', module: '/fake/driver.mjs'},
     },
     cluster,
     {
-      expect: (_id: string, _token: string, expectOptions: ExpectOptions) => {
-        const agent = new FakeAgent(calls, expectOptions, options.agentFails, options.agentComingUp)
+      expect: (id: string, _token: string, expectOptions: ExpectOptions) => {
+        const agent = new FakeAgent(calls, expectOptions, options.agentFails, options.agentComingUp, id)
         agents.push(agent)
         return agent
       },
@@ -194,7 +225,7 @@ describe('InterceptManager', () => {
     expect(Object.keys(one.environment)).not.toContain('HOME')
     expect(one.mounts).toEqual([{path: '/data', readOnly: false, sftp: {host: '10.1.0.5', port: expect.any(Number), dir: '/data'}}])
     // the placement decides the daemon's identity in the session and where agents dial
-    expect(one.daemon).toEqual({connection: 'unit', id: 'unit', backend: 'container', where: 'container tp-unit-cn'})
+    expect(one.daemon).toEqual({connection: 'unit', id: 'unit', backend: 'container', where: 'container tp-unit-cn', cluster: {driver: 'fake', engine: 'fake://'}})
     expect(calls).toContain('inject tp-unit-agent-frontend-v1 10.1.0.2:4701')
     expect(await userError(manager.create({workload: 'frontend-v1', localPort: 8000, name: 'bad name!', mounts: false}, lease(calls)))).toMatchObject({
       message: expect.stringContaining('not a usable intercept name'),
@@ -252,21 +283,17 @@ describe('InterceptManager', () => {
     expect(manager.list().map((i) => i.name)).toEqual(['frontend-v1'])
   })
 
-  it("names where the workload's engine keeps each mount, for a handler there to mount it directly, unless another is inside it", async () => {
+  it("passes on where the cluster's engine keeps each mount, as the driver says", async () => {
     const w = workload('stateful')
     w.mounts = [
-      {path: '/data', readOnly: false, type: 'volume', source: 'stateful-data'},
-      {path: '/data/cache', readOnly: true, type: 'bind', source: '/srv/cache'},
-      {path: '/scratch', readOnly: false, type: 'tmpfs'},
-      {path: '/etc/app', readOnly: true, type: 'volume', source: 'stateful-config'},
+      {path: '/data', readOnly: false},
+      {path: '/etc/app', readOnly: true, engine: {engine: 'ENGINE-ID', type: 'volume', source: 'stateful-config'}},
     ]
     const {manager, calls} = setup({workloads: [w]})
     const s = await manager.create({workload: 'stateful', localPort: 8000, mounts: true}, lease(calls))
     expect(s.mounts.map((m) => [m.path, m.engine])).toEqual([
-      ['/data', undefined], // over SFTP the handler sees /data/cache inside it too
-      ['/data/cache', {container: 'id-stateful', type: 'bind', source: '/srv/cache'}],
-      ['/scratch', undefined], // a tmpfs is the container's own
-      ['/etc/app', {container: 'id-stateful', type: 'volume', source: 'stateful-config'}],
+      ['/data', undefined],
+      ['/etc/app', {engine: 'ENGINE-ID', type: 'volume', source: 'stateful-config'}],
     ])
   })
 
@@ -381,7 +408,7 @@ describe('InterceptManager', () => {
     calls.length = 0
     agents[1].goAway('the agent closed its control connection')
     await sleep(400)
-    expect(calls).toContain('restore-traffic')
+    expect(calls).toContain('restore-traffic id-multi')
     expect(manager.list()).toEqual([])
   })
 
@@ -416,5 +443,95 @@ describe('InterceptManager', () => {
     ])
     expect(agents[1].options.direct).toEqual({host: '10.1.0.2', port})
     expect(calls.filter((c) => c === 'activate')).toHaveLength(1)
+  })
+
+  describe('replicas', () => {
+    const shop = () => workload('shop', [80], [replica('r1', '10.1.0.11'), replica('r2', '10.1.0.12')])
+
+    /** A handler that answers, so that the intercept's traffic switches. */
+    async function answering(): Promise<number> {
+      const server = createServer((socket) => socket.destroy())
+      servers.push(server)
+      return new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as {port: number}).port)))
+    }
+
+    it('puts an agent beside every replica, each with its own id and name; the volumes come from the first', async () => {
+      const {manager, calls, agents, cluster} = setup({workloads: [shop()]})
+      const s = await manager.create({workload: 'shop', localPort: 8000, mounts: true}, lease(calls))
+      expect(calls.filter((c) => c.startsWith('inject'))).toEqual(['inject tp-unit-agent-shop 10.1.0.2:4701', 'inject tp-unit-agent-shop-1 10.1.0.2:4701'])
+      expect(agents.map((a) => a.id)).toEqual([s.id, `${s.id}-1`])
+      expect(cluster.agentEnv.TP_AGENT_INTERCEPT_ID).toBe(`${s.id}-1`)
+      expect(s.mounts[0].sftp.host).toBe('10.1.0.11')
+      expect(s.environment.TP_CONTAINER).toBe('r1-1')
+      expect(manager.list()).toMatchObject([{name: 'shop', replicas: 2, agentContainer: 'tp-unit-agent-shop'}])
+    })
+
+    it('switches every replica at once, and gives every replica its traffic back on the way out, agents before their guards', async () => {
+      const port = await answering()
+      const {manager, calls} = setup({workloads: [shop()]})
+      const holder = lease(calls)
+      await manager.create({workload: 'shop', localPort: port, mounts: false}, holder)
+      await vi.waitFor(() => expect(holder.events.map((e) => e.type)).toContain('active'))
+      expect(calls.filter((c) => c === 'activate')).toHaveLength(2)
+      calls.length = 0
+      const removing = manager.remove('shop', 'ended by tp leave', 'other')
+      await sleep(20)
+      expect(calls.filter((c) => c === 'deactivate (drain)')).toHaveLength(2)
+      holder.close()
+      await removing
+      const order = (c: string) => calls.indexOf(c)
+      for (const agent of ['tp-unit-agent-shop', 'tp-unit-agent-shop-1']) {
+        // traffic back, holder told, then this agent released and removed, then its guard
+        expect(order('lease ended')).toBeLessThan(order(`remove-agent c-${agent}`))
+        expect(order(`remove-agent c-${agent}`)).toBeLessThan(order(`remove-agent c-${agent}-guard`))
+      }
+      expect(calls.filter((c) => c === 'release')).toHaveLength(2)
+      expect(calls.at(-1)).toBe('lease end')
+    })
+
+    it('a replica that appears during the intercept gets an agent, switched like the others', async () => {
+      const port = await answering()
+      const w = shop()
+      const {manager, calls, agents, cluster} = setup({workloads: [w], reconcileMs: 30})
+      const holder = lease(calls)
+      await manager.create({workload: 'shop', localPort: port, mounts: false}, holder)
+      await vi.waitFor(() => expect(holder.events.map((e) => e.type)).toContain('active'))
+      cluster.all[0].replicas.push(replica('r3', '10.1.0.13'))
+      await vi.waitFor(() => expect(manager.list()[0].replicas).toBe(3))
+      expect(calls).toContain('inject tp-unit-agent-shop-2 10.1.0.2:4701')
+      expect(calls.filter((c) => c === 'activate')).toHaveLength(3)
+      expect(agents).toHaveLength(3)
+    })
+
+    it('a replica that goes: its agent goes, the others stay intercepted; the last one ends the intercept', async () => {
+      const {manager, calls, agents, cluster} = setup({workloads: [shop()], reconcileMs: 30, holderTeardownMs: 50})
+      const holder = lease(calls)
+      await manager.create({workload: 'shop', localPort: 8000, mounts: false}, holder)
+      calls.length = 0
+      // r2 is rescheduled away: gone from the list, and its agent's control connection closes
+      cluster.all[0].replicas.splice(1, 1)
+      cluster.goneReplicas.set('r2', 'was removed')
+      agents[1].goAway('the agent closed its control connection')
+      await vi.waitFor(() => expect(manager.list()[0]?.replicas).toBe(1))
+      expect(calls).toContain('remove-agent c-tp-unit-agent-shop-1')
+      expect(holder.events.map((e) => e.type)).not.toContain('ended')
+      // then r1 stops too: nothing is left to intercept
+      cluster.goneReplicas.set('r1', 'exited with code 0')
+      agents[0].goAway('the agent closed its control connection')
+      await vi.waitFor(() => expect(manager.list()).toEqual([]))
+      expect(holder.events.find((e) => e.type === 'ended')).toMatchObject({normal: false, reason: 'the workload shop exited with code 0'})
+    })
+
+    it('a replica that goes while its agent is still coming up leaves no agent behind', async () => {
+      const {manager, calls, cluster} = setup({workloads: [shop()], reconcileMs: 30})
+      await manager.create({workload: 'shop', localPort: 8000, mounts: false}, lease(calls))
+      cluster.all[0].replicas.push(replica('r3', '10.1.0.13'))
+      const removing = manager.remove('shop', 'tp quit', 'owner')
+      await removing
+      await sleep(100)
+      const injected = calls.filter((c) => c.startsWith('inject')).map((c) => c.split(' ')[1])
+      for (const agent of injected) expect(calls).toContain(`remove-agent c-${agent}`)
+      expect(manager.list()).toEqual([])
+    })
   })
 })

@@ -1,7 +1,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {isUserError} from '@tp/sdk'
-import {DockerCluster, type Workload} from '@tp/cluster-docker'
-import {Fixtures, httpdCmd} from '../../agent/test/fixture.js'
+import {DockerDriver} from '@tp/plugin-cluster-docker'
+import type {Workload} from '@tp/sdk'
+import {Fixtures, httpdCmd} from '../../../packages/agent/test/fixture.js'
 
 // Real engine. The engine is shared, so the driver is told to see only this test's networks.
 const PREFIX = 'tpt-driver-'
@@ -9,9 +10,9 @@ const NET_A = `${PREFIX}a`
 const NET_B = `${PREFIX}b`
 const NET_EMPTY = `${PREFIX}empty`
 const fx = new Fixtures()
-const cluster = new DockerCluster(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX) && name !== NET_B})
-const withB = new DockerCluster(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX)})
-const onlyEmpty = new DockerCluster(fx.docker, {networkFilter: (name) => name === NET_EMPTY})
+const cluster = new DockerDriver(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX) && name !== NET_B})
+const withB = new DockerDriver(fx.docker, {networkFilter: (name) => name.startsWith(PREFIX)})
+const onlyEmpty = new DockerDriver(fx.docker, {networkFilter: (name) => name === NET_EMPTY})
 
 async function userError(promise: Promise<unknown> | (() => unknown)): Promise<{message: string; next?: string}> {
   try {
@@ -111,13 +112,14 @@ describe('namespaces', () => {
 
 describe('workloads', () => {
   it('lists running workloads, not tp-managed or stopped containers', async () => {
-    const names = (await cluster.workloads(NET_A)).map((w) => `${w.name}/${w.container}`)
+    const names = (await cluster.workloads(NET_A)).map((w) => `${w.name}/${w.replicas[0].name}`)
     expect(names).toEqual([`api/${PREFIX}proj_api_1`, `${PREFIX}twin1/${PREFIX}twin1`, `${PREFIX}twin2/${PREFIX}twin2`, `${PREFIX}web/${PREFIX}web`])
   })
 
   it('reads ports, names, environment, mounts, address and aliases', async () => {
     const info = await fx.docker.getContainer(`${PREFIX}web`).inspect()
-    expect(web.containerId).toBe(info.Id)
+    expect(web.replicas).toEqual([{id: info.Id, name: `${PREFIX}web`, address: info.NetworkSettings.Networks[NET_A].IPAddress, startedAt: info.State.StartedAt}])
+    expect(web.namespace).toBe(NET_A)
     expect(web.aliases).toEqual(['web', 'www'])
     expect(web.ports).toEqual([
       {port: 53, protocol: 'udp'},
@@ -125,16 +127,16 @@ describe('workloads', () => {
       {port: 8080, name: 'admin', protocol: 'tcp'},
     ])
     expect(web.environment).toMatchObject({GREETING: 'hello', EQUATION: 'a=b', EMPTY: ''})
-    expect(web.mounts).toEqual([{path: '/data', readOnly: true, type: 'volume', source: `${PREFIX}data`}])
-    expect(web.address).toBe(info.NetworkSettings.Networks[NET_A].IPAddress)
-    expect(web.address).toMatch(/^\d+\.\d+\.\d+\.\d+$/)
-    expect(web.startedAt).toBe(info.State.StartedAt)
+    // a named volume, which a handler on this same engine (the engine's id) may mount directly
+    const engine = ((await fx.docker.info()) as {ID: string}).ID
+    expect(web.mounts).toEqual([{path: '/data', readOnly: true, engine: {engine, type: 'volume', source: `${PREFIX}data`}}])
+    expect(web.replicas[0].address).toMatch(/^\d+\.\d+\.\d+\.\d+$/)
   })
 
   it('finds a workload by Compose service name, alias or container name', async () => {
-    expect((await cluster.workload(NET_A, 'api')).container).toBe(`${PREFIX}proj_api_1`)
+    expect((await cluster.workload(NET_A, 'api')).replicas[0].name).toBe(`${PREFIX}proj_api_1`)
     expect((await cluster.workload(NET_A, `${PREFIX}proj_api_1`)).name).toBe('api')
-    expect((await cluster.workload(NET_A, 'www')).container).toBe(`${PREFIX}web`)
+    expect((await cluster.workload(NET_A, 'www')).replicas[0].name).toBe(`${PREFIX}web`)
   })
 
   it('refuses an unknown workload, listing those that exist', async () => {
@@ -156,34 +158,18 @@ describe('workloads', () => {
   })
 })
 
-describe('resolvePort', () => {
-  it('resolves by number and by name', () => {
-    expect(cluster.resolvePort(web, '8080')).toEqual({port: 8080, name: 'admin', protocol: 'tcp'})
-    expect(cluster.resolvePort(web, 'http')).toEqual({port: 80, name: 'http', protocol: 'tcp'})
+describe('reach', () => {
+  it("gives a container the namespace's own network, and this machine's address on it", async () => {
+    const network = await fx.docker.getNetwork(NET_A).inspect()
+    expect(await cluster.reach(NET_A)).toEqual({containerNetwork: NET_A, hostAddress: network.IPAM?.Config?.[0]?.Gateway})
   })
+})
 
-  it('takes the only TCP port when none is given', async () => {
-    expect(cluster.resolvePort(await cluster.workload(NET_A, 'api'))).toEqual({port: 9000, protocol: 'tcp'})
-  })
-
-  it('asks which port when there are several, listing them', async () => {
-    const e = await userError(() => cluster.resolvePort(web))
-    expect(e.message).toContain('several ports')
-    expect(e.next).toContain('80 (http)')
-    expect(e.next).toContain('8080 (admin)')
-  })
-
-  it('refuses unknown ports, listing the known ones', async () => {
-    for (const spec of ['81', 'grpc']) {
-      const e = await userError(() => cluster.resolvePort(web, spec))
-      expect(e.message).toContain(`"${spec}"`)
-      expect(e.next).toContain('8080 (admin)')
-    }
-  })
-
-  it('refuses UDP ports and workloads without ports', async () => {
-    expect((await userError(() => cluster.resolvePort(web, '53'))).message).toContain('UDP')
-    const twin = await cluster.workload(NET_A, `${PREFIX}twin1`)
-    expect((await userError(() => cluster.resolvePort(twin))).message).toContain('exposes no TCP port')
+describe('whyNotRunning', () => {
+  it('is silent while the replica runs as it did, and says so when it restarted or went', async () => {
+    const [replica] = web.replicas
+    expect(await cluster.whyNotRunning(NET_A, replica)).toBeUndefined()
+    expect(await cluster.whyNotRunning(NET_A, {...replica, startedAt: '2001-01-01T00:00:00Z'})).toMatch(/^restarted/)
+    expect(await cluster.whyNotRunning(NET_A, {...replica, id: 'f'.repeat(64)})).toBe('was removed')
   })
 })

@@ -106,13 +106,9 @@ describe('telemount volumes (real engine)', () => {
   })
 
   it('mounts a volume of a workload on this engine straight from it, and the rest over SFTP', async () => {
-    const id = (await docker.getContainer(source.container).inspect()).Id
-    const engine = {container: id, type: 'volume' as const, source: source.dataVolume}
-    // the second names a volume the workload does not have at that path: it goes over SFTP
-    const mounts = [
-      {...mountOf(source), engine},
-      {...mountOf(source, '/cfg', true), engine: {...engine, source: 'not-its-volume'}},
-    ]
+    const engine = {engine: ((await docker.info()) as {ID: string}).ID, type: 'volume' as const, source: source.dataVolume}
+    // the driver names no engine mount for the second (a tmpfs, a mount with another inside): it goes over SFTP
+    const mounts = [{...mountOf(source), engine}, mountOf(source, '/cfg', true)]
     const s = session({connection: CONNECTION, name: 'tm-direct', mounts})
     const provided = await provider.provide(s)
     expect(provided.dockerRunArgs.slice(0, 2)).toEqual(['-v', `${source.dataVolume}:/data`])
@@ -131,12 +127,12 @@ describe('telemount volumes (real engine)', () => {
     expect((await docker.getVolume(source.dataVolume).inspect()).Name).toBe(source.dataVolume)
   })
 
-  it('goes over SFTP when the workload is not on this engine, or with TP_TELEMOUNT_DIRECT=0', async () => {
-    const id = (await docker.getContainer(source.container).inspect()).Id
+  it('goes over SFTP when the workload is on another engine, or with TP_TELEMOUNT_DIRECT=0', async () => {
+    const id = ((await docker.info()) as {ID: string}).ID
     const elsewhere = session({
       connection: CONNECTION,
       name: 'tm-elsewhere',
-      mounts: [{...mountOf(source), engine: {container: 'f'.repeat(64), type: 'volume' as const, source: source.dataVolume}}],
+      mounts: [{...mountOf(source), engine: {engine: 'ANOTHER:ENGINE:ID', type: 'volume' as const, source: source.dataVolume}}],
     })
     const other = await provider.provide(elsewhere)
     expect(other.dockerRunArgs[1]).toMatch(/-0-data:\/data$/)
@@ -146,7 +142,7 @@ describe('telemount volumes (real engine)', () => {
       const told = session({
         connection: CONNECTION,
         name: 'tm-told',
-        mounts: [{...mountOf(source), engine: {container: id, type: 'volume' as const, source: source.dataVolume}}],
+        mounts: [{...mountOf(source), engine: {engine: id, type: 'volume' as const, source: source.dataVolume}}],
       })
       const provided = await (await makeProvider()).provide(told)
       expect(provided.dockerRunArgs[1]).toMatch(/-0-data:\/data$/)
