@@ -92,7 +92,9 @@ describe('host daemon', () => {
     await expect(hostGet('catalog')).rejects.toThrow() // not before connecting
     const connected = await tp(['connect', '--name', HOST, '--namespace', NETWORK])
     expect(connected.stderr).toBe('')
-    expect(connected.stdout).toMatch(/^Connected "e2e-hostd" to namespace tpt-hostd-\d+ \(host daemon, process \d+ on this host\)\.$/)
+    expect(connected.stdout).toMatch(
+      /^Connected "e2e-hostd" to namespace tpt-hostd-\d+ of the docker cluster at unix:\/\/\/var\/run\/docker\.sock \(host daemon, process \d+ on this host\)\.$/,
+    )
     // from a shell on this machine: the workloads by name, and by the namespace-qualified name
     expect((await hostGet('catalog')).trim()).toBe('{"catalog":["apple","pear"]}')
     expect(await hostGet(`frontend-v1.${NETWORK}`)).toContain('hello from frontend-v1')
@@ -101,11 +103,15 @@ describe('host daemon', () => {
 
     // a container connection beside it
     expect((await tp(['connect', '--docker', '--name', CONTAINER, '--namespace', NETWORK])).exitCode).toBe(0)
-    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {connections: Array<{name: string; backend: string; daemon: string}>}
+    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {
+      connections: Array<{name: string; backend: string; daemon: string; cluster: {driver: string; engine: string}}>
+    }
     expect(status.connections.map((c) => [c.name, c.backend]).sort()).toEqual([
       [HOST, 'host'],
       [CONTAINER, 'container'],
     ])
+    // both name their cluster: the docker driver on this machine's engine
+    for (const c of status.connections) expect(c.cluster).toEqual({driver: 'docker', engine: 'unix:///var/run/docker.sock'})
     expect(status.connections.find((c) => c.name === HOST)?.daemon).toMatch(/^process \d+ on this host$/)
     const list = await tp(['list', '--use', HOST])
     expect(list.exitCode).toBe(0)

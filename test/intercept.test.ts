@@ -100,11 +100,17 @@ describe('tp connect, list, status', () => {
     expect(again.exitCode).toBe(0)
     expect((await docker.getContainer(DAEMON).inspect()).Id).toBe(before.Id)
     const status = JSON.parse((await tp(['status', '--json'])).stdout)
-    expect(status.connections).toEqual([expect.objectContaining({name: CONNECTION, namespace: 'tp-demo', backend: 'container'})])
+    expect(status.connections).toEqual([
+      expect.objectContaining({name: CONNECTION, namespace: 'tp-demo', backend: 'container', cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock'}}),
+    ])
+    expect((await tp(['status'])).stdout).toMatch(
+      new RegExp(`^Connection ${CONNECTION}: namespace tp-demo of the docker cluster at unix:///var/run/docker.sock, container daemon, container ${DAEMON}$`, 'm'),
+    )
     // the record holds the daemon's token: only its owner may read it
     const record = join(cacheDir, 'connections', `${CONNECTION}.json`)
     expect((await stat(record)).mode & 0o777).toBe(0o600)
-    const {api} = JSON.parse(await readFile(record, 'utf8')) as {api: {url: string; token: string}}
+    const {api, cluster} = JSON.parse(await readFile(record, 'utf8')) as {api: {url: string; token: string}; cluster: unknown}
+    expect(cluster).toEqual({driver: 'docker', engine: 'unix:///var/run/docker.sock'})
     expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
     expect((await fetch(`${api.url}/v1/status`)).status).toBe(401)
     expect((await fetch(`${api.url}/v1/status`, {headers: {authorization: `Bearer ${api.token}`}})).status).toBe(200)

@@ -120,7 +120,18 @@ async function inject(name: string, target: Workload, directPort: number, env: R
           HostConfig: {NetworkMode: `container:${target.replicas[0].id}`, CapAdd: ['NET_ADMIN']},
         })
       ).Id
-    : (await cluster.injectAgent({role: 'agent', namespace: NET, workload: target, replica: target.replicas[0], image: runtime, name: `tpt-kpath-agent-${name}`, labels: {'tp.fixture': 'true'}, env: agentEnv})).id
+    : (
+        await cluster.injectAgent({
+          role: 'agent',
+          namespace: NET,
+          workload: target,
+          replica: target.replicas[0],
+          image: runtime,
+          name: `tpt-kpath-agent-${name}`,
+          labels: {'tp.fixture': 'true'},
+          env: agentEnv,
+        })
+      ).id
   await session.ready
   return {session, containerId, interceptId}
 }

@@ -27,7 +27,8 @@ import {
 } from '@tp/spec'
 import {Connections, type LiveConnection} from './connections.js'
 import type {Registries} from './extensions.js'
-import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, provideVolumes, runHandler} from './intercept-steps.js'
+import {type VolumePlan, openIntercept, planVolumes} from './intercept-flow.js'
+import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, runHandler} from './intercept-steps.js'
 import type {Interrupts} from './interrupts.js'
 import {handlerCall, pluginKinds, prepareSpecHandler, withEnvironment} from './spec-handlers.js'
 
@@ -187,7 +188,9 @@ export function runPrerequisite(handler: HandlerSpec, cwd: string, connection: L
 interface Running {
   planned: PlannedIntercept
   prepared: PreparedHandler
+  volumePlan: VolumePlan
   lease?: InterceptLease
+  drain?: () => Promise<void>
   /** Why the daemon ended the intercept, once it did (tp leave, tp quit, the workload gone). */
   ended?: string
   session?: InterceptSession
@@ -269,34 +272,43 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         containerPort: planned.container,
         cwd: dir,
       })
-      running.push({planned, prepared})
+      // its volume provider, chosen before any intercept exists, loads meanwhile
+      running.push({planned, prepared, volumePlan: planVolumes(registries, context, capabilities, prepared, planned.mount)})
       if (planned.mount.root) await checkMountRoot(planned.mount.root, prepared)
       if (interrupts.signal) return 0
     }
 
-    // 3. the intercepts, then their volumes
+    // 3. the intercepts and their volumes, as `tp intercept` makes them: each session comes
+    // before its agents are ready, and its volumes and handler start while they come up
     for (const r of running) {
       const {planned, prepared} = r
-      r.lease = await live.client.createIntercept({
-        workload: planned.workload,
-        localPort: planned.local,
-        containerPort: planned.container,
-        servicePort: planned.service,
-        mounts: planned.mount.wanted && prepared.wantsVolumes,
-        handlerRunsAs: prepared.runsAs ?? 'container',
+      const opened = await openIntercept({
+        registries,
+        context,
+        connection: live,
+        request: {
+          workload: planned.workload,
+          localPort: planned.local,
+          containerPort: planned.container,
+          servicePort: planned.service,
+          mounts: planned.mount.wanted && prepared.wantsVolumes,
+          handlerRunsAs: prepared.runsAs ?? 'container',
+        },
+        prepared,
+        mount: planned.mount,
+        volumes: r.volumePlan,
+        shape: (session) => withEnvironment(session, planned.handler),
+        onLease: (lease) => {
+          r.lease = lease
+          void lease.ended.then((end) => {
+            r.ended = end.reason
+          })
+        },
+        cancelled: () => interrupts.signal !== undefined,
       })
-      const lease = r.lease
-      void lease.ended.then((end) => {
-        r.ended = end.reason
-      })
-      r.session = withEnvironment({...r.lease.session, placement: live.placement}, planned.handler)
-      if (interrupts.signal) return 0
-    }
-    for (const r of running) {
-      const session = r.session as InterceptSession
-      if (r.prepared.wantsVolumes && r.planned.mount.wanted && session.mounts.length > 0) {
-        r.volumes = await provideVolumes(registries, context, session, {form: r.prepared.volumeForm ?? 'docker-volumes', root: r.planned.mount.root})
-      }
+      r.session = opened.session
+      r.volumes = opened.volumes
+      r.drain = opened.drain
       if (interrupts.signal) return 0
     }
 
@@ -321,7 +333,7 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         r.lease as InterceptLease,
         interrupts,
         {dockerRunArgs: r.volumes?.dockerRunArgs ?? [], root: r.volumes?.root},
-        () => live.client.drain((r.session as InterceptSession).name),
+        r.drain as () => Promise<void>,
         {stdin: Readable.from([]), stdout: process.stdout, stderr: process.stderr},
       ).then(
         ({code}) => ({index, code}),
@@ -341,7 +353,7 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
     // each gives its traffic back before its handler stops
     await Promise.all(
       running.map(async (r) => {
-        if (r !== ending && r.session) await live.client.drain(r.session.name).catch(swallow(trace, 'giving the traffic back'))
+        if (r !== ending && r.drain) await r.drain().catch(swallow(trace, 'giving the traffic back'))
         await r.prepared.stop(`handler "${name}" ended`).catch(swallow(trace, 'stopping a handler'))
       }),
     )

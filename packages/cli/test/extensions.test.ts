@@ -171,6 +171,31 @@ describe('tp extensions', () => {
     expect(result.stdout).toMatch(/^\s+tpt-present\s+tpt-cli-future@3\.0\.0/m)
   })
 
+  it("lists the cluster drivers, tp's docker driver among them; a linked driver without its module, or named docker, is refused", async () => {
+    expect(baseline.json['cluster-drivers']).toContainEqual(expect.objectContaining({name: 'docker', plugin: '@tp/plugin-cluster-docker', pluginType: 'core'}))
+    const s = await sandbox('drivers')
+    const driver = (name: string, extra: string) => `{name: '${name}', apiVersion: 1, summary: 'a throw-away driver'${extra}, load: () => import('./nope.js')}`
+    const hook = `export default async function () { return [${[
+      driver('tpt-inventory', ", module: '/opt/tpt/driver.mjs'"),
+      driver('tpt-moduleless', ''),
+      driver('docker', ", module: '/opt/tpt/docker.mjs'"),
+    ].join(', ')}] }\n`
+    await link(s, await writePlugin(s, {name: 'tpt-cli-drivers', hooks: {'tp:cluster-drivers': hook}}))
+
+    const result = await s.tp(['extensions', '--json'])
+    expect(result.exitCode).toBe(1)
+    const json = parseJson(result.stdout)
+    expect(json['cluster-drivers'].map((d) => [d.name, d.plugin])).toEqual([
+      ...baseline.json['cluster-drivers'].map((d) => [d.name, d.plugin]),
+      ['tpt-inventory', 'tpt-cli-drivers'],
+    ])
+    expect(json.problems).toContainEqual(expect.objectContaining({point: 'cluster-drivers', reason: 'malformed', name: 'tpt-moduleless'}))
+    expect(json.problems).toContainEqual(expect.objectContaining({point: 'cluster-drivers', reason: 'shadows-core', name: 'docker'}))
+    const human = await s.tp(['extensions'])
+    expect(human.stdout).toMatch(/^Cluster drivers:\n\s+docker\s+@tp\/plugin-cluster-docker@\S+\s+core\s/m)
+    expect(human.stderr).toMatch(/tpt-moduleless.*no module/)
+  })
+
   it('reports a plugin whose hook throws, and still lists everything else', async () => {
     const s = await sandbox('throws')
     await link(s, await writePlugin(s, {name: 'tpt-cli-good2', hooks: {'tp:handlers': handlersHook([{name: 'tpt-still-here'}])}}))

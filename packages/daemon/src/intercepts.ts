@@ -311,7 +311,8 @@ export class InterceptManager {
     await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
     await this.driver.removeAgent(agent.injected.id, {graceSeconds}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
     const guard = await agent.guard
-    if (guard) await this.driver.removeAgent(guard, {graceSeconds: 0}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
+    if (guard)
+      await this.driver.removeAgent(guard, {graceSeconds: 0}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
   }
 
   /**
@@ -373,7 +374,12 @@ export class InterceptManager {
     const mounts: RemoteMount[] =
       sftpPort === null
         ? []
-        : exported.map((m) => ({path: m.path, readOnly: m.readOnly, sftp: {host: first.address, port: sftpPort, dir: m.path}, ...(m.engine ? {engine: m.engine} : {})}))
+        : exported.map((m) => ({
+            path: m.path,
+            readOnly: m.readOnly,
+            sftp: {host: first.address, port: sftpPort, dir: m.path},
+            ...(m.engine ? {engine: m.engine} : {}),
+          }))
     const environment: Record<string, string> = {}
     for (const [key, value] of Object.entries(workload.environment)) {
       if (!(ENV_EXCLUDED as readonly string[]).includes(key)) environment[key] = value
@@ -429,7 +435,9 @@ export class InterceptManager {
       })
       return id
     } catch (error) {
-      this.log(`intercept ${intercept.info.name}: no guard for its agent ${agent.name} (${(error as Error).message}); if the agent dies, the daemon restores the traffic`)
+      this.log(
+        `intercept ${intercept.info.name}: no guard for its agent ${agent.name} (${(error as Error).message}); if the agent dies, the daemon restores the traffic`,
+      )
       return undefined
     }
   }
@@ -538,10 +546,13 @@ export class InterceptManager {
       await Promise.all(
         agents.map(async (agent) => {
           await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
-          await this.driver.removeAgent(agent.injected.id, {graceSeconds: 5}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
+          await this.driver
+            .removeAgent(agent.injected.id, {graceSeconds: 5})
+            .catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
           // the agent has removed its rule (or the guard has): the guard may go
           const guard = await agent.guard
-          if (guard) await this.driver.removeAgent(guard, {graceSeconds: 1}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
+          if (guard)
+            await this.driver.removeAgent(guard, {graceSeconds: 1}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
           if (by === 'agent') {
             // an agent killed from outside (docker kill, out of memory) could not take its rule out
             await this.driver

@@ -2,16 +2,7 @@ import {type Server, createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, describe, expect, it, vi} from 'vitest'
 import type {AgentReady, AgentSession, ExpectOptions} from '@tp/agent'
-import {
-  type AgentRequest,
-  type ClusterDriver,
-  type DaemonSession,
-  type InterceptEvent,
-  type Replica,
-  UserError,
-  type Workload,
-  isUserError,
-} from '@tp/sdk'
+import {type AgentRequest, type ClusterDriver, type DaemonSession, type InterceptEvent, type Replica, UserError, type Workload, isUserError} from '@tp/sdk'
 import {fakePlacement} from '@tp/sdk/testing'
 import {InterceptManager, type LeaseSink} from '@tp/daemon'
 
@@ -225,7 +216,13 @@ describe('InterceptManager', () => {
     expect(Object.keys(one.environment)).not.toContain('HOME')
     expect(one.mounts).toEqual([{path: '/data', readOnly: false, sftp: {host: '10.1.0.5', port: expect.any(Number), dir: '/data'}}])
     // the placement decides the daemon's identity in the session and where agents dial
-    expect(one.daemon).toEqual({connection: 'unit', id: 'unit', backend: 'container', where: 'container tp-unit-cn', cluster: {driver: 'fake', engine: 'fake://'}})
+    expect(one.daemon).toEqual({
+      connection: 'unit',
+      id: 'unit',
+      backend: 'container',
+      where: 'container tp-unit-cn',
+      cluster: {driver: 'fake', engine: 'fake://'},
+    })
     expect(calls).toContain('inject tp-unit-agent-frontend-v1 10.1.0.2:4701')
     expect(await userError(manager.create({workload: 'frontend-v1', localPort: 8000, name: 'bad name!', mounts: false}, lease(calls)))).toMatchObject({
       message: expect.stringContaining('not a usable intercept name'),

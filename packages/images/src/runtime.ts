@@ -114,10 +114,7 @@ export function driverModulePath(driver: string): string {
  * self-contained module at `driverModulePath`), `tp-daemon:<version>-<driver>`. A layer on the
  * runtime image, rebuilt only when the runtime image or the module changed.
  */
-export async function ensureDaemonImage(
-  docker: Dockerode,
-  options: RuntimeImageOptions & {driver: {name: string; module: string}},
-): Promise<ImportedImage> {
+export async function ensureDaemonImage(docker: Dockerode, options: RuntimeImageOptions & {driver: {name: string; module: string}}): Promise<ImportedImage> {
   const runtime = await ensureRuntimeImage(docker, options)
   const version = options.version ?? imagesPackageVersion()
   const ref = `${DAEMON_REPO}:${version}-${options.driver.name}`
@@ -138,12 +135,9 @@ export async function ensureDaemonImage(
     await copyFile(options.driver.module, join(context, 'driver.mjs'))
     await writeFile(
       join(context, 'Dockerfile'),
-      [
-        `FROM ${runtime.ref}`,
-        `COPY driver.mjs ${driverModulePath(options.driver.name)}`,
-        `LABEL "tp.image"="daemon" "${LABEL_INPUTS}"="${hash}"`,
-        '',
-      ].join('\n'),
+      [`FROM ${runtime.ref}`, `COPY driver.mjs ${driverModulePath(options.driver.name)}`, `LABEL "tp.image"="daemon" "${LABEL_INPUTS}"="${hash}"`, ''].join(
+        '\n',
+      ),
     )
     const stream = await docker.buildImage(pack(context) as unknown as NodeJS.ReadableStream, {t: ref, rm: true, forcerm: true})
     await new Promise<void>((resolve, reject) => {

@@ -2,8 +2,8 @@ import type {Descriptor, PluginContext} from './contracts.js'
 
 /**
  * The cluster driver contract: what the daemon (and `tp connect`, `tp gc`) need of the place where
- * workloads live, and nothing about how that place works. The Docker-network driver
- * (`plugins/cluster-docker`) is one implementation; a Swarm or Kubernetes driver is another.
+ * workloads live, and nothing about how that place works. The Docker-network driver (`docker`, a
+ * core plugin) is one implementation; a Swarm or Kubernetes driver is another.
  *
  * Two engines are never confused: the *cluster's* engine is where workloads (and the agents beside
  * them) live, named by `ClusterTarget.engine`; the *handler's* engine (DOCKER_HOST / the current

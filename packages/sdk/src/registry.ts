@@ -246,9 +246,7 @@ const POINT_CHECKS: Record<ExtensionPoint, (d: Record<string, unknown>) => strin
     return missing.length > 0 ? `no capabilities (${missing.join(', ')} must be true or false)` : undefined
   },
   'cluster-drivers': (d) =>
-    typeof d.module !== 'string' || !d.module.startsWith('/')
-      ? 'no module (the absolute path of the self-contained ES module the daemon imports)'
-      : undefined,
+    typeof d.module !== 'string' || !d.module.startsWith('/') ? 'no module (the absolute path of the self-contained ES module the daemon imports)' : undefined,
 }
 
 function pointProblem(point: ExtensionPoint, item: object): string | undefined {

@@ -180,7 +180,6 @@ export class DockerDriver implements ClusterDriver {
     return this.inspectWorkloads(containers, namespace)
   }
 
-
   /** The workloads among listed containers (inspected: env, aliases, mounts), sorted by name. */
   private async inspectWorkloads(containers: Dockerode.ContainerInfo[], namespace: string): Promise<Workload[]> {
     const engine = this.engine()

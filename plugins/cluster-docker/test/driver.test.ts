@@ -118,7 +118,9 @@ describe('workloads', () => {
 
   it('reads ports, names, environment, mounts, address and aliases', async () => {
     const info = await fx.docker.getContainer(`${PREFIX}web`).inspect()
-    expect(web.replicas).toEqual([{id: info.Id, name: `${PREFIX}web`, address: info.NetworkSettings.Networks[NET_A].IPAddress, startedAt: info.State.StartedAt}])
+    expect(web.replicas).toEqual([
+      {id: info.Id, name: `${PREFIX}web`, address: info.NetworkSettings.Networks[NET_A].IPAddress, startedAt: info.State.StartedAt},
+    ])
     expect(web.namespace).toBe(NET_A)
     expect(web.aliases).toEqual(['web', 'www'])
     expect(web.ports).toEqual([

@@ -158,10 +158,7 @@ export class TelemountProvider implements VolumeProvider {
 
   /** This engine's id (`docker info`), once per provider; undefined when it cannot be had. */
   private engineId(): Promise<string | undefined> {
-    this.ownEngine ??= this.docker.info().then(
-      (info: {ID?: string}) => info.ID || undefined,
-      swallow(trace, "asking the handler's engine for its id"),
-    )
+    this.ownEngine ??= this.docker.info().then((info: {ID?: string}) => info.ID || undefined, swallow(trace, "asking the handler's engine for its id"))
     return this.ownEngine
   }
 

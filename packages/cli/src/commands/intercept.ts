@@ -19,16 +19,14 @@ import {requirePinnedSet} from '../pins/state.js'
 import {Connections, type LiveConnection} from '../connections.js'
 import {chooseHandler} from '../handler-choice.js'
 import {Interrupts} from '../interrupts.js'
+import {openIntercept, planVolumes} from '../intercept-flow.js'
 import {
   checkMountRoot,
-  chooseVolumeProvider,
   endIntercept,
   hintWhileWaiting,
-  loadVolumeProviderEarly,
   nextStepAfter,
   parseMount,
   printSession,
-  provideVolumes,
   runHandler,
   waitingFor,
   writeEnvFiles,
@@ -231,21 +229,9 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       step(`handler ${descriptor.name} prepared`)
     }
     if (mount.root) await checkMountRoot(mount.root, prepared)
-    // which provider gives the volumes is settled before anything exists; that none fits only
-    // matters if the workload turns out to have volumes
-    let volumeProvider: string | undefined
-    let noVolumeProvider: unknown
-    if (prepared?.wantsVolumes && mount.wanted) {
-      try {
-        volumeProvider = chooseVolumeProvider(registries, capabilities, prepared.volumeForm ?? 'docker-volumes', flags['volume-provider'])
-      } catch (error) {
-        if (flags['volume-provider'] || !/^no installed volume provider/.test((error as Error).message)) throw error
-        noVolumeProvider = error
-      }
-    }
-    // the provider loads and warms up while the intercept is being created
-    const providerLoading = volumeProvider ? loadVolumeProviderEarly(registries, context, volumeProvider) : undefined
-    providerLoading?.catch(swallow(trace, 'loading the volume provider (awaited below)'))
+    // which provider gives the volumes is settled before anything exists (that none fits only
+    // matters if the workload turns out to have volumes); it loads and warms up meanwhile
+    const volumePlan = planVolumes(registries, context, capabilities, prepared, mount, flags['volume-provider'])
     let lease: InterceptLease | undefined
     let volumes: ProvidedVolumes | undefined
     let endReason: string | undefined
@@ -258,10 +244,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
         step(`connected ${connection.record.name}`)
       }
       if (interrupts.signal) return
-      // 3. the intercept, held by this process's lease: the session comes before the agent is
-      // ready, so that the volumes and the handler start while the agent comes up
-      lease = await connection.client.createIntercept(
-        {
+      // 3. the intercept, held by this process's lease, and 4. its volumes: the session comes
+      // before the agents are ready, so that the volumes and the handler start while they come up
+      const opened = await openIntercept({
+        registries,
+        context,
+        connection,
+        request: {
           workload: args.workload,
           name: flags.name,
           localPort: port.local,
@@ -270,47 +259,38 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
           mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
           handlerRunsAs: prepared?.runsAs ?? 'container',
         },
-        {early: true},
-      )
-      // the daemon's session, placed where the backend says handlers run
-      const session: InterceptSession = {...lease.session, placement: connection.placement}
-      const {client} = connection
-      const ready = lease.ready
-      void ready.then(
+        prepared,
+        mount,
+        volumes: volumePlan,
+        step,
+        onLease: (made) => (lease = made),
+        cancelled: () => interrupts.signal !== undefined,
+      })
+      const {session, drain} = opened
+      volumes = opened.volumes
+      void opened.lease.ready.then(
         () => {
-          for (const s of lease!.steps) daemonTrace(`+${s.ms} ms into creating it: ${s.step}`)
-          step(`intercept ${session.name}: agent ready`)
+          for (const s of opened.lease.steps) daemonTrace(`+${s.ms} ms into creating it: ${s.step}`)
+          step(`intercept ${session.name}: agents ready`)
         },
-        swallow(trace, 'the agent (awaited below)'),
+        swallow(trace, 'the agents (awaited below)'),
       )
-      // nothing was switched before the agent is ready: nothing to give back
-      const drain = () => ready.then(() => client.drain(session.name))
-      step(`intercept ${session.name} created (agent starting)`)
       if (interrupts.signal) return
       await writeEnvFiles(session, flags['env-file'], flags['env-syntax'] as EnvSyntax, flags['env-json'])
       if (!prepared) {
-        await ready
-        await this.hold(session, lease, interrupts, flags.output === 'json', drain)
+        await opened.lease.ready
+        await this.hold(session, opened.lease, interrupts, flags.output === 'json', drain)
         return
-      }
-      // 4. volumes, 5. the handler in the foreground
-      if (prepared.wantsVolumes && session.mounts.length > 0 && mount.wanted) {
-        if (noVolumeProvider) throw noVolumeProvider
-        const request = {form: prepared.volumeForm ?? 'docker-volumes', root: mount.root} as const
-        // volumes that cannot wait for the workload's SFTP server themselves are made once it is up
-        if (!registries['volume-providers'].get(volumeProvider!).descriptor.waitsForServer) await ready
-        volumes = await provideVolumes(registries, context, session, request, providerLoading ? await providerLoading : volumeProvider)
-        step(`${session.mounts.length} volume(s) provided${volumes.root ? ` under ${volumes.root}` : ''}`)
       }
       if (interrupts.signal) return
       printSession(session, prepared.describe, volumes?.root)
       for (const note of prepared.notes ?? []) process.stderr.write(`${note}\n`)
-      hintWhileWaiting(session, lease)
-      void lease.active.then(() => {
+      hintWhileWaiting(session, opened.lease)
+      void opened.lease.active.then(() => {
         step('handler answers; traffic switched')
         process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
       })
-      const outcome = await runHandler(prepared, session, lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root}, drain)
+      const outcome = await runHandler(prepared, session, opened.lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root}, drain)
       this.exitCode = outcome.code
       endReason = outcome.reason
     } finally {
