@@ -178,8 +178,9 @@ export class Connections {
     const driver = await this.driver(cluster)
     const namespace = await driver.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
     const [reach, images] = await Promise.all([driver.reach(namespace), driver.ensureImages({progress: (line) => this.context.log.info(line)})])
-    const {module} = this.registries['cluster-drivers'].get(cluster.driver).descriptor
-    const record = await backend.ensure({name: options.name, namespace, cluster: {...cluster, module}, reach, runtimeImage: images.runtime})
+    const {module, env: settings = []} = this.registries['cluster-drivers'].get(cluster.driver).descriptor
+    const env = Object.fromEntries(settings.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])))
+    const record = await backend.ensure({name: options.name, namespace, cluster: {...cluster, module, env}, reach, runtimeImage: images.runtime})
     return this.liveConnection(record, backend)
   }
 

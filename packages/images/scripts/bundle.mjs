@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Bundles the agent and the daemon into single CommonJS files for tp's runtime image
-// (packages/images/bundle/{agent,daemon}.cjs). Run after `tsc -b`; entries that are not built
+// Bundles the agent, the daemon and the relay into single CommonJS files for tp's runtime image
+// (packages/images/bundle/{agent,daemon,relay}.cjs). Run after `tsc -b`; entries that are not built
 // yet are reported and skipped, so the runtime image fails clearly when it needs them.
 import {existsSync, mkdirSync, rmSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
@@ -11,6 +11,7 @@ const outDir = fileURLToPath(new URL('../bundle/', import.meta.url))
 const entries = {
   agent: `${root}packages/agent/dist/main.js`,
   daemon: `${root}packages/daemon/dist/main.js`,
+  relay: `${root}packages/tunnel/dist/relay-main.js`,
 }
 
 mkdirSync(outDir, {recursive: true})

@@ -10,7 +10,7 @@ import {ensureImportedImage, LABEL_INPUTS, STATIC_BUSYBOX, type ImportedImage, t
 
 /**
  * tp's runtime image: node, iptables (nft), busybox, sftp-server and the bundled agent and daemon.
- * One image serves both roles (`node /opt/tp/agent.cjs`, `node /opt/tp/daemon.cjs`); it is tagged
+ * One image serves every role (`node /opt/tp/agent.cjs`, `node /opt/tp/daemon.cjs`, `node /opt/tp/relay.cjs`); it is tagged
  * with this package's version so the CLI, daemon and agent never skew.
  */
 export const RUNTIME_REPO = 'tp-runtime'
@@ -18,8 +18,10 @@ export const DAEMON_REPO = 'tp-daemon'
 export const RUNTIME_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const AGENT_ENTRY = '/opt/tp/agent.cjs'
 export const DAEMON_ENTRY = '/opt/tp/daemon.cjs'
+/** The far end of a tunnel to a cluster on another machine (`node /opt/tp/relay.cjs`, on its stdin and stdout). */
+export const RELAY_ENTRY = '/opt/tp/relay.cjs'
 
-export type RuntimeBundle = 'agent' | 'daemon'
+export type RuntimeBundle = 'agent' | 'daemon' | 'relay'
 
 /** Where `npm run -w @tp/images bundle` writes the bundles (packages/images/bundle/). */
 export function bundleDir(): string {
@@ -56,6 +58,7 @@ export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>
   for (const name of ['iptables', 'iptables-save', 'iptables-restore']) files[`/usr/sbin/${name}`] = {source: XTABLES, mode: 0o755}
   if (bundles.agent) files[AGENT_ENTRY] = {source: bundles.agent}
   if (bundles.daemon) files[DAEMON_ENTRY] = {source: bundles.daemon}
+  if (bundles.relay) files[RELAY_ENTRY] = {source: bundles.relay}
   return {
     binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server'],
     hostPaths: ['/usr/lib/x86_64-linux-gnu/xtables'],
@@ -69,7 +72,7 @@ export interface RuntimeImageOptions {
   /** Tag; defaults to the version of @tp/images. */
   version?: string
   /**
-   * Bundles that must be in the image (default: agent and daemon). A missing required bundle is
+   * Bundles that must be in the image (default: agent, daemon and relay). A missing required bundle is
    * an error; a bundle that is not required is added when it exists.
    */
   require?: RuntimeBundle[]
@@ -81,9 +84,9 @@ export interface RuntimeImageOptions {
 
 /** Builds (or reuses, when nothing changed) `tp-runtime:<version>`. */
 export async function ensureRuntimeImage(docker: Dockerode, options: RuntimeImageOptions = {}): Promise<ImportedImage> {
-  const required = options.require ?? ['agent', 'daemon']
+  const required = options.require ?? ['agent', 'daemon', 'relay']
   const bundles: Partial<Record<RuntimeBundle, string>> = {}
-  for (const which of ['agent', 'daemon'] as const) {
+  for (const which of ['agent', 'daemon', 'relay'] as const) {
     const path = bundlePath(which, options.bundleDir)
     if (await exists(path)) bundles[which] = path
     else if (required.includes(which)) {

@@ -184,6 +184,11 @@ export type ClusterDriverDescriptor = Descriptor<ClusterDriver, ClusterDriverCon
    * image, where tp copies it.
    */
   module: string
+  /**
+   * Environment variables the driver reads (its settings): tp passes those set where `tp connect`
+   * runs on to the daemon, which runs the driver too.
+   */
+  env?: string[]
 }
 
 /** A port in words: `80`, `53/udp`, `8080 (admin)`. */

@@ -203,8 +203,11 @@ export interface ConnectOptions {
   name: string
   /** The namespace, as the cluster driver resolved it. */
   namespace: string
-  /** The cluster: its driver and engine, and the driver's module (what the daemon imports). */
-  cluster: ClusterTarget & {module: string}
+  /**
+   * The cluster: its driver and engine, the driver's module (what the daemon imports) and its
+   * settings (the variables of the driver's `env` that are set), for the daemon's environment.
+   */
+  cluster: ClusterTarget & {module: string; env: Record<string, string>}
   /** Where the namespace's names are reached (from the driver). */
   reach: NamespaceReach
   /** tp's runtime image where the cluster runs agents (from the driver's `ensureImages`). */

@@ -10,3 +10,4 @@ export * from './workload.js'
 export default function createDockerDriver(context: ClusterDriverContext): ClusterDriver {
   return new DockerDriver(dockerClient(context.cluster.engine), {tpVersion: context.tpVersion, progress: (line) => context.log.info(line)})
 }
+export * from './relay.js'

@@ -31,6 +31,7 @@ import {
   waitUntilGone,
   tpLabels,
 } from '@tp/sdk'
+import {daemonTunables} from '@tp/daemon/tunables'
 import {CONTAINER_CAPABILITIES} from './capabilities.js'
 
 const trace = debugLog('tp:plugin:daemon-container')
@@ -167,6 +168,8 @@ export class ContainerBackend implements DaemonBackend {
       Cmd: ['node', '/opt/tp/daemon.cjs'],
       Labels: {...tpLabels({connection: options.name, role: 'daemon'}), [LABEL_CACHE_DIR]: this.context.cacheDir},
       Env: Object.entries({
+        // the driver's own settings first: tp's own variables win
+        ...options.cluster.env,
         TP_DAEMON_ID: record.daemonId,
         TP_CONNECTION: options.name,
         TP_NAMESPACE: namespace,
@@ -178,6 +181,7 @@ export class ContainerBackend implements DaemonBackend {
         TP_CLUSTER_ENGINE: clusterEngine,
         TP_CLUSTER_DRIVER_MODULE: driverModulePath(options.cluster.driver),
         TP_VERSION: this.context.tpVersion,
+        ...daemonTunables(),
         TP_PLACEMENT: JSON.stringify(this.placement(record)),
       }).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: {[`${API_PORT}/tcp`]: {}},

@@ -27,6 +27,7 @@ import {
   tail,
 } from '@tp/sdk'
 import {HOST_CAPABILITIES} from './capabilities.js'
+import {daemonTunables} from '@tp/daemon/tunables'
 import {DAEMON_MAIN, NAMES_ADDON, daemonRuns, listDaemonProcesses} from './daemon-process.js'
 import {blockConnections, hostsFilePath, removeBlock} from './hosts-file.js'
 
@@ -57,7 +58,7 @@ export class HostBackend implements DaemonBackend {
       backend: 'host',
       capabilities: HOST_CAPABILITIES,
       // on the namespace's network, a handler container resolves and reaches the workloads as they do each other
-      containerArgs: ['--network', record.namespace],
+      containerArgs: ['--network', record.details?.network ?? record.namespace],
       handler: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: gateway},
       // a process here is where a published container port is: on this machine
       process: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: gateway},
@@ -151,7 +152,8 @@ export class HostBackend implements DaemonBackend {
       namespace,
       cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
       api: {url: '', token},
-      details: {gateway},
+      // the network a handler container joins to reach the namespace's names (the driver's reach)
+      details: {gateway, network: options.reach.containerNetwork},
       createdAt: new Date().toISOString(),
     }
     const logFd = openSync(logFile, 'a', 0o600)
@@ -160,10 +162,12 @@ export class HostBackend implements DaemonBackend {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       env: {
+        // the driver's own settings first: tp's own variables win
+        ...options.cluster.env,
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         ...(process.env.DOCKER_HOST ? {DOCKER_HOST: process.env.DOCKER_HOST} : {}),
         ...(process.env.TP_HOSTS_FILE ? {TP_HOSTS_FILE: process.env.TP_HOSTS_FILE} : {}),
-        ...(process.env.TP_DEBUG ? {TP_DEBUG: process.env.TP_DEBUG} : {}),
+        ...daemonTunables(),
         TP_DAEMON_ID: record.daemonId,
         TP_CONNECTION: options.name,
         TP_NAMESPACE: namespace,
