@@ -89,7 +89,7 @@ export interface ExtensionsJson {
   handlers: Array<{name: string; plugin: string; pluginVersion: string; pluginType: string; summary: string}>
   'volume-providers': Array<{name: string; plugin: string}>
   'daemon-backends': Array<{name: string; plugin: string}>
-  'cluster-drivers': Array<{name: string; plugin: string; pluginType: string}>
+  'cluster-drivers': Array<{name: string; plugin: string; pluginVersion: string; pluginType: string; summary: string}>
   problems: Array<{point: string; reason: string; message: string; name?: string; plugin: {name: string; version: string}}>
 }
 

@@ -39,13 +39,18 @@ beforeAll(async () => {
 afterAll(() => sandbox.remove())
 
 describe('tp plugins new', () => {
-  it('handler acme: builds, its own test passes, and packed and installed from the .tgz, tp lists the acme handler of a user plugin', async () => {
-    const made = await tpNew(['handler', 'acme'], sandbox.dir)
+  /**
+   * Writes a plugin, checks its package.json and the next steps it prints, then as its author would:
+   * npm install, build, test, pack, and `tp plugins install` of the .tgz (offline); the listing of
+   * `tp extensions --json` afterwards.
+   */
+  async function writeBuildInstall(kind: string, name: string, hook: string, hookFile: string): Promise<ExtensionsJson> {
+    const made = await tpNew([kind, name], sandbox.dir)
     expect(made.exitCode, made.stderr).toBe(0)
-    const dir = join(sandbox.dir, 'tp-plugin-acme')
-    const tgz = join(dir, 'tp-plugin-acme-0.1.0.tgz')
+    const dir = join(sandbox.dir, `tp-plugin-${name}`)
+    const tgz = join(dir, `tp-plugin-${name}-0.1.0.tgz`)
     // the next steps it prints are the ones this test takes
-    for (const step of ['cd tp-plugin-acme', 'npm install', 'npm run build', 'npm test', 'npm pack', `tp plugins install ${tgz}`])
+    for (const step of [`cd tp-plugin-${name}`, 'npm install', 'npm run build', 'npm test', 'npm pack', `tp plugins install ${tgz}`])
       expect(made.stdout).toContain(step)
 
     const pjson = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'))
@@ -57,7 +62,7 @@ describe('tp plugins new', () => {
       '@types/node': rootPjson.devDependencies['@types/node'],
       typescript: rootPjson.devDependencies.typescript,
     })
-    expect(pjson.oclif.hooks).toEqual({'tp:handlers': './dist/src/hooks/handlers.js'})
+    expect(pjson.oclif.hooks).toEqual({[hook]: `./dist/src/hooks/${hookFile}.js`})
 
     await npm(dir, ['install'])
     await npm(dir, ['run', 'build'])
@@ -73,8 +78,27 @@ describe('tp plugins new', () => {
     const listed = await sandbox.tp(['extensions', '--json'])
     expect(listed.exitCode, listed.stderr).toBe(0)
     const report = JSON.parse(listed.stdout) as ExtensionsJson
-    expect(report.handlers.find((h) => h.name === 'acme')).toMatchObject({plugin: 'tp-plugin-acme', pluginVersion: '0.1.0', pluginType: 'user'})
     expect(report.problems).toEqual([])
+    return report
+  }
+
+  it('handler acme: builds, its own test passes, and packed and installed from the .tgz, tp lists the acme handler of a user plugin', async () => {
+    const report = await writeBuildInstall('handler', 'acme', 'tp:handlers', 'handlers')
+    expect(report.handlers.find((h) => h.name === 'acme')).toMatchObject({plugin: 'tp-plugin-acme', pluginVersion: '0.1.0', pluginType: 'user'})
+  })
+
+  it('cluster-driver acme-cluster: builds, its own test (the sdk kit) passes, and installed from the .tgz, tp lists the driver of a user plugin', async () => {
+    const report = await writeBuildInstall('cluster-driver', 'acme-cluster', 'tp:cluster-drivers', 'cluster-drivers')
+    expect(report['cluster-drivers'].find((d) => d.name === 'acme-cluster')).toMatchObject({
+      plugin: 'tp-plugin-acme-cluster',
+      pluginVersion: '0.1.0',
+      pluginType: 'user',
+    })
+    // the module the daemon imports, as installed: it imports only Node's own modules
+    const module = join(sandbox.env.XDG_DATA_HOME, 'tp/node_modules/tp-plugin-acme-cluster/dist/src/driver.js')
+    const imports = [...(await readFile(module, 'utf8')).matchAll(/^import\b[^'"]*['"]([^'"]+)['"]/gm)].map((m) => m[1])
+    expect(imports.length).toBeGreaterThan(0)
+    expect(imports.filter((specifier) => !specifier.startsWith('node:'))).toEqual([])
   })
 
   it.each([
@@ -93,7 +117,11 @@ describe('tp plugins new', () => {
 
   describe('bad input: a message with a next step, exit 1, nothing written', () => {
     it.each([
-      ['an unknown kind', ['widget', 'acme'], 'tp: "widget" is not a kind of plugin tp plugins new makes: handler, volume-provider, daemon-backend\n  → '],
+      [
+        'an unknown kind',
+        ['widget', 'acme'],
+        'tp: "widget" is not a kind of plugin tp plugins new makes: handler, volume-provider, daemon-backend, cluster-driver\n  → ',
+      ],
       ['a name npm refuses', ['handler', 'Acme Plugin'], 'tp: "Acme Plugin" is not a valid npm package name ('],
       ['a name that cannot be a flag', ['handler', 'acme_2'], 'tp: the extension would be named "acme_2": tp needs lower-case letters, digits and dashes'],
       [

@@ -42,10 +42,10 @@ export class AttachedBackend implements DaemonBackend {
       )
     const status = await this.status({url, token})
     if (!status) throw new UserError(`no tp daemon answers at ${url} with that token`, `check ${ENV.url} and ${ENV.token}, and that the daemon runs`)
-    if (options.namespace && options.namespace !== status.namespace) {
+    if (options.namespace !== status.namespace) {
       throw new UserError(
         `the daemon at ${url} serves namespace ${status.namespace}, not ${options.namespace}`,
-        `leave --namespace out, or point ${ENV.url} at that namespace's daemon`,
+        `pass --namespace ${status.namespace}, or point ${ENV.url} at that namespace's daemon`,
       )
     }
     const record: ConnectionRecord = {
@@ -53,6 +53,7 @@ export class AttachedBackend implements DaemonBackend {
       backend: '__NAME__',
       daemonId: status.daemonId,
       namespace: status.namespace,
+      cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
       api: {url, token},
       details: {handlerHost: this.env[ENV.handlerHost] || '127.0.0.1', agentHost: new URL(url).hostname},
       createdAt: new Date().toISOString(),

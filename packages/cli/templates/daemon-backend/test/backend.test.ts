@@ -4,7 +4,7 @@ import {type Server, createServer} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {ConnectionStore, isUserError, placementProblems} from '@tp/sdk'
+import {type ConnectOptions, ConnectionStore, isUserError, placementProblems} from '@tp/sdk'
 import {fakeContext} from '@tp/sdk/testing'
 import {AttachedBackend, ENV} from '../src/backend.js'
 import hook from '../src/hooks/daemon-backends.js'
@@ -33,10 +33,19 @@ after(async () => {
 
 const backend = (env: Record<string, string>) => new AttachedBackend(fakeContext(cacheDir), env)
 
+/** What tp connect gives a backend, once the cluster driver has resolved the namespace. */
+const connect = (name: string, namespace = 'tp-demo'): ConnectOptions => ({
+  name,
+  namespace,
+  cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock', module: '/nonexistent/driver.mjs'},
+  reach: {containerNetwork: namespace},
+  runtimeImage: 'tp-runtime:test',
+})
+
 describe('the __NAME__ daemon backend', () => {
   it('connects to the daemon that answers, keeps a 0600 record, finds it again and gives a placement tp accepts', async () => {
     const b = backend({[ENV.url]: url, [ENV.token]: TOKEN, [ENV.handlerHost]: '10.0.0.5'})
-    const record = await b.ensure({name: 'one'})
+    const record = await b.ensure(connect('one'))
     assert.deepEqual([record.backend, record.daemonId, record.namespace], ['__NAME__', 'd-1', 'tp-demo'])
     assert.equal((await stat(join(cacheDir, 'connections', 'one.json'))).mode & 0o777, 0o600)
     assert.deepEqual(await b.find('one'), record)
@@ -49,12 +58,12 @@ describe('the __NAME__ daemon backend', () => {
 
   it('refuses what cannot work: no address, a wrong token, another namespace', async () => {
     for (const [env, namespace, message] of [
-      [{}, undefined, /needs TP___ENV___URL and TP___ENV___TOKEN/],
-      [{[ENV.url]: url, [ENV.token]: 'wrong'}, undefined, /no tp daemon answers at/],
+      [{}, 'tp-demo', /needs TP___ENV___URL and TP___ENV___TOKEN/],
+      [{[ENV.url]: url, [ENV.token]: 'wrong'}, 'tp-demo', /no tp daemon answers at/],
       [{[ENV.url]: url, [ENV.token]: TOKEN}, 'elsewhere', /serves namespace tp-demo, not elsewhere/],
     ] as const) {
       const error = await backend(env)
-        .ensure({name: 'two', namespace})
+        .ensure(connect('two', namespace))
         .catch((e: unknown) => e)
       assert.ok(isUserError(error), String(error))
       assert.match((error as Error).message, message)
@@ -64,7 +73,7 @@ describe('the __NAME__ daemon backend', () => {
 
   it('a record whose daemon stopped answering is removed, and the caller is told', async () => {
     const b = backend({[ENV.url]: url, [ENV.token]: TOKEN})
-    const record = await b.ensure({name: 'three'})
+    const record = await b.ensure(connect('three'))
     // the daemon moved away: nothing listens on port 9
     await new ConnectionStore(join(cacheDir, 'connections')).save({...record, api: {url: 'http://127.0.0.1:9', token: TOKEN}})
     const stale: string[] = []
