@@ -101,10 +101,18 @@ describe('tp connect, list, status', () => {
     expect((await docker.getContainer(DAEMON).inspect()).Id).toBe(before.Id)
     const status = JSON.parse((await tp(['status', '--json'])).stdout)
     expect(status.connections).toEqual([
-      expect.objectContaining({name: CONNECTION, namespace: 'tp-demo', backend: 'container', cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock'}}),
+      expect.objectContaining({
+        name: CONNECTION,
+        namespace: 'tp-demo',
+        backend: 'container',
+        cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock'},
+      }),
     ])
     expect((await tp(['status'])).stdout).toMatch(
-      new RegExp(`^Connection ${CONNECTION}: namespace tp-demo of the docker cluster at unix:///var/run/docker.sock, container daemon, container ${DAEMON}$`, 'm'),
+      new RegExp(
+        `^Connection ${CONNECTION}: namespace tp-demo of the docker cluster at unix:///var/run/docker.sock, container daemon, container ${DAEMON}$`,
+        'm',
+      ),
     )
     // the record holds the daemon's token: only its owner may read it
     const record = join(cacheDir, 'connections', `${CONNECTION}.json`)

@@ -2,7 +2,7 @@ import {type ServerHttp2Session, type ServerHttp2Stream, constants, performServe
 import {type Server, type Socket, connect, createServer} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {join} from './pipe.js'
-import {ACCEPT_PATH, ERROR_HEADER, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SESSION_WINDOW, SETTINGS} from './settings.js'
+import {ACCEPT_PATH, ERROR_HEADER, MAX_SESSION_MEMORY, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SETTINGS, widenWindow} from './settings.js'
 
 /**
  * The far end of a tunnel (tp's relay, beside the workloads): over one byte stream, each HTTP/2
@@ -11,9 +11,12 @@ import {ACCEPT_PATH, ERROR_HEADER, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_H
  * it) and then carries it. Resolves when the tunnel ends: the near end closed it, or stopped
  * answering pings (a laptop that sleeps, a cut link); every connection it carried is closed then.
  */
-export function serveTunnel(transport: Duplex, options: {log?: (m: string) => void; pingMs?: number; pingTimeoutMs?: number; listenHost?: string} = {}): Promise<string> {
+export function serveTunnel(
+  transport: Duplex,
+  options: {log?: (m: string) => void; pingMs?: number; pingTimeoutMs?: number; listenHost?: string} = {},
+): Promise<string> {
   const log = options.log ?? (() => undefined)
-  const session = performServerHandshake(transport, {settings: SETTINGS})
+  const session = performServerHandshake(transport, {settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY})
   const listeners = new Map<number, Listener>()
   const sockets = new Set<Socket>()
   return new Promise<string>((resolve) => {
@@ -28,13 +31,17 @@ export function serveTunnel(transport: Duplex, options: {log?: (m: string) => vo
       transport.destroy()
       resolve(why)
     }
-    session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW))
+    session.on('connect', () => widenWindow(session))
+    transport.on('error', (error) => end(`the tunnel’s stream failed: ${error.message}`))
     session.on('error', (error) => end(`the tunnel failed: ${error.message}`))
     session.on('close', () => end('the near end closed the tunnel'))
     session.on('goaway', () => end('the near end closed the tunnel'))
     transport.on('close', () => end('the tunnel’s stream closed'))
     const pinger = setInterval(() => {
-      const timer = setTimeout(() => end(`the near end did not answer a ping within ${(options.pingTimeoutMs ?? PING_TIMEOUT_MS) / 1000} s`), options.pingTimeoutMs ?? PING_TIMEOUT_MS)
+      const timer = setTimeout(
+        () => end(`the near end did not answer a ping within ${(options.pingTimeoutMs ?? PING_TIMEOUT_MS) / 1000} s`),
+        options.pingTimeoutMs ?? PING_TIMEOUT_MS,
+      )
       if (!session.ping((error) => (error ? end(`a ping failed: ${error.message}`) : clearTimeout(timer)))) clearTimeout(timer)
     }, options.pingMs ?? PING_MS)
     session.on('stream', (stream, headers) => {

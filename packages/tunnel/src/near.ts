@@ -1,6 +1,6 @@
 import {type ClientHttp2Session, type ClientHttp2Stream, connect as connectHttp2, constants} from 'node:http2'
 import type {Duplex} from 'node:stream'
-import {ACCEPT_PATH, ERROR_HEADER, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SESSION_WINDOW, SETTINGS} from './settings.js'
+import {ACCEPT_PATH, ERROR_HEADER, MAX_SESSION_MEMORY, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SETTINGS, widenWindow} from './settings.js'
 
 /** A connection that arrived at the far end's listener, and where it came from. */
 export interface Accepted {
@@ -26,8 +26,9 @@ export class Tunnel {
 
   constructor(transport: Duplex, options: {pingMs?: number; pingTimeoutMs?: number} = {}) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve))
-    this.session = connectHttp2('http://tp-tunnel', {createConnection: () => transport as never, settings: SETTINGS})
-    this.session.on('connect', () => this.session.setLocalWindowSize(SESSION_WINDOW))
+    this.session = connectHttp2('http://tp-tunnel', {createConnection: () => transport as never, settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY})
+    this.session.on('connect', () => widenWindow(this.session))
+    transport.on('error', (error) => this.end(`the tunnel’s stream failed: ${error.message}`))
     this.session.on('error', (error) => this.end(`the tunnel failed: ${error.message}`))
     this.session.on('close', () => this.end('the far end closed the tunnel'))
     this.session.on('goaway', () => this.end('the far end closed the tunnel'))

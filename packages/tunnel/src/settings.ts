@@ -5,13 +5,24 @@ import type {Settings} from 'node:http2'
  * over the tunnel; the session's is what all of them together may. HTTP/2's defaults (64 KiB) would
  * hold a single connection far below the link's speed at any latency.
  */
-export const STREAM_WINDOW = 4 * 1024 * 1024
-export const SESSION_WINDOW = 32 * 1024 * 1024
+export const STREAM_WINDOW = 1024 * 1024
+export const SESSION_WINDOW = 16 * 1024 * 1024
 
 export const SETTINGS: Settings = {
   initialWindowSize: STREAM_WINDOW,
   maxConcurrentStreams: 10_000,
   enablePush: false,
+}
+
+/**
+ * What a session may buffer (MB) before it refuses new streams (ENHANCE_YOUR_CALM): enough for the
+ * session window, whatever the number of streams (Node's default, 10, is not).
+ */
+export const MAX_SESSION_MEMORY = 64
+
+/** Sets the session's own window once it can be (a session already gone has none). */
+export function widenWindow(session: {destroyed: boolean; setLocalWindowSize(size: number): void}): void {
+  if (!session.destroyed) session.setLocalWindowSize(SESSION_WINDOW)
 }
 
 /** A response header: the peer of an accepted connection (`address:port`). */

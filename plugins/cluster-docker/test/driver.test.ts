@@ -1,3 +1,5 @@
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {isUserError} from '@tp/sdk'
 import {DockerDriver} from '@tp/plugin-cluster-docker'
@@ -173,5 +175,15 @@ describe('whyNotRunning', () => {
     expect(await cluster.whyNotRunning(NET_A, replica)).toBeUndefined()
     expect(await cluster.whyNotRunning(NET_A, {...replica, startedAt: '2001-01-01T00:00:00Z'})).toMatch(/^restarted/)
     expect(await cluster.whyNotRunning(NET_A, {...replica, id: 'f'.repeat(64)})).toBe('was removed')
+  })
+})
+
+describe('the module the daemon imports', () => {
+  it('is self-contained (only Node’s own modules), and its factory gives the driver', async () => {
+    const {checkDriverModule, fakeDriverContext} = await import('@tp/sdk/testing')
+    const module = join(dirname(fileURLToPath(import.meta.resolve('@tp/plugin-cluster-docker/package.json'))), 'dist/module/driver.mjs')
+    const factory = await checkDriverModule(module)
+    const driver = await factory(fakeDriverContext({driver: 'docker', engine: 'unix:///var/run/docker.sock'}))
+    expect((await driver.namespaces()).map((n) => n.name)).toContain(NET_A)
   })
 })

@@ -81,7 +81,12 @@ describe('the relay', () => {
       stream.end('hello from this side\n')
     })
     // a workload on the namespace dials the relay by its name
-    const {output, code} = await fx.run(busybox, NET, ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do nc tpt-relay-accept 4701 </dev/null && exit 0; sleep 0.3; done; exit 1'], 'tpt-relay-dialler')
+    const {output, code} = await fx.run(
+      busybox,
+      NET,
+      ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do nc tpt-relay-accept 4701 </dev/null && exit 0; sleep 0.3; done; exit 1'],
+      'tpt-relay-dialler',
+    )
     expect(code, output).toBe(0)
     expect(output).toContain('hello from this side')
     expect(peers).toHaveLength(1)

@@ -37,7 +37,7 @@ const backend = (env: Record<string, string>) => new AttachedBackend(fakeContext
 const connect = (name: string, namespace = 'tp-demo'): ConnectOptions => ({
   name,
   namespace,
-  cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock', module: '/nonexistent/driver.mjs'},
+  cluster: {driver: 'docker', engine: 'unix:///var/run/docker.sock', module: '/nonexistent/driver.mjs', env: {}},
   reach: {containerNetwork: namespace},
   runtimeImage: 'tp-runtime:test',
 })

@@ -15,6 +15,8 @@ export default defineClusterDrivers([
     summary:
       'a cluster whose workloads are listed in a JSON inventory file ($TP___ENV___INVENTORY, else ./tp-inventory.json); agents run as processes on this machine',
     module: MODULE,
+    // its setting: tp passes it on to the daemon, which runs the driver too
+    env: ['TP___ENV___INVENTORY'],
     load: () => import('../driver.js'),
   },
 ])
