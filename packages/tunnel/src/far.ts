@@ -72,7 +72,10 @@ function connectOut(stream: ServerHttp2Stream, authority: string, sockets: Set<S
   const at = authority.lastIndexOf(':')
   const host = authority.slice(0, at).replace(/^\[|\]$/g, '')
   const port = Number(authority.slice(at + 1))
-  if (at <= 0 || !Number.isInteger(port)) return refuse(stream, 400, `not host:port: ${authority}`)
+  if (at <= 0 || !Number.isInteger(port)) {
+    refuse(stream, 400, `not host:port: ${authority}`)
+    return
+  }
   const socket = connect({host, port, allowHalfOpen: true})
   sockets.add(socket)
   socket.once('close', () => sockets.delete(socket))
@@ -120,7 +123,10 @@ class Listener {
   }
 
   park(stream: ServerHttp2Stream): void {
-    if (this.failed) return refuse(stream, 503, `cannot listen on port ${this.port}: ${this.failed}`)
+    if (this.failed) {
+      refuse(stream, 503, `cannot listen on port ${this.port}: ${this.failed}`)
+      return
+    }
     this.parked.push(stream)
     stream.once('close', () => {
       const at = this.parked.indexOf(stream)
