@@ -116,12 +116,25 @@ export interface NamespaceReach {
   hostAddress?: string
 }
 
+/** TLS files of an engine reached over tcp://, as the docker CLI keeps them. */
+export interface EngineTls {
+  ca: string
+  cert: string
+  key: string
+  /** Whether the engine's certificate is checked against `ca` (a context's SkipTLSVerify turns it off). */
+  verify: boolean
+}
+
 /** Which cluster a connection works on: the driver, and the engine it talks to. */
 export interface ClusterTarget {
   /** The driver's name (`docker`). */
   driver: string
   /** The cluster's engine: an engine URL (`unix:///var/run/docker.sock`, `tcp://…`, `ssh://…`). */
   engine: string
+  /** For a tcp:// engine with TLS: its files. */
+  tls?: EngineTls
+  /** The Docker context the engine was named by, if it was. */
+  context?: string
 }
 
 /** Given to a cluster driver's factory. */
