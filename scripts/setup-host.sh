@@ -19,8 +19,10 @@ install_missing_packages() {
   # any Docker engine will do (docker.io, docker-ce); install Debian's only when there is none
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   local package
-  # tmux, tcsh and python3-dotenv are for the tests (a real terminal, csh env files, Compose v1's .env reader)
-  for package in sshfs openssh-sftp-server iptables busybox-static tmux tcsh python3-dotenv; do
+  # tmux, tcsh and python3-dotenv are for the tests (a real terminal, csh env files, Compose v1's .env reader);
+  # openssh-server is the sshd of the tests' second machine (test/helpers/remote-machine.ts), which runs
+  # its own in a network namespace (where an init system runs, installing it also starts one on the host)
+  for package in sshfs openssh-sftp-server openssh-server iptables busybox-static tmux tcsh python3-dotenv; do
     if package_missing "$package"; then missing+=("$package"); fi
   done
   if [ "${#missing[@]}" -eq 0 ]; then
