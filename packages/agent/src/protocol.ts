@@ -1,3 +1,4 @@
+import type {Duplex} from 'node:stream'
 import type {Socket} from 'node:net'
 
 /**
@@ -142,7 +143,7 @@ export type InvalidLine = 'not-protocol' | 'unknown-message'
  * given to onInvalid (default: ignored).
  */
 export function readMessages<M>(
-  socket: Socket,
+  socket: Duplex,
   decode: (value: unknown) => M | undefined,
   onMessage: (message: M) => void,
   onInvalid?: (line: string, why: InvalidLine) => void,
@@ -181,7 +182,7 @@ export function readMessages<M>(
  * Reads one line (the dial-back header) from a raw socket without consuming anything after it:
  * bytes after the newline are pushed back so they stay part of the stream.
  */
-export function readHeaderLine(socket: Socket, timeoutMs: number): Promise<string> {
+export function readHeaderLine(socket: Duplex, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let buffer = Buffer.alloc(0)
     // timeoutMs 0: wait as long as the socket lives (an idle spare connection)

@@ -1,4 +1,5 @@
 import {createServer, connect, type Server, type Socket} from 'node:net'
+import type {Duplex} from 'node:stream'
 import {timingSafeEqual} from 'node:crypto'
 import {UserError, listen} from '@tp/sdk'
 import {type AgentCounters, type AgentMessage, type DaemonMessage, decodeAgentMessage, encode, readHeaderLine, readMessages} from './protocol.js'
@@ -14,6 +15,20 @@ export interface AgentServerOptions {
   pingMs?: number
   /** An agent silent for this long is gone (default 3000 ms). */
   leaseMs?: number
+  /**
+   * How the daemon opens a connection to an agent (dial-backs, spares): straight by default; through
+   * a tunnel when the agents are on a cluster on another machine.
+   */
+  dial?: (host: string, port: number) => Promise<Duplex>
+}
+
+/** A TCP connection to host:port, once it is made. */
+export function dialDirect(host: string, port: number): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({host, port, allowHalfOpen: true, noDelay: true})
+    socket.once('connect', () => resolve(socket))
+    socket.once('error', reject)
+  })
 }
 
 export interface AgentReady {
@@ -96,15 +111,15 @@ class Session implements AgentSession {
   private resolveReady!: (r: AgentReady) => void
   private rejectReady!: (e: Error) => void
   private resolveGone!: (reason: string) => void
-  private socket?: Socket
+  private socket?: Duplex
   private hello?: AgentReady
   private isReady = false
   private active = false
   private ended = false
   private relayed = 0
   private agentCounters?: AgentCounters & {at: number}
-  private readonly open = new Set<Socket>()
-  private readonly spares = new Set<Socket>()
+  private readonly open = new Set<Duplex>()
+  private readonly spares = new Set<Duplex>()
   /** Hand-backs waiting for the agent's `drained`. */
   private readonly drainWaiters: Array<() => void> = []
   private pingTimer?: NodeJS.Timeout
@@ -115,7 +130,13 @@ class Session implements AgentSession {
     readonly interceptId: string,
     readonly token: string,
     private readonly options: ExpectOptions,
-    private readonly server: {pingMs: number; leaseMs: number; log: (m: string) => void; forget: (s: Session) => void},
+    private readonly server: {
+      pingMs: number
+      leaseMs: number
+      log: (m: string) => void
+      forget: (s: Session) => void
+      dial: (host: string, port: number) => Promise<Duplex>
+    },
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve
@@ -137,7 +158,7 @@ class Session implements AgentSession {
   }
 
   /** The agent connected and said hello. */
-  attach(socket: Socket, hello: AgentReady): void {
+  attach(socket: Duplex, hello: AgentReady): void {
     if (this.ended || this.socket) {
       socket.destroy()
       return
@@ -219,13 +240,8 @@ class Session implements AgentSession {
       this.options.onHandlerUnreachable?.()
       return
     }
-    const back = connect({host: hello.address, port: hello.dialPort, allowHalfOpen: true, noDelay: true})
-    back.setNoDelay(true)
-    const connected = await new Promise<boolean>((resolve) => {
-      back.once('connect', () => resolve(true))
-      back.once('error', () => resolve(false))
-    })
-    if (!connected) {
+    const back = await this.server.dial(hello.address, hello.dialPort).catch(() => undefined)
+    if (!back) {
       local.destroy()
       this.send({type: 'dial-failed', id})
       return
@@ -262,24 +278,32 @@ class Session implements AgentSession {
   }
 
   private fillSpares(): void {
-    while (this.active && this.isReady && !this.ended && this.spares.size < SPARES) this.openSpare()
+    while (this.active && this.isReady && !this.ended && this.spares.size + this.sparesDialling < SPARES) this.openSpare()
   }
+
+  /** Spares being dialled (a dial through a tunnel takes a round trip). */
+  private sparesDialling = 0
 
   /** A connection to the agent's dial-back port that waits until the agent puts it to use. */
   private openSpare(): void {
     const hello = this.hello!
-    const spare = connect({host: hello.address, port: hello.dialPort, allowHalfOpen: true, noDelay: true})
-    this.spares.add(spare)
-    spare.once('close', () => this.spares.delete(spare))
-    spare.on('error', () => spare.destroy())
-    spare.once('connect', () => {
+    this.sparesDialling++
+    const dialled = this.server.dial(hello.address, hello.dialPort).finally(() => this.sparesDialling--)
+    void dialled.then((spare) => {
+      this.spares.add(spare)
+      spare.once('close', () => this.spares.delete(spare))
+      spare.on('error', () => spare.destroy())
+      if (this.ended || !this.active) {
+        spare.destroy()
+        return
+      }
       spare.write(encode({spare: this.token}))
       readHeaderLine(spare, 0).then(
         async () => {
           // the agent took it for a redirected connection: replace it, then serve this one
           this.spares.delete(spare)
           this.fillSpares()
-          let local: Socket
+          let local: Duplex
           try {
             local = await this.options.connectLocal()
           } catch (error) {
@@ -296,7 +320,7 @@ class Session implements AgentSession {
         },
         () => spare.destroy(),
       )
-    })
+    }, swallowDialError)
   }
 
   async release(): Promise<void> {
@@ -352,7 +376,7 @@ class Session implements AgentSession {
 export class AgentServer {
   private readonly server: Server
   private readonly sessions = new Map<string, Session>()
-  private readonly controlSockets = new Set<Socket>()
+  private readonly controlSockets = new Set<Duplex>()
   private readonly log: (m: string) => void
   private readonly pingMs: number
   private readonly leaseMs: number
@@ -361,7 +385,15 @@ export class AgentServer {
     this.log = options.log ?? (() => undefined)
     this.pingMs = options.pingMs ?? 1000
     this.leaseMs = options.leaseMs ?? 3000
-    this.server = createServer({noDelay: true}, (socket) => this.onConnection(socket))
+    this.server = createServer({noDelay: true}, (socket) => this.onConnection(socket, plainAddress(socket.remoteAddress)))
+  }
+
+  /**
+   * An agent's control connection that arrived another way than at this server's listener (through
+   * a tunnel from a cluster on another machine), with the agent's address as its side sees it.
+   */
+  accept(stream: Duplex, remoteAddress: string): void {
+    this.onConnection(stream, plainAddress(remoteAddress))
   }
 
   async listen(): Promise<{port: number}> {
@@ -375,6 +407,7 @@ export class AgentServer {
       pingMs: this.pingMs,
       leaseMs: this.leaseMs,
       log: this.log,
+      dial: this.options.dial ?? dialDirect,
       forget: (s) => {
         if (this.sessions.get(s.interceptId) === s) this.sessions.delete(s.interceptId)
       },
@@ -383,7 +416,7 @@ export class AgentServer {
     return session
   }
 
-  private onConnection(socket: Socket): void {
+  private onConnection(socket: Duplex, remoteAddress: string): void {
     let session: Session | undefined
     const helloTimer = setTimeout(() => socket.destroy(), 10_000)
     socket.on('error', () => undefined)
@@ -394,7 +427,7 @@ export class AgentServer {
     })
     const reject = () => {
       clearTimeout(helloTimer)
-      this.log(`rejected an agent connection from ${plainAddress(socket.remoteAddress)}: unknown intercept or wrong token`)
+      this.log(`rejected an agent connection from ${remoteAddress}: unknown intercept or wrong token`)
       socket.destroy()
     }
     readMessages(
@@ -411,7 +444,7 @@ export class AgentServer {
         clearTimeout(helloTimer)
         session = candidate
         session.attach(socket, {
-          address: plainAddress(socket.remoteAddress),
+          address: remoteAddress,
           redirectPort: message.redirectPort,
           dialPort: message.dialPort,
           sftpPort: message.sftpPort,
@@ -425,7 +458,7 @@ export class AgentServer {
         }
         if (why === 'unknown-message') return reject()
         clearTimeout(helloTimer)
-        this.log(`agent connection from ${plainAddress(socket.remoteAddress)} sent something that is not protocol: ${line.slice(0, 80)}`)
+        this.log(`agent connection from ${remoteAddress} sent something that is not protocol: ${line.slice(0, 80)}`)
         socket.destroy()
       },
     )
@@ -438,3 +471,6 @@ export class AgentServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()))
   }
 }
+
+/** A spare that could not be dialled: the next redirected connection dials its own. */
+function swallowDialError(): void {}

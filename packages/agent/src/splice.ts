@@ -1,20 +1,21 @@
-import type {Socket} from 'node:net'
+import type {Duplex} from 'node:stream'
 
 /**
- * Joins two sockets both ways: TCP_NODELAY on both, no buffering beyond pipe(), half-close
+ * Joins two byte streams both ways: TCP_NODELAY on sockets, no buffering beyond pipe(), half-close
  * honoured (when one side ends, only that direction is ended), both destroyed on any error.
- * Both sockets must have been created with allowHalfOpen. Resolves when both are closed.
+ * Sockets must have been created with allowHalfOpen. Resolves when both are closed. A stream may
+ * be a tunnel's (a connection carried to a cluster on another machine).
  */
-export function splice(a: Socket, b: Socket): Promise<void> {
-  a.setNoDelay(true)
-  b.setNoDelay(true)
+export function splice(a: Duplex, b: Duplex): Promise<void> {
+  noDelay(a)
+  noDelay(b)
   const destroyBoth = () => {
     a.destroy()
     b.destroy()
   }
   a.on('error', destroyBoth)
   b.on('error', destroyBoth)
-  const closed = (s: Socket) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())))
+  const closed = (s: Duplex) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())))
   // a side that closes without having ended its stream (reset, abort) takes the other with it,
   // instead of leaving it half-open forever
   a.once('close', () => !a.readableEnded && b.destroy())
@@ -24,4 +25,9 @@ export function splice(a: Socket, b: Socket): Promise<void> {
   a.resume()
   b.resume()
   return Promise.all([closed(a), closed(b)]).then(() => undefined)
+}
+
+function noDelay(stream: Duplex): void {
+  const socket = stream as Duplex & {setNoDelay?: (on: boolean) => void}
+  socket.setNoDelay?.(true)
 }

@@ -16,6 +16,7 @@ import {
   type StrayDaemon,
   UserError,
   defaultEngineUrl,
+  resolveEngine,
   reuseRunning,
 } from '@tp/sdk'
 import type {Registries} from './extensions.js'
@@ -27,9 +28,19 @@ export const HOST_BACKEND = 'host'
 /** The cluster driver tp uses unless told otherwise ($TP_CLUSTER_DRIVER). */
 export const DEFAULT_DRIVER = 'docker'
 
-/** The cluster a connection made now works on: $TP_CLUSTER_DRIVER (else docker) on the engine DOCKER_HOST names. */
-export function defaultCluster(env: NodeJS.ProcessEnv = process.env): ClusterTarget {
-  return {driver: env.TP_CLUSTER_DRIVER || DEFAULT_DRIVER, engine: defaultEngineUrl(env)}
+/**
+ * The cluster a connection made now works on: $TP_CLUSTER_DRIVER (else docker), on the engine
+ * `--cluster` names (a Docker context or an engine URL), else $TP_CLUSTER, else the handler's own
+ * engine (DOCKER_HOST, else the local socket).
+ */
+export function defaultCluster(given?: string, env: NodeJS.ProcessEnv = process.env): ClusterTarget {
+  const {url, tls, context} = resolveEngine(given || env.TP_CLUSTER || undefined, env, {contexts: false})
+  return {driver: env.TP_CLUSTER_DRIVER || DEFAULT_DRIVER, engine: url, ...(tls ? {tls} : {}), ...(context ? {context} : {})}
+}
+
+/** Whether a cluster is on another engine than the handlers': then nothing here routes to it, and the driver links to it. */
+export function isLinked(cluster: ClusterTarget, env: NodeJS.ProcessEnv = process.env): boolean {
+  return cluster.engine !== defaultEngineUrl(env)
 }
 
 /** The cluster of a record (a record from before cluster drivers: the Docker driver on the engine it was made on). */
@@ -152,7 +163,7 @@ export class Connections {
     return survey.live
   }
 
-  async connect(options: {name: string; namespace?: string; docker: boolean}): Promise<LiveConnection> {
+  async connect(options: {name: string; namespace?: string; docker: boolean; cluster?: string}): Promise<LiveConnection> {
     if (!CONNECTION_NAME_PATTERN.test(options.name)) {
       throw new UserError(`"${options.name}" is not a usable connection name`, 'use lower-case letters, digits and dashes, at most 31 characters (--name)')
     }
@@ -168,16 +179,32 @@ export class Connections {
     const backend = await this.backend(backendName)
     // what this backend needs of this machine, before anything is made
     await backend.check?.()
+    const cluster = defaultCluster(options.cluster)
     const running = await backend.find(options.name)
     if (running) {
+      if (options.cluster !== undefined && clusterOf(running).engine !== cluster.engine) {
+        throw new UserError(
+          `connection "${options.name}" is to the ${describeCluster(running)}, not to ${cluster.engine}`,
+          `run \`tp quit --name ${options.name}\` first, or connect a second one with \`tp connect --cluster ${options.cluster} --name <other>\``,
+        )
+      }
       return this.liveConnection(reuseRunning(running, options, backendName === CONTAINER_BACKEND ? 'tp connect --docker' : 'tp connect'), backend)
     }
-    // the cluster: its driver resolves the namespace, says where its names are reached, and has
-    // tp's runtime image where agents run
-    const cluster = defaultCluster()
+    // the cluster: its driver resolves the namespace, says where its names are reached (or links
+    // to it, on another machine), and has tp's runtime image where agents run
     const driver = await this.driver(cluster)
     const namespace = await driver.resolveNamespace(options.namespace ?? process.env.TP_NAMESPACE)
-    const [reach, images] = await Promise.all([driver.reach(namespace), driver.ensureImages({progress: (line) => this.context.log.info(line)})])
+    const linked = isLinked(cluster)
+    if (linked && !driver.link) {
+      throw new UserError(
+        `cluster driver ${cluster.driver} cannot reach a cluster on another engine (${cluster.engine}) than your handlers' (${defaultEngineUrl()})`,
+        'use a driver that can, or a cluster on the engine DOCKER_HOST names',
+      )
+    }
+    const [reach, images] = await Promise.all([
+      linked ? ({containerNetwork: 'host', linked: true} as const) : driver.reach(namespace),
+      driver.ensureImages({progress: (line) => this.context.log.info(line)}),
+    ])
     const {module, env: settings = []} = this.registries['cluster-drivers'].get(cluster.driver).descriptor
     const env = Object.fromEntries(settings.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])))
     const record = await backend.ensure({name: options.name, namespace, cluster: {...cluster, module, env}, reach, runtimeImage: images.runtime})
@@ -242,10 +269,10 @@ export class Connections {
    * The connection a command works on: `--use <name>`, else the only live one; with `implicit`,
    * connects (as `default`) when there is none — the way `tp intercept` works without `tp connect`.
    */
-  async current(options: {use?: string; implicit?: {docker: boolean; namespace?: string}}): Promise<LiveConnection> {
+  async current(options: {use?: string; implicit?: {docker: boolean; namespace?: string; cluster?: string}}): Promise<LiveConnection> {
     const chosen = await this.choose({use: options.use, namespace: options.implicit?.namespace})
     if (chosen) return chosen
-    if (options.implicit) return this.connect({name: 'default', docker: options.implicit.docker, namespace: options.implicit.namespace})
+    if (options.implicit) return this.connect({name: 'default', ...options.implicit})
     throw new UserError('tp is not connected', 'connect with `tp connect --docker` (or run `tp intercept`, which connects by itself)')
   }
 }
@@ -267,8 +294,8 @@ function describeConnections(live: LiveConnection[]): string {
 /** One line about a connection whose daemon died: what it was and what was cleaned up. */
 /** A connection's cluster in words: `docker cluster at unix:///var/run/docker.sock`. */
 export function describeCluster(record: Pick<ConnectionRecord, 'cluster'>): string {
-  const {driver, engine} = clusterOf(record)
-  return `${driver} cluster at ${engine}`
+  const {driver, engine, context} = clusterOf(record)
+  return `${driver} cluster at ${engine}${context ? ` (context ${context})` : ''}`
 }
 
 export function describeDeath({record, cleanedUp}: StaleConnection): string {

@@ -8,7 +8,21 @@ export type Registries = {[P in ExtensionPoint]: ExtensionRegistry<ExtensionType
 const HOOK_TIMEOUT_MS = Number(process.env.TP_HOOK_TIMEOUT_MS ?? 3000)
 
 /** Flags of `tp intercept` itself: no handler may take them. */
-export const RESERVED_FLAGS = ['port', 'name', 'docker', 'namespace', 'use', 'mount', 'output', 'env-file', 'env-syntax', 'env-json', 'help', 'volume-provider']
+export const RESERVED_FLAGS = [
+  'port',
+  'name',
+  'docker',
+  'namespace',
+  'cluster',
+  'use',
+  'mount',
+  'output',
+  'env-file',
+  'env-syntax',
+  'env-json',
+  'help',
+  'volume-provider',
+]
 
 async function collect(config: Interfaces.Config, point: ExtensionPoint): Promise<HookOutcome> {
   // oclif's own timer for the time limit does not keep the process alive: a hook that never

@@ -106,7 +106,7 @@ export function planIntercepts(spec: ValidatedSpec, capabilities: PlacementCapab
 export async function specConnection(
   connections: Connections,
   spec: ValidatedSpec,
-): Promise<{existing?: LiveConnection; connect?: {name: string; namespace?: string; docker: boolean}}> {
+): Promise<{existing?: LiveConnection; connect?: {name: string; namespace?: string; docker: boolean; cluster?: string}}> {
   const wanted = spec.connection ?? {}
   const live = await connections.live()
   const check = (c: LiveConnection) => {
@@ -118,7 +118,7 @@ export async function specConnection(
     }
     return {existing: c}
   }
-  const make = {name: wanted.name ?? 'default', namespace: wanted.namespace, docker: wanted.docker === true}
+  const make = {name: wanted.name ?? 'default', namespace: wanted.namespace, docker: wanted.docker === true, cluster: wanted.cluster}
   if (wanted.name) {
     const found = live.find((c) => c.record.name === wanted.name)
     return found ? check(found) : {connect: make}
@@ -428,7 +428,7 @@ export async function describePlan(options: Omit<SpecRunOptions, 'interrupts' | 
   const lines = [`Spec ${spec.name} (dry run: nothing is created)`]
   if (target.existing) lines.push(`  connection: "${target.existing.record.name}" to ${target.existing.record.namespace} (live; it stays)`)
   else {
-    const c = target.connect as {name: string; namespace?: string; docker: boolean}
+    const c = target.connect as {name: string; namespace?: string; docker: boolean; cluster?: string}
     lines.push(
       `  connection: would connect "${c.name}"${c.namespace ? ` to ${c.namespace}` : ''} with the ${connections.backendName(c.docker)} daemon, and quit it at the end`,
     )

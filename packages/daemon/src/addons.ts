@@ -1,5 +1,6 @@
 import type {ClusterDriver} from '@tp/sdk'
 import type {DaemonConfig} from './config.js'
+import type {NameEntry} from './names.js'
 
 /**
  * What a daemon backend adds to its daemon's process (`TP_DAEMON_ADDONS`): the host backend keeps
@@ -18,6 +19,11 @@ export interface DaemonAddonContext {
   config: DaemonConfig
   driver: ClusterDriver
   log: (message: string) => void
+  /**
+   * The namespace's names and where this side reaches each: the workloads' own addresses, or for a
+   * namespace on another machine the addresses where the daemon serves them.
+   */
+  names: () => Promise<NameEntry[]>
 }
 
 export type DaemonAddonFactory = (context: DaemonAddonContext) => DaemonAddon | Promise<DaemonAddon>

@@ -1,4 +1,4 @@
-import {type ClusterTarget, type Placement, UserError, placementProblems} from '@tp/sdk'
+import {type ClusterTarget, type EngineTls, type Placement, UserError, placementProblems} from '@tp/sdk'
 
 /** What a backend tells the daemon when it starts it (environment variables). */
 export interface DaemonConfig {
@@ -22,8 +22,12 @@ export interface DaemonConfig {
   holderTeardownMs: number
   /** How long a hand-back waits for the connections in flight to the handler before it is stopped. */
   drainMs: number
-  /** The cluster: its driver, the engine as the daemon reaches it, and the driver's module (what the daemon imports). */
-  cluster: ClusterTarget & {module: string}
+  /**
+   * The cluster: its driver, the engine as the daemon reaches it (TLS files included), the driver's
+   * module (what the daemon imports), and whether the namespace is on another machine (`linked`:
+   * everything goes through the driver's link).
+   */
+  cluster: ClusterTarget & {module: string; linked: boolean}
   /**
    * Modules the backend adds to its daemon process (the host backend: the namespace's names in
    * this machine's hosts file); each default-exports a `DaemonAddon` factory.
@@ -52,6 +56,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     if ((error as {kind?: string}).kind === 'user') throw error
     throw new UserError('TP_PLACEMENT is not JSON', 'start the daemon with `tp connect`, not by hand')
   }
+  const json = <T>(name: string): T => {
+    try {
+      return JSON.parse(env[name] ?? '') as T
+    } catch {
+      throw new UserError(`${name} is not JSON`, 'start the daemon with `tp connect`, not by hand')
+    }
+  }
   const list = (name: string): string[] => {
     if (!env[name]) return []
     try {
@@ -79,7 +90,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     placement,
     holderTeardownMs: Number(env.TP_HOLDER_TEARDOWN_MS ?? 15_000),
     drainMs: Number(env.TP_DRAIN_MS ?? 2000),
-    cluster: {driver: required('TP_CLUSTER_DRIVER'), engine: required('TP_CLUSTER_ENGINE'), module: required('TP_CLUSTER_DRIVER_MODULE')},
+    cluster: {
+      driver: required('TP_CLUSTER_DRIVER'),
+      engine: required('TP_CLUSTER_ENGINE'),
+      module: required('TP_CLUSTER_DRIVER_MODULE'),
+      linked: env.TP_CLUSTER_LINKED === '1',
+      ...(env.TP_CLUSTER_TLS ? {tls: json<EngineTls>('TP_CLUSTER_TLS')} : {}),
+    },
     addons: list('TP_DAEMON_ADDONS'),
     reconcileMs: Number(env.TP_RECONCILE_MS ?? 5000),
   }

@@ -4,7 +4,8 @@ import type {Server} from 'node:http'
 import {isIP} from 'node:net'
 import type Docker from 'dockerode'
 import {AgentServer} from '@tp/agent'
-import {type ClusterDriver, LABEL_INTERCEPT, LABEL_ROLE, listen, sweep} from '@tp/sdk'
+import {type ClusterDriver, LABEL_INTERCEPT, LABEL_ROLE, type NamespaceLink, UserError, listen, sweep, tpLabels} from '@tp/sdk'
+import {LinkedNames, type NameEntry, forwardThrough} from './names.js'
 import type {HandlerReach, Reach} from './reach.js'
 import type {DaemonConfig} from './config.js'
 import {createApi} from './api.js'
@@ -26,12 +27,17 @@ async function address(host: string): Promise<string> {
   return (await lookup(host, {family: 4})).address
 }
 
+/** The port tp's relay listens on for agents, on a linked namespace's network. */
+const LINKED_AGENT_PORT = 4701
+
 /** One daemon per connection: the API, the agents' control server and the intercepts. */
 export class Daemon {
   private api?: Server
   private agents?: AgentServer
   private intercepts?: InterceptManager
   private quitting?: Promise<void>
+  private link?: NamespaceLink
+  private linkedNames?: LinkedNames
   private readonly log: (m: string) => void
 
   constructor(
@@ -41,19 +47,78 @@ export class Daemon {
     this.log = deps.log ?? ((m) => console.error(m))
   }
 
+  /**
+   * The link to a namespace on another machine, and the names it serves here: made before the
+   * daemon listens (a backend's addon may want the names first: `names()`).
+   */
+  async prepare(): Promise<void> {
+    const {cluster} = this.config
+    if (!cluster.linked || this.link) return
+    if (!this.deps.driver.link) {
+      throw new UserError(
+        `cluster driver ${cluster.driver} cannot reach a namespace on another machine's engine (${cluster.engine})`,
+        'use a cluster on the engine your handlers run on, or a driver that can',
+      )
+    }
+    this.link = await this.deps.driver.link(this.config.namespace, {
+      connection: this.config.connection,
+      image: this.config.runtimeImage,
+      labels: tpLabels({connection: this.config.connection, role: 'relay'}),
+    })
+    this.linkedNames = new LinkedNames(this.deps.driver, this.config.namespace, this.link, this.log)
+    void this.link.closed.then((why) => this.linkLost(why))
+  }
+
+  /** Where this side reaches the namespace's names: the workloads' own addresses, or (linked) where this daemon serves them. */
+  async names(): Promise<NameEntry[]> {
+    await this.prepare()
+    if (this.linkedNames) return this.linkedNames.sync()
+    const workloads = await this.deps.driver.workloads(this.config.namespace)
+    return workloads.flatMap((w) =>
+      w.replicas
+        .filter((r) => r.address)
+        .map((r) => ({address: r.address, names: [...new Set([w.name, r.name, ...w.aliases].flatMap((n) => [n, `${n}.${this.config.namespace}`]))]})),
+    )
+  }
+
+  /**
+   * The link broke (this machine slept, the network went, the engine restarted): the far end and
+   * the agents there give the traffic back and go by themselves; every intercept here ends, and
+   * says why; then the daemon quits (the next tp command connects anew).
+   */
+  private async linkLost(why: string): Promise<void> {
+    if (this.quitting) return
+    const reason = `the link to the cluster's engine ${this.config.cluster.engine} broke (${why})`
+    this.log(reason)
+    await this.intercepts?.removeAll(reason, 'agent')
+    await this.quit(reason)
+    this.deps.onQuit?.()
+  }
+
   /** Listens for agents and for the API; resolves with the API's port. */
   async start(): Promise<number> {
+    await this.prepare()
     const {placement} = this.config
-    this.agents = new AgentServer({host: placement.daemon.listenHost, port: this.config.controlPort, log: this.log})
+    const link = this.link
+    // linked: agents dial the far end, which brings their connections here; the daemon dials them through it
+    this.agents = new AgentServer({
+      host: link ? '127.0.0.1' : placement.daemon.listenHost,
+      port: link ? 0 : this.config.controlPort,
+      log: this.log,
+      dial: link ? (host, port) => link.connect(host, port) : undefined,
+    })
     const {port: controlPort} = await this.agents.listen()
+    if (link) link.listen(LINKED_AGENT_PORT, ({stream, peer}) => this.agents?.accept(stream, peer.address))
     const handlerReach = async (where: {daemonConnectsTo: string; agentConnectsTo?: string}): Promise<HandlerReach> => ({
       handlerHost: where.daemonConnectsTo,
-      directHost: where.agentConnectsTo === undefined ? undefined : await address(where.agentConnectsTo),
+      // agents on another machine never reach a handler here straight
+      directHost: where.agentConnectsTo === undefined || link ? undefined : await address(where.agentConnectsTo),
     })
     const reach: Reach = {
-      agentsDial: `${await address(placement.daemon.agentHost)}:${controlPort}`,
+      agentsDial: link ? `${link.agentHost}:${LINKED_AGENT_PORT}` : `${await address(placement.daemon.agentHost)}:${controlPort}`,
       container: await handlerReach(placement.handler),
       process: placement.process ? await handlerReach(placement.process) : undefined,
+      ...(link ? {forward: (host: string, port: number) => forwardThrough(link, host, port)} : {}),
     }
     this.intercepts = new InterceptManager(this.config, this.deps.driver, this.agents, reach, this.log, (name) => this.removeOrphans(name))
     this.api = createApi({
@@ -96,6 +161,8 @@ export class Daemon {
       this.api?.closeAllConnections()
       this.api?.close()
       await this.agents?.close()
+      this.linkedNames?.close()
+      this.link?.close(reason)
       await this.deps.driver.close?.()
     })()
     return this.quitting

@@ -70,6 +70,8 @@ interface Intercept {
   /** Where its handler is reached. */
   handler: HandlerReach
   lease: LeaseSink
+  /** Closes the port here that reaches its SFTP server on another machine. */
+  closeForward?: () => void
   removing?: Promise<void>
   stopWatching: () => void
   /** Resolves when the lease holder has finished its teardown (lease closed, or its own leave). */
@@ -178,7 +180,9 @@ export class InterceptManager {
     // chosen here rather than by the agent, so the session (and the volumes made from it) can be
     // sent before the agent is up; the agent shares its replica's address
     const sftpPort = exported.length > 0 ? sftpPortForAgent() : null
-    const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort})
+    // a namespace on another machine: its first replica's SFTP server is reached through a port here
+    const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(workload.replicas[0].address, sftpPort) : undefined
+    const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward})
     const intercept: Intercept = {
       info: {
         name,
@@ -200,6 +204,7 @@ export class InterceptManager {
       sftpPort,
       handler,
       lease,
+      closeForward: forward?.close,
       stopWatching: () => undefined,
       holderDone: Promise.resolve(),
       markHolderDone: () => undefined,
@@ -217,6 +222,7 @@ export class InterceptManager {
       const ready = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
       await Promise.all(ready.map((a) => this.dropAgent(intercept, a, 1)))
       if (onSession) await this.failAfterSession(name, lease, failed.reason)
+      forward?.close()
       throw failed.reason
     }
     for (const result of started) if (result.status === 'fulfilled') this.addAgent(intercept, result.value)
@@ -367,8 +373,10 @@ export class InterceptManager {
     request: CreateInterceptRequest
     exported: Workload['mounts']
     sftpPort: number | null
+    /** Where this side reaches the SFTP server, when not at the replica's own address (a namespace on another machine). */
+    sftpAt?: {host: string; port: number}
   }): DaemonSession {
-    const {id, name, workload, servicePort, serviceName, request, exported, sftpPort} = parts
+    const {id, name, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt} = parts
     // the volumes are served by the agent of the first replica
     const [first] = workload.replicas
     const mounts: RemoteMount[] =
@@ -377,8 +385,8 @@ export class InterceptManager {
         : exported.map((m) => ({
             path: m.path,
             readOnly: m.readOnly,
-            sftp: {host: first.address, port: sftpPort, dir: m.path},
-            ...(m.engine ? {engine: m.engine} : {}),
+            sftp: {host: sftpAt?.host ?? first.address, port: sftpAt?.port ?? sftpPort, dir: m.path},
+            ...(m.engine && !sftpAt ? {engine: m.engine} : {}),
           }))
     const environment: Record<string, string> = {}
     for (const [key, value] of Object.entries(workload.environment)) {
@@ -567,6 +575,7 @@ export class InterceptManager {
           }
         }),
       )
+      intercept.closeForward?.()
       this.intercepts.delete(name)
       for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
       intercept.lease.end()
@@ -574,8 +583,9 @@ export class InterceptManager {
     return intercept.removing
   }
 
-  async removeAll(reason: string): Promise<void> {
-    await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, 'quit')))
+  /** Ends every intercept: on purpose (`quit`), or because something failed for all of them (`agent`). */
+  async removeAll(reason: string, by: EndedBy = 'quit'): Promise<void> {
+    await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, by)))
   }
 }
 

@@ -27,15 +27,18 @@ async function loadDriver(config: DaemonConfig): Promise<ClusterDriver> {
     tpVersion: config.version,
     cacheDir: cacheDir(),
     log: {info: log, warn: log, debug: () => undefined},
-    cluster: {driver: config.cluster.driver, engine: config.cluster.engine},
+    cluster: {driver: config.cluster.driver, engine: config.cluster.engine, ...(config.cluster.tls ? {tls: config.cluster.tls} : {})},
   })
 }
 
 async function main(): Promise<void> {
   const config = configFromEnv(process.env)
   const driver = await loadDriver(config)
+  // its Docker client is the handler's engine (where a gone CLI's handler containers and volumes are removed)
+  const daemon = new Daemon(config, {driver, docker: new Docker(), log, onQuit: () => exit(0)})
   const addons: DaemonAddon[] = []
-  for (const path of config.addons) addons.push(await (await factoryOf<DaemonAddonFactory>(path, 'daemon addon'))({config, driver, log}))
+  for (const path of config.addons)
+    addons.push(await (await factoryOf<DaemonAddonFactory>(path, 'daemon addon'))({config, driver, log, names: () => daemon.names()}))
   let stopped = false
   const stopAddons = () => {
     if (stopped) return
@@ -54,12 +57,12 @@ async function main(): Promise<void> {
     stopAddons()
     process.exit(code)
   }
-  // the handler's engine (where a gone CLI's handler containers and volumes are removed)
-  const daemon = new Daemon(config, {driver, docker: new Docker(), log, onQuit: () => exit(0)})
   process.on('SIGTERM', () => void daemon.quit('SIGTERM').then(() => exit(0)))
   process.on('SIGINT', () => void daemon.quit('SIGINT').then(() => exit(0)))
   // a host daemon's terminal may go away: it outlives the tp command that started it
   process.on('SIGHUP', () => undefined)
+  // a linked namespace's names are served by the daemon: the link comes first
+  await daemon.prepare()
   for (const addon of addons) await addon.start?.()
   await daemon.start()
 }

@@ -14,4 +14,9 @@ export interface Reach {
   container: HandlerReach
   /** A process on the user's machine; undefined when the placement cannot reach one. */
   process?: HandlerReach
+  /**
+   * For a namespace on another machine: a port on this side that reaches host:port there (a
+   * workload's SFTP server, for the volume providers here).
+   */
+  forward?: (host: string, port: number) => Promise<{host: string; port: number; close: () => void}>
 }

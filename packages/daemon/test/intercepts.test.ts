@@ -176,7 +176,7 @@ function setup(
       holderTeardownMs: options.holderTeardownMs ?? 200,
       drainMs: options.drainMs ?? 50,
       reconcileMs: options.reconcileMs ?? 60_000,
-      cluster: {driver: 'fake', engine: 'fake://', module: '/fake/driver.mjs'},
+      cluster: {driver: 'fake', engine: 'fake://', module: '/fake/driver.mjs', linked: false},
     },
     cluster,
     {

@@ -1,3 +1,4 @@
+import type {Duplex} from 'node:stream'
 import type {Descriptor, PluginContext} from './contracts.js'
 
 /**
@@ -114,6 +115,27 @@ export interface NamespaceReach {
    * daemon or a process on this machine); undefined when they cannot.
    */
   hostAddress?: string
+  /**
+   * The namespace is on another machine: nothing here routes to it, and everything between the two
+   * travels through the driver's `link` (its names are served by the daemon on this side).
+   */
+  linked?: boolean
+}
+
+/**
+ * What carries everything between this machine and a namespace on another machine's engine: one
+ * connection the driver keeps (through the engine's own API), with many streams in it.
+ */
+export interface NamespaceLink {
+  /** Where agents in the namespace dial the daemon: the far end's address there. */
+  agentHost: string
+  /** A connection from the far end to host:port in the namespace. */
+  connect(host: string, port: number): Promise<Duplex>
+  /** Takes the connections that arrive at the far end on `port` (agents dialling the daemon); returns a stop. */
+  listen(port: number, onConnection: (accepted: {stream: Duplex; peer: {address: string; port: number}}) => void): () => void
+  /** Resolves, with why, when the link is gone (the machine asleep, the engine restarted, closed). */
+  closed: Promise<string>
+  close(why?: string): void
 }
 
 /** TLS files of an engine reached over tcp://, as the docker CLI keeps them. */
@@ -135,6 +157,12 @@ export interface ClusterTarget {
   tls?: EngineTls
   /** The Docker context the engine was named by, if it was. */
   context?: string
+}
+
+/** The cluster of a connection, as its record keeps it (no driver module, no settings). */
+export function clusterTarget(cluster: ClusterTarget): ClusterTarget {
+  const {driver, engine, tls, context} = cluster
+  return {driver, engine, ...(tls ? {tls} : {}), ...(context ? {context} : {})}
 }
 
 /** Given to a cluster driver's factory. */
@@ -172,8 +200,14 @@ export interface ClusterDriver {
    * `interceptId` names the agent's; without it, every agent's. Nothing running: nothing to do.
    */
   restoreTraffic(request: {namespace: string; replica: Replica; image: string; interceptId?: string; labels: Record<string, string>}): Promise<void>
-  /** Where the daemon and handlers reach the namespace's names. */
+  /** Where the daemon and handlers reach the namespace's names (a namespace on the handler's own engine). */
   reach(namespace: string): Promise<NamespaceReach>
+  /**
+   * For a namespace on another machine (`NamespaceReach.linked`): opens what carries everything
+   * between it and this machine; its far end goes by itself when this side does. Optional: a
+   * driver without it only reaches clusters on the handler's own engine.
+   */
+  link?(namespace: string, options: {connection: string; image: string; labels: Record<string, string>}): Promise<NamespaceLink>
   /**
    * Makes sure tp's runtime image (agents) exists where the driver runs agents; resolves with
    * what `AgentRequest.image` is then. `progress` hears a line per step that takes a while.

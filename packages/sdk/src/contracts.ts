@@ -222,6 +222,8 @@ export interface ConnectionRecord {
   namespace: string
   /** The cluster the namespace is in: its driver and engine (a record from before drivers has none: docker, the local engine). */
   cluster?: ClusterTarget
+  /** The handler's engine when the connection was made (where handler containers and their volumes run). */
+  handlerEngine?: string
   api: {url: string; token: string}
   /** What the backend needs to find its daemon again: a container id, a process id, … */
   containerId?: string

@@ -5,6 +5,7 @@ import {
   type ClusterDriver,
   type InjectedAgent,
   type NamespaceInfo,
+  type NamespaceLink,
   type NamespaceReach,
   type Replica,
   type Workload,
@@ -21,6 +22,7 @@ import {
   sweep,
   waitUntilGone,
 } from '@tp/sdk'
+import {startRelay} from './relay.js'
 import {LABEL_COMPOSE_SERVICE, toWorkload} from './workload.js'
 
 const trace = debugLog('tp:cluster-docker')
@@ -126,6 +128,30 @@ export class DockerDriver implements ClusterDriver {
     const configs: Array<{Gateway?: string}> = network.IPAM?.Config ?? []
     const gateway = configs.map((c) => c.Gateway).find((g): g is string => Boolean(g) && !g!.includes(':'))
     return {containerNetwork: namespace, ...(gateway ? {hostAddress: gateway} : {})}
+  }
+
+  /**
+   * A namespace on another machine: tp's relay starts there, on the namespace's network, and the
+   * tunnel runs through its attach stream (the Engine API connection, over ssh or TLS).
+   */
+  async link(namespace: string, options: {connection: string; image: string; labels: Record<string, string>}): Promise<NamespaceLink> {
+    await this.requireNamespace(namespace)
+    const name = `tp-${options.connection}-relay`
+    // a relay of an earlier daemon of this connection goes first (it would end by itself soon)
+    await this.docker
+      .getContainer(name)
+      .remove({force: true})
+      .catch(swallow(trace, `removing an earlier relay ${name}`))
+    await waitUntilGone(() => this.docker.getContainer(name).inspect(), {timeoutMs: 5000})
+    const relay = await startRelay(this.docker, {namespace, image: options.image, name, labels: options.labels})
+    const {tunnel} = relay
+    return {
+      agentHost: relay.address,
+      connect: (host, port) => tunnel.connect(host, port),
+      listen: (port, onConnection) => tunnel.listen(port, onConnection),
+      closed: tunnel.closed,
+      close: (why) => tunnel.close(why),
+    }
   }
 
   /** tp's runtime image on this engine, built from the host's own files the first time. */

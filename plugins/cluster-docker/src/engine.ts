@@ -22,7 +22,10 @@ export function dockerClient(target: Pick<ClusterTarget, 'engine' | 'tls'>, env:
       try {
         return readFileSync(path)
       } catch (error) {
-        throw new UserError(`the ${what} for ${url} cannot be read: ${(error as Error).message}`, 'check the Docker context (`docker context inspect`) or DOCKER_CERT_PATH')
+        throw new UserError(
+          `the ${what} for ${url} cannot be read: ${(error as Error).message}`,
+          'check the Docker context (`docker context inspect`) or DOCKER_CERT_PATH',
+        )
       }
     }
     const {tls} = target
@@ -37,5 +40,8 @@ export function dockerClient(target: Pick<ClusterTarget, 'engine' | 'tls'>, env:
       ...(tls.verify ? {} : {agent: new HttpsAgent({rejectUnauthorized: false, keepAlive: true})}),
     } as Docker.DockerOptions)
   }
-  throw new UserError(`the Docker cluster driver cannot reach the engine ${url}`, 'name it as unix:///path/to/docker.sock, tcp://host:port or ssh://[user@]host[:port]')
+  throw new UserError(
+    `the Docker cluster driver cannot reach the engine ${url}`,
+    'name it as unix:///path/to/docker.sock, tcp://host:port or ssh://[user@]host[:port]',
+  )
 }

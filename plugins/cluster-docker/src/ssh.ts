@@ -41,8 +41,18 @@ export class DialStdioAgent extends Agent {
     connection.setTimeout = () => connection
     connection.setNoDelay = () => connection
     connection.setKeepAlive = () => connection
-    connection.ref = () => connection
-    connection.unref = () => connection
+    // an idle kept-alive connection must not keep tp running (the agent unrefs it while it is free)
+    const pipes = [child.stdin, child.stdout, child.stderr] as unknown as Array<{ref?: () => void; unref?: () => void}>
+    connection.ref = () => {
+      child.ref()
+      for (const pipe of pipes) pipe.ref?.()
+      return connection
+    }
+    connection.unref = () => {
+      child.unref()
+      for (const pipe of pipes) pipe.unref?.()
+      return connection
+    }
     child.once('error', (error) => connection.destroy(new Error(`ssh could not be started: ${error.message}`)))
     child.once('exit', (code) => {
       if (code !== 0 && code !== null) connection.destroy(new Error(`ssh exited with code ${code}: ${stderr.trim() || 'no message'}`))

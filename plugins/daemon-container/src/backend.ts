@@ -18,6 +18,8 @@ import {
   type StrayDaemon,
   SubprocessError,
   UserError,
+  clusterTarget,
+  defaultEngineUrl,
   dockerEndpoint,
   dockerUnreachable,
   connectionLabels,
@@ -135,6 +137,12 @@ export class ContainerBackend implements DaemonBackend {
 
   async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
     const socketPath = this.socketPath()
+    if (options.reach.linked) {
+      throw new UserError(
+        `a daemon in a container does not reach a cluster on another engine yet (${options.cluster.engine})`,
+        `connect with a daemon on this host instead: \`tp connect --cluster ${options.cluster.context ?? options.cluster.engine}\` (without --docker)`,
+      )
+    }
     const {namespace} = options
     const gateway = options.reach.hostAddress
     // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
@@ -157,7 +165,8 @@ export class ContainerBackend implements DaemonBackend {
       backend: 'container',
       daemonId: options.name,
       namespace,
-      cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
+      cluster: clusterTarget(options.cluster),
+      handlerEngine: defaultEngineUrl(),
       api: {url: '', token},
       ...(gateway ? {details: {gateway}} : {}),
       createdAt: new Date().toISOString(),

@@ -19,6 +19,8 @@ import {
   UserError,
   connectionLabels,
   debugLog,
+  clusterTarget,
+  defaultEngineUrl,
   dockerEndpoint,
   dockerUnreachable,
   sleep,
@@ -53,6 +55,7 @@ export class HostBackend implements DaemonBackend {
   }
 
   placement(record: Pick<ConnectionRecord, 'name' | 'namespace' | 'pid' | 'details'>): Placement {
+    if (record.details?.linked === '1') return this.linkedPlacement(record)
     const gateway = record.details?.gateway ?? '127.0.0.1'
     return {
       backend: 'host',
@@ -63,6 +66,25 @@ export class HostBackend implements DaemonBackend {
       // a process here is where a published container port is: on this machine
       process: {daemonConnectsTo: '127.0.0.1', agentConnectsTo: gateway},
       daemon: {agentHost: gateway, listenHost: gateway},
+      sweepLabels: connectionLabels(record.name),
+      where: `process ${record.pid ?? '?'} on this host`,
+    }
+  }
+
+  /**
+   * A namespace on another machine, which the daemon links to: its names are served on this
+   * machine's loopback, so a handler container runs on this machine's network (where it resolves
+   * them from the hosts file and listens on the local port itself); agents reach nothing here but
+   * the daemon, through the link.
+   */
+  private linkedPlacement(record: Pick<ConnectionRecord, 'name' | 'pid'>): Placement {
+    return {
+      backend: 'host',
+      capabilities: {canPublishPorts: false, sharesDaemonNetwork: true, hostReachesCluster: true},
+      containerArgs: ['--network', 'host'],
+      handler: {daemonConnectsTo: '127.0.0.1'},
+      process: {daemonConnectsTo: '127.0.0.1'},
+      daemon: {agentHost: '127.0.0.1', listenHost: '127.0.0.1'},
       sweepLabels: connectionLabels(record.name),
       where: `process ${record.pid ?? '?'} on this host`,
     }
@@ -133,8 +155,9 @@ export class HostBackend implements DaemonBackend {
 
   async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
     const {namespace} = options
+    const {linked} = options.reach
     const gateway = options.reach.hostAddress
-    if (!gateway) {
+    if (!gateway && !linked) {
       throw new UserError(
         `namespace ${namespace} has no address of this machine that its workloads reach, so their agents cannot reach a daemon on this host`,
         'use a daemon in a container: `tp connect --docker`',
@@ -150,10 +173,11 @@ export class HostBackend implements DaemonBackend {
       backend: 'host',
       daemonId: options.name,
       namespace,
-      cluster: {driver: options.cluster.driver, engine: options.cluster.engine},
+      cluster: clusterTarget(options.cluster),
+      handlerEngine: defaultEngineUrl(),
       api: {url: '', token},
       // the network a handler container joins to reach the namespace's names (the driver's reach)
-      details: {gateway, network: options.reach.containerNetwork},
+      details: linked ? {linked: '1'} : {gateway: gateway as string, network: options.reach.containerNetwork},
       createdAt: new Date().toISOString(),
     }
     const logFd = openSync(logFile, 'a', 0o600)
@@ -180,6 +204,8 @@ export class HostBackend implements DaemonBackend {
         TP_CLUSTER_DRIVER: options.cluster.driver,
         TP_CLUSTER_ENGINE: options.cluster.engine,
         TP_CLUSTER_DRIVER_MODULE: options.cluster.module,
+        ...(linked ? {TP_CLUSTER_LINKED: '1'} : {}),
+        ...(options.cluster.tls ? {TP_CLUSTER_TLS: JSON.stringify(options.cluster.tls)} : {}),
         TP_DAEMON_ADDONS: JSON.stringify([NAMES_ADDON]),
         TP_VERSION: this.context.tpVersion,
         TP_PLACEMENT: JSON.stringify(this.placement({...record, pid: undefined})),

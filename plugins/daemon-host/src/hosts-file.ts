@@ -1,5 +1,4 @@
 import {readFileSync, writeFileSync} from 'node:fs'
-import type {Workload} from '@tp/sdk'
 
 /**
  * The names a host daemon adds to this machine: one block of the hosts file per connection, marked
@@ -120,16 +119,4 @@ export function removeDeadBlocks(file: string, alive: (pid: number) => boolean, 
 /** The connections that have a block in the file. */
 export function blockConnections(file: string): Array<{connection: string; pid: number}> {
   return blocks(readFileSync(file, 'utf8').split('\n')).map(({connection, pid}) => ({connection, pid}))
-}
-
-/**
- * Each replica by every name it answers to: its workload's name and aliases, its own name (the
- * container's), and each as `<name>.<namespace>`. A workload's names go to its first replica.
- */
-export function hostEntries(workloads: Workload[], namespace: string): HostEntry[] {
-  return workloads.flatMap((w) =>
-    w.replicas
-      .filter((r) => r.address)
-      .map((r) => ({address: r.address, names: [...new Set([w.name, r.name, ...w.aliases].flatMap((n) => [n, `${n}.${namespace}`]))]})),
-  )
 }

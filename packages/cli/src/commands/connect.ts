@@ -12,6 +12,11 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
   static override flags = {
     docker: Flags.boolean({description: 'run the daemon in a container (the container daemon backend)'}),
     namespace: Flags.string({char: 'n', description: 'namespace (Docker network) to connect to'}),
+    cluster: Flags.string({
+      description:
+        "the cluster's engine: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
+      helpValue: '<context|URL>',
+    }),
     name: Flags.string({description: 'connection name', default: 'default'}),
     json: Flags.boolean({description: 'print the connection as JSON'}),
   }
@@ -26,7 +31,7 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     interrupts.action = wasLive ? 'stopping' : 'stopping; the daemon being started is removed again'
     let connection: LiveConnection | undefined
     try {
-      connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker})
+      connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker, cluster: flags.cluster})
       if (interrupts.signal) {
         if (!wasLive) await connections.quit(connection)
         process.stderr.write(wasLive ? `Connection "${flags.name}" is unchanged.\n` : `Not connected: the daemon of "${flags.name}" was removed again.\n`)

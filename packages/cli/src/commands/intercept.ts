@@ -121,6 +121,11 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     name: Flags.string({description: 'intercept name (default: the workload name, plus -<port> when it has several ports)'}),
     docker: Flags.boolean({description: 'if not connected, connect with a container daemon'}),
     namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
+    cluster: Flags.string({
+      description:
+        "the cluster's engine, if not connected: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
+      helpValue: '<context|URL>',
+    }),
     use: Flags.string({description: 'connection to use, when there are several'}),
     mount: Flags.string({
       description:
@@ -240,7 +245,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     try {
       // 2. connect (implicitly when needed)
       if (!connection) {
-        connection = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+        connection = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace, cluster: flags.cluster}})
         step(`connected ${connection.record.name}`)
       }
       if (interrupts.signal) return

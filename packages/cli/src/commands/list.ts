@@ -8,13 +8,18 @@ export default class List extends TpCommand {
     use: Flags.string({description: 'connection to use (when there are several)'}),
     docker: Flags.boolean({description: 'connect with a container daemon if not connected'}),
     namespace: Flags.string({char: 'n', description: 'namespace to connect to if not connected'}),
+    cluster: Flags.string({
+      description:
+        "the cluster's engine, if not connected: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
+      helpValue: '<context|URL>',
+    }),
     json: Flags.boolean({description: 'print as JSON'}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(List)
     const connections = new Connections(await this.registries(), this.pluginContext())
-    const {client, record} = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace}})
+    const {client, record} = await connections.current({use: flags.use, implicit: {docker: flags.docker, namespace: flags.namespace, cluster: flags.cluster}})
     const workloads = await client.workloads()
     if (flags.json) {
       this.log(JSON.stringify(workloads, null, 2))

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import type {ClusterTarget, DaemonStatus} from '@tp/sdk'
+import {type ClusterTarget, type DaemonStatus, defaultEngineUrl} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections, clusterOf, describeCluster, describeDeath} from '../connections.js'
 
@@ -18,12 +18,20 @@ export default class Status extends TpCommand {
       backend: string
       namespace: string
       cluster: ClusterTarget
+      handlerEngine: string
       daemon: string
       status?: DaemonStatus
       error?: string
     }> = []
     for (const {record, client, placement} of survey.live) {
-      const row = {name: record.name, backend: record.backend, namespace: record.namespace, cluster: clusterOf(record), daemon: placement.where}
+      const row = {
+        name: record.name,
+        backend: record.backend,
+        namespace: record.namespace,
+        cluster: clusterOf(record),
+        handlerEngine: record.handlerEngine ?? defaultEngineUrl(),
+        daemon: placement.where,
+      }
       try {
         rows.push({...row, status: await client.status()})
       } catch (error) {
@@ -66,8 +74,10 @@ export default class Status extends TpCommand {
       else if (rows.length === 0 && damaged.length + strays.length === 0)
         this.log('Not connected any more. Connect again with `tp connect --docker` (or `tp connect`), or just run `tp intercept`.')
       for (const row of rows) {
+        // the handlers' engine, when it is not the cluster's
+        const handlers = row.handlerEngine === row.cluster.engine ? '' : `, handlers on the engine at ${row.handlerEngine}`
         this.log(
-          `Connection ${row.name}: namespace ${row.namespace} of the ${describeCluster({cluster: row.cluster})}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`,
+          `Connection ${row.name}: namespace ${row.namespace} of the ${describeCluster({cluster: row.cluster})}${handlers}, ${row.backend} daemon, ${row.daemon}${row.error ? ` — NOT ANSWERING: ${row.error}` : ''}`,
         )
         const intercepts = row.status?.intercepts ?? []
         if (intercepts.length === 0) this.log('  no intercepts')

@@ -1,0 +1,103 @@
+import {type Server, createServer} from 'node:net'
+import type {ClusterDriver, NamespaceLink} from '@tp/sdk'
+import {debugLog, listen, swallow} from '@tp/sdk'
+import {splice} from '@tp/agent'
+
+const trace = debugLog('tp:daemon')
+
+/** A name this side resolves, and the address where it is served here. */
+export interface NameEntry {
+  address: string
+  names: string[]
+}
+
+/** Where a workload of a linked namespace is served on this side: its own loopback address. */
+const VIRTUAL_BASE = [127, 77]
+
+/**
+ * The names of a namespace on another machine, served on this side (kubefwd's way): each workload
+ * gets an address of its own on this machine's loopback (127.77.x.y; all of 127/8 is local, so no
+ * address or route is added), a listener on each of its TCP ports there, and every connection to
+ * one goes through the link to the workload. Remote subnets that overlap local ones are never
+ * routed to: a name resolves to the workload's address here, never to its address there.
+ */
+export class LinkedNames {
+  private readonly addresses = new Map<string, string>()
+  private readonly listeners = new Map<string, Server>()
+  private next = 1
+  private closed = false
+
+  constructor(
+    private readonly driver: Pick<ClusterDriver, 'workloads'>,
+    private readonly namespace: string,
+    private readonly link: Pick<NamespaceLink, 'connect'>,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  /** Brings the names and listeners up to date with the namespace's workloads; returns the names. */
+  async sync(): Promise<NameEntry[]> {
+    const workloads = await this.driver.workloads(this.namespace)
+    const entries: NameEntry[] = []
+    for (const w of workloads) {
+      const address = this.addressOf(w.name)
+      // a connection goes to the workload by name: the namespace's own DNS spreads it over its replicas
+      for (const p of w.ports) if (p.protocol === 'tcp') await this.serve(address, p.port, w.name)
+      const names = [...new Set([w.name, ...w.aliases, ...w.replicas.map((r) => r.name)].flatMap((n) => [n, `${n}.${this.namespace}`]))]
+      entries.push({address, names})
+    }
+    return entries
+  }
+
+  private addressOf(workload: string): string {
+    let address = this.addresses.get(workload)
+    if (!address) {
+      const n = this.next++
+      address = `${VIRTUAL_BASE[0]}.${VIRTUAL_BASE[1]}.${n >> 8}.${n & 255}`
+      this.addresses.set(workload, address)
+    }
+    return address
+  }
+
+  private async serve(address: string, port: number, target: string): Promise<void> {
+    const key = `${address}:${port}`
+    if (this.closed || this.listeners.has(key)) return
+    const server = createServer({allowHalfOpen: true}, (socket) => {
+      socket.on('error', () => undefined)
+      this.link.connect(target, port).then(
+        (stream) => void splice(socket, stream),
+        (error: Error) => {
+          trace(`${target}:${port} through the link: ${error.message}`)
+          socket.destroy()
+        },
+      )
+    })
+    this.listeners.set(key, server)
+    await listen(server, address, port).catch((error: Error) => {
+      this.listeners.delete(key)
+      this.log(`cannot serve ${target}:${port} at ${key}: ${error.message}`)
+    })
+  }
+
+  close(): void {
+    this.closed = true
+    for (const server of this.listeners.values()) server.close()
+    this.listeners.clear()
+  }
+}
+
+/** A port on this machine's loopback whose connections go through the link to host:port (a workload's SFTP server). */
+export async function forwardThrough(
+  link: Pick<NamespaceLink, 'connect'>,
+  host: string,
+  port: number,
+): Promise<{host: string; port: number; close: () => void}> {
+  const server = createServer({allowHalfOpen: true}, (socket) => {
+    socket.on('error', () => undefined)
+    link.connect(host, port).then(
+      (stream) => void splice(socket, stream),
+      () => socket.destroy(),
+    )
+  })
+  const local = await listen(server, '127.0.0.1', 0)
+  return {host: '127.0.0.1', port: local, close: () => server.close(swallow(trace, 'closing a forward'))}
+}

@@ -1,0 +1,286 @@
+/**
+ * A cluster on another machine: a second engine in a network namespace of its own, reached only
+ * through its TLS Engine API (as a Docker context) or ssh, with containers on the same subnets as
+ * this machine's own (a twin of its `catalog` answers here at the same address). A user connects
+ * with `--cluster`, lists the remote workloads, intercepts one with a process on this machine, and
+ * the process reads the workload's volume and calls the cluster's names; nothing is opened on the
+ * remote machine, and after the end, or a kill -9 of the local daemon, nothing of tp's is left on
+ * either engine and the workload has its traffic back.
+ */
+import {randomBytes} from 'node:crypto'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import Dockerode from 'dockerode'
+import {execa} from 'execa'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
+import {docker, repoRoot, startTp, tpCli} from './helpers/index.js'
+import {type RemoteMachine, startRemoteMachine, sweepStaleRemoteMachines} from './helpers/remote-machine.js'
+
+const PREFIX = 'tpt-rc-'
+const NS = 'tpt-remote-ns'
+/** The remote namespace's subnet: this machine has a network of its own on the very same one. */
+const SUBNET = '172.31.250.0/24'
+const CATALOG_IP = '172.31.250.20'
+const LOCAL_TWIN_NET = 'tpt-remote-twin'
+/** A busybox image, made on each engine from this machine's busybox (there is no registry). */
+const BUSYBOX = {
+  repo: 'tpt-remote-busybox',
+  tag: '1',
+  spec: {busybox: STATIC_BUSYBOX, dirs: ['/www', '/data']},
+  changes: ['ENV PATH=/bin'],
+  what: 'test fixture',
+}
+
+let machine: RemoteMachine
+let remote: Dockerode
+let remoteBusybox: string
+let cacheDir: string
+let dockerConfig: string
+let env: Record<string, string>
+let listeningBefore: string[]
+const tp = (args: string[], extra: Record<string, string> = {}) => tpCli(args, {env: {...env, ...extra}})
+
+/** Runs `wget` from a container on the remote namespace: what a client of the workload there gets. */
+async function fromRemoteClient(url: string): Promise<string> {
+  const run = await machine.docker(['run', '--rm', '--network', NS, remoteBusybox, 'sh', '-c', `timeout 5 wget -qO- ${url} 2>&1; true`], {
+    reject: false,
+    timeoutMs: 30_000,
+  })
+  return run.stdout.trim()
+}
+
+/** tp-labelled objects on an engine. */
+async function tpObjectsOn(engine: Dockerode): Promise<string[]> {
+  const filters = {label: ['tp.managed=true']}
+  const containers = await engine.listContainers({all: true, filters})
+  const volumes = (await engine.listVolumes({filters})).Volumes ?? []
+  return [...containers.map((c) => `container ${c.Names[0]}`), ...volumes.map((v) => `volume ${v.Name}`)]
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: T | undefined
+  while (Date.now() < deadline) {
+    last = await probe()
+    if (ok(last)) return last
+    await sleep(250)
+  }
+  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
+}
+
+const listening = async () => (await machine.listeningSockets()).map((s) => `${s.protocol} ${s.address}:${s.port}`).sort()
+
+beforeAll(async () => {
+  await sweepStaleRemoteMachines(PREFIX)
+  machine = await startRemoteMachine(`${PREFIX}${randomBytes(3).toString('hex')}`)
+  remote = new Dockerode({socketPath: machine.socket})
+  remoteBusybox = (await ensureImportedImage(remote, BUSYBOX)).ref
+  // the remote namespace: web (with a volume and an environment) and catalog
+  await machine.docker(['network', 'create', '--subnet', SUBNET, NS])
+  await machine.docker(['volume', 'create', 'tpt-remote-data'])
+  await machine.docker(['run', '--rm', '-v', 'tpt-remote-data:/data', remoteBusybox, 'sh', '-c', 'echo config of the remote web > /data/config.txt'])
+  const httpd = (answer: string) => ['sh', '-c', `echo '${answer}' > /www/index.html && exec httpd -f -p 80 -h /www`]
+  await machine.docker([
+    'run',
+    '-d',
+    '--name',
+    'web',
+    '--network',
+    NS,
+    '--expose',
+    '80',
+    '-e',
+    'GREETING=hello from the remote web',
+    '-v',
+    'tpt-remote-data:/data',
+    remoteBusybox,
+    ...httpd('the remote web'),
+  ])
+  await machine.docker(['run', '-d', '--name', 'catalog', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
+  // this machine's own network on the same subnet, with a twin of catalog at the same address
+  await docker
+    .getNetwork(LOCAL_TWIN_NET)
+    .remove()
+    .catch(() => undefined)
+  await docker.createNetwork({Name: LOCAL_TWIN_NET, IPAM: {Config: [{Subnet: SUBNET}]}, Labels: {'tp.fixture': 'true'}})
+  const twin = await docker.createContainer({
+    name: 'tpt-remote-twin-catalog',
+    Image: (await ensureImportedImage(docker, BUSYBOX)).ref,
+    Cmd: httpd('the local twin'),
+    Labels: {'tp.fixture': 'true'},
+    HostConfig: {NetworkMode: LOCAL_TWIN_NET},
+    NetworkingConfig: {EndpointsConfig: {[LOCAL_TWIN_NET]: {IPAMConfig: {IPv4Address: CATALOG_IP}}}},
+  })
+  await twin.start()
+  // a Docker context for the remote engine's TLS API, in a docker CLI configuration of the test's own
+  dockerConfig = await mkdtemp(join(tmpdir(), 'tpt-remote-docker-config-'))
+  await execa(
+    'docker',
+    ['context', 'create', 'tpt-remote', '--docker', `host=${machine.tls.host},ca=${machine.tls.ca},cert=${machine.tls.cert},key=${machine.tls.key}`],
+    {env: {DOCKER_CONFIG: dockerConfig}},
+  )
+  cacheDir = await mkdtemp(join(tmpdir(), 'tpt-remote-cache-'))
+  env = {TP_CACHE_DIR: cacheDir, DOCKER_CONFIG: dockerConfig}
+  listeningBefore = await listening()
+}, 240_000)
+
+afterAll(async () => {
+  for (const name of ['rtls', 'rssh']) await tp(['quit', '--name', name], machine ? {PATH: machine.ssh.env.PATH} : {}).catch(() => undefined)
+  await docker
+    .getContainer('tpt-remote-twin-catalog')
+    .remove({force: true})
+    .catch(() => undefined)
+  await docker
+    .getNetwork(LOCAL_TWIN_NET)
+    .remove()
+    .catch(() => undefined)
+  await machine?.stop()
+  await rm(cacheDir, {recursive: true, force: true}).catch(() => undefined)
+  await rm(dockerConfig, {recursive: true, force: true}).catch(() => undefined)
+})
+
+describe('a cluster on another machine', () => {
+  it('behind its TLS API as a Docker context: connect, status names both engines, list shows its workloads', async () => {
+    const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    expect(connected.stdout).toContain(`of the docker cluster at ${machine.tls.host} (context tpt-remote)`)
+    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {
+      connections: Array<{name: string; cluster: {engine: string; context?: string}; handlerEngine: string}>
+    }
+    expect(status.connections).toEqual([
+      expect.objectContaining({
+        name: 'rtls',
+        cluster: expect.objectContaining({engine: machine.tls.host, context: 'tpt-remote'}),
+        handlerEngine: 'unix:///var/run/docker.sock',
+      }),
+    ])
+    expect((await tp(['status'])).stdout).toContain('handlers on the engine at unix:///var/run/docker.sock')
+    const list = await tp(['list', '--use', 'rtls'])
+    expect(list.stdout).toMatch(/^catalog\s+ports 80/m)
+    expect(list.stdout).toMatch(/^web\s+ports 80/m)
+    // the relay is on the remote engine only, and nothing listens on the remote machine that did not before
+    expect((await tpObjectsOn(remote)).join('\n')).toMatch(/tp-rtls-relay/)
+    expect(await listening()).toEqual(listeningBefore)
+  })
+
+  it("intercepts web with a process here, which sees web's environment and volume and reaches the remote catalog by name, not the local twin", async () => {
+    const port = 20_000 + (process.pid % 5000)
+    const run = startTp(
+      ['intercept', 'web', '--use', 'rtls', '--port', String(port), '--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)],
+      {env},
+    )
+    await run.active
+    const reply = JSON.parse(
+      await eventually(
+        'the client in the remote namespace reaches the handler',
+        () => fromRemoteClient('http://web/'),
+        (r) => r.startsWith('{'),
+        20_000,
+      ),
+    ) as Record<string, string>
+    expect(reply).toMatchObject({
+      handler: 'local-process',
+      GREETING: 'hello from the remote web',
+      config: 'config of the remote web',
+      catalog: 'the remote catalog',
+    })
+    // this machine's twin at the same address is untouched by it all
+    expect(await listening()).toEqual(listeningBefore)
+    run.child.kill('SIGINT')
+    const ended = await run.child
+    expect(ended.exitCode, run.output()).toBe(0)
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+
+  it('after kill -9 of the daemon here, the remote workload has its traffic back within 10 s and nothing of tp is left there within 60 s', async () => {
+    const port = 25_000 + (process.pid % 5000)
+    const run = startTp(
+      [
+        'intercept',
+        'web',
+        '--use',
+        'rtls',
+        '--port',
+        String(port),
+        '--mount=false',
+        '--',
+        'node',
+        join(repoRoot, 'test/fixtures/local-server.mjs'),
+        String(port),
+      ],
+      {env},
+    )
+    await run.active
+    await eventually(
+      'the handler answers',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('{'),
+      20_000,
+    )
+    const record = JSON.parse(await readFile(join(cacheDir, 'connections', 'rtls.json'), 'utf8')) as {pid: number}
+    process.kill(record.pid, 'SIGKILL')
+    const killed = Date.now()
+    await eventually(
+      'web answers for itself',
+      () => fromRemoteClient('http://web/'),
+      (r) => r === 'the remote web',
+      10_000,
+    )
+    expect(Date.now() - killed).toBeLessThan(10_000 + 5_000) // one client run takes a moment of its own
+    await eventually(
+      'nothing of tp on the remote engine',
+      () => tpObjectsOn(remote),
+      (left) => left.length === 0,
+      60_000,
+    )
+    await run.child
+    // the next tp command cleans up what the daemon left here
+    const status = await tp(['status'])
+    expect(status.stdout).toMatch(/DAEMON DIED/)
+    expect(await listening()).toEqual(listeningBefore)
+  })
+
+  it('behind ssh (the system ssh, docker system dial-stdio): connect, list, intercept, quit leaves nothing on either engine', async () => {
+    // the system ssh with the machine's config first on PATH (the handlers' engine stays this machine's)
+    const ssh = {PATH: machine.ssh.env.PATH}
+    const connected = await tp(['connect', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rssh'], ssh)
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    expect((await tp(['list', '--use', 'rssh'], ssh)).stdout).toMatch(/^web\s+ports 80/m)
+    const port = 30_000 + (process.pid % 5000)
+    const run = startTp(
+      [
+        'intercept',
+        'web',
+        '--use',
+        'rssh',
+        '--port',
+        String(port),
+        '--mount=false',
+        '--',
+        'node',
+        join(repoRoot, 'test/fixtures/local-server.mjs'),
+        String(port),
+      ],
+      {env: {...env, ...ssh}},
+    )
+    await run.active
+    const reply = JSON.parse(
+      await eventually(
+        'the handler answers through ssh',
+        () => fromRemoteClient('http://web/'),
+        (r) => r.startsWith('{'),
+        20_000,
+      ),
+    ) as Record<string, string>
+    expect(reply).toMatchObject({GREETING: 'hello from the remote web', catalog: 'the remote catalog'})
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect((await tp(['quit', '--name', 'rssh'], ssh)).exitCode).toBe(0)
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => /rssh|rtls/.test(o))).toEqual([])
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+})
