@@ -1,5 +1,4 @@
 import type {Duplex} from 'node:stream'
-import type {Socket} from 'node:net'
 
 /**
  * The control protocol between the agent and the daemon: one JSON object per line, both ways,

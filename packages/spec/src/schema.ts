@@ -122,13 +122,9 @@ export const connection = z
       .optional()
       .meta({description: 'the connection to use, or to make (default: default): lower-case letters, digits and dashes, at most 31 characters'}),
     docker: z.boolean().optional().meta({description: 'make the connection with a container daemon (tp connect --docker)'}),
-    cluster: z
-      .string()
-      .min(1)
-      .optional()
-      .meta({
-        description: "the cluster's engine: a Docker context or an engine URL (unix://, tcp://, ssh://); default: the handlers' own (tp connect --cluster)",
-      }),
+    cluster: z.string().min(1).optional().meta({
+      description: "the cluster's engine: a Docker context or an engine URL (unix://, tcp://, ssh://); default: the handlers' own (tp connect --cluster)",
+    }),
   })
   .meta({description: "tp connect's options: used when that connection is not live yet"})
 
