@@ -37,6 +37,7 @@ const BUSYBOX = {
 let machine: RemoteMachine
 let remote: Dockerode
 let remoteBusybox: string
+let localBusybox: string
 let cacheDir: string
 let dockerConfig: string
 let env: Record<string, string>
@@ -100,6 +101,7 @@ beforeAll(async () => {
     ...httpd('the remote web'),
   ])
   await machine.docker(['run', '-d', '--name', 'catalog', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
+  localBusybox = (await ensureImportedImage(docker, BUSYBOX)).ref
   // this machine's own network on the same subnet, with a twin of catalog at the same address
   await docker
     .getNetwork(LOCAL_TWIN_NET)
@@ -108,7 +110,7 @@ beforeAll(async () => {
   await docker.createNetwork({Name: LOCAL_TWIN_NET, IPAM: {Config: [{Subnet: SUBNET}]}, Labels: {'tp.fixture': 'true'}})
   const twin = await docker.createContainer({
     name: 'tpt-remote-twin-catalog',
-    Image: (await ensureImportedImage(docker, BUSYBOX)).ref,
+    Image: localBusybox,
     Cmd: httpd('the local twin'),
     Labels: {'tp.fixture': 'true'},
     HostConfig: {NetworkMode: LOCAL_TWIN_NET},
@@ -193,6 +195,28 @@ describe('a cluster on another machine', () => {
     const ended = await run.child
     expect(ended.exitCode, run.output()).toBe(0)
     expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+
+  it('--docker-run: a handler container here gets the environment and volume, reaches the remote catalog by name, and answers the remote client', async () => {
+    const port = 21_000 + (process.pid % 5000)
+    const script = [
+      'mkdir -p /www',
+      `echo "docker-run handler; $GREETING; $(cat /data/config.txt); catalog says $(timeout 5 wget -qO- http://catalog/)" > /www/index.html`,
+      `exec httpd -f -p ${port} -h /www`,
+    ].join(' && ')
+    const run = startTp(['intercept', 'web', '--use', 'rtls', '--port', String(port), '--docker-run', '--', '--rm', localBusybox, 'sh', '-c', script], {env})
+    await run.active
+    const reply = await eventually(
+      'the client in the remote namespace reaches the handler container',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('docker-run'),
+      20_000,
+    )
+    expect(reply).toBe('docker-run handler; hello from the remote web; config of the remote web; catalog says the remote catalog')
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rtls'))).toEqual([])
   })
 
   it('after kill -9 of the daemon here, the remote workload has its traffic back within 10 s and nothing of tp is left there within 60 s', async () => {
