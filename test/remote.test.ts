@@ -267,6 +267,33 @@ describe('a cluster on another machine', () => {
     expect(await listening()).toEqual(listeningBefore)
   })
 
+  it('a 12-second link cut: the workload there has its traffic back within 10 s, tp intercept says the link broke and exits 1, nothing of tp is left there', async () => {
+    const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const port = 26_000 + (process.pid % 5000)
+    const run = startTp(['intercept', 'web', '--use', 'rtls', '--port', String(port), '--mount=false', '--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)], {env})
+    await run.active
+    await eventually('the handler answers', () => fromRemoteClient('http://web/'), (r) => r.startsWith('{'), 20_000)
+    // the cable is out: nothing passes between this machine and the other one
+    await execa('ip', ['link', 'set', machine.hostInterface, 'down'])
+    const cut = Date.now()
+    try {
+      // the client there talks to the workload there: the cut does not stand between them
+      await eventually('web answers for itself', () => fromRemoteClient('http://web/'), (r) => r === 'the remote web', 15_000)
+      expect(Date.now() - cut).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
+      const ended = await run.child
+      expect(ended.exitCode).toBe(1)
+      expect(run.output()).toMatch(/link to the cluster's engine .* broke/)
+      await sleep(Math.max(0, 12_000 - (Date.now() - cut)))
+    } finally {
+      await execa('ip', ['link', 'set', machine.hostInterface, 'up'])
+    }
+    await eventually('nothing of tp on the remote engine', () => tpObjectsOn(remote), (left) => left.length === 0, 60_000)
+    // the daemon ended with the link; the next command says so and cleans up here
+    await eventually('the daemon here has ended', async () => (await tp(['status'])).stdout, (out) => /DAEMON DIED|Not connected/.test(out), 30_000)
+    expect(await listening()).toEqual(listeningBefore)
+  })
+
   it('behind ssh (the system ssh, docker system dial-stdio): connect, list, intercept, quit leaves nothing on either engine', async () => {
     // the system ssh with the machine's config first on PATH (the handlers' engine stays this machine's)
     const ssh = {PATH: machine.ssh.env.PATH}

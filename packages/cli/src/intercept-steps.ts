@@ -33,6 +33,9 @@ import type {Interrupts} from './interrupts.js'
 
 /** What to do after an intercept ended by a fault, by its cause. */
 export function nextStepAfter(reason: string): string {
+  if (/link to the cluster's engine/.test(reason))
+    return "its daemon has ended too: run the intercept again once the cluster's engine answers (`tp list` checks); nothing of tp's is left there"
+
   if (/daemon went away/.test(reason))
     return '`tp status` says what became of the connection; `tp connect` (or `tp intercept`, which connects by itself) starts a new daemon'
   if (/traffic agent/.test(reason)) return 'run the intercept again (a new agent is injected); `docker logs` of an agent that keeps dying says why'

@@ -90,7 +90,7 @@ export class Daemon {
     if (this.quitting) return
     const reason = `the link to the cluster's engine ${this.config.cluster.engine} broke (${why})`
     this.log(reason)
-    await this.intercepts?.removeAll(reason, 'agent')
+    await this.intercepts?.removeAll(reason, 'link-lost')
     await this.quit(reason)
     this.deps.onQuit?.()
   }

@@ -37,7 +37,7 @@ export interface LeaseSink {
  * Who ends an intercept: its own tp command (`owner`), `tp leave` elsewhere (`other`), `tp quit`,
  * the agent going away, or the lease lost (the tp command died).
  */
-export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost'
+export type EndedBy = 'owner' | 'other' | 'quit' | 'agent' | 'lease-lost' | 'link-lost'
 
 const trace = debugLog('tp:daemon')
 
@@ -538,9 +538,9 @@ export class InterceptManager {
       // so the hand-back drains before the holder is told to stop it
       if (by === 'other' || by === 'quit') await this.deactivate(intercept, this.config.drainMs)
       else void this.deactivate(intercept)
-      intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost'})
+      intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost' && by !== 'link-lost'})
       let holderGone = by === 'lease-lost'
-      if (by === 'other' || by === 'quit' || by === 'agent') {
+      if (by === 'other' || by === 'quit' || by === 'agent' || by === 'link-lost') {
         const closed = await Promise.race([intercept.holderDone.then(() => true), sleep(this.config.holderTeardownMs).then(() => false)])
         if (!closed) {
           this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s; removing its handler here`)
@@ -550,7 +550,9 @@ export class InterceptManager {
       if (holderGone) await this.removeOrphans(name).catch((error: Error) => this.log(`removing what the CLI left of ${name}: ${error.message}`))
       // agents still being started for new replicas remove themselves once they are (intercept.removing)
       await Promise.all(intercept.adding.values())
-      const agents = [...intercept.agents.values()]
+      // the link to a cluster on another machine is gone: its agents give the traffic back and
+      // remove themselves there (nothing here could reach them to do it)
+      const agents = by === 'link-lost' ? [] : [...intercept.agents.values()]
       await Promise.all(
         agents.map(async (agent) => {
           await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
@@ -583,7 +585,7 @@ export class InterceptManager {
     return intercept.removing
   }
 
-  /** Ends every intercept: on purpose (`quit`), or because something failed for all of them (`agent`). */
+  /** Ends every intercept: on purpose (`quit`), or because something failed for all of them (`link-lost`). */
   async removeAll(reason: string, by: EndedBy = 'quit'): Promise<void> {
     await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, by)))
   }
