@@ -1,5 +1,5 @@
 import type {Duplex} from 'node:stream'
-import type {Descriptor, PluginContext} from './contracts.js'
+import type {Descriptor, PluginContext} from './descriptor.js'
 
 /**
  * The cluster driver contract: what the daemon (and `tp connect`, `tp gc`) need of the place where

@@ -1,4 +1,5 @@
 import type {ClusterTarget, NamespaceReach} from './cluster.js'
+import type {Descriptor, PluginContext} from './descriptor.js'
 import type {Placement, PlacementCapabilities} from './placement.js'
 import type {InterceptSession} from './session.js'
 
@@ -6,34 +7,7 @@ import type {InterceptSession} from './session.js'
 export const API_VERSION = 1
 export const SUPPORTED_API_VERSIONS = {min: 1, max: 1} as const
 
-/** What an implementation module exports as default: a factory given the plugin context. */
-export type Factory<T, C extends PluginContext = PluginContext> = (context: C) => T | Promise<T>
-
-/**
- * What a plugin's hook returns: a description, never an instance. The host imports the
- * implementation (`load`) only when this extension is chosen.
- */
-export interface Descriptor<T, C extends PluginContext = PluginContext> {
-  name: string
-  apiVersion: number
-  summary: string
-  load: () => Promise<{default: Factory<T, C>}>
-}
-
-export interface Logger {
-  info(message: string): void
-  warn(message: string): void
-  debug(message: string): void
-}
-
-/** Given to every implementation factory. */
-export interface PluginContext {
-  /** tp's version (images and plugins are tied to it). */
-  tpVersion: string
-  /** Directory for caches (connection records, env files): ~/.cache/tp unless configured. */
-  cacheDir: string
-  log: Logger
-}
+export type {Descriptor, Factory, Logger, PluginContext} from './descriptor.js'
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
