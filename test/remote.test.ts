@@ -145,6 +145,19 @@ afterAll(async () => {
 })
 
 describe('a cluster on another machine', () => {
+  it('refuses what it cannot do yet, or what is wrong, saying what to do, and makes nothing', async () => {
+    const unknown = await tp(['connect', '--cluster', 'no-such-context', '--name', 'rbad'])
+    expect(unknown.exitCode).toBe(1)
+    expect(unknown.stderr).toContain('"no-such-context" is neither an engine URL (unix://, tcp://, ssh://) nor a Docker context')
+    expect(unknown.stderr).toContain('tpt-remote')
+    const inContainer = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rbad'])
+    expect(inContainer.exitCode).toBe(1)
+    expect(inContainer.stderr).toContain('a daemon in a container does not reach a cluster on another engine yet')
+    expect(inContainer.stderr).toContain('tp connect --cluster tpt-remote')
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rbad'))).toEqual([])
+  })
+
   it('behind its TLS API as a Docker context: connect, status names both engines, list shows its workloads', async () => {
     const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
     expect(connected.exitCode, connected.stderr).toBe(0)

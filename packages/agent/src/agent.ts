@@ -1,3 +1,4 @@
+import {appendFileSync, readFileSync} from 'node:fs'
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
@@ -21,6 +22,11 @@ export interface AgentConfig {
   /** How long a direct connection to the handler may take before the daemon's relay is used (default 1 s). */
   directTimeoutMs?: number
   sftpServer?: string
+  /**
+   * Who the SFTP server runs as (the workload's own user): files written through it are owned as
+   * the workload's own writes are. Undefined: root.
+   */
+  sftpUser?: {uid: number; gid: number}
   /** Port to serve the volumes on (the daemon names it in the session before the agent is up); 0 or undefined: any free port. */
   sftpPort?: number
   iptables?: string
@@ -63,6 +69,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
   const sftpPort = env.TP_AGENT_SFTP_PORT ? Number(env.TP_AGENT_SFTP_PORT) : undefined
   if (sftpPort !== undefined && (!Number.isInteger(sftpPort) || sftpPort < 1 || sftpPort > 65535))
     throw new Error(`TP_AGENT_SFTP_PORT must be a port number, not ${env.TP_AGENT_SFTP_PORT}`)
+  const user = env.TP_AGENT_SFTP_USER ? /^(\d+):(\d+)$/.exec(env.TP_AGENT_SFTP_USER) : undefined
+  if (env.TP_AGENT_SFTP_USER && !user) throw new Error(`TP_AGENT_SFTP_USER must be <uid>:<gid>, not ${env.TP_AGENT_SFTP_USER}`)
   const millis = (name: string, fallback: number) => {
     const n = Number(env[name] ?? fallback)
     return Number.isFinite(n) && n > 0 ? n : fallback
@@ -75,6 +83,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     servicePort,
     mounts,
     sftpPort,
+    ...(user ? {sftpUser: {uid: Number(user[1]), gid: Number(user[2])}} : {}),
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
     kernelPath: env.TP_AGENT_KERNEL_PATH !== '0',
@@ -568,7 +577,12 @@ export class Agent {
     const readOnly = this.config.mounts.every((m) => m.readOnly)
     // sftp-server writes each reply on its own; without NODELAY, Nagle holds replies back
     socket.setNoDelay(true)
-    const child = spawn(this.config.sftpServer ?? '/usr/lib/openssh/sftp-server', ['-e', ...(readOnly ? ['-R'] : [])], {stdio: [socket, socket, 'inherit']})
+    const user = this.config.sftpUser
+    if (user) knownUser(user)
+    const child = spawn(this.config.sftpServer ?? '/usr/lib/openssh/sftp-server', ['-e', ...(readOnly ? ['-R'] : [])], {
+      stdio: [socket, socket, 'inherit'],
+      ...(user ? {uid: user.uid, gid: user.gid} : {}),
+    })
     socket.destroy()
     this.sftpSessions.add(child)
     child.once('exit', () => this.sftpSessions.delete(child))
@@ -647,4 +661,14 @@ export class Agent {
     this.kernel.restoreSync()
     this.rule?.removeSync()
   }
+}
+
+/**
+ * sftp-server refuses to run as a uid with no entry in /etc/passwd ("No user found for uid"): the
+ * agent's own image knows only root and nobody, so it adds one for the workload's user, once.
+ */
+function knownUser(user: {uid: number; gid: number}): void {
+  const passwd = readFileSync('/etc/passwd', 'utf8')
+  if (passwd.split('\n').some((line) => line.split(':')[2] === String(user.uid))) return
+  appendFileSync('/etc/passwd', `${passwd.endsWith('\n') ? '' : '\n'}tp-workload-${user.uid}:x:${user.uid}:${user.gid}::/:/bin/false\n`)
 }

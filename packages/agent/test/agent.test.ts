@@ -329,6 +329,41 @@ describe('traffic agent', () => {
     }
   })
 
+  it("serves the volumes as the workload's own user: what is written through it is that user's", async () => {
+    // a workload that runs as 1000:1000, its volume its own
+    await fx.volume('tpt-agent-user-data')
+    await fx.run(busybox, 'none', ['chown', '1000:1000', '/data'], 'tpt-agent-user-chown', {Binds: ['tpt-agent-user-data:/data']})
+    await fx.container({
+      name: 'tpt-agent-user-web',
+      Image: busybox,
+      User: '1000:1000',
+      Cmd: httpdCmd('user app', 8080),
+      ExposedPorts: {'8080/tcp': {}},
+      HostConfig: {NetworkMode: NET, Binds: ['tpt-agent-user-data:/data']},
+    })
+    const target = await cluster.workload(NET, 'tpt-agent-user-web')
+    expect(target.user).toEqual({uid: 1000, gid: 1000})
+    // tp serves its volume over SFTP, never straight from the engine: a handler there writes as itself
+    expect(target.mounts).toEqual([{path: '/data', readOnly: false}])
+    const mnt = await mkdtemp(join(tmpdir(), 'tpt-agent-sftp-user-'))
+    const {session, containerId} = await inject(
+      'sftp-user',
+      {TP_AGENT_MOUNTS: JSON.stringify([{path: '/data', readOnly: false}]), TP_AGENT_SERVICE_PORT: '8080', TP_AGENT_SFTP_USER: '1000:1000'},
+      target,
+    )
+    const {address, sftpPort} = await session.ready
+    try {
+      await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
+      await writeFile(join(mnt, 'data/from-the-handler.txt'), 'written over sftp\n')
+      const {output} = await fx.run(busybox, 'none', ['stat', '-c', '%u:%g', '/data/from-the-handler.txt'], 'tpt-agent-user-stat', {Binds: ['tpt-agent-user-data:/data']})
+      expect(output.trim()).toBe('1000:1000')
+    } finally {
+      await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)
+      await rm(mnt, {recursive: true, force: true})
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
+    }
+  })
+
   it('serves read-only when every mount is read-only', async () => {
     const mnt = await mkdtemp(join(tmpdir(), 'tpt-agent-sftp-'))
     const {session, containerId} = await inject('sftp-ro', {TP_AGENT_MOUNTS: JSON.stringify([{path: '/ro', readOnly: true}])})

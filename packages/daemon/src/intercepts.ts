@@ -268,6 +268,8 @@ export class InterceptManager {
           TP_AGENT_SERVICE_PORT: String(info.servicePort),
           TP_AGENT_MOUNTS: JSON.stringify(intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly}))),
           ...(intercept.sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(intercept.sftpPort)}),
+          // what the handler writes into the volumes is the workload's user's, as its own writes are
+          ...(intercept.workload.user ? {TP_AGENT_SFTP_USER: `${intercept.workload.user.uid}:${intercept.workload.user.gid}`} : {}),
         },
       })
       step(`agent ${name} started`)

@@ -63,6 +63,11 @@ export interface Workload {
   /** Its environment as the workload sees it. */
   environment: Record<string, string>
   mounts: WorkloadMount[]
+  /**
+   * The user its processes run as, where the cluster knows it as numbers: what tp writes into its
+   * volumes (a handler's files) is owned as the workload's own writes are. Undefined: root.
+   */
+  user?: {uid: number; gid: number}
   /** Its running instances; never empty for a workload a driver returns. */
   replicas: Replica[]
 }

@@ -66,6 +66,19 @@ function engineMount(mounts: ContainerMount[], mount: ContainerMount, engine: st
 }
 
 /**
+ * The container's user (`Config.User`: `1000`, `1000:1000`) as numbers; a user given by name is
+ * unknown here (its number is in the workload's own /etc/passwd), and root is none at all. A uid
+ * without a group takes the group of the same number.
+ */
+export function numericUser(user: string | undefined): {uid: number; gid: number} | undefined {
+  const match = /^(\d+)(?::(\d+))?$/.exec(user ?? '')
+  if (!match) return undefined
+  const uid = Number(match[1])
+  const gid = Number(match[2] ?? match[1])
+  return uid === 0 && gid === 0 ? undefined : {uid, gid}
+}
+
+/**
  * The Workload view of an inspected container on `namespace`: one replica, the container itself.
  * `engine` is the engine's id (what a handler engine compares to mount volumes directly).
  */
@@ -79,16 +92,20 @@ export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: stri
     (alias) => !(alias.length >= 12 && info.Id.startsWith(alias)) && alias !== container,
   )
   const mounts = containerMounts(info)
+  const user = numericUser(info.Config.User)
   return {
     name: service ?? container,
     namespace,
     aliases: aliases.sort(),
     ports: exposedPorts(info.Config.ExposedPorts, parsePortNames(labels[LABEL_PORT_NAMES])),
     environment: parseEnv(info.Config.Env),
+    // a handler mounting a volume directly writes as its own user: only a workload that runs as
+    // root gets direct mounts, another's go over SFTP, served as its user
     mounts: mounts.map((m): WorkloadMount => {
-      const direct = engineMount(mounts, m, engine)
+      const direct = user ? undefined : engineMount(mounts, m, engine)
       return {path: m.path, readOnly: m.readOnly, ...(direct ? {engine: direct} : {})}
     }),
+    ...(user ? {user} : {}),
     replicas: [{id: info.Id, name: container, address: network?.IPAddress ?? '', startedAt: info.State.StartedAt}],
   }
 }
