@@ -65,7 +65,7 @@ export class Daemon {
       image: this.config.runtimeImage,
       labels: tpLabels({connection: this.config.connection, role: 'relay'}),
     })
-    this.linkedNames = new LinkedNames(this.deps.driver, this.config.namespace, this.link, this.log)
+    this.linkedNames = new LinkedNames(this.deps.driver, this.config.namespace, this.link, this.log, this.config.connection)
     void this.link.closed.then((why) => this.linkLost(why))
   }
 

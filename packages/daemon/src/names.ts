@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {type Server, createServer} from 'node:net'
 import type {ClusterDriver, NamespaceLink} from '@tp/sdk'
 import {debugLog, listen, swallow} from '@tp/sdk'
@@ -11,12 +12,18 @@ export interface NameEntry {
   names: string[]
 }
 
-/** Where a workload of a linked namespace is served on this side: its own loopback address. */
-const VIRTUAL_BASE = [127, 77]
+/**
+ * The second octet of a connection's loopback addresses (127.<this>.x.y): one of 64 by its name,
+ * so that two connections to clusters on other machines seldom share addresses (where they do, the
+ * second's names are refused with a message).
+ */
+export function loopbackOctet(connection: string): number {
+  return 64 + (createHash('sha256').update(connection).digest()[0] % 64)
+}
 
 /**
  * The names of a namespace on another machine, served on this side (kubefwd's way): each workload
- * gets an address of its own on this machine's loopback (127.77.x.y; all of 127/8 is local, so no
+ * gets an address of its own on this machine's loopback (127.<n>.x.y; all of 127/8 is local, so no
  * address or route is added), a listener on each of its TCP ports there, and every connection to
  * one goes through the link to the workload. Remote subnets that overlap local ones are never
  * routed to: a name resolves to the workload's address here, never to its address there.
@@ -27,12 +34,17 @@ export class LinkedNames {
   private next = 1
   private closed = false
 
+  private readonly octet: number
+
   constructor(
     private readonly driver: Pick<ClusterDriver, 'workloads'>,
     private readonly namespace: string,
     private readonly link: Pick<NamespaceLink, 'connect'>,
     private readonly log: (m: string) => void,
-  ) {}
+    connection: string,
+  ) {
+    this.octet = loopbackOctet(connection)
+  }
 
   /** Brings the names and listeners up to date with the namespace's workloads; returns the names. */
   async sync(): Promise<NameEntry[]> {
@@ -52,7 +64,7 @@ export class LinkedNames {
     let address = this.addresses.get(workload)
     if (!address) {
       const n = this.next++
-      address = `${VIRTUAL_BASE[0]}.${VIRTUAL_BASE[1]}.${n >> 8}.${n & 255}`
+      address = `127.${this.octet}.${n >> 8}.${n & 255}`
       this.addresses.set(workload, address)
     }
     return address
