@@ -72,6 +72,14 @@ async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: 
   throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
 }
 
+/** `tp intercept web` on a connection, with this repository's local-server fixture as the handler on `port`. */
+function interceptWeb(connection: string, port: number, options: {mount?: boolean; env?: Record<string, string>} = {}) {
+  const handler = ['--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)]
+  return startTp(['intercept', 'web', '--use', connection, '--port', String(port), ...(options.mount === false ? ['--mount=false'] : []), ...handler], {
+    env: {...env, ...options.env},
+  })
+}
+
 const listening = async () => (await machine.listeningSockets()).map((s) => `${s.protocol} ${s.address}:${s.port}`).sort()
 
 beforeAll(async () => {
@@ -183,10 +191,7 @@ describe('a cluster on another machine', () => {
 
   it("intercepts web with a process here, which sees web's environment and volume and reaches the remote catalog by name, not the local twin", async () => {
     const port = 20_000 + (process.pid % 5000)
-    const run = startTp(
-      ['intercept', 'web', '--use', 'rtls', '--port', String(port), '--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)],
-      {env},
-    )
+    const run = interceptWeb('rtls', port)
     await run.active
     const reply = JSON.parse(
       await eventually(
@@ -234,22 +239,7 @@ describe('a cluster on another machine', () => {
 
   it('after kill -9 of the daemon here, the remote workload has its traffic back within 10 s and nothing of tp is left there within 60 s', async () => {
     const port = 25_000 + (process.pid % 5000)
-    const run = startTp(
-      [
-        'intercept',
-        'web',
-        '--use',
-        'rtls',
-        '--port',
-        String(port),
-        '--mount=false',
-        '--',
-        'node',
-        join(repoRoot, 'test/fixtures/local-server.mjs'),
-        String(port),
-      ],
-      {env},
-    )
+    const run = interceptWeb('rtls', port, {mount: false})
     await run.active
     await eventually(
       'the handler answers',
@@ -284,15 +274,25 @@ describe('a cluster on another machine', () => {
     const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
     expect(connected.exitCode, connected.stderr).toBe(0)
     const port = 26_000 + (process.pid % 5000)
-    const run = startTp(['intercept', 'web', '--use', 'rtls', '--port', String(port), '--mount=false', '--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)], {env})
+    const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually('the handler answers', () => fromRemoteClient('http://web/'), (r) => r.startsWith('{'), 20_000)
+    await eventually(
+      'the handler answers',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('{'),
+      20_000,
+    )
     // the cable is out: nothing passes between this machine and the other one
     await execa('ip', ['link', 'set', machine.hostInterface, 'down'])
     const cut = Date.now()
     try {
       // the client there talks to the workload there: the cut does not stand between them
-      await eventually('web answers for itself', () => fromRemoteClient('http://web/'), (r) => r === 'the remote web', 15_000)
+      await eventually(
+        'web answers for itself',
+        () => fromRemoteClient('http://web/'),
+        (r) => r === 'the remote web',
+        15_000,
+      )
       expect(Date.now() - cut).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
       const ended = await run.child
       expect(ended.exitCode).toBe(1)
@@ -301,9 +301,19 @@ describe('a cluster on another machine', () => {
     } finally {
       await execa('ip', ['link', 'set', machine.hostInterface, 'up'])
     }
-    await eventually('nothing of tp on the remote engine', () => tpObjectsOn(remote), (left) => left.length === 0, 60_000)
+    await eventually(
+      'nothing of tp on the remote engine',
+      () => tpObjectsOn(remote),
+      (left) => left.length === 0,
+      60_000,
+    )
     // the daemon ended with the link; the next command says so and cleans up here
-    await eventually('the daemon here has ended', async () => (await tp(['status'])).stdout, (out) => /DAEMON DIED|Not connected/.test(out), 30_000)
+    await eventually(
+      'the daemon here has ended',
+      async () => (await tp(['status'])).stdout,
+      (out) => /DAEMON DIED|Not connected/.test(out),
+      30_000,
+    )
     expect(await listening()).toEqual(listeningBefore)
   })
 
@@ -314,22 +324,7 @@ describe('a cluster on another machine', () => {
     expect(connected.exitCode, connected.stderr).toBe(0)
     expect((await tp(['list', '--use', 'rssh'], ssh)).stdout).toMatch(/^web\s+ports 80/m)
     const port = 30_000 + (process.pid % 5000)
-    const run = startTp(
-      [
-        'intercept',
-        'web',
-        '--use',
-        'rssh',
-        '--port',
-        String(port),
-        '--mount=false',
-        '--',
-        'node',
-        join(repoRoot, 'test/fixtures/local-server.mjs'),
-        String(port),
-      ],
-      {env: {...env, ...ssh}},
-    )
+    const run = interceptWeb('rssh', port, {mount: false, env: ssh})
     await run.active
     const reply = JSON.parse(
       await eventually(
