@@ -332,12 +332,16 @@ describe('traffic agent', () => {
   it("serves the volumes as the workload's own user: what is written through it is that user's", async () => {
     // a workload that runs as 1000:1000, its volume its own
     await fx.volume('tpt-agent-user-data')
-    await fx.run(busybox, 'none', ['chown', '1000:1000', '/data'], 'tpt-agent-user-chown', {Binds: ['tpt-agent-user-data:/data']})
+    // (not empty, or Docker gives the volume the image's ownership of /data again at each mount)
+    await fx.run(busybox, 'none', ['sh', '-c', 'mkdir -p /data/www && chown -R 1000:1000 /data'], 'tpt-agent-user-chown', {
+      Binds: ['tpt-agent-user-data:/data'],
+    })
     await fx.container({
       name: 'tpt-agent-user-web',
       Image: busybox,
       User: '1000:1000',
-      Cmd: httpdCmd('user app', 8080),
+      // as 1000 it can write only in its volume: its page goes there
+      Cmd: ['sh', '-c', 'mkdir -p /data/www && echo user app > /data/www/index.html && exec httpd -f -p 8080 -h /data/www'],
       ExposedPorts: {'8080/tcp': {}},
       HostConfig: {NetworkMode: NET, Binds: ['tpt-agent-user-data:/data']},
     })
@@ -355,7 +359,9 @@ describe('traffic agent', () => {
     try {
       await execFileAsync('sshfs', ['-o', `directport=${sftpPort}`, `${address}:/`, mnt])
       await writeFile(join(mnt, 'data/from-the-handler.txt'), 'written over sftp\n')
-      const {output} = await fx.run(busybox, 'none', ['stat', '-c', '%u:%g', '/data/from-the-handler.txt'], 'tpt-agent-user-stat', {Binds: ['tpt-agent-user-data:/data']})
+      const {output} = await fx.run(busybox, 'none', ['stat', '-c', '%u:%g', '/data/from-the-handler.txt'], 'tpt-agent-user-stat', {
+        Binds: ['tpt-agent-user-data:/data'],
+      })
       expect(output.trim()).toBe('1000:1000')
     } finally {
       await execFileAsync('fusermount', ['-u', mnt]).catch(() => undefined)

@@ -79,6 +79,9 @@ interface Intercept {
   markHolderDone: () => void
 }
 
+/** How long an agent gone silent on another machine waits for the link's own verdict (its ping, and the time it waits for the answer). */
+const LINK_VERDICT_MS = 8000
+
 /** How often a waiting intercept checks whether its handler answers (a refused connect costs next to nothing). */
 const READINESS_POLL_MS = 20
 
@@ -181,7 +184,14 @@ export class InterceptManager {
     // sent before the agent is up; the agent shares its replica's address
     const sftpPort = exported.length > 0 ? sftpPortForAgent() : null
     // a namespace on another machine: its first replica's SFTP server is reached through a port here
-    const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(workload.replicas[0].address, sftpPort) : undefined
+    let agentsReady!: () => void
+    let agentsFailed!: (error: unknown) => void
+    const ready = new Promise<void>((resolve, reject) => {
+      agentsReady = resolve
+      agentsFailed = reject
+    })
+    ready.catch(() => undefined)
+    const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(workload.replicas[0].address, sftpPort, ready) : undefined
     const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward})
     const intercept: Intercept = {
       info: {
@@ -218,6 +228,8 @@ export class InterceptManager {
     onSession?.(session)
     const started = await Promise.allSettled(workload.replicas.map((replica, index) => this.startAgent(intercept, replica, index, step)))
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) agentsFailed(failed.reason)
+    else agentsReady()
     if (failed) {
       const ready = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
       await Promise.all(ready.map((a) => this.dropAgent(intercept, a, 1)))
@@ -301,6 +313,12 @@ export class InterceptManager {
    */
   private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
     if (intercept.removing || intercept.agents.get(agent.replica.id) !== agent) return // it went because the intercept is ending
+    // an agent on another machine that went silent: most likely the link itself, which says so
+    // within its ping time; then the link's end ends the intercept, with the link's reason
+    if (this.reach.linkClosed && /stopped answering/.test(reason)) {
+      const linkGone = await Promise.race([this.reach.linkClosed.then(() => true), sleep(LINK_VERDICT_MS).then(() => false)])
+      if (linkGone || intercept.removing) return
+    }
     const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
     if (intercept.removing) return
     if (replicaGone && intercept.agents.size > 1) {

@@ -97,19 +97,34 @@ export class LinkedNames {
   }
 }
 
-/** A port on this machine's loopback whose connections go through the link to host:port (a workload's SFTP server). */
+/**
+ * A port on this machine's loopback whose connections go through the link to host:port (a
+ * workload's SFTP server). It takes connections at once, but carries them only once `ready`
+ * resolves (the agent serves there): a volume made early waits there, as it would for a server
+ * not up yet, instead of meeting a connection closed at the far end.
+ */
 export async function forwardThrough(
   link: Pick<NamespaceLink, 'connect'>,
   host: string,
   port: number,
+  ready: Promise<void> = Promise.resolve(),
 ): Promise<{host: string; port: number; close: () => void}> {
   const server = createServer({allowHalfOpen: true}, (socket) => {
     socket.on('error', () => undefined)
-    link.connect(host, port).then(
-      (stream) => void splice(socket, stream),
-      () => socket.destroy(),
-    )
+    ready
+      .then(() => link.connect(host, port))
+      .then(
+        (stream) => void splice(socket, stream),
+        () => socket.destroy(),
+      )
   })
   const local = await listen(server, '127.0.0.1', 0)
-  return {host: '127.0.0.1', port: local, close: () => server.close(swallow(trace, 'closing a forward'))}
+  return {
+    host: '127.0.0.1',
+    port: local,
+    close: () => {
+      server.close(swallow(trace, 'closing a forward'))
+      ready.catch(() => undefined)
+    },
+  }
 }

@@ -18,5 +18,7 @@ export interface Reach {
    * For a namespace on another machine: a port on this side that reaches host:port there (a
    * workload's SFTP server, for the volume providers here).
    */
-  forward?: (host: string, port: number) => Promise<{host: string; port: number; close: () => void}>
+  forward?: (host: string, port: number, ready?: Promise<void>) => Promise<{host: string; port: number; close: () => void}>
+  /** For a namespace on another machine: resolves when the link to it is gone. */
+  linkClosed?: Promise<string>
 }
