@@ -59,7 +59,7 @@ export default class Version extends TpCommand {
           origins.set(p.name, {label, ...origin})
           return {name: p.name, version: p.version, type: p.type, root: p.root, ...origin}
         })
-        .sort((a, b) => a.name.localeCompare(b.name)),
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), // npm names; localeCompare's first call costs 10-25 ms
       ...(pins ? {pins: {dir: pins.pinsDir, problems: pins.problems}} : {}),
       docker: await dockerEngineInfo(),
     }
