@@ -13,12 +13,20 @@
  *   core oclif plugins stay outside; src/main.ts copes with their own copy of @oclif/core.
  * - Code that finds files of this package finds them from its package.json, not from its own
  *   file (which is at another depth in dist/bundle/ than in dist/).
+ * - Node's own modules are required, not imported (scripts/esbuild-common.mjs says why).
+ * - The CommonJS packages that @oclif/core requires on first use only (patches/: minimatch,
+ *   tinyglobby, lilconfig, ejs, semver) are each a CommonJS file of their own under
+ *   dist/bundle/lazy/, required when used: the chunk every command loads does not carry them, and
+ *   start-up does not compile them (~300 KB of 700).
+ * - `wsl-utils` (oclif's and `tp --version`'s "is this WSL?") is its `isWsl` only, from `is-wsl`:
+ *   the rest of it (PowerShell, for oclif's shell detection on Windows) loads on first use, and
+ *   with it `node:child_process`, which nothing else at start-up needs.
  */
 import {readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
-import {LAZY_EXTERNALS, splitBundle} from '../../../scripts/esbuild-common.mjs'
+import {LAZY_EXTERNALS, builtinsThroughRequire, splitBundle} from '../../../scripts/esbuild-common.mjs'
 
 const cli = dirname(dirname(fileURLToPath(import.meta.url)))
 const src = join(cli, 'src')
@@ -31,6 +39,45 @@ const sources = (dir) =>
 
 const entries = ['main.ts', 'version-flag.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
 
+/** `wsl-utils` as its isWsl (is-wsl, as wsl-utils has it) and a powerShellPath that loads the rest. */
+const wslUtilsIsWsl = {
+  name: 'wsl-utils-is-wsl',
+  setup(b) {
+    b.onResolve({filter: /^wsl-utils$/}, (args) => (args.namespace === 'tp-wsl' ? undefined : {path: 'wsl-utils', namespace: 'tp-wsl'}))
+    b.onLoad({filter: /.*/, namespace: 'tp-wsl'}, async () => {
+      const real = await b.resolve('wsl-utils', {kind: 'import-statement', resolveDir: cli})
+      return {
+        resolveDir: dirname(real.path),
+        loader: 'js',
+        contents: "export {default as isWsl} from 'is-wsl'\nexport const powerShellPath = async () => (await import('wsl-utils')).powerShellPath()\n",
+      }
+    })
+  },
+}
+
+/** @oclif/core's lazily required CommonJS packages (see above): name → the file esbuild resolved. */
+const LAZY_CJS = new Set(['minimatch', 'tinyglobby', 'lilconfig', 'ejs', 'semver'])
+const lazyCjs = new Map()
+const lazyCjsFiles = {
+  name: 'lazy-cjs',
+  setup(b) {
+    b.onResolve({filter: /^[\w-]+$/}, async (args) => {
+      if (args.kind !== 'require-call' || !LAZY_CJS.has(args.path) || !/[/\\]@oclif[/\\]core[/\\]/.test(args.importer)) return undefined
+      const real = await b.resolve(args.path, {kind: args.kind, resolveDir: args.resolveDir})
+      if (real.errors.length > 0) return {errors: real.errors}
+      const known = lazyCjs.get(args.path)
+      if (known && known !== real.path) return {errors: [{text: `@oclif/core requires two copies of ${args.path}: ${known}, ${real.path}`}]}
+      lazyCjs.set(args.path, real.path)
+      return {path: args.path, namespace: 'tp-lazy-cjs'}
+    })
+    // found from this package's package.json (its exports name it): the requiring chunk's own depth in dist/bundle/ is esbuild's choice
+    b.onLoad({filter: /.*/, namespace: 'tp-lazy-cjs'}, (args) => ({
+      loader: 'js',
+      contents: `const {dirname, join} = require('node:path')\nmodule.exports = require(join(dirname(require.resolve('@tp/cli/package.json')), 'dist/bundle/lazy/${args.path}.cjs'))\n`,
+    }))
+  },
+}
+
 rmSync(out, {recursive: true, force: true})
 const {metafile} = await build({
   absWorkingDir: cli,
@@ -39,6 +86,18 @@ const {metafile} = await build({
   // typescript, ts-node, tsx: oclif's development mode (a plugin's .ts sources) loads them when present
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
   external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
+  plugins: [builtinsThroughRequire, wslUtilsIsWsl, lazyCjsFiles],
 })
+for (const [name, file] of lazyCjs) {
+  await build({
+    entryPoints: [file],
+    outfile: join(out, 'lazy', `${name}.cjs`),
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning',
+  })
+}
 // which output holds which input: tests use it to tell the files that carry Docker code
 writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
