@@ -37,7 +37,7 @@ const sources = (dir) =>
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
     .map((e) => relative(src, join(e.parentPath, e.name)))
 
-const entries = ['main.ts', 'version-flag.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
+const entries = ['main.ts', 'version-flag.ts', 'engine-prefetch.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
 
 /** `wsl-utils` as its isWsl (is-wsl, as wsl-utils has it) and a powerShellPath that loads the rest. */
 const wslUtilsIsWsl = {
