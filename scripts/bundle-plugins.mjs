@@ -23,7 +23,7 @@ import {readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
-import {builtinsThroughRequire, LAZY_EXTERNALS, REQUIRE_BANNER, splitBundle} from './esbuild-common.mjs'
+import {builtinsWithoutImport, LAZY_EXTERNALS, REQUIRE_BANNER, splitBundle} from './esbuild-common.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const BUNDLED = './dist/bundle/'
@@ -83,7 +83,7 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
     entryPoints: entries,
     ...splitBundle(out),
     external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
-    plugins: [builtinsThroughRequire, sharedDockerode],
+    plugins: [builtinsWithoutImport, sharedDockerode],
   })
   writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
 }

@@ -15,21 +15,23 @@ export const REQUIRE_BANNER = {js: "import {createRequire as __tpCreateRequire} 
 const BUILTIN = new Set(builtinModules)
 
 /**
- * Node's own modules through `require`, never `import`: an ES module's `import … from 'node:http'`
- * makes Node 22 and 24 build its namespace from every export, lazy getters included — `node:http`'s
- * WebSocket and EventSource load undici, ~90 ms on every command that loads it; `require` reads
- * only what the code uses (~8 ms). A built-in imported from a bundled module becomes a small
- * CommonJS module that requires it (the bundles have a real `require`: REQUIRE_BANNER).
+ * Node's own modules through `process.getBuiltinModule`, never `import`: an ES module's `import …
+ * from 'node:http'` makes Node 22 and 24 build its namespace from every export, lazy getters
+ * included — `node:http`'s WebSocket and EventSource load undici, ~90 ms on every command that
+ * loads it; getBuiltinModule (Node >= 20.16) returns the module as `require` does, and reads only
+ * what the code uses (~8 ms). A built-in, imported or required by bundled code, becomes a small
+ * CommonJS module that gets it that way: the bundle needs no `require` or `import.meta` for it, so
+ * it can itself be bundled again into CommonJS (the sdk's bundle is, into the agent and daemon).
  */
-export const builtinsThroughRequire = {
-  name: 'builtins-through-require',
+export const builtinsWithoutImport = {
+  name: 'builtins-without-import',
   setup(b) {
     b.onResolve({filter: /^[\w/:]+$/}, (args) => {
-      if (args.kind !== 'import-statement' && args.kind !== 'dynamic-import') return undefined
+      if (args.namespace === 'tp-builtin') return undefined
       if (!args.path.startsWith('node:') && !BUILTIN.has(args.path)) return undefined
-      return {path: args.path, namespace: 'tp-builtin'}
+      return {path: args.path.startsWith('node:') ? args.path : `node:${args.path}`, namespace: 'tp-builtin'}
     })
-    b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({contents: `module.exports = require(${JSON.stringify(args.path)})`, loader: 'js'}))
+    b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
   },
 }
 
@@ -46,6 +48,6 @@ export function splitBundle(outdir) {
     banner: REQUIRE_BANNER,
     logLevel: 'warning',
     metafile: true,
-    plugins: [builtinsThroughRequire],
+    plugins: [builtinsWithoutImport],
   }
 }

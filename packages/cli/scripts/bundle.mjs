@@ -26,7 +26,7 @@ import {readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
-import {LAZY_EXTERNALS, builtinsThroughRequire, splitBundle} from '../../../scripts/esbuild-common.mjs'
+import {LAZY_EXTERNALS, builtinsWithoutImport, splitBundle} from '../../../scripts/esbuild-common.mjs'
 
 const cli = dirname(dirname(fileURLToPath(import.meta.url)))
 const src = join(cli, 'src')
@@ -86,7 +86,7 @@ const {metafile} = await build({
   // typescript, ts-node, tsx: oclif's development mode (a plugin's .ts sources) loads them when present
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
   external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
-  plugins: [builtinsThroughRequire, wslUtilsIsWsl, lazyCjsFiles],
+  plugins: [builtinsWithoutImport, wslUtilsIsWsl, lazyCjsFiles],
 })
 for (const [name, file] of lazyCjs) {
   await build({

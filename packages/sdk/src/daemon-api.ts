@@ -1,11 +1,10 @@
-import {createRequire} from 'node:module'
 import {BugError, UserError} from './errors.js'
 import type {ClusterTarget, Workload} from './cluster.js'
 import type {DaemonSession} from './session.js'
 
-// required, not imported: Node 22 and 24 build an imported built-in's namespace from every export,
-// and node:http's WebSocket and EventSource getters load undici (~90 ms at every command's start)
-const {request} = createRequire(import.meta.url)('node:http') as typeof import('node:http')
+// not imported: Node 22 and 24 build an imported built-in's namespace from every export, and
+// node:http's WebSocket and EventSource getters load undici (~90 ms at every command's start)
+const {request} = process.getBuiltinModule('node:http')
 
 /** The daemon's HTTP+JSON API (v1). Every request carries `Authorization: Bearer <token>`. */
 
