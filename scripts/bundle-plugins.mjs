@@ -83,7 +83,7 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
     entryPoints: entries,
     ...splitBundle(out),
     external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
-    plugins: [builtinsWithoutImport, sharedDockerode],
+    plugins: [builtinsWithoutImport(), sharedDockerode],
   })
   writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
 }

@@ -15,24 +15,36 @@ export const REQUIRE_BANNER = {js: "import {createRequire as __tpCreateRequire} 
 const BUILTIN = new Set(builtinModules)
 
 /**
- * Node's own modules through `process.getBuiltinModule`, never `import`: an ES module's `import …
- * from 'node:http'` makes Node 22 and 24 build its namespace from every export, lazy getters
- * included — `node:http`'s WebSocket and EventSource load undici, ~90 ms on every command that
- * loads it; getBuiltinModule (Node >= 20.16) returns the module as `require` does, and reads only
- * what the code uses (~8 ms). A built-in, imported or required by bundled code, becomes a small
- * CommonJS module that gets it that way: the bundle needs no `require` or `import.meta` for it, so
- * it can itself be bundled again into CommonJS (the sdk's bundle is, into the agent and daemon).
+ * Built-ins that an ES module must not `import`: Node 22 and 24 build an imported built-in's
+ * namespace from every export, lazy getters included, and `node:http`'s WebSocket and EventSource
+ * getters load undici (~90 ms on every command that loads it; the others measured within noise).
  */
-export const builtinsWithoutImport = {
-  name: 'builtins-without-import',
-  setup(b) {
-    b.onResolve({filter: /^[\w/:]+$/}, (args) => {
-      if (args.namespace === 'tp-builtin') return undefined
-      if (!args.path.startsWith('node:') && !BUILTIN.has(args.path)) return undefined
-      return {path: args.path.startsWith('node:') ? args.path : `node:${args.path}`, namespace: 'tp-builtin'}
-    })
-    b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
-  },
+const COSTLY_TO_IMPORT = new Set(['http', 'https', 'http2'])
+
+/**
+ * Gets Node's built-ins with `process.getBuiltinModule` (Node >= 20.16: the module as `require`
+ * returns it, reading only what the code uses) instead of `import` for COSTLY_TO_IMPORT, and, with
+ * `requires`, instead of `require` for every built-in that bundled CommonJS requires: such a
+ * bundle needs no `require` and no `import.meta` for them, so it can itself be bundled again into
+ * CommonJS (the sdk's bundle is, into the agent and daemon). A built-in becomes a small CommonJS
+ * module of the bundle; the other imports of built-ins stay imports (each such module would be a
+ * chunk file of its own in a split bundle).
+ */
+export function builtinsWithoutImport({requires = false} = {}) {
+  return {
+    name: 'builtins-without-import',
+    setup(b) {
+      b.onResolve({filter: /^[\w/:]+$/}, (args) => {
+        if (args.namespace === 'tp-builtin') return undefined
+        const name = args.path.replace(/^node:/, '')
+        if (!BUILTIN.has(name) && !args.path.startsWith('node:')) return undefined
+        const imported = args.kind === 'import-statement' || args.kind === 'dynamic-import'
+        if (imported ? !COSTLY_TO_IMPORT.has(name.split('/')[0]) : !(requires && args.kind === 'require-call')) return undefined
+        return {path: `node:${name}`, namespace: 'tp-builtin'}
+      })
+      b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
+    },
+  }
 }
 
 /** esbuild options for a split ES-module bundle into `outdir`, with its metafile. */
@@ -48,6 +60,6 @@ export function splitBundle(outdir) {
     banner: REQUIRE_BANNER,
     logLevel: 'warning',
     metafile: true,
-    plugins: [builtinsWithoutImport],
+    plugins: [builtinsWithoutImport()],
   }
 }

@@ -13,7 +13,7 @@
  *   core oclif plugins stay outside; src/main.ts copes with their own copy of @oclif/core.
  * - Code that finds files of this package finds them from its package.json, not from its own
  *   file (which is at another depth in dist/bundle/ than in dist/).
- * - Node's own modules are required, not imported (scripts/esbuild-common.mjs says why).
+ * - `node:http` is never imported (scripts/esbuild-common.mjs says why).
  * - The CommonJS packages that @oclif/core requires on first use only (patches/: minimatch,
  *   tinyglobby, lilconfig, ejs, semver) are each a CommonJS file of their own under
  *   dist/bundle/lazy/, required when used: the chunk every command loads does not carry them, and
@@ -86,7 +86,7 @@ const {metafile} = await build({
   // typescript, ts-node, tsx: oclif's development mode (a plugin's .ts sources) loads them when present
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
   external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
-  plugins: [builtinsWithoutImport, wslUtilsIsWsl, lazyCjsFiles],
+  plugins: [builtinsWithoutImport(), wslUtilsIsWsl, lazyCjsFiles],
 })
 for (const [name, file] of lazyCjs) {
   await build({

@@ -7,7 +7,6 @@
  * Other engines (tcp://, TLS, ssh://) and answers other than 200 are left to dockerode.
  */
 import {existsSync} from 'node:fs'
-import {createRequire} from 'node:module'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 
@@ -49,8 +48,8 @@ export function prefetchEngineVersion(argv: string[], env: NodeJS.ProcessEnv = p
   const socketPath = engineSocket(env)
   if (!socketPath) return
   const started = Date.now()
-  // required, not imported (scripts/esbuild-common.mjs); servername: no TLS name to work out (patches/README.md)
-  const http = createRequire(import.meta.url)('node:http') as typeof import('node:http')
+  // not imported (scripts/esbuild-common.mjs); servername: no TLS name to work out (patches/README.md)
+  const http = process.getBuiltinModule('node:http')
   const options: import('node:http').RequestOptions & {servername: string} = {socketPath, path: '/version', servername: '', timeout: ENGINE_TIMEOUT_MS}
   const version = new Promise<EngineVersion | undefined>((resolve, reject) => {
     const req = http.get(options, (res) => {
