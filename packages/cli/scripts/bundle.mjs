@@ -15,9 +15,9 @@
  *   file (which is at another depth in dist/bundle/ than in dist/).
  * - `node:http` is never imported (scripts/esbuild-common.mjs says why).
  * - The CommonJS packages that @oclif/core requires on first use only (patches/: minimatch,
- *   tinyglobby, lilconfig, ejs, semver) are each a CommonJS file of their own under
- *   dist/bundle/lazy/, required when used: the chunk every command loads does not carry them, and
- *   start-up does not compile them (~300 KB of 700).
+ *   tinyglobby, lilconfig, ejs, semver, cli-spinners; and ansi-styles' color-convert) are each a
+ *   CommonJS file of their own under dist/bundle/lazy/, required when used: the chunk every
+ *   command loads does not carry them, and start-up does not compile them (~380 KB of 700).
  * - `wsl-utils` (oclif's and `tp --version`'s "is this WSL?") is its `isWsl` only, from `is-wsl`:
  *   the rest of it (PowerShell, for oclif's shell detection on Windows) loads on first use, and
  *   with it `node:child_process`, which nothing else at start-up needs.
@@ -55,14 +55,18 @@ const wslUtilsIsWsl = {
   },
 }
 
-/** @oclif/core's lazily required CommonJS packages (see above): name → the file esbuild resolved. */
-const LAZY_CJS = new Set(['minimatch', 'tinyglobby', 'lilconfig', 'ejs', 'semver'])
+/** CommonJS packages required on first use only (see above), and by what: name → the requiring package. */
+const LAZY_CJS = new Map([
+  ...['minimatch', 'tinyglobby', 'lilconfig', 'ejs', 'semver', 'cli-spinners'].map((name) => [name, '@oclif/core']),
+  ['color-convert', 'ansi-styles'], // oclif's help colours through ansi-styles, which requires it for 256 and RGB colours only
+])
 const lazyCjs = new Map()
 const lazyCjsFiles = {
   name: 'lazy-cjs',
   setup(b) {
     b.onResolve({filter: /^[\w-]+$/}, async (args) => {
-      if (args.kind !== 'require-call' || !LAZY_CJS.has(args.path) || !/[/\\]@oclif[/\\]core[/\\]/.test(args.importer)) return undefined
+      const by = LAZY_CJS.get(args.path)
+      if (args.kind !== 'require-call' || !by || !args.importer.split(/[/\\]node_modules[/\\]/).at(-1).startsWith(`${by}/`)) return undefined
       const real = await b.resolve(args.path, {kind: args.kind, resolveDir: args.resolveDir})
       if (real.errors.length > 0) return {errors: real.errors}
       const known = lazyCjs.get(args.path)
