@@ -15,13 +15,11 @@ module.enableCompileCache?.()
 
 if (process.argv[2] === '--') process.argv.splice(2, 1)
 
+// what comes before oclif, one file (src/launch.ts)
+const {answeredVersionFlag, prefetchEngineVersion, selectDataDir} = await import('../dist/bundle/launch.js')
 // `tp --version` is printed without loading oclif; everything else is oclif's
-const {answeredVersionFlag} = await import('../dist/bundle/version-flag.js')
 if (!(await answeredVersionFlag(process.argv.slice(2)))) {
-  // `tp version`: the engine is asked now, its answer comes while oclif loads
-  const {prefetchEngineVersion} = await import('../dist/bundle/engine-prefetch.js')
-  prefetchEngineVersion(process.argv.slice(2))
-  const {selectDataDir} = await import('../dist/pins/select-data-dir.js')
+  prefetchEngineVersion(process.argv.slice(2)) // `tp version`: the engine is asked now, its answer comes while oclif loads
   selectDataDir() // inside a repository with .tp/ pins: load its pinned plugins, not the user's
   const {execute} = await import('../dist/bundle/main.js')
   await execute({dir: import.meta.url})

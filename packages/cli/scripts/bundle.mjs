@@ -7,6 +7,8 @@
  *   is ./dist/bundle/commands, listed in oclif.manifest.json) and a command loads only its own code;
  *   what several entries share (@oclif/core first) is one chunk, loaded once.
  * - Every file under src/commands and src/hooks is an entry: a new command needs no list edited.
+ * - What bin/run.js runs before oclif (src/launch.ts: `tp --version`, the engine prefetch of `tp
+ *   version`, the pins' data directory) is dist/bundle/launch.js, one file bundled on its own.
  * - dockerode is bundled too, as a chunk of its own that only the commands which import it
  *   (`version`, `gc`) load; ssh2 and gRPC stay outside, loaded on first use (patches/).
  * - Workspace packages (@tp/*: the plugin contracts, one copy shared with the plugins) and the
@@ -37,7 +39,7 @@ const sources = (dir) =>
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
     .map((e) => relative(src, join(e.parentPath, e.name)))
 
-const entries = ['main.ts', 'version-flag.ts', 'engine-prefetch.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
+const entries = ['main.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
 
 /** `wsl-utils` as its isWsl (is-wsl, as wsl-utils has it) and a powerShellPath that loads the rest. */
 const wslUtilsIsWsl = {
@@ -45,7 +47,8 @@ const wslUtilsIsWsl = {
   setup(b) {
     b.onResolve({filter: /^wsl-utils$/}, (args) => (args.namespace === 'tp-wsl' ? undefined : {path: 'wsl-utils', namespace: 'tp-wsl'}))
     b.onLoad({filter: /.*/, namespace: 'tp-wsl'}, async () => {
-      const real = await b.resolve('wsl-utils', {kind: 'import-statement', resolveDir: cli})
+      const real = await b.resolve('wsl-utils', {kind: 'import-statement', resolveDir: cli, namespace: 'tp-wsl'})
+      if (real.errors.length > 0) return {errors: real.errors}
       return {
         resolveDir: dirname(real.path),
         loader: 'js',
@@ -66,7 +69,8 @@ const lazyCjsFiles = {
   setup(b) {
     b.onResolve({filter: /^[\w-]+$/}, async (args) => {
       const by = LAZY_CJS.get(args.path)
-      if (args.kind !== 'require-call' || !by || !args.importer.split(/[/\\]node_modules[/\\]/).at(-1).startsWith(`${by}/`)) return undefined
+      const importer = args.importer.split(/[/\\]node_modules[/\\]/).at(-1)
+      if (args.kind !== 'require-call' || !by || !importer.startsWith(`${by}/`)) return undefined
       const real = await b.resolve(args.path, {kind: args.kind, resolveDir: args.resolveDir})
       if (real.errors.length > 0) return {errors: real.errors}
       const known = lazyCjs.get(args.path)
@@ -91,6 +95,18 @@ const {metafile} = await build({
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
   external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
   plugins: [builtinsWithoutImport(), wslUtilsIsWsl, lazyCjsFiles],
+})
+// what bin/run.js loads before oclif (src/launch.ts): one file, nothing shared with the rest
+await build({
+  absWorkingDir: cli,
+  entryPoints: [join(src, 'launch.ts')],
+  outfile: join(out, 'launch.js'),
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  plugins: [builtinsWithoutImport(), wslUtilsIsWsl],
+  logLevel: 'warning',
 })
 for (const [name, file] of lazyCjs) {
   await build({
