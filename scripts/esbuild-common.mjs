@@ -42,7 +42,10 @@ export function builtinsWithoutImport({requires = false} = {}) {
         if (imported ? !COSTLY_TO_IMPORT.has(name.split('/')[0]) : !(requires && args.kind === 'require-call')) return undefined
         return {path: `node:${name}`, namespace: 'tp-builtin'}
       })
-      b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
+      b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({
+        contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`,
+        loader: 'js',
+      }))
     },
   }
 }
