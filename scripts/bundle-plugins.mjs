@@ -7,7 +7,8 @@
  * handler loads in ~35 ms instead of ~150 ms, on the path of every intercept.
  * - A plugin's package.json names its hooks in dist/bundle/ (`oclif.hooks`); each is bundled from
  *   the file of the same name in dist/ (tsc's output). Its exports (dist/) are unchanged.
- * - @tp/sdk stays outside: one copy of the contracts and errors per process. Other workspace
+ * - @tp/sdk stays outside: one copy of the contracts and errors per process (its `paths`, pure
+ *   functions that the hooks run before every command use, is bundled in). Other workspace
  *   packages are bundled in; code that finds files of its package finds them from its
  *   package.json (packages/images/src/runtime.ts), never from its own file. @tp/daemon stays
  *   outside (the host daemon's own process loads it); ssh2 and gRPC too, loaded on first use (patches/).
@@ -49,6 +50,18 @@ const sharedDockerode = {
   },
 }
 
+/**
+ * @tp/sdk stays outside, but for `@tp/sdk/paths`: pure functions, bundled in, so that the hooks run
+ * before every command (init) do not resolve the sdk's package (a few ms each). An `external`
+ * entry would take the package's subpaths with it.
+ */
+const sdkOutside = {
+  name: 'sdk-outside',
+  setup(b) {
+    b.onResolve({filter: /^@tp\/sdk(\/.*)?$/}, (args) => (args.path === '@tp/sdk/paths' ? undefined : {path: args.path, external: true}))
+  },
+}
+
 for (const name of readdirSync(join(root, 'plugins')).sort()) {
   const dir = join(root, 'plugins', name)
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
@@ -82,8 +95,8 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
     absWorkingDir: dir,
     entryPoints: entries,
     ...splitBundle(out),
-    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
-    plugins: [builtinsWithoutImport(), sharedDockerode],
+    external: ['@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
+    plugins: [builtinsWithoutImport(), sharedDockerode, sdkOutside],
   })
   writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
 }
