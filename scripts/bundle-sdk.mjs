@@ -25,7 +25,7 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  plugins: [builtinsWithoutImport({requires: true})],
+  plugins: [builtinsWithoutImport()],
   // dockerode: the sdk names its types only; the shared copy is @tp/sdk/dockerode
   external: ['dockerode'],
   logLevel: 'warning',

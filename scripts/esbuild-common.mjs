@@ -15,22 +15,20 @@ export const REQUIRE_BANNER = {js: "import {createRequire as __tpCreateRequire} 
 const BUILTIN = new Set(builtinModules)
 
 /**
- * Built-ins that an ES module must not `import`: Node 22 and 24 build an imported built-in's
- * namespace from every export, lazy getters included, and `node:http`'s WebSocket and EventSource
- * getters load undici (~90 ms on every command that loads it; the others measured within noise).
+ * Node's built-ins through `process.getBuiltinModule` (Node >= 20.16: the module as `require`
+ * returns it), never through `import`, in bundled code:
+ * - an ES module's `import … from 'node:http'` makes Node 22 and 24 build its namespace from every
+ *   export, lazy getters included: `node:http`'s WebSocket and EventSource load undici (~90 ms);
+ *   `node:process`'s and `node:util`'s load their reports, parsers and MIME types;
+ * - esbuild hoists a bundled module's imports to the top of its output file: a built-in that only
+ *   a lazily loaded module imports (wsl-utils' `node:child_process`) would load with the file.
+ * A built-in, imported or required, becomes a one-line CommonJS module of the bundle that gets
+ * it, one per importing module (so that it lands in its importer's chunk, not in a chunk file of
+ * its own), evaluated when its importer is. The bundle needs no `require` and no `import.meta`
+ * for them, so it can itself be bundled again into CommonJS (the sdk's bundle is, into the agent
+ * and daemon).
  */
-const COSTLY_TO_IMPORT = new Set(['http', 'https', 'http2'])
-
-/**
- * Gets Node's built-ins with `process.getBuiltinModule` (Node >= 20.16: the module as `require`
- * returns it, reading only what the code uses) instead of `import` for COSTLY_TO_IMPORT, and, with
- * `requires`, instead of `require` for every built-in that bundled CommonJS requires: such a
- * bundle needs no `require` and no `import.meta` for them, so it can itself be bundled again into
- * CommonJS (the sdk's bundle is, into the agent and daemon). A built-in becomes a small CommonJS
- * module of the bundle; the other imports of built-ins stay imports (each such module would be a
- * chunk file of its own in a split bundle).
- */
-export function builtinsWithoutImport({requires = false} = {}) {
+export function builtinsWithoutImport() {
   return {
     name: 'builtins-without-import',
     setup(b) {
@@ -38,9 +36,7 @@ export function builtinsWithoutImport({requires = false} = {}) {
         if (args.namespace === 'tp-builtin') return undefined
         const name = args.path.replace(/^node:/, '')
         if (!BUILTIN.has(name) && !args.path.startsWith('node:')) return undefined
-        const imported = args.kind === 'import-statement' || args.kind === 'dynamic-import'
-        if (imported ? !COSTLY_TO_IMPORT.has(name.split('/')[0]) : !(requires && args.kind === 'require-call')) return undefined
-        return {path: `node:${name}`, namespace: 'tp-builtin'}
+        return {path: `node:${name}`, namespace: 'tp-builtin', pluginData: args.importer, suffix: `?${args.importer}`}
       })
       b.onLoad({filter: /.*/, namespace: 'tp-builtin'}, (args) => ({
         contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`,
