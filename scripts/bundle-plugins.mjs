@@ -7,7 +7,8 @@
  * handler loads in ~35 ms instead of ~150 ms, on the path of every intercept.
  * - A plugin's package.json names its hooks in dist/bundle/ (`oclif.hooks`); each is bundled from
  *   the file of the same name in dist/ (tsc's output). Its exports (dist/) are unchanged.
- * - @tp/sdk stays outside: one copy of the contracts and errors per process. Other workspace
+ * - @tp/sdk stays outside: one copy of the contracts and errors per process (its `paths`, pure
+ *   functions that the hooks run before every command use, is bundled in). Other workspace
  *   packages are bundled in; code that finds files of its package finds them from its
  *   package.json (packages/images/src/runtime.ts), never from its own file. @tp/daemon stays
  *   outside (the host daemon's own process loads it); ssh2 and gRPC too, loaded on first use (patches/).
@@ -23,7 +24,7 @@ import {readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
-import {LAZY_EXTERNALS, REQUIRE_BANNER, splitBundle} from './esbuild-common.mjs'
+import {builtinsWithoutImport, LAZY_EXTERNALS, REQUIRE_BANNER, splitBundle} from './esbuild-common.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const BUNDLED = './dist/bundle/'
@@ -46,6 +47,18 @@ const sharedDockerode = {
   name: 'shared-dockerode',
   setup(b) {
     b.onResolve({filter: /^dockerode$/}, () => ({path: '@tp/sdk/dockerode', external: true}))
+  },
+}
+
+/**
+ * @tp/sdk stays outside, but for `@tp/sdk/paths`: pure functions, bundled in, so that the hooks run
+ * before every command (init) do not resolve the sdk's package (a few ms each). An `external`
+ * entry would take the package's subpaths with it.
+ */
+const sdkOutside = {
+  name: 'sdk-outside',
+  setup(b) {
+    b.onResolve({filter: /^@tp\/sdk(\/.*)?$/}, (args) => (args.path === '@tp/sdk/paths' ? undefined : {path: args.path, external: true}))
   },
 }
 
@@ -82,8 +95,8 @@ for (const name of readdirSync(join(root, 'plugins')).sort()) {
     absWorkingDir: dir,
     entryPoints: entries,
     ...splitBundle(out),
-    external: ['@tp/sdk', '@tp/sdk/*', '@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
-    plugins: [sharedDockerode],
+    external: ['@tp/daemon', '@oclif/*', ...LAZY_EXTERNALS],
+    plugins: [builtinsWithoutImport(), sharedDockerode, sdkOutside],
   })
   writeFileSync(join(out, 'meta.json'), JSON.stringify(metafile))
 }

@@ -5,13 +5,21 @@
 // shebang's `node --` stops that search. Run as `node packages/cli/bin/run.js`, write a `--`
 // after the script: `node packages/cli/bin/run.js -- intercept … --env-file x`; it is dropped here.
 // dist/bundle/ holds oclif and tp's commands, bundled by `npm run build` (scripts/bundle.mjs).
-import {answeredVersionFlag} from '../dist/bundle/version-flag.js'
-import {selectDataDir} from '../dist/pins/select-data-dir.js'
+import module from 'node:module'
+
+// Node >= 22.1 keeps V8's compiled code of every module loaded from here on (in the OS's temporary
+// directory, node-compile-cache/; NODE_DISABLE_COMPILE_CACHE=1 turns it off): the next start reads
+// it instead of compiling oclif and tp again. Node 20 has no such cache (bench/README.md). The
+// imports below are dynamic so that they come after it.
+module.enableCompileCache?.()
 
 if (process.argv[2] === '--') process.argv.splice(2, 1)
 
+// what comes before oclif, one file (src/launch.ts)
+const {answeredVersionFlag, prefetchEngineVersion, selectDataDir} = await import('../dist/bundle/launch.js')
 // `tp --version` is printed without loading oclif; everything else is oclif's
 if (!(await answeredVersionFlag(process.argv.slice(2)))) {
+  prefetchEngineVersion(process.argv.slice(2)) // `tp version`: the engine is asked now, its answer comes while oclif loads
   selectDataDir() // inside a repository with .tp/ pins: load its pinned plugins, not the user's
   const {execute} = await import('../dist/bundle/main.js')
   await execute({dir: import.meta.url})

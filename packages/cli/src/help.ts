@@ -1,5 +1,4 @@
 import {type Command, Help} from '@oclif/core'
-import {loadRegistries} from './extensions.js'
 
 /**
  * oclif's help, plus the flags that installed handlers add to `tp intercept` (they are not in the
@@ -8,6 +7,8 @@ import {loadRegistries} from './extensions.js'
 export default class TpHelp extends Help {
   override async showCommandHelp(command: Command.Loadable): Promise<void> {
     if (command.id !== 'intercept') return super.showCommandHelp(command)
+    // imported here: the sdk and the plugins' descriptors are for this page only, not for `tp --help`
+    const {loadRegistries} = await import('./extensions.js')
     const registries = await loadRegistries(this.config)
     const flags: Command.Loadable['flags'] = {...command.flags}
     for (const {descriptor} of registries.handlers.list()) {

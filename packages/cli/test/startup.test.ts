@@ -55,9 +55,9 @@ describe('what a tp command loads', () => {
   afterAll(async () => s?.remove())
 
   /** Every file `tp <args>` loaded, as file URLs. */
-  async function loadedBy(args: string[]): Promise<{urls: string[]; stdout: string}> {
+  async function loadedBy(args: string[], env: Record<string, string> = {}): Promise<{urls: string[]; stdout: string}> {
     await writeFile(log, '')
-    const result = await s.tp(args, {NODE_OPTIONS: nodeOptions, TP_TEST_LOADED: log})
+    const result = await s.tp(args, {...env, NODE_OPTIONS: nodeOptions, TP_TEST_LOADED: log})
     expect(result.exitCode, `tp ${args.join(' ')}: ${result.stderr}`).toBe(0)
     return {urls: [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))], stdout: result.stdout}
   }
@@ -80,8 +80,14 @@ describe('what a tp command loads', () => {
     }
   })
 
-  it('`tp version`, which asks the engine, does load it (what the test above looks for is what loads)', async () => {
-    expect(holding(dockerCode, (await loadedBy(['version'])).urls)).not.toEqual([])
+  it('`tp version` on a tcp:// engine asks it through dockerode (what the test above looks for is what loads)', async () => {
+    expect(holding(dockerCode, (await loadedBy(['version'], {DOCKER_HOST: 'tcp://127.0.0.1:1'})).urls)).not.toEqual([])
+  })
+
+  it('`tp version` on a unix socket asks the engine as tp starts, with node:http alone (bin/run.js, engine-prefetch.ts)', async () => {
+    const {urls, stdout} = await loadedBy(['version', '--json'])
+    expect(holding(dockerCode, urls)).toEqual([])
+    expect((JSON.parse(stdout) as {docker: {reachable: boolean}}).docker.reachable).toBe(true)
   })
 
   it('`tp --version` prints what oclif prints for it, without loading oclif', async () => {

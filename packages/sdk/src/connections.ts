@@ -1,4 +1,3 @@
-import {randomBytes} from 'node:crypto'
 import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {ConnectionRecord} from './contracts.js'
@@ -60,8 +59,9 @@ export class ConnectionStore {
   async save(record: ConnectionRecord): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     const file = this.file(record.name)
-    // the temporary file is not `*.json`: a listing never takes it for a record
-    const temporary = join(this.dir, `.${record.name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+    // the temporary file is not `*.json`: a listing never takes it for a record (node:crypto is
+    // got here, not imported: loading it costs every command that loads the sdk a few ms)
+    const temporary = join(this.dir, `.${record.name}.${process.pid}.${process.getBuiltinModule('node:crypto').randomBytes(4).toString('hex')}.tmp`)
     try {
       await writeFile(temporary, `${JSON.stringify(record, null, 2)}\n`, {mode: 0o600, flag: 'wx'})
       await chmod(temporary, 0o600) // the umask may have taken bits away; never more than 0600

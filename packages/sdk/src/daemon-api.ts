@@ -1,7 +1,10 @@
-import {request} from 'node:http'
 import {BugError, UserError} from './errors.js'
 import type {ClusterTarget, Workload} from './cluster.js'
 import type {DaemonSession} from './session.js'
+
+// not imported: Node 22 and 24 build an imported built-in's namespace from every export, and
+// node:http's WebSocket and EventSource getters load undici (~90 ms at every command's start)
+const {request} = process.getBuiltinModule('node:http')
 
 /** The daemon's HTTP+JSON API (v1). Every request carries `Authorization: Bearer <token>`. */
 

@@ -11,6 +11,15 @@ import {readFileSync, writeFileSync} from 'node:fs'
 const BEGIN = '# tp begin'
 const END = '# tp end'
 
+/** Whether the hosts file at `path` may hold blocks of tp's (false when it cannot be read). */
+export function mayHaveBlocks(path: string): boolean {
+  try {
+    return readFileSync(path, 'utf8').includes(BEGIN)
+  } catch {
+    return false
+  }
+}
+
 export interface HostEntry {
   address: string
   names: string[]

@@ -2,7 +2,7 @@ import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {blockConnections, removeBlock, removeDeadBlocks, renderBlock, writeBlock} from '@tp/plugin-daemon-host'
+import {blockConnections, mayHaveBlocks, removeBlock, removeDeadBlocks, renderBlock, writeBlock} from '@tp/plugin-daemon-host'
 
 /** The host daemon's blocks of a hosts file, on a copy: the rest of the file is left byte for byte. */
 
@@ -51,5 +51,12 @@ describe('hosts file blocks', () => {
     writeBlock(file, 'alive', 2, [{address: '10.0.0.3', names: ['b']}])
     expect(removeDeadBlocks(file, (pid) => pid === 2)).toEqual(['dead'])
     expect(blockConnections(file)).toEqual([{connection: 'alive', pid: 2}])
+  })
+
+  it("tells a file without tp's blocks (the repair hook run before every command stops there)", () => {
+    expect(mayHaveBlocks(file)).toBe(false)
+    expect(mayHaveBlocks(join(dir, 'missing'))).toBe(false)
+    writeBlock(file, 'c', 1, [{address: '10.0.0.2', names: ['a']}])
+    expect(mayHaveBlocks(file)).toBe(true)
   })
 })

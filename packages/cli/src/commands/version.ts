@@ -1,11 +1,12 @@
 import {createRequire} from 'node:module'
 import {dockerMessage, dockerStatusCode, SUPPORTED_API_VERSIONS} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
+import {ENGINE_TIMEOUT_MS, takePrefetchedEngineVersion} from '../engine-prefetch.js'
 import {type PluginOrigin, originOf, pinsSummary} from '../pins/origin.js'
 import {pinStatus} from '../pins/state.js'
 
 /** How long `tp version` waits for the Docker engine before saying it is unreachable. */
-const DOCKER_TIMEOUT_MS = 2000
+const DOCKER_TIMEOUT_MS = ENGINE_TIMEOUT_MS
 
 export interface PluginInfo {
   name: string
@@ -59,7 +60,7 @@ export default class Version extends TpCommand {
           origins.set(p.name, {label, ...origin})
           return {name: p.name, version: p.version, type: p.type, root: p.root, ...origin}
         })
-        .sort((a, b) => a.name.localeCompare(b.name)),
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), // npm names; localeCompare's first call costs 10-25 ms
       ...(pins ? {pins: {dir: pins.pinsDir, problems: pins.problems}} : {}),
       docker: await dockerEngineInfo(),
     }
@@ -90,11 +91,17 @@ export function dockerEndpoint(): string {
 export async function dockerEngineInfo(timeoutMs = DOCKER_TIMEOUT_MS): Promise<EngineInfo> {
   const where = dockerEndpoint()
   let started = Date.now()
+  // `tp version` on a unix socket: bin/run.js asked as tp started (engine-prefetch.ts)
+  const prefetched = takePrefetchedEngineVersion()
+  if (prefetched) started = prefetched.started
   try {
-    // imported here so that commands which never talk to Docker do not pay for loading it
-    const {default: Docker} = await import('dockerode')
-    started = Date.now()
-    const version = await new Docker({timeout: timeoutMs}).version()
+    let version = await prefetched?.version
+    if (!version) {
+      // imported here so that commands which never talk to Docker do not pay for loading it
+      const {default: Docker} = await import('dockerode')
+      started = Date.now()
+      version = await new Docker({timeout: timeoutMs}).version()
+    }
     return {reachable: true, where, version: version.Version, apiVersion: version.ApiVersion, os: version.Os, arch: version.Arch}
   } catch (error) {
     // docker-modem ends a request that timed out with a bare "socket hang up": tell it by the clock

@@ -4,7 +4,6 @@
  * `tp extensions` read it and hash each plugin's installed files again (its own files, not its
  * node_modules: a few milliseconds for a plugin of a few hundred kB).
  */
-import {createHash} from 'node:crypto'
 import {existsSync, readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {UserError} from '@tp/sdk'
@@ -18,6 +17,9 @@ export interface InstalledState {
   repo: string
   plugins: Record<string, {version: string; integrity: string; files: string}>
 }
+
+/** node:crypto when a hash is made, not when `tp version` (which imports this module) starts. */
+const createHash: typeof import('node:crypto').createHash = (...args) => process.getBuiltinModule('node:crypto').createHash(...args)
 
 export function lockDigest(lockBytes: string | Buffer): string {
   return createHash('sha256').update(lockBytes).digest('hex')
