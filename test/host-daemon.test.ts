@@ -16,7 +16,7 @@ import {chown} from 'node:fs/promises'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown} from '@tp/images'
-import {docker, ensureDemo, httpGet, repoRoot, startTp, tpBin, tpCli, tpObjects} from './helpers/index.js'
+import {docker, ensureDemo, httpGet, repoRoot, startTp, tpBin, tpCli, tpObjects, withoutImageProgress} from './helpers/index.js'
 
 const execFileAsync = promisify(execFile)
 const NETWORK = `tpt-hostd-${process.pid}`
@@ -91,7 +91,7 @@ describe('host daemon', () => {
   it('resolves the namespace on this machine, intercepts beside a container connection, and tp quit puts everything back', async () => {
     await expect(hostGet('catalog')).rejects.toThrow() // not before connecting
     const connected = await tp(['connect', '--name', HOST, '--namespace', NETWORK])
-    expect(connected.stderr).toBe('')
+    expect(withoutImageProgress(connected.stderr)).toBe('')
     expect(connected.stdout).toMatch(
       /^Connected "e2e-hostd" to namespace tpt-hostd-\d+ of the docker cluster at unix:\/\/\/var\/run\/docker\.sock \(host daemon, process \d+ on this host\)\.$/,
     )

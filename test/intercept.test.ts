@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {execa, type ResultPromise} from 'execa'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_GREETING} from '@tp/images'
-import {busyboxImage, docker, ensureDemo, httpGet, namespaceState, repoRoot, startClientLoop, tpBin, tpCli} from './helpers/index.js'
+import {busyboxImage, docker, ensureDemo, httpGet, namespaceState, repoRoot, startClientLoop, tpBin, tpCli, withoutImageProgress} from './helpers/index.js'
 
 const CONNECTION = 'e2e-intercept'
 const DAEMON = `tp-${CONNECTION}-cn`
@@ -65,7 +65,7 @@ beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'tp-e2e-intercept-'))
   env = {TP_CACHE_DIR: cacheDir}
   const connected = await tp(['connect', '--docker', '--namespace', 'tp-demo', '--name', CONNECTION])
-  expect(connected.stderr).toBe('')
+  expect(withoutImageProgress(connected.stderr)).toBe('')
   expect(connected.exitCode).toBe(0)
   for (const workload of INTERCEPTED) namespacesBefore.set(workload, await namespaceState(workload))
 })

@@ -105,3 +105,14 @@ function demuxText(buffer: Buffer): string {
   }
   return out
 }
+
+/**
+ * What tp said on stderr but its progress lines about building its own images, which only a
+ * machine that does not have them yet sees (a fresh engine, a new version).
+ */
+export function withoutImageProgress(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((line) => !/^(building tp's .* image |adding cluster driver .* to tp's daemon image )/.test(line))
+    .join('\n')
+}
