@@ -32,6 +32,15 @@ export function bundlePath(which: RuntimeBundle, dir = bundleDir()): string {
   return join(dir, `${which}.cjs`)
 }
 
+/**
+ * The tag of tp's images: the version, or TP_IMAGE_TAG when set. Two checkouts of tp with
+ * different agents on one engine (development, parallel test runs) each set their own, so neither
+ * replaces the image the other's containers run.
+ */
+export function imageTag(version?: string): string {
+  return process.env.TP_IMAGE_TAG || version || imagesPackageVersion()
+}
+
 export function imagesPackageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageDir('@tp/images', import.meta.url), 'package.json'), 'utf8')) as {version: string}
   return pkg.version
@@ -98,7 +107,7 @@ export async function ensureRuntimeImage(docker: Dockerode, options: RuntimeImag
   }
   return ensureImportedImage(docker, {
     repo: RUNTIME_REPO,
-    tag: options.version ?? imagesPackageVersion(),
+    tag: imageTag(options.version),
     spec: await runtimeSpec(bundles),
     changes: [`ENV PATH=${RUNTIME_PATH}`, 'WORKDIR /'],
     labels: {'tp.image': 'runtime'},
@@ -119,8 +128,7 @@ export function driverModulePath(driver: string): string {
  */
 export async function ensureDaemonImage(docker: Dockerode, options: RuntimeImageOptions & {driver: {name: string; module: string}}): Promise<ImportedImage> {
   const runtime = await ensureRuntimeImage(docker, options)
-  const version = options.version ?? imagesPackageVersion()
-  const ref = `${DAEMON_REPO}:${version}-${options.driver.name}`
+  const ref = `${DAEMON_REPO}:${imageTag(options.version)}-${options.driver.name}`
   const hash = createHash('sha256')
     .update(runtime.id)
     .update(options.driver.name)

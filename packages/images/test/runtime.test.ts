@@ -16,7 +16,7 @@ describe('tp runtime image', () => {
   it('is tagged with the package version, labelled as runtime (not tp.managed), and reused', async () => {
     const {version} = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {version: string}
     const first = await ensureRuntimeImage(fx.docker, {require: ['agent']})
-    expect(first.ref).toBe(`tp-runtime:${version}`)
+    expect(first.ref).toBe(`tp-runtime:${process.env.TP_IMAGE_TAG || version}`)
     const info = await fx.docker.getImage(first.ref).inspect()
     expect(info.Config.Labels?.['tp.image']).toBe('runtime')
     expect(info.Config.Labels?.['tp.managed']).toBeUndefined()
