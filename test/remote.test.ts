@@ -8,7 +8,7 @@
  * either engine and the workload has its traffic back.
  */
 import {randomBytes} from 'node:crypto'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -138,7 +138,8 @@ beforeAll(async () => {
 }, 240_000)
 
 afterAll(async () => {
-  for (const name of ['rtls', 'rssh']) await tp(['quit', '--name', name], machine ? {PATH: machine.ssh.env.PATH} : {}).catch(() => undefined)
+  for (const name of ['rtls', 'rssh', 'rctls', 'rcssh'])
+    await tp(['quit', '--name', name], machine ? {PATH: machine.ssh.env.PATH, HOME: machine.ssh.home} : {}).catch(() => undefined)
   await docker
     .getContainer('tpt-remote-twin-catalog')
     .remove({force: true})
@@ -158,10 +159,15 @@ describe('a cluster on another machine', () => {
     expect(unknown.exitCode).toBe(1)
     expect(unknown.stderr).toContain('"no-such-context" is neither an engine URL (unix://, tcp://, ssh://) nor a Docker context')
     expect(unknown.stderr).toContain('tpt-remote')
-    const inContainer = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rbad'])
-    expect(inContainer.exitCode).toBe(1)
-    expect(inContainer.stderr).toContain('a daemon in a container does not reach a cluster on another engine yet')
-    expect(inContainer.stderr).toContain('tp connect --cluster tpt-remote')
+    // a daemon in a container borrows ~/.ssh or the ssh agent for an ssh:// cluster: with neither, it says so
+    const noKeys = await tp(['connect', '--docker', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rbad'], {
+      PATH: machine.ssh.env.PATH,
+      HOME: join(cacheDir, 'no-home'),
+      SSH_AUTH_SOCK: '',
+    })
+    expect(noKeys.exitCode).toBe(1)
+    expect(noKeys.stderr).toContain('there is no')
+    expect(noKeys.stderr).toContain('`tp connect` without --docker')
     expect(await tpObjectsOn(remote)).toEqual([])
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rbad'))).toEqual([])
   })
@@ -341,5 +347,70 @@ describe('a cluster on another machine', () => {
     expect(await tpObjectsOn(remote)).toEqual([])
     expect((await tpObjectsOn(docker)).filter((o) => /rssh|rtls/.test(o))).toEqual([])
     expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+  it('--docker behind TLS: a daemon in a container here, the seed\'s flow with --docker-run: env, volume, the remote names (not the local twin), Ctrl-C gives the traffic back', async () => {
+    const connected = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rctls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {connections: Array<{name: string; backend: string}>}
+    expect(status.connections).toEqual(expect.arrayContaining([expect.objectContaining({name: 'rctls', backend: 'container'})]))
+    const port = 31_000 + (process.pid % 5000)
+    const script = [
+      'mkdir -p /www',
+      `echo "container daemon; $GREETING; $(cat /data/config.txt); catalog says $(timeout 5 wget -qO- http://catalog/); by its namespaced name: $(timeout 5 wget -qO- http://catalog.${NS}/)" > /www/index.html`,
+      'echo written by the handler > /data/from-handler.txt',
+      `exec httpd -f -p ${port} -h /www`,
+    ].join(' && ')
+    const run = startTp(['intercept', 'web', '--use', 'rctls', '--port', String(port), '--docker-run', '--', '--rm', localBusybox, 'sh', '-c', script], {env})
+    await run.active
+    const reply = await eventually(
+      'the client in the remote namespace reaches the handler container',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('container daemon'),
+      20_000,
+    )
+    expect(reply).toBe('container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog')
+    // the handler's write is in the remote volume
+    expect((await machine.docker(['run', '--rm', '-v', 'tpt-remote-data:/data', remoteBusybox, 'cat', '/data/from-handler.txt'])).stdout.trim()).toBe(
+      'written by the handler',
+    )
+    expect(await listening()).toEqual(listeningBefore)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect((await tp(['quit', '--name', 'rctls'])).exitCode).toBe(0)
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rctls'))).toEqual([])
+  })
+
+  it('--docker behind ssh: the daemon in a container uses the user\'s ~/.ssh; --docker-build builds the handler here and it answers the remote client', async () => {
+    const ssh = {PATH: machine.ssh.env.PATH, HOME: machine.ssh.home}
+    const connected = await tp(['connect', '--docker', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rcssh'], ssh)
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const context = await mkdtemp(join(tmpdir(), 'tpt-remote-build-'))
+    try {
+      const port = 32_000 + (process.pid % 5000)
+      await writeFile(
+        join(context, 'Dockerfile'),
+        [`FROM ${localBusybox}`, 'RUN mkdir -p /www && echo built here > /www/index.html', `CMD ["httpd", "-f", "-p", "${port}", "-h", "/www"]`, ''].join('\n'),
+      )
+      const run = startTp(['intercept', 'web', '--use', 'rcssh', '--port', String(port), '--mount=false', '--docker-build', context, '--', '--rm', 'IMAGE'], {
+        env: {...env, ...ssh},
+      })
+      await run.active
+      await eventually(
+        'the client in the remote namespace reaches the built handler through ssh',
+        () => fromRemoteClient('http://web/'),
+        (r) => r === 'built here',
+        20_000,
+      )
+      run.child.kill('SIGINT')
+      expect((await run.child).exitCode, run.output()).toBe(0)
+    } finally {
+      await rm(context, {recursive: true, force: true})
+    }
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect((await tp(['quit', '--name', 'rcssh'], ssh)).exitCode).toBe(0)
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rcssh'))).toEqual([])
   })
 })

@@ -99,6 +99,11 @@ export interface RemoteMachine {
     pathDir: string
     /** DOCKER_HOST=url and PATH with pathDir first. */
     env: Record<string, string>
+    /**
+     * A home directory as a user's looks: `.ssh/` with a config for this machine that names its key
+     * and known hosts as `~/.ssh/…` (what a program that borrows a user's ~/.ssh finds there).
+     */
+    home: string
   }
   /** Runs the docker CLI against the remote engine's unix socket; rejects on a non-zero exit unless `reject: false`. */
   docker(args: string[], options?: {reject?: boolean; input?: string; timeoutMs?: number}): Promise<CommandResult>
@@ -134,6 +139,7 @@ interface Paths {
   certDir: string
   ssh: string
   bin: string
+  home: string
   dockerdLog: string
   sshdLog: string
 }
@@ -151,6 +157,7 @@ function pathsOf(name: string): Paths {
     certDir: join(base, 'tls', 'client'),
     ssh: join(base, 'ssh'),
     bin: join(base, 'bin'),
+    home: join(base, 'home'),
     dockerdLog: join(base, 'dockerd.log'),
     sshdLog: join(base, 'sshd.log'),
   }
@@ -560,6 +567,13 @@ async function makeSsh(paths: Paths, name: string, address: string, timeoutMs: n
       '',
     ].join('\n'),
   )
+  // the same, as a user's own ~/.ssh: paths from ~, so it works wherever that directory is mounted
+  const homeSsh = join(paths.home, '.ssh')
+  await mkdir(homeSsh, {recursive: true, mode: 0o700})
+  await writeFile(join(homeSsh, 'id_ed25519'), await readFile(clientKey), {mode: 0o600})
+  await writeFile(join(homeSsh, 'known_hosts'), `${name} ${keyType} ${keyData}\n`)
+  const userConfig = (await readFile(config, 'utf8')).replace(clientKey, '~/.ssh/id_ed25519').replace(join(paths.ssh, 'known_hosts'), '~/.ssh/known_hosts')
+  await writeFile(join(homeSsh, 'config'), userConfig, {mode: 0o600})
   const wrapper = join(paths.bin, 'ssh')
   await writeFile(
     wrapper,
@@ -770,6 +784,7 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
       config: join(paths.ssh, 'config'),
       pathDir: paths.bin,
       env: {DOCKER_HOST: sshUrl, PATH: `${paths.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`},
+      home: paths.home,
     },
     async docker(args, opts = {}) {
       const out = await runQuiet(dockerArgv(paths.socket, args), {input: opts.input, timeoutMs: opts.timeoutMs ?? 60_000, env: dockerEnv()})

@@ -98,8 +98,9 @@ export class LinkedNames {
 }
 
 /**
- * A port on this machine's loopback whose connections go through the link to host:port (a
- * workload's SFTP server). It takes connections at once, but carries them only once `ready`
+ * A port on the daemon's side whose connections go through the link to host:port (a workload's
+ * SFTP server): on loopback, or where the daemon listens (`at`: a daemon in a container listens on
+ * its network, where the volume plugin reaches it, and gives its own address). It takes connections at once, but carries them only once `ready`
  * resolves (the agent serves there): a volume made early waits there, as it would for a server
  * not up yet, instead of meeting a connection closed at the far end.
  */
@@ -108,6 +109,7 @@ export async function forwardThrough(
   host: string,
   port: number,
   ready: Promise<void> = Promise.resolve(),
+  at: {listenHost: string; advertise: string} = {listenHost: '127.0.0.1', advertise: '127.0.0.1'},
 ): Promise<{host: string; port: number; close: () => void}> {
   const server = createServer({allowHalfOpen: true}, (socket) => {
     socket.on('error', () => undefined)
@@ -118,9 +120,9 @@ export async function forwardThrough(
         () => socket.destroy(),
       )
   })
-  const local = await listen(server, '127.0.0.1', 0)
+  const local = await listen(server, at.listenHost, 0)
   return {
-    host: '127.0.0.1',
+    host: at.advertise,
     port: local,
     close: () => {
       server.close(swallow(trace, 'closing a forward'))
