@@ -97,6 +97,9 @@ beforeAll(async () => {
     '-d',
     '--name',
     'web',
+    // the workloads come back with their engine (the engine-restart case)
+    '--restart',
+    'always',
     '--network',
     NS,
     '--expose',
@@ -108,7 +111,7 @@ beforeAll(async () => {
     remoteBusybox,
     ...httpd('the remote web'),
   ])
-  await machine.docker(['run', '-d', '--name', 'catalog', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
+  await machine.docker(['run', '-d', '--name', 'catalog', '--restart', 'always', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
   localBusybox = (await ensureImportedImage(docker, BUSYBOX)).ref
   // this machine's own network on the same subnet, with a twin of catalog at the same address
   await docker
@@ -412,5 +415,48 @@ describe('a cluster on another machine', () => {
     expect((await tp(['quit', '--name', 'rcssh'], ssh)).exitCode).toBe(0)
     expect(await tpObjectsOn(remote)).toEqual([])
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rcssh'))).toEqual([])
+  })
+  it('a restart of the remote engine: tp intercept says the link broke and exits 1, web serves itself once its engine is back, nothing of tp is left there', async () => {
+    const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const port = 33_000 + (process.pid % 5000)
+    const run = interceptWeb('rtls', port, {mount: false})
+    await run.active
+    await eventually(
+      'the handler answers',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('{'),
+      20_000,
+    )
+    await machine.restartEngine({
+      // while the engine is down, the link is gone: the intercept ends and says so
+      whileDown: async () => {
+        const ended = await run.child
+        expect(ended.exitCode).toBe(1)
+        expect(run.output()).toMatch(/link to the cluster's engine .* broke/)
+      },
+    })
+    const back = Date.now()
+    await eventually(
+      'web answers for itself',
+      () => fromRemoteClient('http://web/'),
+      (r) => r === 'the remote web',
+      15_000,
+    )
+    expect(Date.now() - back).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
+    await eventually(
+      'nothing of tp on the remote engine',
+      () => tpObjectsOn(remote),
+      (left) => left.length === 0,
+      60_000,
+    )
+    await eventually(
+      'the daemon here has ended',
+      async () => (await tp(['status'])).stdout,
+      (out) => /DAEMON DIED|Not connected/.test(out),
+      30_000,
+    )
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rtls'))).toEqual([])
+    expect(await listening()).toEqual(listeningBefore)
   })
 })

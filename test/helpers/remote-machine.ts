@@ -107,6 +107,12 @@ export interface RemoteMachine {
   }
   /** Runs the docker CLI against the remote engine's unix socket; rejects on a non-zero exit unless `reject: false`. */
   docker(args: string[], options?: {reject?: boolean; input?: string; timeoutMs?: number}): Promise<CommandResult>
+  /**
+   * Restarts the engine as a machine's engine restarts: SIGTERM (its containers stop), then the
+   * same dockerd again; resolves once it answers on its socket and TLS port. `whileDown` runs
+   * between the two.
+   */
+  restartEngine(options?: {timeoutMs?: number; whileDown?: () => Promise<void>}): Promise<void>
   /** Runs a command inside the namespace (`nsenter --net`); never rejects. */
   exec(argv: string[], options?: {timeoutMs?: number}): Promise<CommandResult>
   /** What listens in the namespace (TCP and UDP), from `ss -ltunpH` run there. */
@@ -680,6 +686,23 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
     }
   }
 
+  const server = join(paths.tls, 'server')
+  const dockerdArgv = inNamespace(name, [
+    'dockerd',
+    `--data-root=${paths.dataRoot}`,
+    `--exec-root=${paths.execRoot}`,
+    `--pidfile=${join(paths.execRoot, 'dockerd.pid')}`,
+    `--host=unix://${paths.socket}`,
+    `--host=tcp://0.0.0.0:${TLS_PORT}`,
+    '--tlsverify',
+    `--tlscacert=${join(server, 'ca.pem')}`,
+    `--tlscert=${join(server, 'cert.pem')}`,
+    `--tlskey=${join(server, 'key.pem')}`,
+    `--bip=${bip}`,
+    ...pools.map((pool) => `--default-address-pool=base=${pool.base},size=${pool.size}`),
+    '--iptables=true',
+  ])
+
   const started = Date.now()
   try {
     await step('making the network namespace and its veth', async () => {
@@ -716,25 +739,7 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
     await step('making ssh keys and configs', () => makeSsh(paths, name, address, left()))
     await step('starting dockerd', async () => {
       await mkdir(paths.dataRoot, {recursive: true})
-      const server = join(paths.tls, 'server')
-      dockerd = spawnDaemon(
-        inNamespace(name, [
-          'dockerd',
-          `--data-root=${paths.dataRoot}`,
-          `--exec-root=${paths.execRoot}`,
-          `--pidfile=${join(paths.execRoot, 'dockerd.pid')}`,
-          `--host=unix://${paths.socket}`,
-          `--host=tcp://0.0.0.0:${TLS_PORT}`,
-          '--tlsverify',
-          `--tlscacert=${join(server, 'ca.pem')}`,
-          `--tlscert=${join(server, 'cert.pem')}`,
-          `--tlskey=${join(server, 'key.pem')}`,
-          `--bip=${bip}`,
-          ...pools.map((pool) => `--default-address-pool=base=${pool.base},size=${pool.size}`),
-          '--iptables=true',
-        ]),
-        paths.dockerdLog,
-      )
+      dockerd = spawnDaemon(dockerdArgv, paths.dockerdLog)
       state.pids.dockerd = dockerd.pid
       await writeState(state)
     })
@@ -793,6 +798,21 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
       return out
     },
     exec: (argv, opts = {}) => runQuiet(inNamespace(name, argv), {timeoutMs: opts.timeoutMs}),
+    async restartEngine(options = {}) {
+      const limit = Date.now() + (options.timeoutMs ?? 60_000)
+      // its containers stop with it (no live-restore), as on a machine whose engine restarts
+      await terminate(state.pids.dockerd!, 30_000)
+      await options.whileDown?.()
+      const again = spawnDaemon(dockerdArgv, paths.dockerdLog)
+      state.pids.dockerd = again.pid
+      await writeState(state)
+      while (!(await ping(paths.socket)) || !(await tcpConnects(address, TLS_PORT, 1_000))) {
+        const exit = again.exited()
+        if (exit) throw new Error(`dockerd of ${name} ended on restart (${exit}); last lines:\n${await tail(paths.dockerdLog)}`)
+        if (Date.now() > limit) throw new Error(`dockerd of ${name} did not come back; last lines:\n${await tail(paths.dockerdLog)}`)
+        await sleep(200)
+      }
+    },
     async listeningSockets() {
       return parseSockets(await run(inNamespace(name, ['ss', '-Hltunp'])))
     },

@@ -81,6 +81,8 @@ interface Intercept {
 
 /** How long an agent gone silent on another machine waits for the link's own verdict (its ping, and the time it waits for the answer). */
 const LINK_VERDICT_MS = 8000
+/** How long an agent on another machine that exited waits for its link's verdict (the engine may be going, and the relay with it). */
+const ENGINE_GONE_VERDICT_MS = 3000
 
 /** How often a waiting intercept checks whether its handler answers (a refused connect costs next to nothing). */
 const READINESS_POLL_MS = 20
@@ -314,9 +316,11 @@ export class InterceptManager {
   private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
     if (intercept.removing || intercept.agents.get(agent.replica.id) !== agent) return // it went because the intercept is ending
     // an agent on another machine that went silent: most likely the link itself, which says so
-    // within its ping time; then the link's end ends the intercept, with the link's reason
-    if (this.reach.linkClosed && /stopped answering/.test(reason)) {
-      const linkGone = await Promise.race([this.reach.linkClosed.then(() => true), sleep(LINK_VERDICT_MS).then(() => false)])
+    // within its ping time; one that exited may have gone with its engine (stopping, restarting),
+    // whose relay goes at once. Then the link's end ends the intercept, with the link's reason
+    if (this.reach.linkClosed) {
+      const verdictMs = /stopped answering/.test(reason) ? LINK_VERDICT_MS : ENGINE_GONE_VERDICT_MS
+      const linkGone = await Promise.race([this.reach.linkClosed.then(() => true), sleep(verdictMs).then(() => false)])
       if (linkGone || intercept.removing) return
     }
     const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
