@@ -111,7 +111,22 @@ beforeAll(async () => {
     remoteBusybox,
     ...httpd('the remote web'),
   ])
-  await machine.docker(['run', '-d', '--name', 'catalog', '--restart', 'always', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
+  await machine.docker([
+    'run',
+    '-d',
+    '--name',
+    'catalog',
+    '--restart',
+    'always',
+    '--network',
+    NS,
+    '--ip',
+    CATALOG_IP,
+    '--expose',
+    '80',
+    remoteBusybox,
+    ...httpd('the remote catalog'),
+  ])
   localBusybox = (await ensureImportedImage(docker, BUSYBOX)).ref
   // this machine's own network on the same subnet, with a twin of catalog at the same address
   await docker
@@ -351,7 +366,7 @@ describe('a cluster on another machine', () => {
     expect((await tpObjectsOn(docker)).filter((o) => /rssh|rtls/.test(o))).toEqual([])
     expect(await fromRemoteClient('http://web/')).toBe('the remote web')
   })
-  it('--docker behind TLS: a daemon in a container here, the seed\'s flow with --docker-run: env, volume, the remote names (not the local twin), Ctrl-C gives the traffic back', async () => {
+  it("--docker behind TLS: a daemon in a container here, the seed's flow with --docker-run: env, volume, the remote names (not the local twin), Ctrl-C gives the traffic back", async () => {
     const connected = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rctls'])
     expect(connected.exitCode, connected.stderr).toBe(0)
     const status = JSON.parse((await tp(['status', '--json'])).stdout) as {connections: Array<{name: string; backend: string}>}
@@ -371,7 +386,9 @@ describe('a cluster on another machine', () => {
       (r) => r.startsWith('container daemon'),
       20_000,
     )
-    expect(reply).toBe('container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog')
+    expect(reply).toBe(
+      'container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog',
+    )
     // the handler's write is in the remote volume
     expect((await machine.docker(['run', '--rm', '-v', 'tpt-remote-data:/data', remoteBusybox, 'cat', '/data/from-handler.txt'])).stdout.trim()).toBe(
       'written by the handler',
@@ -385,7 +402,7 @@ describe('a cluster on another machine', () => {
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rctls'))).toEqual([])
   })
 
-  it('--docker behind ssh: the daemon in a container uses the user\'s ~/.ssh; --docker-build builds the handler here and it answers the remote client', async () => {
+  it("--docker behind ssh: the daemon in a container uses the user's ~/.ssh; --docker-build builds the handler here and it answers the remote client", async () => {
     const ssh = {PATH: machine.ssh.env.PATH, HOME: machine.ssh.home}
     const connected = await tp(['connect', '--docker', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rcssh'], ssh)
     expect(connected.exitCode, connected.stderr).toBe(0)

@@ -122,7 +122,9 @@ export class Daemon {
       agentsDial: link ? `${link.agentHost}:${LINKED_AGENT_PORT}` : `${await address(placement.daemon.agentHost)}:${controlPort}`,
       container: await handlerReach(placement.handler),
       process: placement.process ? await handlerReach(placement.process) : undefined,
-      ...(link ? {forward: (host: string, port: number, ready?: Promise<void>) => forwardThrough(link, host, port, ready, forwardsAt), linkClosed: link.closed} : {}),
+      ...(link
+        ? {forward: (host: string, port: number, ready?: Promise<void>) => forwardThrough(link, host, port, ready, forwardsAt), linkClosed: link.closed}
+        : {}),
     }
     this.intercepts = new InterceptManager(this.config, this.deps.driver, this.agents, reach, this.log, (name) => this.removeOrphans(name))
     this.api = createApi({

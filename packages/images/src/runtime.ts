@@ -151,7 +151,10 @@ export async function ensureDaemonImage(
   const runtime = await ensureRuntimeImage(docker, options)
   const ref = `${DAEMON_REPO}:${imageTag(options.version)}-${options.driver.name}`
   const addons = options.addons ?? []
-  const hasher = createHash('sha256').update(runtime.id).update(options.driver.name).update(await readFile(options.driver.module))
+  const hasher = createHash('sha256')
+    .update(runtime.id)
+    .update(options.driver.name)
+    .update(await readFile(options.driver.module))
   for (const addon of addons) hasher.update(addon.name).update(await readFile(addon.module))
   const hash = hasher.digest('hex').slice(0, 16)
   const existing = await docker
