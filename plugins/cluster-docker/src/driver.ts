@@ -23,6 +23,7 @@ import {
   waitUntilGone,
 } from '@tp/sdk'
 import {startRelay} from './relay.js'
+import {namesUser, readContainerFile, resolveUser} from './users.js'
 import {LABEL_COMPOSE_SERVICE, toWorkload} from './workload.js'
 
 const trace = debugLog('tp:cluster-docker')
@@ -222,10 +223,25 @@ export class DockerDriver implements ClusterDriver {
       ),
     )
     const engineId = await engine
-    return inspected
-      .filter((info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined)
-      .map((info) => toWorkload(info, namespace, engineId))
-      .sort((a, b) => a.name.localeCompare(b.name) || a.replicas[0].name.localeCompare(b.replicas[0].name))
+    const running = inspected.filter(
+      (info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined,
+    )
+    const workloads = await Promise.all(
+      running.map(async (info) =>
+        namesUser(info.Config.User) ? toWorkload(info, namespace, engineId, await this.userOf(info)) : toWorkload(info, namespace, engineId),
+      ),
+    )
+    return workloads.sort((a, b) => a.name.localeCompare(b.name) || a.replicas[0].name.localeCompare(b.replicas[0].name))
+  }
+
+  /** A container's user given by name, as numbers: read from its own /etc/passwd and /etc/group. */
+  private async userOf(info: Dockerode.ContainerInspectInfo): Promise<{uid: number; gid: number} | undefined> {
+    const container = this.docker.getContainer(info.Id)
+    const [passwd, group] = await Promise.all([readContainerFile(container, '/etc/passwd'), readContainerFile(container, '/etc/group')])
+    const user = resolveUser(info.Config.User, {passwd, group})
+    if (!user && !/^(root|0)(:(root|0))?$/.test(info.Config.User))
+      trace(`user ${info.Config.User} of ${info.Name} is not in its /etc/passwd or /etc/group: served as root`)
+    return user
   }
 
   /**
