@@ -261,6 +261,36 @@ describe('a cluster on another machine', () => {
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rtls'))).toEqual([])
   })
 
+  it('a planned end loses no request: a client there looping through Ctrl-C gets every answer, first from the handler, then from web', async () => {
+    const port = 24_000 + (process.pid % 1000)
+    const run = interceptWeb('rtls', port, {mount: false})
+    await run.active
+    await eventually(
+      'the handler answers',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('{'),
+      20_000,
+    )
+    // one line per request: H (the handler), W (web itself) or F (failed), for 12 s
+    const script = [
+      'end=$(( $(date +%s) + 12 ))',
+      'while [ $(date +%s) -lt $end ]; do',
+      '  r=$(timeout 5 wget -qO- http://web/ 2>/dev/null) || r=',
+      '  case "$r" in "{"*) echo H ;; "the remote web") echo W ;; *) echo "F $r" ;; esac',
+      'done',
+    ].join('\n')
+    const client = machine.docker(['run', '--rm', '--network', NS, remoteBusybox, 'sh', '-c', script], {timeoutMs: 60_000})
+    await sleep(4_000)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    const lines = (await client).stdout.trim().split('\n')
+    const failed = lines.filter((l) => l.startsWith('F'))
+    expect(failed, `${failed.length} of ${lines.length} requests failed`).toEqual([])
+    // the hand-back happened while the client looped: it saw both sides, the handler first
+    expect(lines[0]).toBe('H')
+    expect(lines.at(-1)).toBe('W')
+  })
+
   it('after kill -9 of the daemon here, the remote workload has its traffic back within 10 s and nothing of tp is left there within 60 s', async () => {
     const port = 25_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
