@@ -125,7 +125,10 @@ beforeAll(async () => {
     '--expose',
     '80',
     remoteBusybox,
-    ...httpd('the remote catalog'),
+    // and on 8081, which its image does not declare: tp's names carry it all the same
+    'sh',
+    '-c',
+    "echo 'the remote catalog' > /www/index.html && httpd -p 8081 -h /www && exec httpd -f -p 80 -h /www",
   ])
   localBusybox = (await ensureImportedImage(docker, BUSYBOX)).ref
   // this machine's own network on the same subnet, with a twin of catalog at the same address
@@ -231,6 +234,8 @@ describe('a cluster on another machine', () => {
       config: 'config of the remote web',
       catalog: 'the remote catalog',
     })
+    // this machine reaches the remote catalog by name, on the port it declares and on one it does not
+    for (const url of ['http://catalog/', 'http://catalog:8081/']) expect((await (await fetch(url)).text()).trim()).toBe('the remote catalog')
     // this machine's twin at the same address is untouched by it all
     expect(await listening()).toEqual(listeningBefore)
     run.child.kill('SIGINT')
@@ -404,7 +409,7 @@ describe('a cluster on another machine', () => {
     const port = 31_000 + (process.pid % 5000)
     const script = [
       'mkdir -p /www',
-      `echo "container daemon; $GREETING; $(cat /data/config.txt); catalog says $(timeout 5 wget -qO- http://catalog/); by its namespaced name: $(timeout 5 wget -qO- http://catalog.${NS}/)" > /www/index.html`,
+      `echo "container daemon; $GREETING; $(cat /data/config.txt); catalog says $(timeout 5 wget -qO- http://catalog/); by its namespaced name: $(timeout 5 wget -qO- http://catalog.${NS}/); on a port it does not declare: $(timeout 5 wget -qO- http://catalog:8081/)" > /www/index.html`,
       'echo written by the handler > /data/from-handler.txt',
       `exec httpd -f -p ${port} -h /www`,
     ].join(' && ')
@@ -417,7 +422,7 @@ describe('a cluster on another machine', () => {
       20_000,
     )
     expect(reply).toBe(
-      'container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog',
+      'container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog; on a port it does not declare: the remote catalog',
     )
     // the handler's write is in the remote volume
     expect((await machine.docker(['run', '--rm', '-v', 'tpt-remote-data:/data', remoteBusybox, 'cat', '/data/from-handler.txt'])).stdout.trim()).toBe(

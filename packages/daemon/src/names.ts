@@ -39,7 +39,7 @@ export class LinkedNames {
   constructor(
     private readonly driver: Pick<ClusterDriver, 'workloads'>,
     private readonly namespace: string,
-    private readonly link: Pick<NamespaceLink, 'connect'>,
+    private readonly link: Pick<NamespaceLink, 'connect' | 'listeningPorts'>,
     private readonly log: (m: string) => void,
     connection: string,
   ) {
@@ -49,11 +49,19 @@ export class LinkedNames {
   /** Brings the names and listeners up to date with the namespace's workloads; returns the names. */
   async sync(): Promise<NameEntry[]> {
     const workloads = await this.driver.workloads(this.namespace)
+    // what the replicas listen on beyond what their workloads declare (a workload need not EXPOSE a port)
+    const listening = this.link.listeningPorts
+      ? await this.link.listeningPorts(workloads.flatMap((w) => w.replicas)).catch((error: Error) => {
+          trace(`asking what the workloads listen on: ${error.message}`)
+          return new Map<string, number[]>()
+        })
+      : new Map<string, number[]>()
     const entries: NameEntry[] = []
     for (const w of workloads) {
       const address = this.addressOf(w.name)
+      const ports = new Set([...w.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port), ...w.replicas.flatMap((r) => listening.get(r.id) ?? [])])
       // a connection goes to the workload by name: the namespace's own DNS spreads it over its replicas
-      for (const p of w.ports) if (p.protocol === 'tcp') await this.serve(address, p.port, w.name)
+      for (const port of ports) await this.serve(address, port, w.name)
       const names = [...new Set([w.name, ...w.aliases, ...w.replicas.map((r) => r.name)].flatMap((n) => [n, `${n}.${this.namespace}`]))]
       entries.push({address, names})
     }

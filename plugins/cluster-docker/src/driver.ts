@@ -78,6 +78,8 @@ export const AGENT_READONLY_PATHS = [
 export class DockerDriver implements ClusterDriver {
   private readonly networkFilter: (name: string) => boolean
   private engineId?: Promise<string>
+  /** Each running container's main process, as its engine sees it (what a relay reads its sockets by). */
+  private readonly pids = new Map<string, number>()
 
   constructor(
     private readonly docker: Dockerode,
@@ -150,6 +152,12 @@ export class DockerDriver implements ClusterDriver {
       agentHost: relay.address,
       connect: (host, port) => tunnel.connect(host, port),
       listen: (port, onConnection) => tunnel.listen(port, onConnection),
+      listeningPorts: async (replicas) => {
+        // the relay reads each replica's sockets by its main process (the relay sees the engine's processes)
+        const pids = replicas.flatMap((r) => (this.pids.get(r.id) ? [[r.id, this.pids.get(r.id)!] as const] : []))
+        const ports = await tunnel.listeningPorts(pids.map(([, pid]) => pid))
+        return new Map(pids.flatMap(([id, pid]) => (ports.has(pid) ? [[id, ports.get(pid)!]] : [])))
+      },
       closed: tunnel.closed,
       close: (why) => tunnel.close(why),
     }
@@ -226,6 +234,7 @@ export class DockerDriver implements ClusterDriver {
     const running = inspected.filter(
       (info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined,
     )
+    for (const info of running) if (info.State.Pid) this.pids.set(info.Id, info.State.Pid)
     const workloads = await Promise.all(
       running.map(async (info) =>
         namesUser(info.Config.User) ? toWorkload(info, namespace, engineId, await this.userOf(info)) : toWorkload(info, namespace, engineId),

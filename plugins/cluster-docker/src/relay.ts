@@ -25,18 +25,25 @@ export async function startRelay(
   docker: Dockerode,
   options: {namespace: string; image: string; name: string; labels: Record<string, string>; pingMs?: number; pingTimeoutMs?: number},
 ): Promise<Relay> {
-  const container = await docker.createContainer({
-    name: options.name,
-    Image: options.image,
-    Cmd: ['node', '/opt/tp/relay.cjs'],
-    Labels: options.labels,
-    OpenStdin: true,
-    StdinOnce: true,
-    AttachStdin: true,
-    AttachStdout: true,
-    AttachStderr: false,
-    Tty: false,
-    HostConfig: {NetworkMode: options.namespace, AutoRemove: true},
+  const create = (hostConfig: Dockerode.HostConfig) =>
+    docker.createContainer({
+      name: options.name,
+      Image: options.image,
+      Cmd: ['node', '/opt/tp/relay.cjs'],
+      Labels: options.labels,
+      OpenStdin: true,
+      StdinOnce: true,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: false,
+      Tty: false,
+      HostConfig: {NetworkMode: options.namespace, AutoRemove: true, ...hostConfig},
+    })
+  // in the engine's pid namespace, the relay can tell which ports each workload listens on
+  // (/proc/<pid>/net/tcp); an engine that refuses that (user namespaces) gets a relay without it
+  const container = await create({PidMode: 'host'}).catch((error: Error) => {
+    trace(`a relay in the host's pid namespace was refused (${error.message}): one without`)
+    return create({})
   })
   try {
     const attached = (await container.attach({stream: true, stdin: true, stdout: true, stderr: false, hijack: true})) as unknown as Duplex
