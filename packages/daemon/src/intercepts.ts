@@ -478,7 +478,9 @@ export class InterceptManager {
             resolve()
           }
         }),
-        agent.session.gone.then(() => void (cancelled = true)),
+        agent.session.gone.then(() => {
+          cancelled = true
+        }),
       ])
       clearTimeout(timer)
       if (cancelled || intercept.removing) return undefined
