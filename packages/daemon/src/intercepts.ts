@@ -50,8 +50,10 @@ interface ReplicaAgent {
   name: string
   session: AgentSession
   injected: InjectedAgent
-  /** The guard beside it, once started (it removes the agent's rule if the agent dies). */
+  /** The guard beside it, once started (it removes the agent's rule if the agent dies): its container's id. */
   guard?: Promise<string | undefined>
+  /** Keeps a guard that has not started yet from starting (the agent is going). */
+  cancelGuard?: () => void
 }
 
 interface Intercept {
@@ -88,6 +90,13 @@ const ENGINE_GONE_VERDICT_MS = 3000
 const READINESS_POLL_MS = 20
 
 /**
+ * How long after its agent is ready a guard starts, by default. Until then the daemon itself
+ * restores the traffic if the agent dies; the guard's container (the engine's and the machine's
+ * time) is then not made while the handler's container starts and the first requests are switched.
+ */
+export const GUARD_DELAY_MS = 1500
+
+/**
  * The daemon's intercepts: creates them (an agent beside every replica of the workload, and the
  * lease), switches traffic when the handler answers, follows replicas that come and go, removes them.
  */
@@ -99,7 +108,7 @@ export class InterceptManager {
   constructor(
     private readonly config: Pick<
       DaemonConfig,
-      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster'
+      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster' | 'guardDelayMs'
     >,
     private readonly driver: ClusterDriver,
     private readonly agents: Pick<AgentServer, 'expect'>,
@@ -291,8 +300,10 @@ export class InterceptManager {
       step(`agent ${name} ready (rule installed)`)
       const agent: ReplicaAgent = {replica, agentId, name, session, injected}
       // the guard: if the agent dies without removing its rule, the replica's port is redirected to
-      // nothing; a second process in that namespace removes the rule the moment the agent's gone
-      if (ready.guardPort !== undefined) agent.guard = this.startGuard(intercept, agent, ready.guardPort)
+      // nothing; a second process in that namespace removes the rule the moment the agent's gone.
+      // It starts a little later, off the way to the first intercepted reply (until then the daemon
+      // restores the traffic itself, as it does when the guard could not start)
+      if (ready.guardPort !== undefined) agent.guard = this.startGuardLater(intercept, agent, ready.guardPort)
       return agent
     } catch (error) {
       if (injected) await this.driver.removeAgent(injected.id, {graceSeconds: 1}).catch(swallow(trace, `removing the agent ${name} that never became ready`))
@@ -338,9 +349,10 @@ export class InterceptManager {
   private async dropAgent(intercept: Intercept, agent: ReplicaAgent, graceSeconds: number): Promise<void> {
     if (intercept.agents.get(agent.replica.id) === agent) intercept.agents.delete(agent.replica.id)
     intercept.info.replicas = intercept.agents.size
+    const guarding = this.guardOf(agent)
     await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
     await this.driver.removeAgent(agent.injected.id, {graceSeconds}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
-    const guard = await agent.guard
+    const guard = await guarding
     if (guard)
       await this.driver.removeAgent(guard, {graceSeconds: 0}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
   }
@@ -451,6 +463,40 @@ export class InterceptManager {
     const closed = await Promise.race([lease.closed.then(() => true), sleep(this.config.holderTeardownMs).then(() => false)])
     if (!closed) this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s after its agent failed`)
     await this.removeOrphans(name).catch((e: Error) => this.log(`removing what the CLI started for ${name}: ${e.message}`))
+  }
+
+  /**
+   * Starts an agent's guard after `guardDelayMs`, unless the agent goes first (`cancelGuard`, or
+   * its connection ends): then nothing is started. Resolves with the guard's id, if it started.
+   */
+  private async startGuardLater(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
+    const delayMs = this.config.guardDelayMs ?? GUARD_DELAY_MS
+    if (delayMs > 0) {
+      let timer: NodeJS.Timeout | undefined
+      let cancelled = false
+      await Promise.race([
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, delayMs))),
+        new Promise<void>((resolve) => {
+          agent.cancelGuard = () => {
+            cancelled = true
+            resolve()
+          }
+        }),
+        agent.session.gone.then(() => {
+          cancelled = true
+        }),
+      ])
+      clearTimeout(timer)
+      if (cancelled || intercept.removing) return undefined
+    }
+    agent.cancelGuard = undefined
+    return this.startGuard(intercept, agent, guardPort)
+  }
+
+  /** The guard of an agent that is going: one that has not started yet never will; one that did, its id. */
+  private guardOf(agent: ReplicaAgent): Promise<string | undefined> | undefined {
+    agent.cancelGuard?.()
+    return agent.guard
   }
 
   private async startGuard(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
@@ -579,12 +625,13 @@ export class InterceptManager {
       const agents = by === 'link-lost' ? [] : [...intercept.agents.values()]
       await Promise.all(
         agents.map(async (agent) => {
+          const guarding = this.guardOf(agent)
           await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
           await this.driver
             .removeAgent(agent.injected.id, {graceSeconds: 5})
             .catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
           // the agent has removed its rule (or the guard has): the guard may go
-          const guard = await agent.guard
+          const guard = await guarding
           if (guard)
             await this.driver.removeAgent(guard, {graceSeconds: 1}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
           if (by === 'agent') {
