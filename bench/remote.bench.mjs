@@ -16,7 +16,7 @@
  */
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -34,7 +34,9 @@ const FIRST_RUNS = Number(process.env.TP_BENCH_REMOTE_FIRST_RUNS ?? 3)
 const LOAD_SECONDS = Number(process.env.TP_BENCH_LOAD_SECONDS ?? 4)
 const LOAD_ROUNDS = Number(process.env.TP_BENCH_REMOTE_ROUNDS ?? 3)
 const SSH = process.env.TP_BENCH_REMOTE_SSH !== '0'
-const CONCURRENCY = 8
+const CONCURRENCY = Number(process.env.TP_BENCH_REMOTE_CONCURRENCY ?? 8)
+/** Which parts run (profiling one of them): connect, intercept, load; default all. */
+const PARTS = (process.env.TP_BENCH_REMOTE_PARTS ?? 'connect,intercept,load').split(',')
 /** The whole benchmark's bound (machine included); a step that starts after it fails the run. */
 const BUDGET_MS = Number(process.env.TP_BENCH_REMOTE_BUDGET_S ?? 900) * 1000
 /** Machine names (and the namespace) start with this; the tests use other prefixes. */
@@ -133,6 +135,42 @@ async function timed(action) {
   const started = performance.now()
   await action()
   return (performance.now() - started) / 1000
+}
+
+/** CPU ticks (user + system) of every process, by pid, with its name: to see where a load's CPU went. */
+function cpuSnapshot() {
+  const snapshot = new Map()
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
+      const what =
+        cmdline
+          .find((arg) => /\.(c?js|mjs)$/.test(arg))
+          ?.split('/')
+          .pop() ?? stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      snapshot.set(pid, {what, ticks: Number(fields[11]) + Number(fields[12])})
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return snapshot
+}
+
+/** The processes that used the most CPU between two snapshots, as `name ms` (summed by name). */
+function cpuSince(before, requests) {
+  const byName = new Map()
+  for (const [pid, {what, ticks}] of cpuSnapshot()) {
+    const used = ticks - (before.get(pid)?.ticks ?? 0)
+    if (used > 0) byName.set(what, (byName.get(what) ?? 0) + used)
+  }
+  return [...byName]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 10)
+    .map(([what, ticks]) => `${what} ${((ticks * 10) / requests).toFixed(2)}`)
+    .join(', ')
 }
 
 const round = (value, digits = 2) => Number(value.toFixed(digits))
@@ -245,7 +283,7 @@ export async function run({log, root}) {
 
     // -- tp connect: first (the runtime image made on the remote) and warm ------------------------
     const first = {tp: [], baseline: []}
-    for (let i = 0; i < FIRST_RUNS; i++) {
+    for (let i = 0; PARTS.includes('connect') && i < FIRST_RUNS; i++) {
       step(`first tp connect over TLS ${i + 1}/${FIRST_RUNS}`)
       await machine.docker(['rmi', '-f', runtime], {reject: false})
       first.tp.push(await timed(() => connect('rb-tls', ['--cluster', CONTEXT, '--namespace', NS])))
@@ -262,7 +300,7 @@ export async function run({log, root}) {
     await connect('rb-tls', ['--cluster', CONTEXT, '--namespace', NS])
     await quit('rb-tls')
     const warm = {tp: [], run: [], version: [], sshTp: [], sshRun: []}
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; PARTS.includes('connect') && i < RUNS; i++) {
       step(`warm tp connect ${i + 1}/${RUNS}`)
       warm.tp.push(await timed(() => connect('rb-tls', ['--cluster', CONTEXT, '--namespace', NS])))
       await quit('rb-tls')
@@ -281,7 +319,7 @@ export async function run({log, root}) {
     await connect('rb-tls', ['--cluster', CONTEXT, '--namespace', NS])
     await connect('rb-local', ['--namespace', LOCAL_NS])
     const firstReply = {remote: [], local: []}
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; PARTS.includes('intercept') && i < RUNS; i++) {
       step(`tp intercept → first reply ${i + 1}/${RUNS}`)
       for (const [kind, connection, workload, client, ip] of [
         ['remote', 'rb-tls', 'web', there, webIp],
@@ -304,7 +342,12 @@ export async function run({log, root}) {
     )
     processes.push(forward)
     await there.ask({op: 'first', host: '127.0.0.1', port: FORWARD_PORT, marker: 'handler'})
-    const loadOf = (client, host, port, marker) => client.ask({op: 'load', host, port, seconds: LOAD_SECONDS, concurrency: CONCURRENCY, marker})
+    const loadOf = async (client, host, port, marker) => {
+      const before = process.env.TP_BENCH_REMOTE_CPU === '1' ? cpuSnapshot() : undefined
+      const result = await client.ask({op: 'load', host, port, seconds: LOAD_SECONDS, concurrency: CONCURRENCY, marker})
+      if (before) log(`${host}:${port}: ${Math.round(result.rps)} req/s; CPU ms per request: ${cpuSince(before, result.rps * LOAD_SECONDS)}`)
+      return result
+    }
     const loads = {tls: [], ssh: [], forward: [], direct: []}
     const loadThrough = async (kind, connection, extraEnv = {}) => {
       const session = intercept(connection, 'web', extraEnv)
@@ -320,10 +363,10 @@ export async function run({log, root}) {
       }
     }
     const loadBefore = loadAverage()
-    await loadThrough('tls', 'rb-tls')
+    if (PARTS.includes('load')) await loadThrough('tls', 'rb-tls')
     await there.ask({op: 'first', host: webIp, port: 80, marker: 'workload'})
     loads.direct.push(await loadOf(there, webIp, 80, 'workload'))
-    if (SSH) {
+    if (SSH && PARTS.includes('load')) {
       await connect('rb-ssh', ['--cluster', machine.ssh.url, '--namespace', NS], sshEnv)
       await loadThrough('ssh', 'rb-ssh', sshEnv)
     }
@@ -358,28 +401,31 @@ export async function run({log, root}) {
     }
     loadRows('tls', 'TLS context')
     loadRows('ssh', 'ssh')
-    rows.push({
-      metric: 'remote (TLS context): tp intercept → first reply (handler already listening here)',
-      tp: round(median(firstReply.remote)),
-      baseline: round(median(firstReply.local)),
-      unit: 's',
-      note: `median of ${RUNS} (${spread(firstReply.remote)} s), seen by a client in the remote namespace polling every 10 ms; baseline: the same on the local engine (host daemon, same handler, client here: ${spread(firstReply.local)} s)`,
-    })
-    rows.push({
-      metric: 'remote (TLS context): first tp connect (runtime image made on the remote)',
-      tp: round(median(first.tp)),
-      baseline: round(median(first.baseline)),
-      unit: 's',
-      note: `median of ${FIRST_RUNS} (${spread(first.tp)} s), the image removed there before each; baseline: docker save of the same image here | docker --context load there, then docker --context run --rm of it (${spread(first.baseline)} s)`,
-    })
-    rows.push({
-      metric: 'remote (TLS context): warm tp connect (image already there)',
-      tp: round(median(warm.tp)),
-      baseline: round(median(warm.run)),
-      unit: 's',
-      note: `median of ${RUNS} (${spread(warm.tp)} s), a new daemon and relay each time; baseline: docker --context run --rm of the runtime image on the same network (${spread(warm.run)} s); docker --context version: ${median(warm.version).toFixed(2)} s`,
-    })
-    if (SSH)
+    if (PARTS.includes('intercept'))
+      rows.push({
+        metric: 'remote (TLS context): tp intercept → first reply (handler already listening here)',
+        tp: round(median(firstReply.remote)),
+        baseline: round(median(firstReply.local)),
+        unit: 's',
+        note: `median of ${RUNS} (${spread(firstReply.remote)} s), seen by a client in the remote namespace polling every 10 ms; baseline: the same on the local engine (host daemon, same handler, client here: ${spread(firstReply.local)} s)`,
+      })
+    if (PARTS.includes('connect'))
+      rows.push({
+        metric: 'remote (TLS context): first tp connect (runtime image made on the remote)',
+        tp: round(median(first.tp)),
+        baseline: round(median(first.baseline)),
+        unit: 's',
+        note: `median of ${FIRST_RUNS} (${spread(first.tp)} s), the image removed there before each; baseline: docker save of the same image here | docker --context load there, then docker --context run --rm of it (${spread(first.baseline)} s)`,
+      })
+    if (PARTS.includes('connect'))
+      rows.push({
+        metric: 'remote (TLS context): warm tp connect (image already there)',
+        tp: round(median(warm.tp)),
+        baseline: round(median(warm.run)),
+        unit: 's',
+        note: `median of ${RUNS} (${spread(warm.tp)} s), a new daemon and relay each time; baseline: docker --context run --rm of the runtime image on the same network (${spread(warm.run)} s); docker --context version: ${median(warm.version).toFixed(2)} s`,
+      })
+    if (SSH && PARTS.includes('connect'))
       rows.push({
         metric: 'remote (ssh): warm tp connect (image already there)',
         tp: round(median(warm.sshTp)),
