@@ -16,7 +16,7 @@
  */
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -137,15 +137,29 @@ async function timed(action) {
   return (performance.now() - started) / 1000
 }
 
-/** CPU ticks (user + system) of every process, by pid, with its name: to see where a load's CPU went. */
-function cpuSnapshot() {
+/**
+ * CPU ticks (user + system) of this benchmark's processes, by pid, with a name (the script a node
+ * runs, else the command): those whose command line or environment holds one of `markers` (the
+ * machine's name, the tp cache directory, the client), those in the network namespace `netns`
+ * (`net:[inode]`: its sshd's sessions), and those in one of the remote engine's containers
+ * (`containerIds`, from their cgroup). Other engineers' processes on the machine are left out.
+ */
+function cpuSnapshot(markers, netns, containerIds) {
   const snapshot = new Map()
+  const read = (pid, file) => readFileSync(`/proc/${pid}/${file}`, 'utf8')
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const cmdline = read(pid, 'cmdline').split('\0').filter(Boolean)
+      const text = cmdline.join(' ')
+      const mine =
+        markers.some((marker) => text.includes(marker)) ||
+        readlinkSync(`/proc/${pid}/ns/net`) === netns ||
+        markers.some((marker) => read(pid, 'environ').includes(marker)) ||
+        containerIds.some((id) => read(pid, 'cgroup').includes(id))
+      if (!mine) continue
+      const stat = read(pid, 'stat')
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
       const what =
         cmdline
           .find((arg) => /\.(c?js|mjs)$/.test(arg))
@@ -159,18 +173,19 @@ function cpuSnapshot() {
   return snapshot
 }
 
-/** The processes that used the most CPU between two snapshots, as `name ms` (summed by name). */
-function cpuSince(before, requests) {
+/** The CPU each process (summed by name) used between two snapshots, in ms per request, most first. */
+function cpuBetween(before, after, requests) {
   const byName = new Map()
-  for (const [pid, {what, ticks}] of cpuSnapshot()) {
+  for (const [pid, {what, ticks}] of after) {
     const used = ticks - (before.get(pid)?.ticks ?? 0)
     if (used > 0) byName.set(what, (byName.get(what) ?? 0) + used)
   }
-  return [...byName]
+  const ms = (ticks) => ((ticks * 10) / requests).toFixed(2)
+  const total = [...byName.values()].reduce((sum, ticks) => sum + ticks, 0)
+  return `${ms(total)} in all: ${[...byName]
     .sort((a, b) => b[1] - a[1])
-    .slice(0, 10)
-    .map(([what, ticks]) => `${what} ${((ticks * 10) / requests).toFixed(2)}`)
-    .join(', ')
+    .map(([what, ticks]) => `${what} ${ms(ticks)}`)
+    .join(', ')}`
 }
 
 const round = (value, digits = 2) => Number(value.toFixed(digits))
@@ -343,9 +358,16 @@ export async function run({log, root}) {
     processes.push(forward)
     await there.ask({op: 'first', host: '127.0.0.1', port: FORWARD_PORT, marker: 'handler'})
     const loadOf = async (client, host, port, marker) => {
-      const before = process.env.TP_BENCH_REMOTE_CPU === '1' ? cpuSnapshot() : undefined
+      const profile = process.env.TP_BENCH_REMOTE_CPU === '1'
+      const markers = [machine.name, cacheDir, 'remote-client.mjs']
+      const containerIds = profile ? (await remote.listContainers()).map((c) => c.Id) : []
+      const netns = `net:[${statSync(`/var/run/netns/${machine.name}`).ino}]`
+      const before = profile ? cpuSnapshot(markers, netns, containerIds) : undefined
       const result = await client.ask({op: 'load', host, port, seconds: LOAD_SECONDS, concurrency: CONCURRENCY, marker})
-      if (before) log(`${host}:${port}: ${Math.round(result.rps)} req/s; CPU ms per request: ${cpuSince(before, result.rps * LOAD_SECONDS)}`)
+      if (before)
+        log(
+          `${host}:${port}: ${Math.round(result.rps)} req/s; CPU ms per request: ${cpuBetween(before, cpuSnapshot(markers, netns, containerIds), result.rps * LOAD_SECONDS)}`,
+        )
       return result
     }
     const loads = {tls: [], ssh: [], forward: [], direct: []}
