@@ -132,14 +132,16 @@ export async function startStaticServer(docker, {name, image, port, marker, netw
 
 /**
  * The repository's tp with a cache directory of its own (its connections, apart from the user's):
- * `tp(args)` starts it, `exited(child)` resolves with its exit code, `remove()` deletes the cache.
+ * `tp(args, extraEnv?)` starts it, `exited(child)` resolves with its exit code, `remove()` deletes
+ * the cache. `options.env` is added to this process's environment for every tp it starts.
  */
-export function benchTp(root, label) {
+export function benchTp(root, label, options = {}) {
   const cacheDir = mkdtempSync(join(tmpdir(), `tp-bench-${label}-`))
-  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  const env = {...process.env, ...options.env, TP_CACHE_DIR: cacheDir}
   return {
     cacheDir,
-    tp: (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']}),
+    tp: (args, extraEnv = {}) =>
+      spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env: {...env, ...extraEnv}, stdio: ['ignore', 'ignore', 'pipe']}),
     exited: (child) =>
       new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.on('exit', (code) => resolve(code)))),
     remove: () => rmSync(cacheDir, {recursive: true, force: true}),

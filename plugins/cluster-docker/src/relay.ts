@@ -46,7 +46,13 @@ export async function startRelay(
     return create({})
   })
   try {
-    const attached = (await container.attach({stream: true, stdin: true, stdout: true, stderr: false, hijack: true})) as unknown as Duplex
+    const attached = (await container.attach({stream: true, stdin: true, stdout: true, stderr: false, hijack: true})) as unknown as Duplex & {
+      setNoDelay?: (on: boolean) => void
+    }
+    // every connection the tunnel carries shares this socket: with Nagle on, a small write (a
+    // request, a reply's last bytes) waited for the ACK of the one before, which the far side
+    // delays (40 ms), on every request/response turn
+    attached.setNoDelay?.(true)
     // without a TTY, what the relay writes comes in Docker's frames (8-byte headers); what we write goes as it is
     const fromRelay = new PassThrough()
     docker.modem.demuxStream(attached, fromRelay, new PassThrough())
