@@ -72,6 +72,33 @@ async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: 
   throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
 }
 
+/** Until the client there gets the local-server handler's JSON from web. */
+const handlerAnswers = () =>
+  eventually(
+    'the handler answers',
+    () => fromRemoteClient('http://web/'),
+    (r) => r.startsWith('{'),
+    20_000,
+  )
+
+/** Until web answers the client there by itself (its traffic given back). */
+const webAnswersItself = (timeoutMs: number) =>
+  eventually(
+    'web answers for itself',
+    () => fromRemoteClient('http://web/'),
+    (r) => r === 'the remote web',
+    timeoutMs,
+  )
+
+/** Until nothing tp-labelled is left on the remote engine (the 60 s the issue allows). */
+const nothingOfTpThere = () =>
+  eventually(
+    'nothing of tp on the remote engine',
+    () => tpObjectsOn(remote),
+    (left) => left.length === 0,
+    60_000,
+  )
+
 /** `tp intercept web` on a connection, with this repository's local-server fixture as the handler on `port`. */
 function interceptWeb(connection: string, port: number, options: {mount?: boolean; env?: Record<string, string>} = {}) {
   const handler = ['--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)]
@@ -270,12 +297,7 @@ describe('a cluster on another machine', () => {
     const port = 24_000 + (process.pid % 1000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     // one line per request: H (the handler), W (web itself) or F (failed), for 12 s
     const script = [
       'end=$(( $(date +%s) + 12 ))',
@@ -300,28 +322,13 @@ describe('a cluster on another machine', () => {
     const port = 25_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     const record = JSON.parse(await readFile(join(cacheDir, 'connections', 'rtls.json'), 'utf8')) as {pid: number}
     process.kill(record.pid, 'SIGKILL')
     const killed = Date.now()
-    await eventually(
-      'web answers for itself',
-      () => fromRemoteClient('http://web/'),
-      (r) => r === 'the remote web',
-      10_000,
-    )
+    await webAnswersItself(10_000)
     expect(Date.now() - killed).toBeLessThan(10_000 + 5_000) // one client run takes a moment of its own
-    await eventually(
-      'nothing of tp on the remote engine',
-      () => tpObjectsOn(remote),
-      (left) => left.length === 0,
-      60_000,
-    )
+    await nothingOfTpThere()
     await run.child
     // the next tp command cleans up what the daemon left here
     const status = await tp(['status'])
@@ -335,23 +342,13 @@ describe('a cluster on another machine', () => {
     const port = 26_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     // the cable is out: nothing passes between this machine and the other one
     await execa('ip', ['link', 'set', machine.hostInterface, 'down'])
     const cut = Date.now()
     try {
       // the client there talks to the workload there: the cut does not stand between them
-      await eventually(
-        'web answers for itself',
-        () => fromRemoteClient('http://web/'),
-        (r) => r === 'the remote web',
-        15_000,
-      )
+      await webAnswersItself(15_000)
       expect(Date.now() - cut).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
       const ended = await run.child
       expect(ended.exitCode).toBe(1)
@@ -360,12 +357,7 @@ describe('a cluster on another machine', () => {
     } finally {
       await execa('ip', ['link', 'set', machine.hostInterface, 'up'])
     }
-    await eventually(
-      'nothing of tp on the remote engine',
-      () => tpObjectsOn(remote),
-      (left) => left.length === 0,
-      60_000,
-    )
+    await nothingOfTpThere()
     // the daemon ended with the link; the next command says so and cleans up here
     await eventually(
       'the daemon here has ended',
@@ -474,12 +466,7 @@ describe('a cluster on another machine', () => {
     const port = 33_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     await machine.restartEngine({
       // while the engine is down, the link is gone: the intercept ends and says so
       whileDown: async () => {
@@ -489,19 +476,9 @@ describe('a cluster on another machine', () => {
       },
     })
     const back = Date.now()
-    await eventually(
-      'web answers for itself',
-      () => fromRemoteClient('http://web/'),
-      (r) => r === 'the remote web',
-      15_000,
-    )
+    await webAnswersItself(15_000)
     expect(Date.now() - back).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
-    await eventually(
-      'nothing of tp on the remote engine',
-      () => tpObjectsOn(remote),
-      (left) => left.length === 0,
-      60_000,
-    )
+    await nothingOfTpThere()
     await eventually(
       'the daemon here has ended',
       async () => (await tp(['status'])).stdout,
