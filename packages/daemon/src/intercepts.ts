@@ -470,7 +470,9 @@ export class InterceptManager {
    * its connection ends): then nothing is started. Resolves with the guard's id, if it started.
    */
   private async startGuardLater(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
-    const delayMs = this.config.guardDelayMs ?? GUARD_DELAY_MS
+    // on another machine the guard starts at once: a fault there (a cut link, the daemon killed)
+    // during a delayed start would leave a guard created but never started, which nothing removes
+    const delayMs = this.config.guardDelayMs ?? (this.config.cluster.linked ? 0 : GUARD_DELAY_MS)
     if (delayMs > 0) {
       let timer: NodeJS.Timeout | undefined
       let cancelled = false
