@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 majors=("$@")
 [ "${#majors[@]}" -gt 0 ] || majors=(20 22 24)
 cache="${TP_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tp/node-versions}"
-tests=(packages/cli/test/startup.test.ts packages/cli/test/version.test.ts packages/cli/test/manifest.test.ts)
+tests=(packages/cli/test/startup.test.ts packages/cli/test/fast-start.test.ts packages/cli/test/version.test.ts packages/cli/test/manifest.test.ts)
 
 major_of() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none; }
 

@@ -16,11 +16,16 @@ module.enableCompileCache?.()
 if (process.argv[2] === '--') process.argv.splice(2, 1)
 
 // what comes before oclif, one file (src/launch.ts)
-const {answeredVersionFlag, prefetchEngineVersion, selectDataDir} = await import('../dist/bundle/launch.js')
+const {answeredVersionFlag, fastCommand, prefetchEngineVersion, selectDataDir} = await import('../dist/bundle/launch.js')
+const argv = process.argv.slice(2)
 // `tp --version` is printed without loading oclif; everything else is oclif's
-if (!(await answeredVersionFlag(process.argv.slice(2)))) {
-  prefetchEngineVersion(process.argv.slice(2)) // `tp version`: the engine is asked now, its answer comes while oclif loads
+if (!(await answeredVersionFlag(argv))) {
+  prefetchEngineVersion(argv) // `tp version`: the engine is asked now, its answer comes while oclif loads
   selectDataDir() // inside a repository with .tp/ pins: load its pinned plugins, not the user's
-  const {execute} = await import('../dist/bundle/main.js')
-  await execute({dir: import.meta.url})
+  // `tp version`, `tp --help`: answered from the build's snapshot of oclif when nothing differs from it (src/fast-start.ts)
+  const fast = fastCommand(argv) !== undefined && (await (await import('../dist/bundle/fast-start.js')).answered(argv, new URL('..', import.meta.url)))
+  if (!fast) {
+    const {execute} = await import('../dist/bundle/main.js')
+    await execute({dir: import.meta.url})
+  }
 }

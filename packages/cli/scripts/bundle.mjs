@@ -7,6 +7,8 @@
  *   is ./dist/bundle/commands, listed in oclif.manifest.json) and a command loads only its own code;
  *   what several entries share (@oclif/core first) is one chunk, loaded once.
  * - Every file under src/commands and src/hooks is an entry: a new command needs no list edited.
+ * - `tp version` and `tp --help` answered without oclif (src/fast-start.ts) is an entry of its own:
+ *   it shares no chunk with oclif's code.
  * - What bin/run.js runs before oclif (src/launch.ts: `tp --version`, the engine prefetch of `tp
  *   version`, the pins' data directory) is dist/bundle/launch.js, one file bundled on its own.
  * - dockerode is bundled too, as a chunk of its own that only the commands which import it
@@ -25,6 +27,7 @@
  *   with it `node:child_process`, which nothing else at start-up needs.
  */
 import {readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
 import {dirname, join, relative} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
@@ -39,7 +42,7 @@ const sources = (dir) =>
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
     .map((e) => relative(src, join(e.parentPath, e.name)))
 
-const entries = ['main.ts', 'help.ts', ...sources('hooks'), ...sources('commands')]
+const entries = ['main.ts', 'help.ts', 'fast-start.ts', ...sources('hooks'), ...sources('commands')]
 
 /** `wsl-utils` as its isWsl (is-wsl, as wsl-utils has it) and a powerShellPath that loads the rest. */
 const wslUtilsIsWsl = {
@@ -55,6 +58,22 @@ const wslUtilsIsWsl = {
         contents: "export {default as isWsl} from 'is-wsl'\nexport const powerShellPath = async () => (await import('wsl-utils')).powerShellPath()\n",
       }
     })
+  },
+}
+
+/**
+ * The text helpers of oclif's help formatter, imported by src/root-help.ts (the root help page
+ * without oclif), as @oclif/core resolves them (its own wrap-ansi 7, supports-color 8): the page's
+ * wrapping and colours then come from the same code as oclif's.
+ */
+const OCLIF_TEXT = /^(ansis|indent-string|string-width|supports-color|widest-line|wrap-ansi)$/
+const oclifHelpDir = join(dirname(createRequire(import.meta.url).resolve('@oclif/core')), 'help')
+const oclifTextCopies = {
+  name: 'oclif-text-copies',
+  setup(b) {
+    b.onResolve({filter: OCLIF_TEXT}, (args) =>
+      args.importer === join(src, 'root-help.ts') ? b.resolve(args.path, {kind: args.kind, resolveDir: oclifHelpDir}) : undefined,
+    )
   },
 }
 
@@ -94,7 +113,7 @@ const {metafile} = await build({
   // typescript, ts-node, tsx: oclif's development mode (a plugin's .ts sources) loads them when present
   // @oclif/plugin-plugins: a core plugin oclif loads from node_modules anyway (it finds npm beside itself)
   external: ['@tp/*', '@oclif/plugin-plugins', 'typescript', 'ts-node', 'tsx', ...LAZY_EXTERNALS],
-  plugins: [builtinsWithoutImport(), wslUtilsIsWsl, lazyCjsFiles],
+  plugins: [builtinsWithoutImport(), wslUtilsIsWsl, lazyCjsFiles, oclifTextCopies],
 })
 // what bin/run.js loads before oclif (src/launch.ts): one file, nothing shared with the rest
 await build({

@@ -3,7 +3,7 @@
  * bin/run.js calls prefetchEngineVersion first: for `tp version` on a unix socket (DOCKER_HOST
  * unset or unix://, the engine dockerode would ask), `GET /version` goes out as tp starts, with
  * node:http alone, and the answer arrives while oclif loads its plugins instead of after; the
- * command takes it (dockerEngineInfo in commands/version.ts) and dockerode is not loaded at all.
+ * command takes it (dockerEngineInfo in engine-info.ts) and dockerode is not loaded at all.
  * Other engines (tcp://, TLS, ssh://) and answers other than 200 are left to dockerode.
  */
 import {existsSync} from 'node:fs'

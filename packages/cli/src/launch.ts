@@ -6,3 +6,4 @@
 export {prefetchEngineVersion} from './engine-prefetch.js'
 export {selectDataDir} from './pins/select-data-dir.js'
 export {answeredVersionFlag} from './version-flag.js'
+export {fastCommand} from './fast-command.js'

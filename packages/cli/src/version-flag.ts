@@ -7,12 +7,22 @@
 import {createRequire} from 'node:module'
 import {arch, platform} from 'node:os'
 
+/** oclif's `config.platform` (`wsl` under WSL) and `config.arch`. */
+export async function platformAndArch(): Promise<{platform: string; arch: string}> {
+  const {isWsl} = await import('wsl-utils')
+  return {platform: isWsl ? 'wsl' : platform(), arch: arch() === 'ia32' ? 'x86' : arch()}
+}
+
+/** oclif's `config.userAgent`. */
+export async function userAgent(pjson: {name: string; version: string}): Promise<string> {
+  const {platform, arch} = await platformAndArch()
+  return `${pjson.name}/${pjson.version} ${platform}-${arch} node-${process.version}`
+}
+
 /** True when argv asks for the version (oclif looks only at the first word) and it was printed. */
 export async function answeredVersionFlag(argv: string[]): Promise<boolean> {
   if (argv[0] !== '--version') return false
   const pjson = createRequire(import.meta.url)('@tp/cli/package.json') as {name: string; version: string}
-  const {isWsl} = await import('wsl-utils')
-  const cpu = arch() === 'ia32' ? 'x86' : arch()
-  process.stdout.write(`${pjson.name}/${pjson.version} ${isWsl ? 'wsl' : platform()}-${cpu} node-${process.version}\n`)
+  process.stdout.write(`${await userAgent(pjson)}\n`)
   return true
 }

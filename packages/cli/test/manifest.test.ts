@@ -67,12 +67,18 @@ describe('oclif manifest', () => {
       `import {appendFileSync} from 'node:fs'\nexport async function load(url, context, next) {\n  appendFileSync(${JSON.stringify(log)}, url + '\\n')\n  return next(url, context)\n}\n`,
     )
     await writeFile(register, `import {register} from 'node:module'\nregister(${JSON.stringify(pathToFileURL(hooks).href)})\n`)
-    const result = await s.tp(['version'], {NODE_OPTIONS: `--import ${pathToFileURL(register).href}`})
-    expect(result.exitCode).toBe(0)
-    const loaded = readFileSync(log, 'utf8').split('\n')
-    const commandsLoaded = loaded
-      .filter((url) => url.startsWith(pathToFileURL(commandsDir).href))
-      .map((url) => url.slice(pathToFileURL(commandsDir).href.length + 1))
-    expect(commandsLoaded).toEqual(['version.js'])
+    const commandsLoaded = async (env: Record<string, string>) => {
+      await writeFile(log, '')
+      const result = await s.tp(['version'], {...env, NODE_OPTIONS: `--import ${pathToFileURL(register).href}`})
+      expect(result.exitCode).toBe(0)
+      return readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((url) => url.startsWith(pathToFileURL(commandsDir).href))
+        .map((url) => url.slice(pathToFileURL(commandsDir).href.length + 1))
+    }
+    // through oclif (as with a user's plugins)
+    expect(await commandsLoaded({TP_FAST_START: '0'})).toEqual(['version.js'])
+    // answered without oclif (src/fast-start.ts): no command file at all
+    expect(await commandsLoaded({})).toEqual([])
   })
 })
