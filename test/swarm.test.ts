@@ -4,7 +4,7 @@
  * runs two replicas, one on each worker; tp picks the swarm driver by itself, lists the services with
  * their replicas and nodes, and intercepts every replica through the manager's API alone.
  */
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -185,9 +185,54 @@ describe('a swarm cluster', () => {
       await run.child
     }
     await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
-    expect(await eventually('nothing of the intercept left on the nodes', tpObjectsOnNodes, (left) => left.every((l) => l.includes('relay')), 60_000)).toEqual([
-      `container tp-sw-relay on ${NAME}-m`,
-    ])
+    // what stays is the connection's own (its relay and janitor on the manager), until tp quit
+    const left = await eventually('nothing of the intercept left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)
+    expect(left.sort()).toEqual([`container tp-sw-janitor on ${NAME}-m`, `container tp-sw-relay on ${NAME}-m`])
+  }, 240_000)
+
+  it('intercepts the new tasks of a `docker service update --force` within 30 s of their start', async () => {
+    const port = 18924
+    const run = startTp(['intercept', 'web', '--use', 'sw', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    try {
+      await run.active
+      await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+      const before = await webAddresses()
+      await swarm.manager.docker(['service', 'update', '--force', '--detach', `${STACK}_web`])
+      // the update is done when both replicas run again, at new addresses (new tasks)
+      await eventually('new tasks of web run', webAddresses, (a) => a.length === 2 && a.every((x) => !before.includes(x)), 90_000)
+      await swarm.waitForStack(STACK, 60_000)
+      const replaced = Date.now()
+      const answers = await eventually(
+        'the new tasks answered by the handler',
+        answersOfWeb,
+        (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')),
+        30_000,
+      )
+      expect(answers).toHaveLength(2)
+      expect(Date.now() - replaced).toBeLessThan(30_000)
+      expect(run.child.exitCode, run.output()).toBeNull()
+    } finally {
+      run.child.kill('SIGINT')
+      await run.child
+    }
+    await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+  }, 300_000)
+
+  it('after kill -9 of the daemon here, every task has its traffic back within 10 s and nothing of tp is left on any node within 60 s', async () => {
+    const port = 18925
+    const run = startTp(['intercept', 'web', '--use', 'sw', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    await run.active
+    await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+    const record = JSON.parse(await readFile(join(cacheDir, 'connections', 'sw.json'), 'utf8')) as {pid: number}
+    process.kill(record.pid, 'SIGKILL')
+    const killed = Date.now()
+    await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 15_000)
+    expect(Date.now() - killed).toBeLessThan(10_000 + 5_000) // a client round takes a moment of its own
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+    await run.child
+    expect((await tp(['status'])).stdout).toMatch(/DAEMON DIED/)
+    // connected again for what follows
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw'])).exitCode).toBe(0)
   }, 240_000)
 
   it('leaves nothing on any node after tp quit', async () => {

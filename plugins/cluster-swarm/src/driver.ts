@@ -11,6 +11,7 @@ import {
   type Workload,
   LABEL_CONNECTION,
   LABEL_MANAGED,
+  LABEL_ROLE,
   UserError,
   connectionLabels,
   debugLog,
@@ -21,7 +22,7 @@ import {
   waitUntilGone,
 } from '@tp/sdk'
 import {AGENT_READONLY_PATHS, startRelay} from '@tp/plugin-cluster-docker'
-import {LAUNCHER_SOCKET, LAUNCHER_SOURCE, type LaunchSpec} from './launcher.js'
+import {JANITOR_SOURCE, type JanitorSpec, LAUNCHER_SOCKET, LAUNCHER_SOURCE, type LaunchSpec} from './launcher.js'
 import {type ImageFacts, LABEL_STACK, type NamespaceNetwork, type ServiceInfo, type TaskInfo, imageWithoutDigest, isRunning, toWorkload} from './service.js'
 
 const trace = debugLog('tp:cluster-swarm')
@@ -249,6 +250,12 @@ export class SwarmDriver implements ClusterDriver {
       .catch(swallow(trace, `removing an earlier relay ${name}`))
     await waitUntilGone(() => this.docker.getContainer(name).inspect(), {timeoutMs: 5000})
     const relay = await startRelay(this.docker, {namespace: ns.networkName, image: options.image, name, labels: options.labels})
+    try {
+      await this.startJanitor(relay.id, options)
+    } catch (error) {
+      relay.tunnel.close('its janitor did not start')
+      throw error
+    }
     const {tunnel} = relay
     return {
       agentHost: relay.address,
@@ -257,6 +264,33 @@ export class SwarmDriver implements ClusterDriver {
       closed: tunnel.closed,
       close: (why) => tunnel.close(why),
     }
+  }
+
+  /** The engine socket of the manager itself (as for any node: its label, else /var/run/docker.sock). */
+  private async managerSocket(): Promise<string> {
+    const info = (await this.docker.info()) as {Swarm?: {NodeID?: string}}
+    const node = (await this.docker.getNode(info.Swarm?.NodeID ?? '').inspect()) as {Spec?: {Labels?: Record<string, string>}}
+    return node.Spec?.Labels?.[LABEL_NODE_SOCKET] || LAUNCHER_SOCKET
+  }
+
+  /** Beside the relay, on the manager: removes the connection's services once the relay has gone (see JANITOR_SOURCE). */
+  private async startJanitor(relay: string, options: {connection: string; image: string; labels: Record<string, string>}): Promise<void> {
+    const name = `tp-${options.connection}-janitor`
+    await this.docker
+      .getContainer(name)
+      .remove({force: true})
+      .catch(swallow(trace, `removing an earlier janitor ${name}`))
+    await waitUntilGone(() => this.docker.getContainer(name).inspect(), {timeoutMs: 5000})
+    const spec: JanitorSpec = {relay, connection: options.connection}
+    const container = await this.docker.createContainer({
+      name,
+      Image: options.image,
+      Cmd: ['node', '-e', JANITOR_SOURCE],
+      Env: [`TP_JANITOR=${JSON.stringify(spec)}`],
+      Labels: {...options.labels, [LABEL_ROLE]: 'janitor'},
+      HostConfig: {AutoRemove: true, NetworkMode: 'none', Binds: [`${await this.managerSocket()}:${LAUNCHER_SOCKET}`]},
+    })
+    await container.start()
   }
 
   /**
@@ -368,7 +402,19 @@ export class SwarmDriver implements ClusterDriver {
   private async followLauncher(service: string): Promise<number | undefined> {
     for (;;) {
       const task = await this.launcherTask(service).catch(() => undefined)
-      if (!task) return undefined
+      if (!task) {
+        // a service just made has no task yet; one that is gone ended in a way nobody can tell
+        const exists = await this.docker
+          .getService(service)
+          .inspect()
+          .then(
+            () => true,
+            (error: unknown) => !isNotFound(error),
+          )
+        if (!exists) return undefined
+        await sleep(this.pollMs)
+        continue
+      }
       const state = task.Status?.State ?? ''
       if (['complete', 'failed', 'shutdown', 'rejected', 'orphaned', 'remove'].includes(state)) return task.Status?.ContainerStatus?.ExitCode
       await sleep(this.pollMs)

@@ -24,11 +24,10 @@ export interface LaunchSpec {
   graceSeconds: number
 }
 
-/** The launcher's program: plain CommonJS run by `node -e` (nothing but Node's own modules). */
-export const LAUNCHER_SOURCE = String.raw`
+/** A client of the engine at LAUNCHER_SOCKET in plain CommonJS: what the launcher and the janitor share. */
+const API_SOURCE = String.raw`
 const http = require('node:http')
-const spec = JSON.parse(process.env.TP_LAUNCH)
-const say = (line) => process.stderr.write('tp-launcher: ' + line + '\n')
+const say = (line) => process.stderr.write('tp: ' + line + '\n')
 function api(method, path, body, onResponse) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body)
@@ -47,6 +46,11 @@ function api(method, path, body, onResponse) {
     req.end(data)
   })
 }
+`
+
+/** The launcher's program: plain CommonJS run by `node -e` (nothing but Node's own modules). */
+export const LAUNCHER_SOURCE = `${API_SOURCE}${`
+const spec = JSON.parse(process.env.TP_LAUNCH)
 async function main() {
   const name = encodeURIComponent(spec.name)
   await api('DELETE', '/containers/' + name + '?force=1')
@@ -73,4 +77,37 @@ async function main() {
   process.exit(code)
 }
 main().catch((error) => { say(error.message); process.exit(125) })
-`
+`}`
+
+/** What the janitor watches and removes (TP_JANITOR). */
+export interface JanitorSpec {
+  /** The relay's container id: while it runs, the connection lives. */
+  relay: string
+  /** The connection whose services go when the relay has gone. */
+  connection: string
+}
+
+/**
+ * The janitor: a container beside the relay on the manager, with the manager's engine socket. The
+ * relay ends when its link does (the developer's side killed, the link cut); the janitor then
+ * removes the connection's services (the launchers, whose SIGTERM stops what they started on their
+ * nodes) and ends — what the manager cannot hear from the developer's side any more, it cleans itself.
+ */
+export const JANITOR_SOURCE = `${API_SOURCE}${`
+const spec = JSON.parse(process.env.TP_JANITOR)
+async function main() {
+  process.on('SIGTERM', () => process.exit(0))
+  for (;;) {
+    const relay = await api('GET', '/containers/' + spec.relay + '/json')
+    if (relay.status === 404 || (relay.json && relay.json.State && !relay.json.State.Running)) break
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+  const filters = encodeURIComponent(JSON.stringify({label: ['tp.managed=true', 'tp.connection=' + spec.connection]}))
+  const services = await api('GET', '/services?filters=' + filters)
+  for (const service of services.json || []) {
+    const removed = await api('DELETE', '/services/' + service.ID)
+    say('the link of connection ' + spec.connection + ' is gone: removed service ' + service.Spec.Name + ' (' + removed.status + ')')
+  }
+}
+main().then(() => process.exit(0), (error) => { say(error.message); process.exit(1) })
+`}`
