@@ -154,6 +154,14 @@ afterAll(async () => {
 }, 120_000)
 
 describe('a swarm cluster', () => {
+  it('refuses a swarm of several nodes without a registry, saying what to pass, and makes nothing', async () => {
+    const refused = await tpCli(['connect', '--cluster', 'tpsw', '--name', 'swnoreg'], {env: {...env, TP_REGISTRY: ''}})
+    expect(refused.exitCode).toBe(1)
+    expect(refused.stderr).toContain('this swarm has 3 nodes')
+    expect(refused.stderr).toContain('--registry')
+    expect(await tpObjectsOnNodes()).toEqual([])
+  })
+
   it('is recognised by its manager, and lists the stack’s services with their replicas and nodes', async () => {
     const connected = await tp(['connect', '--cluster', 'tpsw', '--name', 'sw'])
     expect(connected.stderr + connected.stdout).not.toMatch(/error/i)
@@ -237,6 +245,19 @@ describe('a swarm cluster', () => {
 
   it('leaves nothing on any node after tp quit', async () => {
     expect((await tp(['quit', '--name', 'sw'])).exitCode).toBe(0)
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 120_000)
+
+  it('reaches the manager over ssh as well', async () => {
+    const ssh = {...env, PATH: swarm.manager.ssh.env.PATH}
+    const connected = await tpCli(['connect', '--cluster', swarm.manager.ssh.url, '--name', 'swssh'], {env: ssh})
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    try {
+      const list = await tpCli(['list', '--use', 'swssh'], {env: ssh})
+      expect(list.stdout).toMatch(new RegExp(`web\\s+ports 80\\s+2 replicas on ${NAME}-w1, ${NAME}-w2`))
+    } finally {
+      expect((await tpCli(['quit', '--name', 'swssh'], {env: ssh})).exitCode).toBe(0)
+    }
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
   }, 120_000)
 })
