@@ -21,8 +21,9 @@ install_missing_packages() {
   local package
   # tmux, tcsh and python3-dotenv are for the tests (a real terminal, csh env files, Compose v1's .env reader);
   # openssh-server is the sshd of the tests' second machine (test/helpers/remote-machine.ts), which runs
-  # its own in a network namespace (where an init system runs, installing it also starts one on the host)
-  for package in sshfs openssh-sftp-server openssh-server iptables busybox-static tmux tcsh python3-dotenv; do
+  # its own in a network namespace (where an init system runs, installing it also starts one on the host);
+  # docker-registry serves images to the nodes of the tests' swarm (test/helpers/swarm-machine.ts)
+  for package in sshfs openssh-sftp-server openssh-server iptables busybox-static tmux tcsh python3-dotenv docker-registry; do
     if package_missing "$package"; then missing+=("$package"); fi
   done
   if [ "${#missing[@]}" -eq 0 ]; then

@@ -39,6 +39,10 @@ export interface RemoteMachineOptions {
   bip?: string
   /** `--default-address-pool` entries. Default 172.18.0.0/16 in /24s: its networks overlap the local ones. */
   addressPools?: Array<{base: string; size: number}>
+  /** Other subnets the machine's engine uses (a swarm's overlay address pool): blackholed on this host too. */
+  extraSubnets?: string[]
+  /** The engine's host name (`docker info`'s Name, a swarm node's name); default this host's. */
+  hostname?: string
   /** Whether the namespace may open connections towards this host (default false: like a laptop behind NAT). */
   allowOutbound?: boolean
   /** Bound for start (default 60 s); on expiry everything made so far is removed and start rejects. */
@@ -175,14 +179,14 @@ const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/
 // subprocesses
 
 /** Runs a command; rejects with the command, its exit code and stderr when it fails. */
-async function run(argv: string[], options: {input?: string; timeoutMs?: number} = {}): Promise<string> {
+export async function run(argv: string[], options: {input?: string; timeoutMs?: number} = {}): Promise<string> {
   const result = await runQuiet(argv, options)
   if (result.exitCode !== 0) throw new Error(`${argv.join(' ')} failed (exit ${result.exitCode}): ${(result.stderr || result.stdout).trim()}`)
   return result.stdout
 }
 
 /** Runs a command and never rejects (clean-up and probes, where failing is an answer). */
-async function runQuiet(argv: string[], options: {input?: string; timeoutMs?: number; env?: Record<string, string>} = {}): Promise<CommandResult> {
+export async function runQuiet(argv: string[], options: {input?: string; timeoutMs?: number; env?: Record<string, string>} = {}): Promise<CommandResult> {
   const result = await execa(argv[0], argv.slice(1), {
     reject: false,
     input: options.input,
@@ -205,12 +209,12 @@ function dockerEnv(): Record<string, string> {
 
 /** The argv that runs `argv` in the namespace's network only: `ip netns exec` would also remount
  * /sys, and dockerd then fails ("Devices cgroup isn't mounted"). */
-function inNamespace(name: string, argv: string[]): string[] {
+export function inNamespace(name: string, argv: string[]): string[] {
   return ['nsenter', `--net=${join(NETNS_DIR, name)}`, ...argv]
 }
 
 /** Starts a daemon that outlives this process (a killed test run leaves it to the sweep), logging to `log`. */
-function spawnDaemon(argv: string[], log: string): {pid: number; exited: () => string | undefined} {
+export function spawnDaemon(argv: string[], log: string): {pid: number; exited: () => string | undefined} {
   const fd = openSync(log, 'a')
   try {
     const child = spawn(argv[0], argv.slice(1), {detached: true, stdio: ['ignore', fd, fd]})
@@ -255,7 +259,7 @@ export function tcpConnects(host: string, port: number, timeoutMs = 2_000): Prom
   })
 }
 
-async function tail(file: string, lines = 30): Promise<string> {
+export async function tail(file: string, lines = 30): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '')
   return text.trimEnd().split('\n').slice(-lines).join('\n')
 }
@@ -264,7 +268,7 @@ async function tail(file: string, lines = 30): Promise<string> {
 // processes
 
 /** Field 22 of /proc/<pid>/stat (start time in ticks): tells a live owner from a reused pid. */
-async function startTime(pid: number): Promise<string | undefined> {
+export async function startTime(pid: number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
   // the command name (field 2) may hold spaces; it ends at the last ')'
   return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
@@ -293,7 +297,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-async function terminate(pid: number, graceMs: number): Promise<void> {
+export async function terminate(pid: number, graceMs: number): Promise<void> {
   if (!(await alive(pid))) return
   signal(pid, 'SIGTERM')
   const deadline = Date.now() + graceMs
@@ -475,7 +479,7 @@ function networkOf(cidr: string): string {
 }
 
 /** A throwaway CA, a server certificate for the namespace's address and a client certificate. */
-async function makeTls(dir: string, name: string, address: string, timeoutMs: number): Promise<void> {
+export async function makeTls(dir: string, name: string, address: string, timeoutMs: number): Promise<void> {
   const server = join(dir, 'server')
   const client = join(dir, 'client')
   await mkdir(server, {recursive: true})
@@ -654,7 +658,7 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
 
   const bip = options.bip ?? '172.17.0.1/16'
   const pools = options.addressPools ?? [{base: '172.18.0.0/16', size: 24}]
-  const subnets = [networkOf(bip), ...pools.map((pool) => networkOf(pool.base))]
+  const subnets = [networkOf(bip), ...pools.map((pool) => networkOf(pool.base)), ...(options.extraSubnets ?? []).map(networkOf)]
   const k = await pickSubnet(name)
   const address = `${VETH_NET}.${k}.2`
   const hostAddress = `${VETH_NET}.${k}.1`
@@ -687,7 +691,10 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
   }
 
   const server = join(paths.tls, 'server')
+  // a host name of its own: dockerd in a UTS namespace of its own (unshare and sh exec, so the pid is dockerd's)
+  const ownHostname = options.hostname ? ['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', options.hostname] : []
   const dockerdArgv = inNamespace(name, [
+    ...ownHostname,
     'dockerd',
     `--data-root=${paths.dataRoot}`,
     `--exec-root=${paths.execRoot}`,

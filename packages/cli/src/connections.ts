@@ -90,6 +90,21 @@ export class Connections {
     return driver
   }
 
+  /**
+   * The driver of a cluster none was named for: the first installed driver other than the default
+   * that claims the engine (`ClusterDriver.claims`: a swarm manager's is the swarm driver's), else
+   * the default.
+   */
+  private async detectDriver(cluster: ClusterTarget): Promise<ClusterTarget> {
+    for (const {descriptor} of this.registries['cluster-drivers'].list()) {
+      if (descriptor.name === cluster.driver) continue
+      const candidate = {...cluster, driver: descriptor.name}
+      const driver = await this.driver(candidate).catch(() => undefined)
+      if (driver?.claims && (await driver.claims().catch(() => false))) return candidate
+    }
+    return cluster
+  }
+
   /** Ends a live connection: its backend stops the daemon, then the driver removes what the connection left on the cluster. */
   async quit(connection: Pick<LiveConnection, 'record' | 'backend'>): Promise<void> {
     await connection.backend.quit(connection.record)
@@ -163,7 +178,7 @@ export class Connections {
     return survey.live
   }
 
-  async connect(options: {name: string; namespace?: string; docker: boolean; cluster?: string}): Promise<LiveConnection> {
+  async connect(options: {name: string; namespace?: string; docker: boolean; cluster?: string; clusterDriver?: string}): Promise<LiveConnection> {
     if (!CONNECTION_NAME_PATTERN.test(options.name)) {
       throw new UserError(`"${options.name}" is not a usable connection name`, 'use lower-case letters, digits and dashes, at most 31 characters (--name)')
     }
@@ -179,7 +194,7 @@ export class Connections {
     const backend = await this.backend(backendName)
     // what this backend needs of this machine, before anything is made
     await backend.check?.()
-    const cluster = defaultCluster(options.cluster)
+    let cluster = defaultCluster(options.cluster)
     const running = await backend.find(options.name)
     if (running) {
       if (options.cluster !== undefined && clusterOf(running).engine !== cluster.engine) {
@@ -190,6 +205,9 @@ export class Connections {
       }
       return this.liveConnection(reuseRunning(running, options, backendName === CONTAINER_BACKEND ? 'tp connect --docker' : 'tp connect'), backend)
     }
+    // which driver: the one named (--cluster-driver, $TP_CLUSTER_DRIVER), else the one that claims the engine
+    if (options.clusterDriver) cluster = {...cluster, driver: options.clusterDriver}
+    else if (!process.env.TP_CLUSTER_DRIVER) cluster = await this.detectDriver(cluster)
     // the cluster: its driver resolves the namespace, says where its names are reached (or links
     // to it, on another machine), and has tp's runtime image where agents run
     const driver = await this.driver(cluster)

@@ -231,6 +231,11 @@ export interface ClusterDriver {
    * in `live`; one line per thing, without a verb (`container tp-x-agent-web (agent, connection x)`).
    */
   gc?(options: {live: ReadonlySet<string>; dryRun: boolean}): Promise<string[]>
+  /**
+   * Whether this driver is the one for its cluster's engine when no driver was named (the swarm
+   * driver: the engine is a swarm manager). Optional: a driver without it is used only when named.
+   */
+  claims?(): Promise<boolean>
   /** Releases what the driver holds (connections to the engine). */
   close?(): Promise<void>
 }

@@ -17,6 +17,15 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
         "the cluster's engine: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
       helpValue: '<context|URL>',
     }),
+    'cluster-driver': Flags.string({
+      description:
+        "the cluster driver (docker, swarm, or a plugin's); default: $TP_CLUSTER_DRIVER, else the one that recognises the engine (a swarm manager: swarm), else docker",
+      helpValue: '<driver>',
+    }),
+    registry: Flags.string({
+      description: "where tp pushes its runtime image for a swarm's nodes to pull (host[:port]); default: $TP_REGISTRY",
+      helpValue: '<host[:port]>',
+    }),
     name: Flags.string({description: 'connection name', default: 'default'}),
     json: Flags.boolean({description: 'print the connection as JSON'}),
   }
@@ -31,7 +40,15 @@ Without --namespace: $TP_NAMESPACE, else the only user-defined network that has 
     interrupts.action = wasLive ? 'stopping' : 'stopping; the daemon being started is removed again'
     let connection: LiveConnection | undefined
     try {
-      connection = await connections.connect({name: flags.name, namespace: flags.namespace, docker: flags.docker, cluster: flags.cluster})
+      // the registry is a setting of the driver (in this process and the daemon's, which gets it from the connection's record)
+      if (flags.registry) process.env.TP_REGISTRY = flags.registry
+      connection = await connections.connect({
+        name: flags.name,
+        namespace: flags.namespace,
+        docker: flags.docker,
+        cluster: flags.cluster,
+        clusterDriver: flags['cluster-driver'],
+      })
       if (interrupts.signal) {
         if (!wasLive) await connections.quit(connection)
         process.stderr.write(wasLive ? `Connection "${flags.name}" is unchanged.\n` : `Not connected: the daemon of "${flags.name}" was removed again.\n`)

@@ -33,7 +33,15 @@ export default class List extends TpCommand {
     for (const w of workloads) {
       const ports = w.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(', ') || 'no ports'
       const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map((i) => `${i.name} on ${i.servicePort}`).join(', ')})` : 'ready to intercept'
-      this.log(`${w.name.padEnd(width)}  ports ${ports}  ${state}`)
+      this.log(`${w.name.padEnd(width)}  ports ${ports}  ${replicasOf(w)}${state}`)
     }
   }
+}
+
+/** `2 replicas on node-a, node-b  ` where the cluster has nodes (swarm); nothing for one replica without a node. */
+function replicasOf(w: {replicas: Array<{node?: string}>}): string {
+  const nodes = [...new Set(w.replicas.flatMap((r) => (r.node ? [r.node] : [])))].sort()
+  if (nodes.length === 0 && w.replicas.length === 1) return ''
+  const count = `${w.replicas.length} replica${w.replicas.length === 1 ? '' : 's'}`
+  return nodes.length > 0 ? `${count} on ${nodes.join(', ')}  ` : `${count}  `
 }

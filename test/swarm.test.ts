@@ -1,0 +1,263 @@
+/**
+ * Swarm clusters (issue 23), on a three-node swarm of network-namespace engines (the manager reached
+ * over TLS only, as a remote engine) with a registry: `docker stack deploy` of a stack whose `web`
+ * runs two replicas, one on each worker; tp picks the swarm driver by itself, lists the services with
+ * their replicas and nodes, and intercepts every replica through the manager's API alone.
+ */
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import Dockerode from 'dockerode'
+import {execa} from 'execa'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
+import {startTp, tpCli} from './helpers/index.js'
+import {type SwarmMachine, startSwarm, sweepStaleSwarms} from './helpers/swarm-machine.js'
+
+const NAME = 'tpsw-e2e'
+const STACK = 'shop'
+const COMPOSE = (image: string, webImage: string) => `
+version: "3.8"
+services:
+  web:
+    image: ${webImage}
+    command: ["sh", "-c", "echo web on $$NODE > /www/index.html && exec httpd -f -p 80 -h /www"]
+    environment:
+      NODE: "{{.Node.Hostname}}"
+      GREETING: hello from the swarm web
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      placement:
+        max_replicas_per_node: 1
+        constraints: [node.role == worker]
+  inventory:
+    image: ${image}
+    command: ["sh", "-c", "echo the inventory > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    # its port from the endpoint spec (web's comes from its image)
+    ports: [{target: 8080, published: 18080, mode: host}]
+    deploy:
+      endpoint_mode: dnsrr
+      placement:
+        constraints: [node.role == worker]
+networks:
+  default:
+    attachable: true
+`
+
+/** The handler: answers with what it sees of the intercept (its env, the stack's inventory by name). */
+const HANDLER = `
+const http = require('node:http')
+const inventory = () => new Promise((resolve) => {
+  http.get({host: 'inventory', port: 8080, path: '/', timeout: 3000}, (res) => {
+    let body = ''
+    res.on('data', (c) => (body += c))
+    res.on('end', () => resolve(body.trim()))
+  }).on('error', (e) => resolve('error: ' + (e.code || e.message))).on('timeout', function () { this.destroy(new Error('timeout')) })
+})
+http.createServer(async (req, res) => res.end('handler: ' + process.env.GREETING + ' / ' + (await inventory()) + '\\n')).listen(Number(process.argv[1]))
+`
+
+let swarm: SwarmMachine
+let manager: Dockerode
+let env: Record<string, string>
+let dockerConfig: string
+let cacheDir: string
+
+const tp = (args: string[]) => tpCli(args, {env})
+
+/** The replicas' addresses on the stack's network, and a client there (inventory's task, on a worker). */
+async function webAddresses(): Promise<string[]> {
+  const client = await inventoryClient()
+  const lookup = await client.exec(['nslookup', 'tasks.web'])
+  return [...lookup.matchAll(/Address: (10\.79\.\d+\.\d+)/g)].map((m) => m[1]).sort()
+}
+
+async function inventoryClient(): Promise<{exec: (argv: string[]) => Promise<string>}> {
+  for (const node of swarm.nodes) {
+    const ids = (await node.machine.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_inventory`])).stdout.trim()
+    if (ids) {
+      const id = ids.split('\n')[0]
+      return {exec: async (argv) => (await node.machine.docker(['exec', id, ...argv], {reject: false, timeoutMs: 20_000})).stdout.trim()}
+    }
+  }
+  throw new Error('no inventory task runs')
+}
+
+/** What a client in the stack gets from each replica of web (by its own address, so each is asked). */
+async function answersOfWeb(): Promise<string[]> {
+  const client = await inventoryClient()
+  const addresses = await webAddresses()
+  return (await Promise.all(addresses.map((a) => client.exec(['sh', '-c', `timeout 5 wget -qO- http://${a}/ 2>&1; true`])))).sort()
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: T | undefined
+  while (Date.now() < deadline) {
+    last = await probe()
+    if (ok(last)) return last
+    await sleep(500)
+  }
+  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
+}
+
+/** Everything tp-labelled on every node: services (on the manager) and containers (on each node's engine). */
+async function tpObjectsOnNodes(): Promise<string[]> {
+  const services = await swarm.manager.docker(['service', 'ls', '--filter', 'label=tp.managed=true', '--format', 'service {{.Name}}'])
+  const containers = await Promise.all(
+    swarm.nodes.map(async (n) => {
+      const out = await n.machine.docker(['ps', '-a', '--filter', 'label=tp.managed=true', '--format', `container {{.Names}} on ${n.hostname}`])
+      return out.stdout
+    }),
+  )
+  return [services.stdout, ...containers].join('\n').split('\n').filter(Boolean)
+}
+
+beforeAll(async () => {
+  await sweepStaleSwarms('tpsw-')
+  swarm = await startSwarm(NAME)
+  manager = new Dockerode({socketPath: swarm.manager.socket})
+  // the nodes' engines listen on sockets of their own: tp's launchers find them by this node label
+  for (const node of swarm.nodes) await swarm.manager.docker(['node', 'update', '--label-add', `tp.docker-socket=${node.machine.socket}`, node.id])
+  const busybox = await ensureImportedImage(manager, {
+    repo: 'tpsw-busybox',
+    tag: '1',
+    spec: {busybox: STATIC_BUSYBOX, dirs: ['/www']},
+    changes: ['ENV PATH=/bin'],
+    what: 'test fixture',
+  })
+  const web = await ensureImportedImage(manager, {
+    repo: 'tpsw-web',
+    tag: '1',
+    spec: {busybox: STATIC_BUSYBOX, dirs: ['/www']},
+    changes: ['ENV PATH=/bin', 'EXPOSE 80'],
+    what: 'test fixture',
+  })
+  await swarm.deployStack(STACK, COMPOSE(await swarm.push(busybox.ref, 'tpsw-busybox:1'), await swarm.push(web.ref, 'tpsw-web:1')))
+  await swarm.waitForStack(STACK, 90_000)
+  dockerConfig = await mkdtemp(join(tmpdir(), 'tpsw-docker-config-'))
+  const tls = swarm.manager.tls
+  await execa('docker', ['context', 'create', 'tpsw', '--docker', `host=${tls.host},ca=${tls.ca},cert=${tls.cert},key=${tls.key}`], {
+    env: {DOCKER_CONFIG: dockerConfig},
+  })
+  cacheDir = await mkdtemp(join(tmpdir(), 'tpsw-cache-'))
+  env = {TP_CACHE_DIR: cacheDir, DOCKER_CONFIG: dockerConfig, TP_REGISTRY: swarm.registry, TP_IMAGE_TAG: process.env.TP_IMAGE_TAG ?? 'swarm'}
+}, 300_000)
+
+afterAll(async () => {
+  await tp(['quit', '--name', 'sw']).catch(() => undefined)
+  await swarm?.stop()
+  if (cacheDir) await rm(cacheDir, {recursive: true, force: true})
+  if (dockerConfig) await rm(dockerConfig, {recursive: true, force: true})
+}, 120_000)
+
+describe('a swarm cluster', () => {
+  it('refuses a swarm of several nodes without a registry, saying what to pass, and makes nothing', async () => {
+    const refused = await tpCli(['connect', '--cluster', 'tpsw', '--name', 'swnoreg'], {env: {...env, TP_REGISTRY: ''}})
+    expect(refused.exitCode).toBe(1)
+    expect(refused.stderr).toContain('this swarm has 3 nodes')
+    expect(refused.stderr).toContain('--registry')
+    expect(await tpObjectsOnNodes()).toEqual([])
+  })
+
+  it('is recognised by its manager, and lists the stack’s services with their replicas and nodes', async () => {
+    const connected = await tp(['connect', '--cluster', 'tpsw', '--name', 'sw'])
+    expect(connected.stderr + connected.stdout).not.toMatch(/error/i)
+    expect(connected.exitCode).toBe(0)
+    const status = await tp(['status'])
+    expect(status.stdout).toMatch(/swarm/)
+    expect(status.stdout).toMatch(new RegExp(`namespace ${STACK}`))
+    const list = await tp(['list', '--use', 'sw'])
+    expect(list.exitCode).toBe(0)
+    const lines = list.stdout.split('\n')
+    expect(lines.find((l) => l.startsWith('web'))).toMatch(new RegExp(`ports 80\\s+2 replicas on ${NAME}-w1, ${NAME}-w2\\s+ready to intercept`))
+    expect(lines.find((l) => l.startsWith('inventory'))).toMatch(/ports 8080\s+1 replica on tpsw-e2e-w[12]\s+ready to intercept/)
+    const json = JSON.parse((await tp(['list', '--use', 'sw', '--json'])).stdout) as Array<{name: string; aliases: string[]}>
+    expect(json.find((w) => w.name === 'web')?.aliases).toContain(`${STACK}_web`)
+  }, 240_000)
+
+  it('sends every replica’s traffic to the handler, which sees the service’s env and its stack’s services by name; Ctrl-C gives it back', async () => {
+    expect(await answersOfWeb()).toEqual([`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort())
+    const port = 18923
+    const run = startTp(['intercept', 'web', '--use', 'sw', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    try {
+      await run.active
+      const answers = await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.every((x) => x.startsWith('handler:')), 30_000)
+      expect(answers).toEqual(['handler: hello from the swarm web / the inventory', 'handler: hello from the swarm web / the inventory'])
+      const list = await tp(['list', '--use', 'sw'])
+      expect(list.stdout).toMatch(/web .*intercepted \(web on 80\)/)
+    } finally {
+      run.child.kill('SIGINT')
+      await run.child
+    }
+    await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+    // what stays is the connection's own (its relay and janitor on the manager), until tp quit
+    const left = await eventually('nothing of the intercept left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)
+    expect(left.sort()).toEqual([`container tp-sw-janitor on ${NAME}-m`, `container tp-sw-relay on ${NAME}-m`])
+  }, 240_000)
+
+  it('intercepts the new tasks of a `docker service update --force` within 30 s of their start', async () => {
+    const port = 18924
+    const run = startTp(['intercept', 'web', '--use', 'sw', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    try {
+      await run.active
+      await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+      const before = await webAddresses()
+      await swarm.manager.docker(['service', 'update', '--force', '--detach', `${STACK}_web`])
+      // the update is done when both replicas run again, at new addresses (new tasks)
+      await eventually('new tasks of web run', webAddresses, (a) => a.length === 2 && a.every((x) => !before.includes(x)), 90_000)
+      await swarm.waitForStack(STACK, 60_000)
+      const replaced = Date.now()
+      const answers = await eventually(
+        'the new tasks answered by the handler',
+        answersOfWeb,
+        (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')),
+        30_000,
+      )
+      expect(answers).toHaveLength(2)
+      expect(Date.now() - replaced).toBeLessThan(30_000)
+      expect(run.child.exitCode, run.output()).toBeNull()
+    } finally {
+      run.child.kill('SIGINT')
+      await run.child
+    }
+    await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+  }, 300_000)
+
+  it('after kill -9 of the daemon here, every task has its traffic back within 10 s and nothing of tp is left on any node within 60 s', async () => {
+    const port = 18925
+    const run = startTp(['intercept', 'web', '--use', 'sw', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    await run.active
+    await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+    const record = JSON.parse(await readFile(join(cacheDir, 'connections', 'sw.json'), 'utf8')) as {pid: number}
+    process.kill(record.pid, 'SIGKILL')
+    const killed = Date.now()
+    await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 15_000)
+    expect(Date.now() - killed).toBeLessThan(10_000 + 5_000) // a client round takes a moment of its own
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+    await run.child
+    expect((await tp(['status'])).stdout).toMatch(/DAEMON DIED/)
+    // connected again for what follows
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw'])).exitCode).toBe(0)
+  }, 240_000)
+
+  it('leaves nothing on any node after tp quit', async () => {
+    expect((await tp(['quit', '--name', 'sw'])).exitCode).toBe(0)
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 120_000)
+
+  it('reaches the manager over ssh as well', async () => {
+    const ssh = {...env, PATH: swarm.manager.ssh.env.PATH}
+    const connected = await tpCli(['connect', '--cluster', swarm.manager.ssh.url, '--name', 'swssh'], {env: ssh})
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    try {
+      const list = await tpCli(['list', '--use', 'swssh'], {env: ssh})
+      expect(list.stdout).toMatch(new RegExp(`web\\s+ports 80\\s+2 replicas on ${NAME}-w1, ${NAME}-w2`))
+    } finally {
+      expect((await tpCli(['quit', '--name', 'swssh'], {env: ssh})).exitCode).toBe(0)
+    }
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 120_000)
+})
