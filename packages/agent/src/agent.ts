@@ -14,6 +14,11 @@ export interface AgentConfig {
   token: string
   interceptId: string
   servicePort: number
+  /**
+   * `ingest`: no rule and no traffic, only the volumes (the handler of `tp ingest`); `intercept`
+   * (default): the service port's traffic.
+   */
+  mode?: 'intercept' | 'ingest'
   mounts: Array<{path: string; readOnly: boolean}>
   leaseMs: number
   drainMs: number
@@ -57,8 +62,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
   const daemonPort = Number(daemon.slice(colon + 1))
   if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535)
     throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
-  const servicePort = Number(need('TP_AGENT_SERVICE_PORT'))
-  if (!Number.isInteger(servicePort) || servicePort < 1 || servicePort > 65535)
+  const mode = env.TP_AGENT_MODE ?? 'intercept'
+  if (mode !== 'intercept' && mode !== 'ingest') throw new Error(`TP_AGENT_MODE must be intercept or ingest, not ${mode}`)
+  // an ingest takes no port: the workload may have none
+  const servicePort = Number(mode === 'ingest' ? (env.TP_AGENT_SERVICE_PORT ?? 0) : need('TP_AGENT_SERVICE_PORT'))
+  if (!Number.isInteger(servicePort) || servicePort < (mode === 'ingest' ? 0 : 1) || servicePort > 65535)
     throw new Error(`TP_AGENT_SERVICE_PORT must be a port number, not ${env.TP_AGENT_SERVICE_PORT}`)
   let mounts: AgentConfig['mounts'] = []
   if (env.TP_AGENT_MOUNTS) {
@@ -81,6 +89,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     token: need('TP_AGENT_TOKEN'),
     interceptId: need('TP_AGENT_INTERCEPT_ID'),
     servicePort,
+    ...(mode === 'ingest' ? {mode} : {}),
     mounts,
     sftpPort,
     ...(user ? {sftpUser: {uid: Number(user[1]), gid: Number(user[2])}} : {}),
@@ -182,11 +191,13 @@ export class Agent {
     this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}, guard ${guardPort}`)
 
     this.control = await this.connectControl()
-    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, guardPort})
-    this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
+    const ingest = this.config.mode === 'ingest'
+    // an ingest has no rule, so nothing for a guard to remove
+    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, ...(ingest ? {} : {guardPort})})
+    if (!ingest) this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
     try {
       if (problem) throw new Error(problem)
-      await this.rule.install()
+      await this.rule?.install()
     } catch (error) {
       const message = (error as Error).message
       this.log(message)
@@ -204,10 +215,11 @@ export class Agent {
     }
     if (this.releasing) {
       // released (signal, daemon gone) while the rule was being installed
-      await this.rule.remove().catch(() => this.rule?.removeSync())
+      await this.rule?.remove().catch(() => this.rule?.removeSync())
       return
     }
-    this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
+    if (ingest) this.log('ingest: no traffic taken, serving the volumes')
+    else this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
     this.send({type: 'ready'})
     this.lastHeard = Date.now()
     this.leaseTimer = setInterval(
@@ -255,6 +267,7 @@ export class Agent {
         this.send({type: 'pong', counters: {toHandler: this.carriedToHandler, toApp: this.carriedToApp, kernelPath: this.kernel.isOn}})
         break
       case 'activate':
+        if (this.config.mode === 'ingest') break
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
         this.directPort = message.directPort

@@ -218,7 +218,11 @@ export async function runHandler(
     if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
-    io.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
+    io.stderr.write(
+      session.mode === 'ingest'
+        ? `The handler exited with code ${code}.\n`
+        : `The handler exited by itself with code ${code}: traffic to ${session.workload}${session.mode === 'replace' ? '' : `:${session.ports.service}`} goes back to the workload.\n`,
+    )
     return {code, reason}
   } finally {
     finished = true

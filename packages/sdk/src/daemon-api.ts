@@ -11,7 +11,7 @@ const {request} = process.getBuiltinModule('node:http')
 /** A workload as `GET /v1/workloads` lists it (`tp list --json`): without its environment and volumes. */
 export interface WorkloadInfo extends Omit<Workload, 'environment' | 'mounts'> {
   /** Intercepts active on this workload. */
-  intercepts: Array<{name: string; servicePort: number}>
+  intercepts: Array<{name: string; servicePort: number; mode?: InterceptMode; ports?: number[]}>
 }
 
 export interface InterceptInfo {
@@ -27,6 +27,25 @@ export interface InterceptInfo {
   /** How many replicas of the workload it intercepts (each has its own agent). */
   replicas: number
   createdAt: string
+  /** What it does with the traffic (absent: `intercept`, from a daemon before modes). */
+  mode?: InterceptMode
+  /** `replace`: every service port it takes, and where the handler listens for each. */
+  ports?: ReplacedPort[]
+}
+
+/**
+ * What an intercept does: `intercept` takes one port's traffic; `ingest` takes no traffic (the
+ * handler gets the environment and volumes only); `replace` takes every port's traffic and pauses
+ * the workload while it runs.
+ */
+export type InterceptMode = 'intercept' | 'ingest' | 'replace'
+
+export const INTERCEPT_MODES: readonly InterceptMode[] = ['intercept', 'ingest', 'replace']
+
+/** A service port a `replace` takes, and the port the handler listens on for it. */
+export interface ReplacedPort {
+  service: number
+  local: number
 }
 
 export interface DaemonStatus {
@@ -51,6 +70,12 @@ export interface CreateInterceptRequest {
   mounts: boolean
   /** Where the handler listens: a container (the placement's `handler`), or a process here (its `process`). */
   handlerRunsAs?: 'container' | 'process'
+  /** Default `intercept`. */
+  mode?: InterceptMode
+  /** `ingest`: the volumes are read-only unless this is true. */
+  writableMounts?: boolean
+  /** `replace`: where the handler listens for a service port (number or name) other than its own number. */
+  portMap?: Array<{service: string; local: number}>
 }
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */

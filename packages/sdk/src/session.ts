@@ -55,6 +55,10 @@ export interface DaemonSession {
   environment: Record<string, string>
   mounts: RemoteMount[]
   daemon: DaemonIdentity
+  /** What the intercept does with the traffic (absent: `intercept`). */
+  mode?: 'intercept' | 'ingest' | 'replace'
+  /** `replace`: every service port taken, and where the handler listens for each. */
+  replacedPorts?: Array<{service: number; local: number}>
 }
 
 export interface InterceptSession extends DaemonSession {

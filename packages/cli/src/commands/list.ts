@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import type {WorkloadInfo} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections} from '../connections.js'
 
@@ -32,8 +33,15 @@ export default class List extends TpCommand {
     const width = Math.max(...workloads.map((w) => w.name.length))
     for (const w of workloads) {
       const ports = w.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(', ') || 'no ports'
-      const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map((i) => `${i.name} on ${i.servicePort}`).join(', ')})` : 'ready to intercept'
+      const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map(describeIntercept).join(', ')})` : 'ready to intercept'
       this.log(`${w.name.padEnd(width)}  ports ${ports}  ${state}`)
     }
   }
+}
+
+/** One intercept of a workload in `tp list`: `web on 80`, `web-ingest (ingest, no traffic)`, `web (replace: 80, 443; paused)`. */
+export function describeIntercept(i: WorkloadInfo['intercepts'][number]): string {
+  if (i.mode === 'ingest') return `${i.name} (ingest, no traffic)`
+  if (i.mode === 'replace') return `${i.name} (replace: ${(i.ports ?? [i.servicePort]).join(', ')})`
+  return `${i.name} on ${i.servicePort}`
 }
