@@ -2,11 +2,16 @@ import {appendFileSync, readFileSync} from 'node:fs'
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
+import {execFile} from 'node:child_process'
+import {promisify} from 'node:util'
+import type {Duplex} from 'node:stream'
 import {debugLog, ipv4Addresses, listen, probeTcp, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
 import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
+import {type HttpFilter, HttpRouter, parseFilter} from './http-filter.js'
+import {nextRedirectPort} from './rules.js'
 
 export interface AgentConfig {
   daemonHost: string
@@ -20,6 +25,12 @@ export interface AgentConfig {
    */
   mode?: 'intercept' | 'ingest'
   mounts: Array<{path: string; readOnly: boolean}>
+  /**
+   * A personal intercept: only HTTP requests (HTTP/1.1 one by one, HTTP/2 stream by stream) that
+   * match go to the handler; the rest, and bytes that are not HTTP, go on to the next personal
+   * intercept's agent in this namespace, else the app.
+   */
+  filter?: HttpFilter
   leaseMs: number
   drainMs: number
   /** How long a redirected connection waits for the daemon's dial-back (default 5 s). */
@@ -83,7 +94,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     const n = Number(env[name] ?? fallback)
     return Number.isFinite(n) && n > 0 ? n : fallback
   }
+  const filter = env.TP_AGENT_FILTER ? parseFilter(env.TP_AGENT_FILTER) : undefined
   return {
+    ...(filter ? {filter} : {}),
     daemonHost: daemon.slice(0, colon).replace(/^\[(.*)\]$/, '$1'),
     daemonPort,
     token: need('TP_AGENT_TOKEN'),
@@ -100,9 +113,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
 }
 
 interface PendingDial {
-  client: Socket
+  /** The redirected connection the dial-back carries, or (a personal intercept's request) who takes the dial-back. */
+  client?: Socket
+  deliver?: {resolve: (socket: Socket) => void; reject: (error: Error) => void}
   timer: NodeJS.Timeout
 }
+
+const execFileAsync = promisify(execFile)
 
 /**
  * The traffic agent. Lives in the workload's network namespace; redirects the service port to
@@ -153,6 +170,12 @@ export class Agent {
   /** Redirected connections this process passed to the handler and to the app (the counters of pong). */
   private carriedToHandler = 0
   private carriedToApp = 0
+  /** A personal intercept's router (HTTP parsed here, request by request). */
+  private readonly router?: HttpRouter
+  private redirectPort = 0
+  /** Requests (and streams) of a personal intercept in flight to the handler: a hand-back waits for them too. */
+  private handlerRequests = 0
+  private nextHop?: {port: number | undefined; at: number}
   private resolveDone!: (code: number) => void
   /** Resolves with the exit code once the agent has released and drained. */
   readonly done: Promise<number>
@@ -165,6 +188,27 @@ export class Agent {
     if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
     this.guardServer = createServer((s) => this.onGuard(s))
     this.kernel = new KernelPath(config.servicePort, config.interceptId, {iptables: config.iptables})
+    if (config.filter) {
+      this.router = new HttpRouter({
+        filter: config.filter,
+        active: () => this.mode === 'active' && !this.releasing && this.control?.writable === true,
+        openHandler: () => this.openHandler(),
+        openNext: () => this.openNext(),
+        handlerRequest: () => {
+          this.carriedToHandler++
+          this.handlerRequests++
+          let ended = false
+          return () => {
+            if (ended) return
+            ended = true
+            this.handlerRequests--
+            this.reportDrained()
+          }
+        },
+        closing: () => this.releasing !== undefined,
+        log: this.log,
+      })
+    }
   }
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
@@ -185,6 +229,7 @@ export class Agent {
       }
     }
     const redirectPort = await listen(this.redirectServer)
+    this.redirectPort = redirectPort
     const dialPort = await listen(this.dialServer)
     // loopback only: the guard shares this network namespace
     const guardPort = await listen(this.guardServer, '127.0.0.1')
@@ -313,7 +358,7 @@ export class Agent {
   }
 
   private reportDrained(): void {
-    if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn || this.drainWatching) return
+    if (!this.drainPending || this.toHandler.size > 0 || this.handlerRequests > 0 || this.kernel.isOn || this.drainWatching) return
     this.drainWatching = true
     void (async () => {
       try {
@@ -322,7 +367,7 @@ export class Agent {
       } finally {
         this.drainWatching = false
       }
-      if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn) return
+      if (!this.drainPending || this.toHandler.size > 0 || this.handlerRequests > 0 || this.kernel.isOn) return
       this.drainPending = false
       this.send({type: 'drained'})
     })()
@@ -330,7 +375,8 @@ export class Agent {
 
   /** Where the kernel may send new connections now: the handler's address, if the daemon gave one. */
   private kernelPathTarget(): {host: string; port: number} | undefined {
-    if (this.config.kernelPath === false || this.mode !== 'active' || !this.directPort) return undefined
+    // a personal intercept reads every request itself
+    if (this.config.kernelPath === false || this.config.filter || this.mode !== 'active' || !this.directPort) return undefined
     const host = this.directHost ?? this.config.daemonHost
     return {host, port: this.directPort}
   }
@@ -466,6 +512,10 @@ export class Agent {
   private onRedirected(client: Socket): void {
     this.track(client)
     client.on('error', () => client.destroy())
+    if (this.router) {
+      this.router.take(client)
+      return
+    }
     if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
       this.toApp(client)
       return
@@ -534,12 +584,94 @@ export class Agent {
     this.send({type: 'dial', id})
   }
 
+  /** A connection to the handler for a personal intercept's requests: directly, else through the daemon. */
+  private async openHandler(): Promise<Duplex> {
+    if (this.mode !== 'active' || !this.control?.writable) throw new Error('the intercept is not active')
+    const port = this.directPort
+    if (port) {
+      const host = this.directHost ?? this.config.daemonHost
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const handler = connect({host, port, allowHalfOpen: true, noDelay: true})
+          const timer = setTimeout(() => handler.destroy(new Error('no answer')), this.config.directTimeoutMs ?? 1000)
+          handler.once('error', (error) => {
+            clearTimeout(timer)
+            reject(error)
+          })
+          handler.once('connect', () => {
+            clearTimeout(timer)
+            resolve(handler)
+          })
+        })
+        this.directWorked = true
+        this.track(socket)
+        return socket
+      } catch (error) {
+        if (this.directWorked) throw error
+        this.noDirectPath(host, port, error as NodeJS.ErrnoException)
+      }
+    }
+    const spare = this.spares.shift()
+    if (spare) {
+      spare.write(encode({go: true}))
+      return spare
+    }
+    const id = randomBytes(12).toString('hex')
+    return new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => this.toAppInstead(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
+      this.pending.set(id, {deliver: {resolve, reject}, timer})
+      this.send({type: 'dial', id})
+    })
+  }
+
+  /**
+   * Where what a personal intercept does not take goes: the agent of the next personal intercept of
+   * this port in this namespace (the redirect rule after this one's), else the app. Looked up at
+   * most once a second.
+   */
+  private async openNext(): Promise<Socket> {
+    const now = Date.now()
+    if (!this.nextHop || now - this.nextHop.at > 1000) {
+      try {
+        const {stdout} = await execFileAsync(this.config.iptables ?? 'iptables', ['-w', '-t', 'nat', '-S', 'PREROUTING'])
+        this.nextHop = {port: nextRedirectPort(stdout, this.config.servicePort, this.redirectPort), at: now}
+      } catch (error) {
+        debug(`reading the redirect rules: ${(error as Error).message}`)
+        this.nextHop = {port: undefined, at: now}
+      }
+    }
+    const port = this.nextHop.port
+    if (port !== undefined) {
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const next = connect({host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true})
+          next.once('connect', () => resolve(next))
+          next.once('error', reject)
+        })
+        this.track(socket)
+        return socket
+      } catch {
+        // that agent went meanwhile: look again next time; the app takes this one
+        this.nextHop = undefined
+      }
+    }
+    this.carriedToApp++
+    const app = await this.connectApp()
+    this.track(app)
+    return app
+  }
+
   /** A connection waiting for a dial-back that will not come: the app gets it (nothing of it was read). */
   private toAppInstead(id: string, why: string): void {
     const p = this.pending.get(id)
     if (!p) return
     clearTimeout(p.timer)
     this.pending.delete(id)
+    if (p.deliver) {
+      p.deliver.reject(new Error(why))
+      return
+    }
+    if (!p.client) return
     this.log(`a redirected connection goes to the app: ${why}`)
     this.toHandler.delete(p.client)
     this.reportDrained()
@@ -577,7 +709,8 @@ export class Agent {
     }
     clearTimeout(p.timer)
     this.pending.delete(id)
-    void splice(p.client, socket)
+    if (p.deliver) p.deliver.resolve(socket)
+    else if (p.client) void splice(p.client, socket)
   }
 
   /**
@@ -633,13 +766,15 @@ export class Agent {
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer)
       this.pending.delete(id)
-      this.toApp(p.client)
+      if (p.deliver) p.deliver.reject(new Error('the agent is releasing'))
+      else if (p.client) this.toApp(p.client)
     }
     for (const spare of this.spares.splice(0)) spare.destroy()
     // the rule is gone: the guards may go (they remove nothing more)
     for (const guard of this.guards) guard.end()
     this.control?.end()
     this.sftpServer?.close()
+    this.router?.drain()
     const deadline = Date.now() + this.config.drainMs
     // connections the kernel carries to the handler need forwarding until they end
     const openNow = async () => this.open.size + this.sftpSessions.size + (await this.kernel.inFlight())
@@ -664,6 +799,7 @@ export class Agent {
     this.redirectServer.close()
     this.dialServer.close()
     this.sftpServer?.close()
+    this.router?.close()
     for (const guard of this.guards) guard.destroy()
     this.guardServer.close()
     this.resolveDone(code)

@@ -7,3 +7,27 @@ export const RULE_COMMENT = 'tp-agent'
 export function ruleArgs(line: string): string[] {
   return [...line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]))
 }
+
+/**
+ * The redirect port of the agent whose rule for `servicePort` comes after the rule that redirects
+ * to `ownPort`, in `iptables -t nat -S PREROUTING` output (the kernel tries rules in that order, so
+ * that is the agent the traffic would reach without this one). If this agent's rule is gone (it is
+ * releasing), the first agent's rule; undefined when there is none: the app.
+ */
+export function nextRedirectPort(rules: string, servicePort: number, ownPort: number): number | undefined {
+  const ports: number[] = []
+  for (const line of rules.split('\n')) {
+    const args = ruleArgs(line)
+    const at = (flag: string) => {
+      const i = args.indexOf(flag)
+      return i >= 0 ? args[i + 1] : undefined
+    }
+    if (args[0] !== '-A' || at('--dport') !== String(servicePort) || at('-j') !== 'REDIRECT') continue
+    if (!at('--comment')?.startsWith(`${RULE_COMMENT}:`)) continue
+    const to = Number(at('--to-ports'))
+    if (Number.isInteger(to) && to > 0) ports.push(to)
+  }
+  const own = ports.indexOf(ownPort)
+  if (own < 0) return ports[0]
+  return ports[own + 1]
+}

@@ -18,6 +18,7 @@ import {
   type PlacementCapabilities,
   pluginLabel,
   debugLog,
+  describeFilter,
   fitsCapabilities,
   formatEnv,
   swallow,
@@ -282,6 +283,7 @@ export function printSession(session: InterceptSession, handler?: string, root?:
     `  environment: ${Object.keys(session.environment).join(' ')}`,
     `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
   ]
+  if (session.filter) lines.push(`  personal: only HTTP requests with ${describeFilter(session.filter)}; the rest reach ${session.workload}`)
   if (handler) lines.push(`  handler: ${handler}`)
   process.stderr.write(lines.join('\n') + '\n')
 }

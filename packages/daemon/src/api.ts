@@ -56,6 +56,7 @@ export function createApi(options: {
             servicePort: i.servicePort,
             ...(i.mode && i.mode !== 'intercept' ? {mode: i.mode} : {}),
             ...(i.ports ? {ports: i.ports.map((p) => p.service)} : {}),
+            ...(i.filter ? {filter: i.filter} : {}),
           })),
       }))
       return sendJson(res, 200, workloads)

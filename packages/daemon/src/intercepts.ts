@@ -5,6 +5,7 @@ import {
   type CreateInterceptRequest,
   type DaemonSession,
   ENV_EXCLUDED,
+  type HttpFilter,
   type InjectedAgent,
   type InterceptEvent,
   type InterceptInfo,
@@ -15,6 +16,8 @@ import {
   UserError,
   type Workload,
   debugLog,
+  describeFilter,
+  filtersOverlap,
   sleep,
   sortedEnv,
   swallow,
@@ -104,6 +107,8 @@ export class InterceptManager {
   private readonly intercepts = new Map<string, Intercept>()
   /** workload/port pairs being created or intercepted → intercept name (guards concurrent creates). */
   private readonly claims = new Map<string, string>()
+  /** The filter of each personal intercept (by name), made or being made: several share a port when no request can match two. */
+  private readonly filters = new Map<string, HttpFilter>()
 
   constructor(
     private readonly config: Pick<
@@ -161,18 +166,15 @@ export class InterceptManager {
     if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(name)) {
       throw new UserError(`"${name}" is not a usable intercept name`, 'use letters, digits, dots, dashes and underscores (--name)')
     }
-    // ingest takes no traffic: any number of them, beside an intercept too
-    const claimKeys = mode === 'ingest' ? [] : ports.map((p) => `${workload.name}/${p.service}`)
-    for (const key of claimKeys) {
-      const claimedBy = this.claims.get(key)
-      if (claimedBy) {
-        const port = key.slice(key.lastIndexOf('/') + 1)
-        throw new UserError(
-          `port ${port} of ${workload.name} is already intercepted by "${claimedBy}"`,
-          `end it first with \`tp leave ${claimedBy}\`${mode === 'replace' ? '' : ', or intercept another port'}`,
-        )
-      }
+    const filter = request.filter
+    if (filter && mode !== 'intercept') {
+      throw new UserError(`--http-header and --http-path-prefix make a personal intercept; tp ${mode} takes no filter`, 'use them with `tp intercept`')
     }
+    // ingest takes no traffic: any number of them, beside an intercept too
+    const portKeys = mode === 'ingest' ? [] : ports.map((p) => `${workload.name}/${p.service}`)
+    for (const key of portKeys) this.checkClaim(key, workload.name, filter, mode)
+    // a personal intercept's claim is its own: others with other filters share the port
+    const claimKeys = filter ? portKeys.map((key) => `${key}#${name}`) : portKeys
     if (taken.has(name)) {
       throw new UserError(`an intercept named "${name}" already exists`, `choose another with --name, or end it with \`tp leave ${name}\``)
     }
@@ -180,11 +182,50 @@ export class InterceptManager {
     // the name is held while it is made, even by an ingest (which claims no port)
     this.claims.set(holder, name)
     for (const key of claimKeys) this.claims.set(key, name)
+    if (filter) this.filters.set(name, filter)
     try {
       return await this.start(name, mode, workload, ports, serviceName, request, lease, step, onSession)
     } catch (error) {
       for (const key of [holder, ...claimKeys]) this.claims.delete(key)
+      this.filters.delete(name)
       throw error
+    }
+  }
+
+  /**
+   * Whether a new intercept may take a port (`<workload>/<port>`): a plain one only alone; personal
+   * ones beside each other when no request could match two of their filters. The refusal names
+   * the other intercept.
+   */
+  private checkClaim(key: string, workload: string, filter: HttpFilter | undefined, mode: InterceptMode): void {
+    const port = key.slice(key.lastIndexOf('/') + 1)
+    for (const [claimKey, claimant] of this.claims) {
+      if (claimKey !== key && !claimKey.startsWith(`${key}#`)) continue
+      const other = this.filters.get(claimant)
+      if (!filter && !other) {
+        throw new UserError(
+          `port ${port} of ${workload} is already intercepted by "${claimant}"`,
+          `end it first with \`tp leave ${claimant}\`${mode === 'replace' ? '' : ', or intercept another port'}`,
+        )
+      }
+      if (!filter && other) {
+        throw new UserError(
+          `port ${port} of ${workload} has the personal intercept "${claimant}" (${describeFilter(other)}); an intercept of all its traffic would take that too`,
+          `end it first with \`tp leave ${claimant}\`, or make this one personal too: --http-header NAME=VALUE`,
+        )
+      }
+      if (filter && !other) {
+        throw new UserError(
+          `port ${port} of ${workload} is intercepted by "${claimant}", which takes all of its traffic`,
+          `end it first with \`tp leave ${claimant}\``,
+        )
+      }
+      if (filter && other && filtersOverlap(filter, other)) {
+        throw new UserError(
+          `the filter ${describeFilter(filter)} overlaps that of the personal intercept "${claimant}" on port ${port} of ${workload} (${describeFilter(other)}): a request could match both`,
+          `give a header another value than "${claimant}" does (e.g. --http-header X-Dev=<you>), or end it with \`tp leave ${claimant}\``,
+        )
+      }
     }
   }
 
@@ -236,6 +277,7 @@ export class InterceptManager {
         createdAt: new Date().toISOString(),
         mode,
         ...(mode === 'replace' ? {ports} : {}),
+        ...(request.filter ? {filter: request.filter} : {}),
       },
       mode,
       ports: ports.length > 0 ? ports : [{service: 0, local: request.localPort}],
@@ -319,6 +361,7 @@ export class InterceptManager {
           TP_AGENT_INTERCEPT_ID: agentId,
           TP_AGENT_SERVICE_PORT: String(port.service),
           ...(intercept.mode === 'ingest' ? {TP_AGENT_MODE: 'ingest'} : {}),
+          ...(intercept.info.filter ? {TP_AGENT_FILTER: JSON.stringify(intercept.info.filter)} : {}),
           TP_AGENT_MOUNTS: JSON.stringify(servesVolumes ? intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly})) : []),
           ...(sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(sftpPort)}),
           // what the handler writes into the volumes is the workload's user's, as its own writes are
@@ -491,6 +534,7 @@ export class InterceptManager {
       },
       ...(mode === 'intercept' ? {} : {mode}),
       ...(mode === 'replace' ? {replacedPorts: ports} : {}),
+      ...(request.filter ? {filter: request.filter} : {}),
     }
   }
 
@@ -717,6 +761,7 @@ export class InterceptManager {
       intercept.closeForward?.()
       this.intercepts.delete(name)
       for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
+      this.filters.delete(name)
       intercept.lease.end()
     })()
     return intercept.removing

@@ -1,6 +1,7 @@
 import {BugError, UserError} from './errors.js'
 import type {ClusterTarget, Workload} from './cluster.js'
 import type {DaemonSession} from './session.js'
+import type {HttpFilter} from './http-filter.js'
 
 // not imported: Node 22 and 24 build an imported built-in's namespace from every export, and
 // node:http's WebSocket and EventSource getters load undici (~90 ms at every command's start)
@@ -11,7 +12,7 @@ const {request} = process.getBuiltinModule('node:http')
 /** A workload as `GET /v1/workloads` lists it (`tp list --json`): without its environment and volumes. */
 export interface WorkloadInfo extends Omit<Workload, 'environment' | 'mounts'> {
   /** Intercepts active on this workload. */
-  intercepts: Array<{name: string; servicePort: number; mode?: InterceptMode; ports?: number[]}>
+  intercepts: Array<{name: string; servicePort: number; mode?: InterceptMode; ports?: number[]; filter?: HttpFilter}>
 }
 
 export interface InterceptInfo {
@@ -31,6 +32,8 @@ export interface InterceptInfo {
   mode?: InterceptMode
   /** `replace`: every service port it takes, and where the handler listens for each. */
   ports?: ReplacedPort[]
+  /** A personal intercept: only the HTTP requests that match go to the handler. */
+  filter?: HttpFilter
 }
 
 /**
@@ -76,6 +79,8 @@ export interface CreateInterceptRequest {
   writableMounts?: boolean
   /** `replace`: where the handler listens for a service port (number or name) other than its own number. */
   portMap?: Array<{service: string; local: number}>
+  /** A personal intercept (`--http-header`, `--http-path-prefix`): only matching HTTP requests go to the handler. */
+  filter?: HttpFilter
 }
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */

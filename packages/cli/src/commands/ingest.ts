@@ -15,7 +15,7 @@ export default class Ingest extends Intercept {
   ]
   static override usage = 'ingest WORKLOAD [FLAGS] [-- COMMAND [ARGS...] | --docker-run -- [DOCKER RUN OPTIONS] IMAGE [ARGS...]]'
   static override flags = (() => {
-    const {port: _port, ...rest} = Intercept.flags
+    const {port: _port, 'http-header': _header, 'http-path-prefix': _prefix, ...rest} = Intercept.flags
     return {
       ...rest,
       name: Flags.string({description: 'ingest name (default: <workload>-ingest, then -ingest-2, …)'}),

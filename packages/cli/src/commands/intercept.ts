@@ -13,6 +13,8 @@ import {
   ENV_SYNTAXES,
   type EnvSyntax,
   debugLog,
+  describeFilter,
+  parseHttpFilter,
   swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
@@ -126,6 +128,15 @@ const interceptFlags = {
   // no default: --env-syntax without --env-file must be told apart (docker when left out)
   'env-syntax': Flags.string({description: 'syntax of --env-file (default: docker)', options: [...ENV_SYNTAXES]}),
   'env-json': Flags.string({description: 'write the intercepted environment to this file as JSON'}),
+  'http-header': Flags.string({
+    description: 'a personal intercept: only HTTP requests with this header go to the handler, the rest to the workload (repeatable: all must match)',
+    helpValue: 'NAME=VALUE',
+    multiple: true,
+  }),
+  'http-path-prefix': Flags.string({
+    description: 'a personal intercept: only HTTP requests whose path starts with this go to the handler',
+    helpValue: '/path',
+  }),
 }
 
 export default class Intercept extends TpCommand {
@@ -220,6 +231,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const publishes = {canPublishPorts: capabilities.canPublishPorts && descriptor?.publishesPorts === true}
     const {port, portMap} = parseModePorts(mode, flags.port as string | string[] | undefined, publishes)
     const mount = parseMount(flags.mount)
+    const filter = parseHttpFilter(flags['http-header'], flags['http-path-prefix'])
     if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax))
       throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
@@ -271,6 +283,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
           ...(mode === 'intercept' ? {} : {mode}),
           ...(mode === 'ingest' && (flags as Record<string, unknown>).writable ? {writableMounts: true} : {}),
           ...(portMap.length > 0 ? {portMap} : {}),
+          ...(filter ? {filter} : {}),
         },
         prepared,
         mount,
@@ -352,5 +365,6 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 function trafficNow(session: InterceptSession): string {
   if (session.mode === 'replace' && session.replacedPorts)
     return `Traffic to ${session.workload} (${session.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → ${p.local}`)).join(', ')})`
+  if (session.filter) return `HTTP traffic to ${session.workload}:${session.ports.service} with ${describeFilter(session.filter)}`
   return `Traffic to ${session.workload}:${session.ports.service}`
 }

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import type {WorkloadInfo} from '@tp/sdk'
+import {type WorkloadInfo, describeFilter} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections} from '../connections.js'
 
@@ -43,5 +43,6 @@ export default class List extends TpCommand {
 export function describeIntercept(i: WorkloadInfo['intercepts'][number]): string {
   if (i.mode === 'ingest') return `${i.name} (ingest, no traffic)`
   if (i.mode === 'replace') return `${i.name} (replace: ${(i.ports ?? [i.servicePort]).join(', ')})`
+  if (i.filter) return `${i.name} on ${i.servicePort} for ${describeFilter(i.filter)}`
   return `${i.name} on ${i.servicePort}`
 }

@@ -14,7 +14,10 @@ export default class Replace extends Intercept {
   ]
   static override usage = 'replace WORKLOAD [FLAGS] [-- COMMAND [ARGS...] | --docker-run -- [DOCKER RUN OPTIONS] IMAGE [ARGS...]]'
   static override flags = {
-    ...Intercept.flags,
+    ...(() => {
+      const {'http-header': _header, 'http-path-prefix': _prefix, ...rest} = Intercept.flags
+      return rest
+    })(),
     port: Flags.string({
       char: 'p',
       description: 'where the handler listens for a service port, when not on its own number: <local>:<service port> (repeatable)',
