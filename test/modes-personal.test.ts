@@ -30,16 +30,6 @@ const running: RunningTp[] = []
 const tp = (args: string[]) => tpCli(args, {env})
 const peerMounts = () => [`${join(repoRoot, 'test', 'fixtures')}:/f:ro`, `${join(repoRoot, 'node_modules')}:/nm:ro`]
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
-
 /** A long-running peer (server) from modes-peers.cjs, on a network or in the daemon's namespace. */
 async function startPeer(name: string, network: string, args: string[], exposed?: number, alias?: string): Promise<void> {
   const container = await docker.createContainer({

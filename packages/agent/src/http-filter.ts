@@ -222,9 +222,9 @@ export class HttpRouter {
       }
     }
     stream.once('close', finish)
-    const sessions = handler
-      ? (this.handlerSession ??= this.session(() => this.o.openHandler(), 'handler'))
-      : (this.nextSession ??= this.session(() => this.o.openNext(), 'next'))
+    if (handler && !this.handlerSession) this.handlerSession = this.session(() => this.o.openHandler(), 'handler')
+    if (!handler && !this.nextSession) this.nextSession = this.session(() => this.o.openNext(), 'next')
+    const sessions = (handler ? this.handlerSession : this.nextSession) as Promise<ClientHttp2Session>
     sessions.then(
       (session) => {
         const forward: Record<string, string | string[]> = {}
@@ -298,8 +298,9 @@ export class HttpRouter {
   drain(): void {
     this.http1.closeIdleConnections()
     for (const session of this.clientSessions) session.close()
-    this.handlerAgent.destroy()
-    this.nextAgent.destroy()
+    // not destroy(): that would cut the requests in flight too
+    closeIdle(this.handlerAgent)
+    closeIdle(this.nextAgent)
     void this.handlerSession?.then(
       (s) => s.close(),
       () => undefined,
@@ -340,4 +341,10 @@ function agentOver(open: () => Promise<Duplex>): HttpAgent {
     return undefined
   }
   return agent
+}
+
+/** Closes an agent's idle connections, now and as each request in flight ends. */
+function closeIdle(agent: HttpAgent): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy()
+  agent.on('free', (socket: Socket) => socket.destroy())
 }
