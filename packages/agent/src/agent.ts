@@ -758,6 +758,8 @@ export class Agent {
     try {
       await this.rule?.remove()
       if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
+      // a personal intercept's neighbour may still try this agent: it is refused and goes on
+      if (this.router) this.redirectServer.close()
     } catch (error) {
       this.log(`could not remove the rule: ${(error as Error).message}`)
     }

@@ -12,7 +12,7 @@ export function ruleArgs(line: string): string[] {
  * The redirect port of the agent whose rule for `servicePort` comes after the rule that redirects
  * to `ownPort`, in `iptables -t nat -S PREROUTING` output (the kernel tries rules in that order, so
  * that is the agent the traffic would reach without this one). If this agent's rule is gone (it is
- * releasing), the first agent's rule; undefined when there is none: the app.
+ * releasing), or none follows: undefined, the app.
  */
 export function nextRedirectPort(rules: string, servicePort: number, ownPort: number): number | undefined {
   const ports: number[] = []
@@ -28,6 +28,8 @@ export function nextRedirectPort(rules: string, servicePort: number, ownPort: nu
     if (Number.isInteger(to) && to > 0) ports.push(to)
   }
   const own = ports.indexOf(ownPort)
-  if (own < 0) return ports[0]
+  // no rule of this agent's any more: it is going, and what it still carries goes to the app (another
+  // agent might hand it back here while its own look-up is not a second old)
+  if (own < 0) return undefined
   return ports[own + 1]
 }
