@@ -11,7 +11,7 @@ import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {benchTp, firstReply, load, median, startStaticServer, staticServerCmd} from './run.mjs'
+import {benchTp, firstReply, interceptSettled, load, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'host-daemon'
 export const description = 'host daemon vs container daemon: tp connect, and intercept → first reply'
@@ -95,6 +95,7 @@ export async function run({log, root}) {
     const intercepted = async (args) => {
       const intercept = tp(['intercept', ...args])
       await firstReply(workloadIp, 80, 'handler', performance.now())
+      await interceptSettled(docker, args[1])
       const result = await load(workloadIp, 80, {seconds: LOAD_SECONDS})
       intercept.kill('SIGINT')
       await exited(intercept)

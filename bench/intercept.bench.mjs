@@ -1,6 +1,6 @@
 import Docker from 'dockerode'
 import {demoUp, ensureFixtureImages} from '@tp/images'
-import {benchTp, firstReply, load as loadOf, median, startStaticServer, staticServerCmd} from './run.mjs'
+import {benchTp, firstReply, interceptSettled, load as loadOf, median, startStaticServer, staticServerCmd} from './run.mjs'
 
 export const name = 'intercept'
 export const description = 'time to the first intercepted reply, and throughput/latency through the agent'
@@ -79,6 +79,7 @@ export async function run({log, root}) {
     const direct = await load(workloadIp, 80)
     const intercept = tp(['intercept', 'tpb-static', '--port', '8000'])
     await firstReply(workloadIp, 80, 'handler', performance.now())
+    await interceptSettled(docker, 'bench')
     const through = await load(workloadIp, 80)
     intercept.kill('SIGINT')
     await exited(intercept)

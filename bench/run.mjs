@@ -59,6 +59,23 @@ export async function firstReply(host, port, marker, started, timeoutMs = 30_000
 }
 
 /**
+ * Waits until every agent of a connection's intercepts has its guard running (the daemon starts a
+ * guard 1.5 s after its agent is ready): a load measured through an intercept is then the data
+ * path's, not the intercept's start-up still under way beside it. Gives up after `timeoutMs`.
+ */
+export async function interceptSettled(docker, connection, timeoutMs = 10_000) {
+  const started = performance.now()
+  const running = (role) =>
+    docker.listContainers({filters: {label: [`tp.connection=${connection}`, `tp.role=${role}`], status: ['running']}}).then((list) => list.length)
+  for (;;) {
+    const agents = await running('agent')
+    if (agents > 0 && (await running('agent-guard')) >= agents) return
+    if (performance.now() - started > timeoutMs) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/**
  * `concurrency` clients GET http://host:port/ for `seconds`, a new connection per request: requests
  * per second, p50/p99 latency in ms, and how many failed (with `marker`: a reply without it failed too).
  */
@@ -115,14 +132,16 @@ export async function startStaticServer(docker, {name, image, port, marker, netw
 
 /**
  * The repository's tp with a cache directory of its own (its connections, apart from the user's):
- * `tp(args)` starts it, `exited(child)` resolves with its exit code, `remove()` deletes the cache.
+ * `tp(args, extraEnv?)` starts it, `exited(child)` resolves with its exit code, `remove()` deletes
+ * the cache. `options.env` is added to this process's environment for every tp it starts.
  */
-export function benchTp(root, label) {
+export function benchTp(root, label, options = {}) {
   const cacheDir = mkdtempSync(join(tmpdir(), `tp-bench-${label}-`))
-  const env = {...process.env, TP_CACHE_DIR: cacheDir}
+  const env = {...process.env, ...options.env, TP_CACHE_DIR: cacheDir}
   return {
     cacheDir,
-    tp: (args) => spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env, stdio: ['ignore', 'ignore', 'pipe']}),
+    tp: (args, extraEnv = {}) =>
+      spawn(process.execPath, [join(root, 'packages/cli/bin/run.js'), ...args], {env: {...env, ...extraEnv}, stdio: ['ignore', 'ignore', 'pipe']}),
     exited: (child) =>
       new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.on('exit', (code) => resolve(code)))),
     remove: () => rmSync(cacheDir, {recursive: true, force: true}),

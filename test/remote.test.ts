@@ -8,7 +8,7 @@
  * either engine and the workload has its traffic back.
  */
 import {randomBytes} from 'node:crypto'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -72,6 +72,33 @@ async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: 
   throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
 }
 
+/** Until the client there gets the local-server handler's JSON from web. */
+const handlerAnswers = () =>
+  eventually(
+    'the handler answers',
+    () => fromRemoteClient('http://web/'),
+    (r) => r.startsWith('{'),
+    20_000,
+  )
+
+/** Until web answers the client there by itself (its traffic given back). */
+const webAnswersItself = (timeoutMs: number) =>
+  eventually(
+    'web answers for itself',
+    () => fromRemoteClient('http://web/'),
+    (r) => r === 'the remote web',
+    timeoutMs,
+  )
+
+/** Until nothing tp-labelled is left on the remote engine (the 60 s the issue allows). */
+const nothingOfTpThere = () =>
+  eventually(
+    'nothing of tp on the remote engine',
+    () => tpObjectsOn(remote),
+    (left) => left.length === 0,
+    60_000,
+  )
+
 /** `tp intercept web` on a connection, with this repository's local-server fixture as the handler on `port`. */
 function interceptWeb(connection: string, port: number, options: {mount?: boolean; env?: Record<string, string>} = {}) {
   const handler = ['--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)]
@@ -97,6 +124,9 @@ beforeAll(async () => {
     '-d',
     '--name',
     'web',
+    // the workloads come back with their engine (the engine-restart case)
+    '--restart',
+    'always',
     '--network',
     NS,
     '--expose',
@@ -108,7 +138,25 @@ beforeAll(async () => {
     remoteBusybox,
     ...httpd('the remote web'),
   ])
-  await machine.docker(['run', '-d', '--name', 'catalog', '--network', NS, '--ip', CATALOG_IP, '--expose', '80', remoteBusybox, ...httpd('the remote catalog')])
+  await machine.docker([
+    'run',
+    '-d',
+    '--name',
+    'catalog',
+    '--restart',
+    'always',
+    '--network',
+    NS,
+    '--ip',
+    CATALOG_IP,
+    '--expose',
+    '80',
+    remoteBusybox,
+    // and on 8081, which its image does not declare: tp's names carry it all the same
+    'sh',
+    '-c',
+    "echo 'the remote catalog' > /www/index.html && httpd -p 8081 -h /www && exec httpd -f -p 80 -h /www",
+  ])
   localBusybox = (await ensureImportedImage(docker, BUSYBOX)).ref
   // this machine's own network on the same subnet, with a twin of catalog at the same address
   await docker
@@ -138,7 +186,8 @@ beforeAll(async () => {
 }, 240_000)
 
 afterAll(async () => {
-  for (const name of ['rtls', 'rssh']) await tp(['quit', '--name', name], machine ? {PATH: machine.ssh.env.PATH} : {}).catch(() => undefined)
+  for (const name of ['rtls', 'rssh', 'rctls', 'rcssh'])
+    await tp(['quit', '--name', name], machine ? {PATH: machine.ssh.env.PATH, HOME: machine.ssh.home} : {}).catch(() => undefined)
   await docker
     .getContainer('tpt-remote-twin-catalog')
     .remove({force: true})
@@ -158,10 +207,15 @@ describe('a cluster on another machine', () => {
     expect(unknown.exitCode).toBe(1)
     expect(unknown.stderr).toContain('"no-such-context" is neither an engine URL (unix://, tcp://, ssh://) nor a Docker context')
     expect(unknown.stderr).toContain('tpt-remote')
-    const inContainer = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rbad'])
-    expect(inContainer.exitCode).toBe(1)
-    expect(inContainer.stderr).toContain('a daemon in a container does not reach a cluster on another engine yet')
-    expect(inContainer.stderr).toContain('tp connect --cluster tpt-remote')
+    // a daemon in a container borrows ~/.ssh or the ssh agent for an ssh:// cluster: with neither, it says so
+    const noKeys = await tp(['connect', '--docker', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rbad'], {
+      PATH: machine.ssh.env.PATH,
+      HOME: join(cacheDir, 'no-home'),
+      SSH_AUTH_SOCK: '',
+    })
+    expect(noKeys.exitCode).toBe(1)
+    expect(noKeys.stderr).toContain('there is no')
+    expect(noKeys.stderr).toContain('`tp connect` without --docker')
     expect(await tpObjectsOn(remote)).toEqual([])
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rbad'))).toEqual([])
   })
@@ -207,6 +261,8 @@ describe('a cluster on another machine', () => {
       config: 'config of the remote web',
       catalog: 'the remote catalog',
     })
+    // this machine reaches the remote catalog by name, on the port it declares and on one it does not
+    for (const url of ['http://catalog/', 'http://catalog:8081/']) expect((await (await fetch(url)).text()).trim()).toBe('the remote catalog')
     // this machine's twin at the same address is untouched by it all
     expect(await listening()).toEqual(listeningBefore)
     run.child.kill('SIGINT')
@@ -237,32 +293,42 @@ describe('a cluster on another machine', () => {
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rtls'))).toEqual([])
   })
 
+  it('a planned end loses no request: a client there looping through Ctrl-C gets every answer, first from the handler, then from web', async () => {
+    const port = 24_000 + (process.pid % 1000)
+    const run = interceptWeb('rtls', port, {mount: false})
+    await run.active
+    await handlerAnswers()
+    // one line per request: H (the handler), W (web itself) or F (failed), for 12 s
+    const script = [
+      'end=$(( $(date +%s) + 12 ))',
+      'while [ $(date +%s) -lt $end ]; do',
+      '  r=$(timeout 5 wget -qO- http://web/ 2>/dev/null) || r=',
+      '  case "$r" in "{"*) echo H ;; "the remote web") echo W ;; *) echo "F $r" ;; esac',
+      'done',
+    ].join('\n')
+    const client = machine.docker(['run', '--rm', '--network', NS, remoteBusybox, 'sh', '-c', script], {timeoutMs: 60_000})
+    await sleep(4_000)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    const lines = (await client).stdout.trim().split('\n')
+    const failed = lines.filter((l) => l.startsWith('F'))
+    expect(failed, `${failed.length} of ${lines.length} requests failed`).toEqual([])
+    // the hand-back happened while the client looped: it saw both sides, the handler first
+    expect(lines[0]).toBe('H')
+    expect(lines.at(-1)).toBe('W')
+  })
+
   it('after kill -9 of the daemon here, the remote workload has its traffic back within 10 s and nothing of tp is left there within 60 s', async () => {
     const port = 25_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     const record = JSON.parse(await readFile(join(cacheDir, 'connections', 'rtls.json'), 'utf8')) as {pid: number}
     process.kill(record.pid, 'SIGKILL')
     const killed = Date.now()
-    await eventually(
-      'web answers for itself',
-      () => fromRemoteClient('http://web/'),
-      (r) => r === 'the remote web',
-      10_000,
-    )
+    await webAnswersItself(10_000)
     expect(Date.now() - killed).toBeLessThan(10_000 + 5_000) // one client run takes a moment of its own
-    await eventually(
-      'nothing of tp on the remote engine',
-      () => tpObjectsOn(remote),
-      (left) => left.length === 0,
-      60_000,
-    )
+    await nothingOfTpThere()
     await run.child
     // the next tp command cleans up what the daemon left here
     const status = await tp(['status'])
@@ -276,23 +342,13 @@ describe('a cluster on another machine', () => {
     const port = 26_000 + (process.pid % 5000)
     const run = interceptWeb('rtls', port, {mount: false})
     await run.active
-    await eventually(
-      'the handler answers',
-      () => fromRemoteClient('http://web/'),
-      (r) => r.startsWith('{'),
-      20_000,
-    )
+    await handlerAnswers()
     // the cable is out: nothing passes between this machine and the other one
     await execa('ip', ['link', 'set', machine.hostInterface, 'down'])
     const cut = Date.now()
     try {
       // the client there talks to the workload there: the cut does not stand between them
-      await eventually(
-        'web answers for itself',
-        () => fromRemoteClient('http://web/'),
-        (r) => r === 'the remote web',
-        15_000,
-      )
+      await webAnswersItself(15_000)
       expect(Date.now() - cut).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
       const ended = await run.child
       expect(ended.exitCode).toBe(1)
@@ -301,12 +357,7 @@ describe('a cluster on another machine', () => {
     } finally {
       await execa('ip', ['link', 'set', machine.hostInterface, 'up'])
     }
-    await eventually(
-      'nothing of tp on the remote engine',
-      () => tpObjectsOn(remote),
-      (left) => left.length === 0,
-      60_000,
-    )
+    await nothingOfTpThere()
     // the daemon ended with the link; the next command says so and cleans up here
     await eventually(
       'the daemon here has ended',
@@ -341,5 +392,100 @@ describe('a cluster on another machine', () => {
     expect(await tpObjectsOn(remote)).toEqual([])
     expect((await tpObjectsOn(docker)).filter((o) => /rssh|rtls/.test(o))).toEqual([])
     expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+  it("--docker behind TLS: a daemon in a container here, the seed's flow with --docker-run: env, volume, the remote names (not the local twin), Ctrl-C gives the traffic back", async () => {
+    const connected = await tp(['connect', '--docker', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rctls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const status = JSON.parse((await tp(['status', '--json'])).stdout) as {connections: Array<{name: string; backend: string}>}
+    expect(status.connections).toEqual(expect.arrayContaining([expect.objectContaining({name: 'rctls', backend: 'container'})]))
+    const port = 31_000 + (process.pid % 5000)
+    const script = [
+      'mkdir -p /www',
+      `echo "container daemon; $GREETING; $(cat /data/config.txt); catalog says $(timeout 5 wget -qO- http://catalog/); by its namespaced name: $(timeout 5 wget -qO- http://catalog.${NS}/); on a port it does not declare: $(timeout 5 wget -qO- http://catalog:8081/)" > /www/index.html`,
+      'echo written by the handler > /data/from-handler.txt',
+      `exec httpd -f -p ${port} -h /www`,
+    ].join(' && ')
+    const run = startTp(['intercept', 'web', '--use', 'rctls', '--port', String(port), '--docker-run', '--', '--rm', localBusybox, 'sh', '-c', script], {env})
+    await run.active
+    const reply = await eventually(
+      'the client in the remote namespace reaches the handler container',
+      () => fromRemoteClient('http://web/'),
+      (r) => r.startsWith('container daemon'),
+      20_000,
+    )
+    expect(reply).toBe(
+      'container daemon; hello from the remote web; config of the remote web; catalog says the remote catalog; by its namespaced name: the remote catalog; on a port it does not declare: the remote catalog',
+    )
+    // the handler's write is in the remote volume
+    expect((await machine.docker(['run', '--rm', '-v', 'tpt-remote-data:/data', remoteBusybox, 'cat', '/data/from-handler.txt'])).stdout.trim()).toBe(
+      'written by the handler',
+    )
+    expect(await listening()).toEqual(listeningBefore)
+    run.child.kill('SIGINT')
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect((await tp(['quit', '--name', 'rctls'])).exitCode).toBe(0)
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rctls'))).toEqual([])
+  })
+
+  it("--docker behind ssh: the daemon in a container uses the user's ~/.ssh; --docker-build builds the handler here and it answers the remote client", async () => {
+    const ssh = {PATH: machine.ssh.env.PATH, HOME: machine.ssh.home}
+    const connected = await tp(['connect', '--docker', '--cluster', machine.ssh.url, '--namespace', NS, '--name', 'rcssh'], ssh)
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const context = await mkdtemp(join(tmpdir(), 'tpt-remote-build-'))
+    try {
+      const port = 32_000 + (process.pid % 5000)
+      await writeFile(
+        join(context, 'Dockerfile'),
+        [`FROM ${localBusybox}`, 'RUN mkdir -p /www && echo built here > /www/index.html', `CMD ["httpd", "-f", "-p", "${port}", "-h", "/www"]`, ''].join('\n'),
+      )
+      const run = startTp(['intercept', 'web', '--use', 'rcssh', '--port', String(port), '--mount=false', '--docker-build', context, '--', '--rm', 'IMAGE'], {
+        env: {...env, ...ssh},
+      })
+      await run.active
+      await eventually(
+        'the client in the remote namespace reaches the built handler through ssh',
+        () => fromRemoteClient('http://web/'),
+        (r) => r === 'built here',
+        20_000,
+      )
+      run.child.kill('SIGINT')
+      expect((await run.child).exitCode, run.output()).toBe(0)
+    } finally {
+      await rm(context, {recursive: true, force: true})
+    }
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect((await tp(['quit', '--name', 'rcssh'], ssh)).exitCode).toBe(0)
+    expect(await tpObjectsOn(remote)).toEqual([])
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rcssh'))).toEqual([])
+  })
+  it('a restart of the remote engine: tp intercept says the link broke and exits 1, web serves itself once its engine is back, nothing of tp is left there', async () => {
+    const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    const port = 33_000 + (process.pid % 5000)
+    const run = interceptWeb('rtls', port, {mount: false})
+    await run.active
+    await handlerAnswers()
+    await machine.restartEngine({
+      // while the engine is down, the link is gone: the intercept ends and says so
+      whileDown: async () => {
+        const ended = await run.child
+        expect(ended.exitCode).toBe(1)
+        expect(run.output()).toMatch(/link to the cluster's engine .* broke/)
+      },
+    })
+    const back = Date.now()
+    await webAnswersItself(15_000)
+    expect(Date.now() - back).toBeLessThan(10_000 + 3_000) // one client run takes a moment of its own
+    await nothingOfTpThere()
+    await eventually(
+      'the daemon here has ended',
+      async () => (await tp(['status'])).stdout,
+      (out) => /DAEMON DIED|Not connected/.test(out),
+      30_000,
+    )
+    expect((await tpObjectsOn(docker)).filter((o) => o.includes('rtls'))).toEqual([])
+    expect(await listening()).toEqual(listeningBefore)
   })
 })

@@ -177,6 +177,8 @@ describe('a fault loses at most one request, and tp says what happened', () => {
 
   it('the agent killed: its guard restores the traffic; tp exits 1 saying the agent was killed', async () => {
     const {result, exitCode, output} = await throughFault(async () => {
+      // the guard starts 1.5 s after its agent is ready (before that the daemon restores the traffic)
+      await until("the agent's guard to run", async () => (await containerOf('agent-guard')) !== undefined)
       await docker.getContainer((await containerOf('agent'))!).kill()
     })
     expect(result.failed, output).toBeLessThanOrEqual(1)

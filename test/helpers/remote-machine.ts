@@ -99,9 +99,20 @@ export interface RemoteMachine {
     pathDir: string
     /** DOCKER_HOST=url and PATH with pathDir first. */
     env: Record<string, string>
+    /**
+     * A home directory as a user's looks: `.ssh/` with a config for this machine that names its key
+     * and known hosts as `~/.ssh/…` (what a program that borrows a user's ~/.ssh finds there).
+     */
+    home: string
   }
   /** Runs the docker CLI against the remote engine's unix socket; rejects on a non-zero exit unless `reject: false`. */
   docker(args: string[], options?: {reject?: boolean; input?: string; timeoutMs?: number}): Promise<CommandResult>
+  /**
+   * Restarts the engine as a machine's engine restarts: SIGTERM (its containers stop), then the
+   * same dockerd again; resolves once it answers on its socket and TLS port. `whileDown` runs
+   * between the two.
+   */
+  restartEngine(options?: {timeoutMs?: number; whileDown?: () => Promise<void>}): Promise<void>
   /** Runs a command inside the namespace (`nsenter --net`); never rejects. */
   exec(argv: string[], options?: {timeoutMs?: number}): Promise<CommandResult>
   /** What listens in the namespace (TCP and UDP), from `ss -ltunpH` run there. */
@@ -134,6 +145,7 @@ interface Paths {
   certDir: string
   ssh: string
   bin: string
+  home: string
   dockerdLog: string
   sshdLog: string
 }
@@ -151,6 +163,7 @@ function pathsOf(name: string): Paths {
     certDir: join(base, 'tls', 'client'),
     ssh: join(base, 'ssh'),
     bin: join(base, 'bin'),
+    home: join(base, 'home'),
     dockerdLog: join(base, 'dockerd.log'),
     sshdLog: join(base, 'sshd.log'),
   }
@@ -560,6 +573,13 @@ async function makeSsh(paths: Paths, name: string, address: string, timeoutMs: n
       '',
     ].join('\n'),
   )
+  // the same, as a user's own ~/.ssh: paths from ~, so it works wherever that directory is mounted
+  const homeSsh = join(paths.home, '.ssh')
+  await mkdir(homeSsh, {recursive: true, mode: 0o700})
+  await writeFile(join(homeSsh, 'id_ed25519'), await readFile(clientKey), {mode: 0o600})
+  await writeFile(join(homeSsh, 'known_hosts'), `${name} ${keyType} ${keyData}\n`)
+  const userConfig = (await readFile(config, 'utf8')).replace(clientKey, '~/.ssh/id_ed25519').replace(join(paths.ssh, 'known_hosts'), '~/.ssh/known_hosts')
+  await writeFile(join(homeSsh, 'config'), userConfig, {mode: 0o600})
   const wrapper = join(paths.bin, 'ssh')
   await writeFile(
     wrapper,
@@ -666,6 +686,23 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
     }
   }
 
+  const server = join(paths.tls, 'server')
+  const dockerdArgv = inNamespace(name, [
+    'dockerd',
+    `--data-root=${paths.dataRoot}`,
+    `--exec-root=${paths.execRoot}`,
+    `--pidfile=${join(paths.execRoot, 'dockerd.pid')}`,
+    `--host=unix://${paths.socket}`,
+    `--host=tcp://0.0.0.0:${TLS_PORT}`,
+    '--tlsverify',
+    `--tlscacert=${join(server, 'ca.pem')}`,
+    `--tlscert=${join(server, 'cert.pem')}`,
+    `--tlskey=${join(server, 'key.pem')}`,
+    `--bip=${bip}`,
+    ...pools.map((pool) => `--default-address-pool=base=${pool.base},size=${pool.size}`),
+    '--iptables=true',
+  ])
+
   const started = Date.now()
   try {
     await step('making the network namespace and its veth', async () => {
@@ -702,25 +739,7 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
     await step('making ssh keys and configs', () => makeSsh(paths, name, address, left()))
     await step('starting dockerd', async () => {
       await mkdir(paths.dataRoot, {recursive: true})
-      const server = join(paths.tls, 'server')
-      dockerd = spawnDaemon(
-        inNamespace(name, [
-          'dockerd',
-          `--data-root=${paths.dataRoot}`,
-          `--exec-root=${paths.execRoot}`,
-          `--pidfile=${join(paths.execRoot, 'dockerd.pid')}`,
-          `--host=unix://${paths.socket}`,
-          `--host=tcp://0.0.0.0:${TLS_PORT}`,
-          '--tlsverify',
-          `--tlscacert=${join(server, 'ca.pem')}`,
-          `--tlscert=${join(server, 'cert.pem')}`,
-          `--tlskey=${join(server, 'key.pem')}`,
-          `--bip=${bip}`,
-          ...pools.map((pool) => `--default-address-pool=base=${pool.base},size=${pool.size}`),
-          '--iptables=true',
-        ]),
-        paths.dockerdLog,
-      )
+      dockerd = spawnDaemon(dockerdArgv, paths.dockerdLog)
       state.pids.dockerd = dockerd.pid
       await writeState(state)
     })
@@ -770,6 +789,7 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
       config: join(paths.ssh, 'config'),
       pathDir: paths.bin,
       env: {DOCKER_HOST: sshUrl, PATH: `${paths.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`},
+      home: paths.home,
     },
     async docker(args, opts = {}) {
       const out = await runQuiet(dockerArgv(paths.socket, args), {input: opts.input, timeoutMs: opts.timeoutMs ?? 60_000, env: dockerEnv()})
@@ -778,6 +798,21 @@ export async function startRemoteMachine(name: string, options: RemoteMachineOpt
       return out
     },
     exec: (argv, opts = {}) => runQuiet(inNamespace(name, argv), {timeoutMs: opts.timeoutMs}),
+    async restartEngine(options = {}) {
+      const limit = Date.now() + (options.timeoutMs ?? 60_000)
+      // its containers stop with it (no live-restore), as on a machine whose engine restarts
+      await terminate(state.pids.dockerd!, 30_000)
+      await options.whileDown?.()
+      const again = spawnDaemon(dockerdArgv, paths.dockerdLog)
+      state.pids.dockerd = again.pid
+      await writeState(state)
+      while (!(await ping(paths.socket)) || !(await tcpConnects(address, TLS_PORT, 1_000))) {
+        const exit = again.exited()
+        if (exit) throw new Error(`dockerd of ${name} ended on restart (${exit}); last lines:\n${await tail(paths.dockerdLog)}`)
+        if (Date.now() > limit) throw new Error(`dockerd of ${name} did not come back; last lines:\n${await tail(paths.dockerdLog)}`)
+        await sleep(200)
+      }
+    },
     async listeningSockets() {
       return parseSockets(await run(inNamespace(name, ['ss', '-Hltunp'])))
     },

@@ -35,6 +35,11 @@ export interface DaemonConfig {
   addons: string[]
   /** How often an intercept looks for replicas that appeared or went (ms). */
   reconcileMs: number
+  /**
+   * How long after its agent is ready a replica's guard starts (ms; default 1500): its container is
+   * then not made while the handler's starts and the first requests are switched.
+   */
+  guardDelayMs?: number
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
@@ -99,5 +104,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv): DaemonConfig {
     },
     addons: list('TP_DAEMON_ADDONS'),
     reconcileMs: Number(env.TP_RECONCILE_MS ?? 5000),
+    ...(env.TP_GUARD_DELAY_MS ? {guardDelayMs: Number(env.TP_GUARD_DELAY_MS)} : {}),
   }
 }

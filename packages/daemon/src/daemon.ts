@@ -4,7 +4,7 @@ import type {Server} from 'node:http'
 import {isIP} from 'node:net'
 import type Docker from 'dockerode'
 import {AgentServer} from '@tp/agent'
-import {type ClusterDriver, LABEL_INTERCEPT, LABEL_ROLE, type NamespaceLink, UserError, listen, sweep, tpLabels} from '@tp/sdk'
+import {type ClusterDriver, LABEL_INTERCEPT, LABEL_ROLE, type NamespaceLink, UserError, ipv4Addresses, listen, sweep, tpLabels} from '@tp/sdk'
 import {LinkedNames, type NameEntry, forwardThrough} from './names.js'
 import type {HandlerReach, Reach} from './reach.js'
 import type {DaemonConfig} from './config.js'
@@ -114,11 +114,17 @@ export class Daemon {
       // agents on another machine never reach a handler here straight
       directHost: where.agentConnectsTo === undefined || link ? undefined : await address(where.agentConnectsTo),
     })
+    // a forward listens where the daemon listens: on this machine's loopback, or (a daemon in a
+    // container, 0.0.0.0) on the container's own address, which the volume plugin reaches
+    const listenHost = placement.daemon.listenHost
+    const forwardsAt = {listenHost, advertise: listenHost === '0.0.0.0' ? (ipv4Addresses()[0] ?? '127.0.0.1') : listenHost}
     const reach: Reach = {
       agentsDial: link ? `${link.agentHost}:${LINKED_AGENT_PORT}` : `${await address(placement.daemon.agentHost)}:${controlPort}`,
       container: await handlerReach(placement.handler),
       process: placement.process ? await handlerReach(placement.process) : undefined,
-      ...(link ? {forward: (host: string, port: number, ready?: Promise<void>) => forwardThrough(link, host, port, ready), linkClosed: link.closed} : {}),
+      ...(link
+        ? {forward: (host: string, port: number, ready?: Promise<void>) => forwardThrough(link, host, port, ready, forwardsAt), linkClosed: link.closed}
+        : {}),
     }
     this.intercepts = new InterceptManager(this.config, this.deps.driver, this.agents, reach, this.log, (name) => this.removeOrphans(name))
     this.api = createApi({

@@ -57,8 +57,10 @@ interface ReplicaAgent {
   name: string
   session: AgentSession
   injected: InjectedAgent
-  /** The guard beside it, once started (it removes the agent's rule if the agent dies). */
+  /** The guard beside it, once started (it removes the agent's rule if the agent dies): its container's id. */
   guard?: Promise<string | undefined>
+  /** Keeps a guard that has not started yet from starting (the agent is going). */
+  cancelGuard?: () => void
 }
 
 interface Intercept {
@@ -95,9 +97,18 @@ interface Intercept {
 
 /** How long an agent gone silent on another machine waits for the link's own verdict (its ping, and the time it waits for the answer). */
 const LINK_VERDICT_MS = 8000
+/** How long an agent on another machine that exited waits for its link's verdict (the engine may be going, and the relay with it). */
+const ENGINE_GONE_VERDICT_MS = 3000
 
 /** How often a waiting intercept checks whether its handler answers (a refused connect costs next to nothing). */
 const READINESS_POLL_MS = 20
+
+/**
+ * How long after its agent is ready a guard starts, by default. Until then the daemon itself
+ * restores the traffic if the agent dies; the guard's container (the engine's and the machine's
+ * time) is then not made while the handler's container starts and the first requests are switched.
+ */
+export const GUARD_DELAY_MS = 1500
 
 /**
  * The daemon's intercepts: creates them (an agent beside every replica of the workload, and the
@@ -113,7 +124,7 @@ export class InterceptManager {
   constructor(
     private readonly config: Pick<
       DaemonConfig,
-      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster'
+      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster' | 'guardDelayMs'
     >,
     private readonly driver: ClusterDriver,
     private readonly agents: Pick<AgentServer, 'expect'>,
@@ -373,8 +384,10 @@ export class InterceptManager {
       step(`agent ${name} ready (rule installed)`)
       const agent: ReplicaAgent = {replica, port, agentId, name, session, injected}
       // the guard: if the agent dies without removing its rule, the replica's port is redirected to
-      // nothing; a second process in that namespace removes the rule the moment the agent's gone
-      if (ready.guardPort !== undefined) agent.guard = this.startGuard(intercept, agent, ready.guardPort)
+      // nothing; a second process in that namespace removes the rule the moment the agent's gone.
+      // It starts a little later, off the way to the first intercepted reply (until then the daemon
+      // restores the traffic itself, as it does when the guard could not start)
+      if (ready.guardPort !== undefined) agent.guard = this.startGuardLater(intercept, agent, ready.guardPort)
       return agent
     } catch (error) {
       if (injected) await this.driver.removeAgent(injected.id, {graceSeconds: 1}).catch(swallow(trace, `removing the agent ${name} that never became ready`))
@@ -398,9 +411,11 @@ export class InterceptManager {
   private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
     if (intercept.removing || intercept.agents.get(agentKey(agent.replica, agent.port)) !== agent) return // it went because the intercept is ending
     // an agent on another machine that went silent: most likely the link itself, which says so
-    // within its ping time; then the link's end ends the intercept, with the link's reason
-    if (this.reach.linkClosed && /stopped answering/.test(reason)) {
-      const linkGone = await Promise.race([this.reach.linkClosed.then(() => true), sleep(LINK_VERDICT_MS).then(() => false)])
+    // within its ping time; one that exited may have gone with its engine (stopping, restarting),
+    // whose relay goes at once. Then the link's end ends the intercept, with the link's reason
+    if (this.reach.linkClosed) {
+      const verdictMs = /stopped answering/.test(reason) ? LINK_VERDICT_MS : ENGINE_GONE_VERDICT_MS
+      const linkGone = await Promise.race([this.reach.linkClosed.then(() => true), sleep(verdictMs).then(() => false)])
       if (linkGone || intercept.removing) return
     }
     const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
@@ -419,9 +434,10 @@ export class InterceptManager {
     const key = agentKey(agent.replica, agent.port)
     if (intercept.agents.get(key) === agent) intercept.agents.delete(key)
     intercept.info.replicas = replicaCount(intercept)
+    const guarding = this.guardOf(agent)
     await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
     await this.driver.removeAgent(agent.injected.id, {graceSeconds}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
-    const guard = await agent.guard
+    const guard = await guarding
     if (guard)
       await this.driver.removeAgent(guard, {graceSeconds: 0}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
   }
@@ -548,6 +564,42 @@ export class InterceptManager {
     const closed = await Promise.race([lease.closed.then(() => true), sleep(this.config.holderTeardownMs).then(() => false)])
     if (!closed) this.log(`intercept ${name}: its tp command did not end within ${this.config.holderTeardownMs / 1000}s after its agent failed`)
     await this.removeOrphans(name).catch((e: Error) => this.log(`removing what the CLI started for ${name}: ${e.message}`))
+  }
+
+  /**
+   * Starts an agent's guard after `guardDelayMs`, unless the agent goes first (`cancelGuard`, or
+   * its connection ends): then nothing is started. Resolves with the guard's id, if it started.
+   */
+  private async startGuardLater(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
+    // on another machine the guard starts at once: a fault there (a cut link, the daemon killed)
+    // during a delayed start would leave a guard created but never started, which nothing removes
+    const delayMs = this.config.guardDelayMs ?? (this.config.cluster.linked ? 0 : GUARD_DELAY_MS)
+    if (delayMs > 0) {
+      let timer: NodeJS.Timeout | undefined
+      let cancelled = false
+      await Promise.race([
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, delayMs))),
+        new Promise<void>((resolve) => {
+          agent.cancelGuard = () => {
+            cancelled = true
+            resolve()
+          }
+        }),
+        agent.session.gone.then(() => {
+          cancelled = true
+        }),
+      ])
+      clearTimeout(timer)
+      if (cancelled || intercept.removing) return undefined
+    }
+    agent.cancelGuard = undefined
+    return this.startGuard(intercept, agent, guardPort)
+  }
+
+  /** The guard of an agent that is going: one that has not started yet never will; one that did, its id. */
+  private guardOf(agent: ReplicaAgent): Promise<string | undefined> | undefined {
+    agent.cancelGuard?.()
+    return agent.guard
   }
 
   private async startGuard(intercept: Intercept, agent: ReplicaAgent, guardPort: number): Promise<string | undefined> {
@@ -736,12 +788,13 @@ export class InterceptManager {
       const agents = by === 'link-lost' ? [] : [...intercept.agents.values()]
       await Promise.all(
         agents.map(async (agent) => {
+          const guarding = this.guardOf(agent)
           await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
           await this.driver
             .removeAgent(agent.injected.id, {graceSeconds: 5})
             .catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
           // the agent has removed its rule (or the guard has): the guard may go
-          const guard = await agent.guard
+          const guard = await guarding
           if (guard)
             await this.driver.removeAgent(guard, {graceSeconds: 1}).catch((error: Error) => this.log(`removing the guard of ${agent.name}: ${error.message}`))
           if (by === 'agent') {

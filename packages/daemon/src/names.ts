@@ -39,7 +39,7 @@ export class LinkedNames {
   constructor(
     private readonly driver: Pick<ClusterDriver, 'workloads'>,
     private readonly namespace: string,
-    private readonly link: Pick<NamespaceLink, 'connect'>,
+    private readonly link: Pick<NamespaceLink, 'connect' | 'listeningPorts'>,
     private readonly log: (m: string) => void,
     connection: string,
   ) {
@@ -49,11 +49,19 @@ export class LinkedNames {
   /** Brings the names and listeners up to date with the namespace's workloads; returns the names. */
   async sync(): Promise<NameEntry[]> {
     const workloads = await this.driver.workloads(this.namespace)
+    // what the replicas listen on beyond what their workloads declare (a workload need not EXPOSE a port)
+    const listening = this.link.listeningPorts
+      ? await this.link.listeningPorts(workloads.flatMap((w) => w.replicas)).catch((error: Error) => {
+          trace(`asking what the workloads listen on: ${error.message}`)
+          return new Map<string, number[]>()
+        })
+      : new Map<string, number[]>()
     const entries: NameEntry[] = []
     for (const w of workloads) {
       const address = this.addressOf(w.name)
+      const ports = new Set([...w.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port), ...w.replicas.flatMap((r) => listening.get(r.id) ?? [])])
       // a connection goes to the workload by name: the namespace's own DNS spreads it over its replicas
-      for (const p of w.ports) if (p.protocol === 'tcp') await this.serve(address, p.port, w.name)
+      for (const port of ports) await this.serve(address, port, w.name)
       const names = [...new Set([w.name, ...w.aliases, ...w.replicas.map((r) => r.name)].flatMap((n) => [n, `${n}.${this.namespace}`]))]
       entries.push({address, names})
     }
@@ -98,8 +106,9 @@ export class LinkedNames {
 }
 
 /**
- * A port on this machine's loopback whose connections go through the link to host:port (a
- * workload's SFTP server). It takes connections at once, but carries them only once `ready`
+ * A port on the daemon's side whose connections go through the link to host:port (a workload's
+ * SFTP server): on loopback, or where the daemon listens (`at`: a daemon in a container listens on
+ * its network, where the volume plugin reaches it, and gives its own address). It takes connections at once, but carries them only once `ready`
  * resolves (the agent serves there): a volume made early waits there, as it would for a server
  * not up yet, instead of meeting a connection closed at the far end.
  */
@@ -108,6 +117,7 @@ export async function forwardThrough(
   host: string,
   port: number,
   ready: Promise<void> = Promise.resolve(),
+  at: {listenHost: string; advertise: string} = {listenHost: '127.0.0.1', advertise: '127.0.0.1'},
 ): Promise<{host: string; port: number; close: () => void}> {
   const server = createServer({allowHalfOpen: true}, (socket) => {
     socket.on('error', () => undefined)
@@ -118,9 +128,9 @@ export async function forwardThrough(
         () => socket.destroy(),
       )
   })
-  const local = await listen(server, '127.0.0.1', 0)
+  const local = await listen(server, at.listenHost, 0)
   return {
-    host: '127.0.0.1',
+    host: at.advertise,
     port: local,
     close: () => {
       server.close(swallow(trace, 'closing a forward'))

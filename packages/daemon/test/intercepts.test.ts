@@ -161,6 +161,7 @@ function setup(
     agentExitCode?: number
     agentComingUp?: Promise<void>
     reconcileMs?: number
+    guardDelayMs?: number
   } = {},
 ) {
   const calls: Call[] = []
@@ -176,6 +177,7 @@ function setup(
       holderTeardownMs: options.holderTeardownMs ?? 200,
       drainMs: options.drainMs ?? 50,
       reconcileMs: options.reconcileMs ?? 60_000,
+      guardDelayMs: options.guardDelayMs ?? 0,
       cluster: {driver: 'fake', engine: 'fake://', module: '/fake/driver.mjs', linked: false},
     },
     cluster,
@@ -328,6 +330,27 @@ describe('InterceptManager', () => {
     await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
     await sleep(10)
     expect(calls).toContain('guard tp-unit-agent-frontend-v1-guard 3')
+  })
+
+  it('starts the guard a while after the agent is ready, off the way to the first reply', async () => {
+    const {manager, calls} = setup({guardDelayMs: 150})
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
+    await sleep(50)
+    expect(calls.some((c) => c.startsWith('guard '))).toBe(false)
+    await vi.waitFor(() => expect(calls).toContain('guard tp-unit-agent-frontend-v1-guard 3'))
+  })
+
+  it('an intercept that ends before its guard started: the guard never starts, and nothing waits for it', async () => {
+    const {manager, calls} = setup({guardDelayMs: 5000})
+    await manager.create({workload: 'frontend-v1', localPort: 8000, mounts: false}, lease(calls))
+    const started = Date.now()
+    await manager.remove('frontend-v1', 'ended by its tp command', 'owner')
+    expect(Date.now() - started).toBeLessThan(2000)
+    await sleep(50)
+    // (the names removed before the agent started are those an earlier daemon may have left)
+    expect(calls.filter((c) => c.startsWith('guard ') || c === 'remove-agent c-tp-unit-agent-frontend-v1-guard')).toEqual([])
+    expect(calls).toContain('remove-agent c-tp-unit-agent-frontend-v1')
+    expect(manager.list()).toEqual([])
   })
 
   it('ends in reverse order: traffic back and drained, holder told and waited for, then the agent and its guard', async () => {

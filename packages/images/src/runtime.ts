@@ -47,6 +47,11 @@ export function imagesPackageVersion(): string {
 }
 
 const XTABLES = '/usr/sbin/xtables-nft-multi'
+/**
+ * The system ssh, when this machine has one: a daemon in a container reaches a cluster behind
+ * ssh:// with it (the user's ~/.ssh and ssh agent are lent to that container), as tp on the host does.
+ */
+export const SSH_CLIENT = '/usr/bin/ssh'
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -60,6 +65,7 @@ async function exists(path: string): Promise<boolean> {
  * its mode from argv[0]), which keeps the image independent of the host's alternatives links.
  */
 export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>>): Promise<RootfsSpec> {
+  const ssh = (await exists(SSH_CLIENT)) ? [SSH_CLIENT] : []
   const files: NonNullable<RootfsSpec['files']> = {
     '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n'},
     '/etc/group': {content: 'root:x:0:\nnogroup:x:65534:\n'},
@@ -69,7 +75,7 @@ export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>
   if (bundles.daemon) files[DAEMON_ENTRY] = {source: bundles.daemon}
   if (bundles.relay) files[RELAY_ENTRY] = {source: bundles.relay}
   return {
-    binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server'],
+    binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server', ...ssh],
     hostPaths: ['/usr/lib/x86_64-linux-gnu/xtables'],
     busybox: STATIC_BUSYBOX,
     dirs: ['/root', '/opt/tp', '/run', '/var/run'],
@@ -121,20 +127,36 @@ export function driverModulePath(driver: string): string {
   return `/opt/tp/drivers/${driver}.mjs`
 }
 
+/** Where tp's daemon image keeps a daemon addon's module (a backend's, named in TP_DAEMON_ADDONS). */
+export function addonModulePath(name: string): string {
+  return `/opt/tp/addons/${name}.mjs`
+}
+
+/** A self-contained ES module the daemon image carries: a cluster driver's, or a backend's addon. */
+export interface ImageModule {
+  name: string
+  module: string
+}
+
 /**
  * The image a container daemon runs: the runtime image plus the connection's cluster driver (its
- * self-contained module at `driverModulePath`), `tp-daemon:<version>-<driver>`. A layer on the
- * runtime image, rebuilt only when the runtime image or the module changed.
+ * self-contained module at `driverModulePath`) and its backend's addons (at `addonModulePath`),
+ * `tp-daemon:<version>-<driver>`. A layer on the runtime image, rebuilt only when the runtime image
+ * or a module changed.
  */
-export async function ensureDaemonImage(docker: Dockerode, options: RuntimeImageOptions & {driver: {name: string; module: string}}): Promise<ImportedImage> {
+export async function ensureDaemonImage(
+  docker: Dockerode,
+  options: RuntimeImageOptions & {driver: ImageModule; addons?: ImageModule[]},
+): Promise<ImportedImage> {
   const runtime = await ensureRuntimeImage(docker, options)
   const ref = `${DAEMON_REPO}:${imageTag(options.version)}-${options.driver.name}`
-  const hash = createHash('sha256')
+  const addons = options.addons ?? []
+  const hasher = createHash('sha256')
     .update(runtime.id)
     .update(options.driver.name)
     .update(await readFile(options.driver.module))
-    .digest('hex')
-    .slice(0, 16)
+  for (const addon of addons) hasher.update(addon.name).update(await readFile(addon.module))
+  const hash = hasher.digest('hex').slice(0, 16)
   const existing = await docker
     .getImage(ref)
     .inspect()
@@ -144,11 +166,16 @@ export async function ensureDaemonImage(docker: Dockerode, options: RuntimeImage
   const context = await mkdtemp(join(tmpdir(), 'tp-daemon-image-'))
   try {
     await copyFile(options.driver.module, join(context, 'driver.mjs'))
+    for (const addon of addons) await copyFile(addon.module, join(context, `addon-${addon.name}.mjs`))
     await writeFile(
       join(context, 'Dockerfile'),
-      [`FROM ${runtime.ref}`, `COPY driver.mjs ${driverModulePath(options.driver.name)}`, `LABEL "tp.image"="daemon" "${LABEL_INPUTS}"="${hash}"`, ''].join(
-        '\n',
-      ),
+      [
+        `FROM ${runtime.ref}`,
+        `COPY driver.mjs ${driverModulePath(options.driver.name)}`,
+        ...addons.map((a) => `COPY addon-${a.name}.mjs ${addonModulePath(a.name)}`),
+        `LABEL "tp.image"="daemon" "${LABEL_INPUTS}"="${hash}"`,
+        '',
+      ].join('\n'),
     )
     const stream = await docker.buildImage(pack(context) as unknown as NodeJS.ReadableStream, {t: ref, rm: true, forcerm: true})
     await new Promise<void>((resolve, reject) => {

@@ -138,6 +138,12 @@ export interface NamespaceLink {
   connect(host: string, port: number): Promise<Duplex>
   /** Takes the connections that arrive at the far end on `port` (agents dialling the daemon); returns a stop. */
   listen(port: number, onConnection: (accepted: {stream: Duplex; peer: {address: string; port: number}}) => void): () => void
+  /**
+   * The TCP ports each replica listens on for others, whether or not its workload declares them
+   * (by replica id; a replica it cannot look into is left out): the names served on this side
+   * carry those ports too. Optional: without it, only the workloads' declared ports are carried.
+   */
+  listeningPorts?(replicas: Replica[]): Promise<Map<string, number[]>>
   /** Resolves, with why, when the link is gone (the machine asleep, the engine restarted, closed). */
   closed: Promise<string>
   close(why?: string): void

@@ -1,8 +1,20 @@
 import {type ServerHttp2Session, type ServerHttp2Stream, constants, performServerHandshake} from 'node:http2'
 import {type Server, type Socket, connect, createServer} from 'node:net'
+import {readFile} from 'node:fs/promises'
 import type {Duplex} from 'node:stream'
 import {join} from './pipe.js'
-import {ACCEPT_PATH, ERROR_HEADER, MAX_SESSION_MEMORY, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SETTINGS, widenWindow} from './settings.js'
+import {
+  ACCEPT_PATH,
+  ERROR_HEADER,
+  LISTENING_PATH,
+  MAX_SESSION_MEMORY,
+  PEER_HEADER,
+  PING_MS,
+  PING_TIMEOUT_MS,
+  PORT_HEADER,
+  SETTINGS,
+  widenWindow,
+} from './settings.js'
 
 /**
  * The far end of a tunnel (tp's relay, beside the workloads): over one byte stream, each HTTP/2
@@ -57,9 +69,51 @@ export function serveTunnel(
         }
         return listener.park(stream)
       }
-      refuse(stream, 404, `no such request: ${method} ${headers[':path']}`)
+      const path = String(headers[':path'] ?? '')
+      if (method === 'GET' && path.startsWith(`${LISTENING_PATH}?`)) return answerListening(stream, path)
+      refuse(stream, 404, `no such request: ${method} ${path}`)
     })
   })
+}
+
+/**
+ * `GET /listening?pids=1,2`: for each process, the TCP ports its network namespace listens on
+ * for others (any address but loopback), read from /proc/<pid>/net/tcp{,6}: what a workload serves
+ * whether or not its image says so. The relay sees other containers' processes when it runs in the
+ * host's pid namespace; a pid it cannot see gets no ports.
+ */
+function answerListening(stream: ServerHttp2Stream, path: string): void {
+  const pids = (new URLSearchParams(path.slice(path.indexOf('?') + 1)).get('pids') ?? '').split(',').filter((p) => /^\d+$/.test(p))
+  void Promise.all(
+    pids.map(async (pid) => {
+      const tables = await Promise.all(['tcp', 'tcp6'].map((file) => readFile(`/proc/${pid}/net/${file}`, 'utf8').catch(() => '')))
+      return [pid, listeningPorts(tables.join('\n'))] as const
+    }),
+  ).then((answers) => {
+    if (stream.destroyed) return
+    stream.respond({':status': 200, 'content-type': 'application/json'})
+    stream.end(JSON.stringify(Object.fromEntries(answers)))
+  })
+}
+
+/** The ports in LISTEN state (0A) of a /proc/net/tcp or tcp6 table, but those bound to loopback only. */
+export function listeningPorts(table: string): number[] {
+  const ports = new Set<number>()
+  for (const line of table.split('\n')) {
+    const fields = line.trim().split(/\s+/)
+    if (fields[3] !== '0A' || !fields[1]?.includes(':')) continue
+    const [address, port] = fields[1].split(':')
+    if (isLoopback(address)) continue
+    ports.add(Number.parseInt(port, 16))
+  }
+  return [...ports].sort((a, b) => a - b)
+}
+
+/** A /proc/net address in hex: 127/8 (IPv4, little-endian), ::1, or 127/8 mapped into IPv6. */
+function isLoopback(hex: string): boolean {
+  if (hex.length === 8) return hex.endsWith('7F')
+  if (hex === '00000000000000000000000001000000') return true
+  return hex.startsWith('0000000000000000FFFF0000') && hex.endsWith('7F')
 }
 
 function refuse(stream: ServerHttp2Stream, status: number, why: string): void {

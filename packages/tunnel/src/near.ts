@@ -1,6 +1,17 @@
 import {type ClientHttp2Session, type ClientHttp2Stream, connect as connectHttp2, constants} from 'node:http2'
 import type {Duplex} from 'node:stream'
-import {ACCEPT_PATH, ERROR_HEADER, MAX_SESSION_MEMORY, PEER_HEADER, PING_MS, PING_TIMEOUT_MS, PORT_HEADER, SETTINGS, widenWindow} from './settings.js'
+import {
+  ACCEPT_PATH,
+  ERROR_HEADER,
+  LISTENING_PATH,
+  MAX_SESSION_MEMORY,
+  PEER_HEADER,
+  PING_MS,
+  PING_TIMEOUT_MS,
+  PORT_HEADER,
+  SETTINGS,
+  widenWindow,
+} from './settings.js'
 
 /** A connection that arrived at the far end's listener, and where it came from. */
 export interface Accepted {
@@ -89,6 +100,25 @@ export class Tunnel {
     }
     this.listening.add(handle)
     return handle.stop
+  }
+
+  /** For each pid (as the far end sees processes), the TCP ports its network namespace listens on for others. */
+  async listeningPorts(pids: number[]): Promise<Map<number, number[]>> {
+    if (this.ended) throw new TunnelError(`the tunnel is closed: ${this.ended}`)
+    if (pids.length === 0) return new Map()
+    const stream = this.session.request({':method': 'GET', ':path': `${LISTENING_PATH}?pids=${pids.join(',')}`}, {endStream: true})
+    const body = this.response(stream, 'asking what listens').then(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          let text = ''
+          stream.setEncoding('utf8')
+          stream.on('data', (c: string) => (text += c))
+          stream.once('end', () => resolve(text))
+          stream.once('error', reject)
+        }),
+    )
+    const answer = JSON.parse(await body) as Record<string, number[]>
+    return new Map(Object.entries(answer).map(([pid, ports]) => [Number(pid), ports]))
   }
 
   /** Ends the tunnel and every connection it carries. */

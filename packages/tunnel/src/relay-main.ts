@@ -10,3 +10,12 @@ serveTunnel(transport, {log}).then((why) => {
   log(`ending: ${why}`)
   process.exit(0)
 })
+// PID 1 of its container: without a handler SIGTERM would be ignored, and a stopping engine
+// (docker stop, a restart) would wait its 10 s before killing it. The tunnel ends with the process:
+// the near end hears so at once.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    log(`ending: ${signal}`)
+    process.exit(0)
+  })
+}

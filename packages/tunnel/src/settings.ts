@@ -33,6 +33,8 @@ export const PORT_HEADER = 'x-tp-port'
 export const ERROR_HEADER = 'x-tp-error'
 /** The path of an accept (a connection that arrives at the far end's listener). */
 export const ACCEPT_PATH = '/accept'
+/** The path that asks the far end which TCP ports processes there listen on (`?pids=1,2`). */
+export const LISTENING_PATH = '/listening'
 
 /** How often each end pings the other, and how long it waits for the answer before it calls the tunnel dead. */
 export const PING_MS = 2000

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {type AddressInfo, type Server, type Socket, connect, createServer} from 'node:net'
 import {afterEach, describe, expect, it} from 'vitest'
-import {type Accepted, Tunnel, serveTunnel} from '@tp/tunnel'
+import {type Accepted, Tunnel, listeningPorts, serveTunnel} from '@tp/tunnel'
 
 /**
  * Both ends of a tunnel in this process, joined by a loopback TCP connection that a test can
@@ -144,5 +144,34 @@ describe('tunnel', () => {
     const {tunnel, farEnded} = await tunnelPair({pingMs: 60_000, pingTimeoutMs: 60_000})
     tunnel.close('done')
     expect(await farEnded).toMatch(/closed/)
+  })
+})
+
+describe('what listens at the far end', () => {
+  it("reads a process's listening TCP ports from /proc, but those on loopback only", async () => {
+    const open = createServer()
+    servers.push(open)
+    const openPort = await new Promise<number>((resolve) => open.listen(0, '0.0.0.0', () => resolve((open.address() as AddressInfo).port)))
+    const loopbackOnly = await echoServer()
+    const {tunnel} = await tunnelPair()
+    const ports = await tunnel.listeningPorts([process.pid, 999_999_999])
+    expect(ports.get(process.pid)).toContain(openPort)
+    expect(ports.get(process.pid)).not.toContain(loopbackOnly)
+    // a process it cannot see has no ports
+    expect(ports.get(999_999_999)).toEqual([])
+  })
+
+  it('parses /proc/net/tcp and tcp6 tables', () => {
+    const table = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0',
+      '   1: 0B00007F:A0A5 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0',
+      '   2: 0200A8C0:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0',
+      '   3: 0200A8C0:0050 0300A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0',
+      '   0: 00000000000000000000000000000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 5 1',
+      '   1: 00000000000000000000000001000000:1F92 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 6 1',
+    ].join('\n')
+    // 80 on any address, 8080 on its own, 8081 on any IPv6; not Docker's DNS on 127.0.0.11, an established connection or ::1
+    expect(listeningPorts(table)).toEqual([80, 8080, 8081])
   })
 })

@@ -24,6 +24,7 @@ import {
   waitUntilGone,
 } from '@tp/sdk'
 import {startRelay} from './relay.js'
+import {namesUser, readContainerFile, resolveUser} from './users.js'
 import {LABEL_COMPOSE_SERVICE, toWorkload} from './workload.js'
 
 const trace = debugLog('tp:cluster-docker')
@@ -78,6 +79,8 @@ export const AGENT_READONLY_PATHS = [
 export class DockerDriver implements ClusterDriver {
   private readonly networkFilter: (name: string) => boolean
   private engineId?: Promise<string>
+  /** Each running container's main process, as its engine sees it (what a relay reads its sockets by). */
+  private readonly pids = new Map<string, number>()
 
   constructor(
     private readonly docker: Dockerode,
@@ -150,6 +153,12 @@ export class DockerDriver implements ClusterDriver {
       agentHost: relay.address,
       connect: (host, port) => tunnel.connect(host, port),
       listen: (port, onConnection) => tunnel.listen(port, onConnection),
+      listeningPorts: async (replicas) => {
+        // the relay reads each replica's sockets by its main process (the relay sees the engine's processes)
+        const pids = replicas.flatMap((r) => (this.pids.get(r.id) ? [[r.id, this.pids.get(r.id)!] as const] : []))
+        const ports = await tunnel.listeningPorts(pids.map(([, pid]) => pid))
+        return new Map(pids.flatMap(([id, pid]) => (ports.has(pid) ? [[id, ports.get(pid)!]] : [])))
+      },
       closed: tunnel.closed,
       close: (why) => tunnel.close(why),
     }
@@ -223,10 +232,26 @@ export class DockerDriver implements ClusterDriver {
       ),
     )
     const engineId = await engine
-    return inspected
-      .filter((info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined)
-      .map((info) => toWorkload(info, namespace, engineId))
-      .sort((a, b) => a.name.localeCompare(b.name) || a.replicas[0].name.localeCompare(b.replicas[0].name))
+    const running = inspected.filter(
+      (info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined,
+    )
+    for (const info of running) if (info.State.Pid) this.pids.set(info.Id, info.State.Pid)
+    const workloads = await Promise.all(
+      running.map(async (info) =>
+        namesUser(info.Config.User) ? toWorkload(info, namespace, engineId, await this.userOf(info)) : toWorkload(info, namespace, engineId),
+      ),
+    )
+    return workloads.sort((a, b) => a.name.localeCompare(b.name) || a.replicas[0].name.localeCompare(b.replicas[0].name))
+  }
+
+  /** A container's user given by name, as numbers: read from its own /etc/passwd and /etc/group. */
+  private async userOf(info: Dockerode.ContainerInspectInfo): Promise<{uid: number; gid: number} | undefined> {
+    const container = this.docker.getContainer(info.Id)
+    const [passwd, group] = await Promise.all([readContainerFile(container, '/etc/passwd'), readContainerFile(container, '/etc/group')])
+    const user = resolveUser(info.Config.User, {passwd, group})
+    if (!user && !/^(root|0)(:(root|0))?$/.test(info.Config.User))
+      trace(`user ${info.Config.User} of ${info.Name} is not in its /etc/passwd or /etc/group: served as root`)
+    return user
   }
 
   /**

@@ -25,21 +25,34 @@ export async function startRelay(
   docker: Dockerode,
   options: {namespace: string; image: string; name: string; labels: Record<string, string>; pingMs?: number; pingTimeoutMs?: number},
 ): Promise<Relay> {
-  const container = await docker.createContainer({
-    name: options.name,
-    Image: options.image,
-    Cmd: ['node', '/opt/tp/relay.cjs'],
-    Labels: options.labels,
-    OpenStdin: true,
-    StdinOnce: true,
-    AttachStdin: true,
-    AttachStdout: true,
-    AttachStderr: false,
-    Tty: false,
-    HostConfig: {NetworkMode: options.namespace, AutoRemove: true},
+  const create = (hostConfig: Dockerode.HostConfig) =>
+    docker.createContainer({
+      name: options.name,
+      Image: options.image,
+      Cmd: ['node', '/opt/tp/relay.cjs'],
+      Labels: options.labels,
+      OpenStdin: true,
+      StdinOnce: true,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: false,
+      Tty: false,
+      HostConfig: {NetworkMode: options.namespace, AutoRemove: true, ...hostConfig},
+    })
+  // in the engine's pid namespace, the relay can tell which ports each workload listens on
+  // (/proc/<pid>/net/tcp); an engine that refuses that (user namespaces) gets a relay without it
+  const container = await create({PidMode: 'host'}).catch((error: Error) => {
+    trace(`a relay in the host's pid namespace was refused (${error.message}): one without`)
+    return create({})
   })
   try {
-    const attached = (await container.attach({stream: true, stdin: true, stdout: true, stderr: false, hijack: true})) as unknown as Duplex
+    const attached = (await container.attach({stream: true, stdin: true, stdout: true, stderr: false, hijack: true})) as unknown as Duplex & {
+      setNoDelay?: (on: boolean) => void
+    }
+    // every connection the tunnel carries shares this socket: with Nagle on, a small write (a
+    // request, a reply's last bytes) waited for the ACK of the one before, which the far side
+    // delays (40 ms), on every request/response turn
+    attached.setNoDelay?.(true)
     // without a TTY, what the relay writes comes in Docker's frames (8-byte headers); what we write goes as it is
     const fromRelay = new PassThrough()
     docker.modem.demuxStream(attached, fromRelay, new PassThrough())

@@ -67,8 +67,8 @@ function engineMount(mounts: ContainerMount[], mount: ContainerMount, engine: st
 
 /**
  * The container's user (`Config.User`: `1000`, `1000:1000`) as numbers; a user given by name is
- * unknown here (its number is in the workload's own /etc/passwd), and root is none at all. A uid
- * without a group takes the group of the same number.
+ * unknown here (its number is in the workload's own /etc/passwd: see users.ts), and root is none
+ * at all. A uid without a group takes the group of the same number.
  */
 export function numericUser(user: string | undefined): {uid: number; gid: number} | undefined {
   const match = /^(\d+)(?::(\d+))?$/.exec(user ?? '')
@@ -80,9 +80,15 @@ export function numericUser(user: string | undefined): {uid: number; gid: number
 
 /**
  * The Workload view of an inspected container on `namespace`: one replica, the container itself.
- * `engine` is the engine's id (what a handler engine compares to mount volumes directly).
+ * `engine` is the engine's id (what a handler engine compares to mount volumes directly); `user`
+ * the container's user as numbers, when its `Config.User` names it (see users.ts).
  */
-export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: string, engine: string): Workload {
+export function toWorkload(
+  info: Dockerode.ContainerInspectInfo,
+  namespace: string,
+  engine: string,
+  user: {uid: number; gid: number} | undefined = numericUser(info.Config.User),
+): Workload {
   const container = info.Name.replace(/^\//, '')
   const labels = info.Config.Labels ?? {}
   const network = info.NetworkSettings.Networks?.[namespace]
@@ -92,7 +98,6 @@ export function toWorkload(info: Dockerode.ContainerInspectInfo, namespace: stri
     (alias) => !(alias.length >= 12 && info.Id.startsWith(alias)) && alias !== container,
   )
   const mounts = containerMounts(info)
-  const user = numericUser(info.Config.User)
   return {
     name: service ?? container,
     namespace,

@@ -162,6 +162,46 @@ describe('workloads', () => {
   })
 })
 
+describe('users', () => {
+  // its own network: the namespace counts above stay as they are
+  const NET_USERS = 'tpt-driverusers'
+  const usersOnly = new DockerDriver(fx.docker, {networkFilter: (name) => name === NET_USERS})
+
+  it("turns a user given by name into the numbers of the workload's own /etc/passwd and /etc/group, and never mounts its volumes directly", async () => {
+    const {ensureImportedImage, STATIC_BUSYBOX} = await import('@tp/images')
+    const named = await ensureImportedImage(fx.docker, {
+      repo: 'tpt-driver-users',
+      tag: '1',
+      spec: {
+        busybox: STATIC_BUSYBOX,
+        dirs: ['/www', '/data'],
+        files: {
+          '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n'},
+          '/etc/group': {content: 'root:x:0:\napp:x:1001:\nstaff:x:1002:app\n'},
+        },
+      },
+      labels: {'tp.fixture': 'true'},
+      what: 'test fixture',
+    })
+    await fx.network(NET_USERS)
+    const volume = await fx.volume('tpt-driverusers-data')
+    const run = (name: string, user: string) =>
+      fx.container({name, Image: named.ref, User: user, Cmd: ['sleep', '3600'], HostConfig: {NetworkMode: NET_USERS, Binds: [`${volume}:/data`]}})
+    await run('tpt-driverusers-app', 'app')
+    await run('tpt-driverusers-staff', 'app:staff')
+    await run('tpt-driverusers-root', 'root')
+    expect((await usersOnly.workload(NET_USERS, 'tpt-driverusers-app')).user).toEqual({uid: 1000, gid: 1001})
+    const staff = await usersOnly.workload(NET_USERS, 'tpt-driverusers-staff')
+    expect(staff.user).toEqual({uid: 1000, gid: 1002})
+    expect(staff.mounts).toEqual([{path: '/data', readOnly: false}])
+    const root = await usersOnly.workload(NET_USERS, 'tpt-driverusers-root')
+    expect(root.user).toBeUndefined()
+    expect(root.mounts[0].engine).toBeDefined()
+    // tp list reads them the same way
+    expect((await usersOnly.workloads(NET_USERS)).map((w) => w.user)).toEqual([{uid: 1000, gid: 1001}, undefined, {uid: 1000, gid: 1002}])
+  })
+})
+
 describe('reach', () => {
   it("gives a container the namespace's own network, and this machine's address on it", async () => {
     const network = await fx.docker.getNetwork(NET_A).inspect()

@@ -1,4 +1,6 @@
 import {randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {homedir} from 'node:os'
 import {join} from 'node:path'
 import Docker from 'dockerode'
 import {
@@ -26,6 +28,7 @@ import {
   debugLog,
   demuxLogs,
   dockerMessage,
+  packageDir,
   sleep,
   swallow,
   sweep,
@@ -40,6 +43,12 @@ const trace = debugLog('tp:plugin:daemon-container')
 const API_PORT = 4700
 const CONTROL_PORT = 4701
 const READY_TIMEOUT_MS = 20_000
+/** Where the daemon container finds the TLS files of a cluster on another machine (lent read-only). */
+const TLS_DIR = '/run/tp/cluster-tls'
+/** Where it finds the user's ssh agent. */
+const SSH_AGENT_SOCKET = '/run/tp/ssh-agent.sock'
+/** The addon that serves a linked namespace's names to the handler containers (see names-addon.ts). */
+const NAMES_ADDON = 'container-names'
 
 export function daemonContainerName(connection: string): string {
   return `tp-${connection}-cn`
@@ -57,6 +66,22 @@ export class ContainerBackend implements DaemonBackend {
   placement(record: Pick<ConnectionRecord, 'name' | 'details'>): Placement {
     const container = daemonContainerName(record.name)
     const gateway = record.details?.gateway
+    if (record.details?.linked === '1') {
+      // a namespace on another machine: the daemon links to it and serves its names in its own
+      // network namespace, which the handler containers join; agents reach nothing here but the daemon
+      return {
+        backend: 'container',
+        capabilities: CONTAINER_CAPABILITIES,
+        containerArgs: ['--network', `container:${container}`],
+        handler: {daemonConnectsTo: '127.0.0.1'},
+        // a process on this machine listens on all its addresses: the gateway of the daemon's network is one
+        process: gateway ? {daemonConnectsTo: gateway} : undefined,
+        // the volumes' forwards listen where the telemount plugin (on this machine's network) reaches them
+        daemon: {agentHost: '127.0.0.1', listenHost: '0.0.0.0'},
+        sweepLabels: connectionLabels(record.name),
+        where: `container ${container}`,
+      }
+    }
     return {
       backend: 'container',
       capabilities: CONTAINER_CAPABILITIES,
@@ -137,20 +162,19 @@ export class ContainerBackend implements DaemonBackend {
 
   async ensure(options: ConnectOptions): Promise<ConnectionRecord> {
     const socketPath = this.socketPath()
-    if (options.reach.linked) {
-      throw new UserError(
-        `a daemon in a container does not reach a cluster on another engine yet (${options.cluster.engine})`,
-        `connect with a daemon on this host instead: \`tp connect --cluster ${options.cluster.context ?? options.cluster.engine}\` (without --docker)`,
-      )
-    }
+    const linked = options.reach.linked === true
     const {namespace} = options
-    const gateway = options.reach.hostAddress
+    // linked: the daemon runs on this engine's default bridge, whose gateway is this machine
+    const network = linked ? 'bridge' : options.reach.containerNetwork
+    const gateway = linked ? await this.bridgeGateway() : options.reach.hostAddress
+    const lent = linked ? this.lentToDaemon(options.cluster) : {binds: [], env: {}}
     // loaded only here: most commands find a running daemon and never start one (~50 ms of start-up)
-    const {driverModulePath, ensureDaemonImage} = await import('@tp/images')
-    // the daemon runs the connection's cluster driver: its module is in the daemon's image
+    const {addonModulePath, driverModulePath, ensureDaemonImage} = await import('@tp/images')
+    // the daemon runs the connection's cluster driver (and, linked, the names addon): their modules are in the daemon's image
     const image = await ensureDaemonImage(this.docker, {
       version: this.context.tpVersion,
       driver: {name: options.cluster.driver, module: options.cluster.module},
+      addons: linked ? [{name: NAMES_ADDON, module: join(packageDir('@tp/plugin-daemon-container', import.meta.url), 'dist/module/names-addon.mjs')}] : [],
       progress: (line) => this.context.log.info(line),
     })
     // the engine's socket is the daemon's own /var/run/docker.sock: the cluster's engine, when it
@@ -168,7 +192,7 @@ export class ContainerBackend implements DaemonBackend {
       cluster: clusterTarget(options.cluster),
       handlerEngine: defaultEngineUrl(),
       api: {url: '', token},
-      ...(gateway ? {details: {gateway}} : {}),
+      ...(gateway || linked ? {details: {...(gateway ? {gateway} : {}), ...(linked ? {linked: '1'} : {})}} : {}),
       createdAt: new Date().toISOString(),
     }
     const container = await this.docker.createContainer({
@@ -189,15 +213,17 @@ export class ContainerBackend implements DaemonBackend {
         TP_CLUSTER_DRIVER: options.cluster.driver,
         TP_CLUSTER_ENGINE: clusterEngine,
         TP_CLUSTER_DRIVER_MODULE: driverModulePath(options.cluster.driver),
+        ...(linked ? {TP_CLUSTER_LINKED: '1', TP_DAEMON_ADDONS: JSON.stringify([addonModulePath(NAMES_ADDON)])} : {}),
+        ...lent.env,
         TP_VERSION: this.context.tpVersion,
         ...daemonTunables(),
         TP_PLACEMENT: JSON.stringify(this.placement(record)),
       }).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: {[`${API_PORT}/tcp`]: {}},
       HostConfig: {
-        NetworkMode: options.reach.containerNetwork,
+        NetworkMode: network,
         PortBindings: {[`${API_PORT}/tcp`]: [{HostIp: '127.0.0.1', HostPort: ''}]},
-        Binds: [`${socketPath}:/var/run/docker.sock`],
+        Binds: [`${socketPath}:/var/run/docker.sock`, ...lent.binds],
         AutoRemove: true,
       },
     })
@@ -215,6 +241,44 @@ export class ContainerBackend implements DaemonBackend {
       await this.removeContainer(name)
       throw error
     }
+  }
+
+  /** The gateway of this engine's default bridge: this machine, as a container there reaches it. */
+  private async bridgeGateway(): Promise<string | undefined> {
+    const bridge = await this.docker.getNetwork('bridge').inspect()
+    const configs: Array<{Gateway?: string}> = bridge.IPAM?.Config ?? []
+    return configs.map((c) => c.Gateway).find((g): g is string => Boolean(g) && !g!.includes(':'))
+  }
+
+  /**
+   * What a daemon in a container needs of this machine to reach a cluster on another one, lent
+   * read-only: the TLS files of its engine; for ssh://, the user's ~/.ssh (config, keys,
+   * known_hosts) and ssh agent, which the system ssh in tp's image uses as the ssh here would.
+   */
+  private lentToDaemon(cluster: ConnectOptions['cluster']): {binds: string[]; env: Record<string, string>} {
+    const binds: string[] = []
+    const env: Record<string, string> = {}
+    if (cluster.tls) {
+      const files = {ca: cluster.tls.ca, cert: cluster.tls.cert, key: cluster.tls.key}
+      for (const [which, path] of Object.entries(files)) binds.push(`${path}:${TLS_DIR}/${which}.pem:ro`)
+      env.TP_CLUSTER_TLS = JSON.stringify({...cluster.tls, ca: `${TLS_DIR}/ca.pem`, cert: `${TLS_DIR}/cert.pem`, key: `${TLS_DIR}/key.pem`})
+    }
+    if (cluster.engine.startsWith('ssh://')) {
+      const sshDir = join(homedir(), '.ssh')
+      if (existsSync(sshDir)) binds.push(`${sshDir}:/root/.ssh:ro`)
+      const agent = process.env.SSH_AUTH_SOCK
+      if (agent && existsSync(agent)) {
+        binds.push(`${agent}:${SSH_AGENT_SOCKET}`)
+        env.SSH_AUTH_SOCK = SSH_AGENT_SOCKET
+      }
+      if (binds.length === 0) {
+        throw new UserError(
+          `a daemon in a container reaches ${cluster.engine} with your ssh keys, but there is no ${sshDir} and no ssh agent (SSH_AUTH_SOCK)`,
+          'put the key for that host in ~/.ssh (or start ssh-agent and `ssh-add` it), or connect with a daemon on this host: `tp connect` without --docker',
+        )
+      }
+    }
+    return {binds, env}
   }
 
   private async waitUntilAnswering(record: ConnectionRecord, container: Docker.Container): Promise<void> {

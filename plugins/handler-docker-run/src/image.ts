@@ -1,5 +1,4 @@
 import type Dockerode from 'dockerode'
-import {execa} from 'execa'
 import {dockerStatusCode, UserError, dockerUnreachable, tail} from '@tp/sdk'
 
 export interface ResolvedImage {
@@ -14,6 +13,8 @@ export interface ResolvedImage {
 export type PullImage = (ref: string) => Promise<void>
 
 export const dockerCliPull: PullImage = async (ref) => {
+  // loaded only when an image is missing: not on the way to every handler's start
+  const {execa} = await import('execa')
   const result = await execa('docker', ['pull', ref], {reject: false, stdin: 'ignore'})
   if (result.exitCode !== 0) throw new Error(tail(String(result.stderr || result.stdout), 4).trim() || `docker pull exited with ${result.exitCode}`)
 }

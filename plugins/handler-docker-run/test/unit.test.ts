@@ -360,6 +360,20 @@ exit \${FAKE_EXIT:-0}
     expect(envFile).not.toContain('NOTES')
   })
 
+  it('a docker CLI that cannot be run at all: says so, and leaves no env file behind', async () => {
+    const cacheDir = join(dir, 'cache-missing-cli')
+    const prepared = await prepareDockerRun(request(['frontend-v2']), {
+      docker: fakeDocker,
+      dockerCommand: join(dir, 'no-such-docker'),
+      stdinIsTTY: false,
+      context: {cacheDir, log: {info() {}, warn() {}, debug() {}}},
+    })
+    const error = await prepared.run(session(), streams(), {dockerRunArgs: []}).catch((e: unknown) => e)
+    expect(error).toMatchObject({kind: 'subprocess'})
+    expect((error as Error).message).toMatch(/could not run the docker CLI: .*ENOENT/)
+    expect(readdirSync(join(cacheDir, 'run'))).toEqual([])
+  })
+
   it("rejects with docker's words when nothing was created", async () => {
     const failing = join(dir, 'docker-fails')
     writeFileSync(failing, '#!/bin/sh\necho "docker: invalid reference format." >&2\nexit 125\n')
