@@ -328,14 +328,20 @@ export class HttpRouter {
 }
 
 /** A keep-alive HTTP agent whose connections come from `open` (the handler's through the daemon, the next hop's). */
-function agentOver(open: () => Promise<Duplex>): HttpAgent {
+export function agentOver(open: () => Promise<Duplex>): HttpAgent {
   const agent = new HttpAgent({keepAlive: true, maxSockets: 64})
   ;(agent as unknown as {createConnection: (options: unknown, callback: (error: Error | null, socket?: Duplex) => void) => undefined}).createConnection = (
     _options,
     callback,
   ) => {
     open().then(
-      (socket) => callback(null, socket),
+      (socket) => {
+        // these sockets are made half-open (they are spliced elsewhere), but an HTTP/1.1 peer's FIN
+        // ends the connection: without closing our side an idle one stays in the pool, and the
+        // next request sent on it (the handler's keep-alive timeout past, through the daemon) hangs
+        socket.on('end', () => socket.end())
+        callback(null, socket)
+      },
       (error: Error) => callback(error),
     )
     return undefined
