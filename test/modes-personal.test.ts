@@ -185,3 +185,56 @@ describe('personal intercepts', () => {
     expect(await nothingLeft(CONNECTION)).toEqual([])
   }, 60_000)
 })
+
+describe('tp wiretap', () => {
+  it('the handler sees a copy of each request while every answer comes from the workload, beside a personal intercept, slow or gone', async () => {
+    const RECORDER = `${CONNECTION}-recorder`
+    // a slow handler: it answers each copy after a second (answers nobody waits for)
+    await startPeer(RECORDER, `container:${DAEMON}`, ['http-recorder', '8021', '1000'])
+    const recorded = async () =>
+      (await execa('docker', ['logs', RECORDER])).stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as {url: string; seq?: string; dev?: string})
+    const loop = await startClientLoop('http://frontend-v1/', {network: NETWORK, intervalMs: 50})
+    try {
+      const tap = startTp(['wiretap', 'frontend-v1', '--use', CONNECTION, '--port', '8021'], {env})
+      running.push(tap)
+      await tap.active
+      expect(tap.output()).toContain(`A copy of the traffic to ${WEB}:80 (the workload still answers) now goes to port 8021`)
+      // a personal intercept started after the wiretap: the wiretap still sees its requests first
+      const alice = hold('alice-t', 'frontend-v1', 8001, 'X-Dev=alice')
+      await alice.active
+      const listed = await tp(['list', '--use', CONNECTION])
+      expect(listed.stdout).toContain(`${WEB}-wiretap (wiretap on 80)`)
+      expect(listed.stdout).toContain('alice-t on 80 for x-dev=alice')
+
+      const replies = await client(['http-client', 'http://frontend-v1/', 'X-Seq=1', 'X-Seq=2', 'X-Seq=3', 'X-Seq=4', 'X-Seq=5', 'X-Dev=alice'])
+      expect(replies.map((r) => String(r.body).split('\n')[0])).toEqual([...Array(5).fill(expect.stringContaining('frontend-v1')), 'alice /'])
+      let copies: Awaited<ReturnType<typeof recorded>> = []
+      for (let i = 0; i < 100 && copies.filter((c) => c.seq || c.dev).length < 6; i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        copies = await recorded()
+      }
+      expect(copies.filter((c) => c.seq || c.dev).map((c) => c.seq ?? c.dev)).toEqual(['1', '2', '3', '4', '5', 'alice'])
+
+      // the handler dies: clients go on being answered by the workload
+      await docker.getContainer(RECORDER).kill()
+      const after = await client(['http-client', 'http://frontend-v1/', 'X-Seq=6', 'X-Seq=7'])
+      expect(after.map((r) => String(r.body))).toEqual([expect.stringContaining('frontend-v1'), expect.stringContaining('frontend-v1')])
+
+      alice.child.kill('SIGTERM')
+      expect((await alice.child).exitCode).toBe(0)
+      tap.child.kill('SIGTERM')
+      expect((await tap.child).exitCode).toBe(0)
+      for (const held of [alice, tap]) running.splice(running.indexOf(held), 1)
+    } finally {
+      const seen = await loop.stop()
+      // no client request failed while the wiretap started, copied, lost its handler and ended
+      expect(seen.failures).toEqual([])
+      expect(seen.ok).toBeGreaterThan(10)
+      expect(seen.bodies.every((b) => b.includes('frontend-v1'))).toBe(true)
+    }
+    expect(await nothingLeft(CONNECTION)).toEqual([])
+  }, 180_000)
+})

@@ -8,6 +8,7 @@ import type {Duplex} from 'node:stream'
 import {debugLog, ipv4Addresses, listen, probeTcp, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
+import {tap} from './wiretap.js'
 import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
 import {type HttpFilter, HttpRouter, parseFilter} from './http-filter.js'
@@ -20,10 +21,11 @@ export interface AgentConfig {
   interceptId: string
   servicePort: number
   /**
-   * `ingest`: no rule and no traffic, only the volumes (the handler of `tp ingest`); `intercept`
-   * (default): the service port's traffic.
+   * `ingest`: no rule and no traffic, only the volumes (the handler of `tp ingest`); `wiretap`: the
+   * traffic goes on to the workload (through the next agent of the port, if any) and the handler
+   * gets a copy of what clients send; `intercept` (default): the service port's traffic.
    */
-  mode?: 'intercept' | 'ingest'
+  mode?: 'intercept' | 'ingest' | 'wiretap'
   mounts: Array<{path: string; readOnly: boolean}>
   /**
    * A personal intercept: only HTTP requests (HTTP/1.1 one by one, HTTP/2 stream by stream) that
@@ -74,7 +76,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
   if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535)
     throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
   const mode = env.TP_AGENT_MODE ?? 'intercept'
-  if (mode !== 'intercept' && mode !== 'ingest') throw new Error(`TP_AGENT_MODE must be intercept or ingest, not ${mode}`)
+  if (mode !== 'intercept' && mode !== 'ingest' && mode !== 'wiretap') throw new Error(`TP_AGENT_MODE must be intercept, ingest or wiretap, not ${mode}`)
   // an ingest takes no port: the workload may have none
   const servicePort = Number(mode === 'ingest' ? (env.TP_AGENT_SERVICE_PORT ?? 0) : need('TP_AGENT_SERVICE_PORT'))
   if (!Number.isInteger(servicePort) || servicePort < (mode === 'ingest' ? 0 : 1) || servicePort > 65535)
@@ -102,7 +104,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     token: need('TP_AGENT_TOKEN'),
     interceptId: need('TP_AGENT_INTERCEPT_ID'),
     servicePort,
-    ...(mode === 'ingest' ? {mode} : {}),
+    ...(mode === 'intercept' ? {} : {mode}),
     mounts,
     sftpPort,
     ...(user ? {sftpUser: {uid: Number(user[1]), gid: Number(user[2])}} : {}),
@@ -239,7 +241,8 @@ export class Agent {
     const ingest = this.config.mode === 'ingest'
     // an ingest has no rule, so nothing for a guard to remove
     this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, ...(ingest ? {} : {guardPort})})
-    if (!ingest) this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
+    if (!ingest)
+      this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables, this.config.mode === 'wiretap')
     try {
       if (problem) throw new Error(problem)
       await this.rule?.install()
@@ -376,7 +379,8 @@ export class Agent {
   /** Where the kernel may send new connections now: the handler's address, if the daemon gave one. */
   private kernelPathTarget(): {host: string; port: number} | undefined {
     // a personal intercept reads every request itself
-    if (this.config.kernelPath === false || this.config.filter || this.mode !== 'active' || !this.directPort) return undefined
+    // a personal intercept reads every request itself; a wiretap sends every connection on
+    if (this.config.kernelPath === false || this.config.filter || this.config.mode === 'wiretap' || this.mode !== 'active' || !this.directPort) return undefined
     const host = this.directHost ?? this.config.daemonHost
     return {host, port: this.directPort}
   }
@@ -516,12 +520,36 @@ export class Agent {
       this.router.take(client)
       return
     }
+    if (this.config.mode === 'wiretap') {
+      void this.wiretap(client)
+      return
+    }
     if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
       this.toApp(client)
       return
     }
     if (this.directPort) this.toHandlerDirectly(client, this.directPort)
     else this.relay(client)
+  }
+
+  /**
+   * A wiretap's connection: on to the next agent of this port or the app (which answers), a copy
+   * of what the client sends to the handler while the intercept is active. Nothing of the
+   * handler's can delay or fail the client's connection.
+   */
+  private async wiretap(client: Socket): Promise<void> {
+    let next: Socket
+    try {
+      next = await this.openNext()
+    } catch (error) {
+      this.log(`closing a connection: the app does not answer on port ${this.config.servicePort} (${(error as Error).message})`)
+      client.destroy()
+      return
+    }
+    const copying = this.mode === 'active' && !this.releasing && this.control?.writable === true
+    const copy = copying ? this.openHandler() : undefined
+    if (copy) this.carriedToHandler++
+    await tap(client, next, copy)
   }
 
   /**
@@ -758,8 +786,8 @@ export class Agent {
     try {
       await this.rule?.remove()
       if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
-      // a personal intercept's neighbour may still try this agent: it is refused and goes on
-      if (this.router) this.redirectServer.close()
+      // a personal intercept's (or a wiretap's) neighbour may still try this agent: it is refused and goes on
+      if (this.router || this.config.mode === 'wiretap') this.redirectServer.close()
     } catch (error) {
       this.log(`could not remove the rule: ${(error as Error).message}`)
     }

@@ -37,7 +37,7 @@ describe('personal intercept routing', () => {
     expect(nextRedirectPort(rules, 80, 4005)).toBeUndefined()
   })
 
-  it("drops a pooled connection the handler closed (its keep-alive timeout), so the next request opens another", async () => {
+  it('drops a pooled connection the handler closed (its keep-alive timeout), so the next request opens another', async () => {
     // a handler that closes a connection idle for 100 ms, without a Keep-Alive hint (as many servers do)
     const server = createNetServer((socket) => {
       let idle: NodeJS.Timeout | undefined

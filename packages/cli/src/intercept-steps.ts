@@ -220,7 +220,7 @@ export async function runHandler(
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
     io.stderr.write(
-      session.mode === 'ingest'
+      session.mode === 'ingest' || session.mode === 'wiretap'
         ? `The handler exited with code ${code}.\n`
         : `The handler exited by itself with code ${code}: traffic to ${session.workload}${session.mode === 'replace' ? '' : `:${session.ports.service}`} goes back to the workload.\n`,
     )

@@ -52,12 +52,13 @@ export function parsePortSpec(spec: string, where: Where): PortSpec {
  * `ingest` has none (the session names 8080, which nothing uses).
  */
 export function parseModePorts(
-  mode: 'intercept' | 'ingest' | 'replace',
+  mode: 'intercept' | 'ingest' | 'replace' | 'wiretap',
   given: string | string[] | undefined,
   publishes: {canPublishPorts: boolean},
 ): {port: {local: number; container: number; service?: string}; portMap: Array<{service: string; local: number}>} {
   if (mode === 'ingest') return {port: {local: 8080, container: 8080}, portMap: []}
-  if (mode === 'intercept') return {port: parsePortSpec(typeof given === 'string' ? given : (given?.[0] ?? '8080'), publishes), portMap: []}
+  if (mode === 'intercept' || mode === 'wiretap')
+    return {port: parsePortSpec(typeof given === 'string' ? given : (given?.[0] ?? '8080'), publishes), portMap: []}
   const specs = typeof given === 'string' ? [given] : (given ?? [])
   const portMap = specs.map((spec) => {
     const parts = spec.split(':')

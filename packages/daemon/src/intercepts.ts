@@ -181,8 +181,8 @@ export class InterceptManager {
     if (filter && mode !== 'intercept') {
       throw new UserError(`--http-header and --http-path-prefix make a personal intercept; tp ${mode} takes no filter`, 'use them with `tp intercept`')
     }
-    // ingest takes no traffic: any number of them, beside an intercept too
-    const portKeys = mode === 'ingest' ? [] : ports.map((p) => `${workload.name}/${p.service}`)
+    // ingest and wiretap take no traffic: any number of them, beside an intercept too
+    const portKeys = mode === 'ingest' || mode === 'wiretap' ? [] : ports.map((p) => `${workload.name}/${p.service}`)
     for (const key of portKeys) this.checkClaim(key, workload.name, filter, mode)
     // a personal intercept's claim is its own: others with other filters share the port
     const claimKeys = filter ? portKeys.map((key) => `${key}#${name}`) : portKeys
@@ -260,7 +260,9 @@ export class InterceptManager {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
     const servicePort = ports[0]?.service ?? 0
-    const exported = request.mounts ? workload.mounts.map((m) => (mode === 'ingest' && !request.writableMounts ? {...m, readOnly: true} : m)) : []
+    const exported = request.mounts
+      ? workload.mounts.map((m) => ((mode === 'ingest' || mode === 'wiretap') && !request.writableMounts ? {...m, readOnly: true} : m))
+      : []
     const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
     // chosen here rather than by the agent, so the session (and the volumes made from it) can be
     // sent before the agent is up; the agent shares its replica's address
@@ -371,7 +373,7 @@ export class InterceptManager {
           TP_AGENT_TOKEN: intercept.token,
           TP_AGENT_INTERCEPT_ID: agentId,
           TP_AGENT_SERVICE_PORT: String(port.service),
-          ...(intercept.mode === 'ingest' ? {TP_AGENT_MODE: 'ingest'} : {}),
+          ...(intercept.mode === 'ingest' || intercept.mode === 'wiretap' ? {TP_AGENT_MODE: intercept.mode} : {}),
           ...(intercept.info.filter ? {TP_AGENT_FILTER: JSON.stringify(intercept.info.filter)} : {}),
           TP_AGENT_MOUNTS: JSON.stringify(servesVolumes ? intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly})) : []),
           ...(sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(sftpPort)}),
@@ -848,7 +850,7 @@ export function modePorts(
 ): {ports: ReplacedPort[]; serviceName?: string} {
   const tcp = workload.ports.filter((p) => p.protocol === 'tcp')
   if (mode === 'ingest') return tcp.length > 0 ? {ports: [{service: tcp[0].port, local: request.localPort}], serviceName: tcp[0].name} : {ports: []}
-  if (mode === 'intercept') {
+  if (mode === 'intercept' || mode === 'wiretap') {
     const port = resolvePort(workload, request.servicePort)
     return {ports: [{service: port.port, local: request.localPort}], serviceName: port.name}
   }
@@ -876,12 +878,12 @@ export function modePorts(
   return {ports, serviceName: tcp[0].name}
 }
 
-/** A mode's default name: the workload's (with `-<port>` when it has several), `-ingest`, `-ingest-2`… for ingests. */
+/** A mode's default name: the workload's (with `-<port>` when it has several); `-ingest`, `-ingest-2`… for ingests, `-wiretap`… for wiretaps. */
 function defaultName(mode: InterceptMode, workload: Pick<Workload, 'name' | 'ports'>, servicePort: number | undefined, taken: ReadonlySet<string>): string {
   if (mode === 'replace') return workload.name
   if (mode === 'intercept') return workload.ports.length > 1 ? `${workload.name}-${servicePort}` : workload.name
   for (let n = 1; ; n++) {
-    const name = n === 1 ? `${workload.name}-ingest` : `${workload.name}-ingest-${n}`
+    const name = n === 1 ? `${workload.name}-${mode}` : `${workload.name}-${mode}-${n}`
     if (!taken.has(name)) return name
   }
 }

@@ -39,11 +39,12 @@ export interface InterceptInfo {
 /**
  * What an intercept does: `intercept` takes one port's traffic; `ingest` takes no traffic (the
  * handler gets the environment and volumes only); `replace` takes every port's traffic and pauses
- * the workload while it runs.
+ * the workload while it runs; `wiretap` takes no traffic either, the handler gets a copy of what
+ * clients send to one port (its answers are dropped; the workload answers).
  */
-export type InterceptMode = 'intercept' | 'ingest' | 'replace'
+export type InterceptMode = 'intercept' | 'ingest' | 'replace' | 'wiretap'
 
-export const INTERCEPT_MODES: readonly InterceptMode[] = ['intercept', 'ingest', 'replace']
+export const INTERCEPT_MODES: readonly InterceptMode[] = ['intercept', 'ingest', 'replace', 'wiretap']
 
 /** A service port a `replace` takes, and the port the handler listens on for it. */
 export interface ReplacedPort {
@@ -75,7 +76,7 @@ export interface CreateInterceptRequest {
   handlerRunsAs?: 'container' | 'process'
   /** Default `intercept`. */
   mode?: InterceptMode
-  /** `ingest`: the volumes are read-only unless this is true. */
+  /** `ingest` and `wiretap`: the volumes are read-only unless this is true. */
   writableMounts?: boolean
   /** `replace`: where the handler listens for a service port (number or name) other than its own number. */
   portMap?: Array<{service: string; local: number}>

@@ -57,7 +57,7 @@ export interface DaemonSession {
   mounts: RemoteMount[]
   daemon: DaemonIdentity
   /** What the intercept does with the traffic (absent: `intercept`). */
-  mode?: 'intercept' | 'ingest' | 'replace'
+  mode?: 'intercept' | 'ingest' | 'replace' | 'wiretap'
   /** `replace`: every service port taken, and where the handler listens for each. */
   replacedPorts?: Array<{service: number; local: number}>
   /** A personal intercept: only the HTTP requests that match go to the handler. */

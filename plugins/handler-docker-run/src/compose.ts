@@ -8,7 +8,7 @@ function nameSafe(part: string): string {
 
 /** The name tp gives the container unless the user chose one. */
 export function defaultContainerName(session: InterceptSession): string {
-  if (session.mode === 'ingest' || session.mode === 'replace') return `${session.mode}-${nameSafe(session.name)}`
+  if (session.mode === 'ingest' || session.mode === 'replace' || session.mode === 'wiretap') return `${session.mode}-${nameSafe(session.name)}`
   return `intercept-${nameSafe(session.name)}-${session.ports.local}`
 }
 

@@ -281,7 +281,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
           mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
           handlerRunsAs: prepared?.runsAs ?? 'container',
           ...(mode === 'intercept' ? {} : {mode}),
-          ...(mode === 'ingest' && (flags as Record<string, unknown>).writable ? {writableMounts: true} : {}),
+          ...((mode === 'ingest' || mode === 'wiretap') && (flags as Record<string, unknown>).writable ? {writableMounts: true} : {}),
           ...(portMap.length > 0 ? {portMap} : {}),
           ...(filter ? {filter} : {}),
         },
@@ -365,6 +365,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
 function trafficNow(session: InterceptSession): string {
   if (session.mode === 'replace' && session.replacedPorts)
     return `Traffic to ${session.workload} (${session.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → ${p.local}`)).join(', ')})`
+  if (session.mode === 'wiretap') return `A copy of the traffic to ${session.workload}:${session.ports.service} (the workload still answers)`
   if (session.filter) return `HTTP traffic to ${session.workload}:${session.ports.service} with ${describeFilter(session.filter)}`
   return `Traffic to ${session.workload}:${session.ports.service}`
 }

@@ -42,6 +42,7 @@ export default class List extends TpCommand {
 /** One intercept of a workload in `tp list`: `web on 80`, `web-ingest (ingest, no traffic)`, `web (replace: 80, 443; paused)`. */
 export function describeIntercept(i: WorkloadInfo['intercepts'][number]): string {
   if (i.mode === 'ingest') return `${i.name} (ingest, no traffic)`
+  if (i.mode === 'wiretap') return `${i.name} (wiretap on ${i.servicePort})`
   if (i.mode === 'replace') return `${i.name} (replace: ${(i.ports ?? [i.servicePort]).join(', ')})`
   if (i.filter) return `${i.name} on ${i.servicePort} for ${describeFilter(i.filter)}`
   return `${i.name} on ${i.servicePort}`
