@@ -2,11 +2,17 @@ import {appendFileSync, readFileSync} from 'node:fs'
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {connect, createServer, isIPv4, type Server, type Socket} from 'node:net'
+import {execFile} from 'node:child_process'
+import {promisify} from 'node:util'
+import type {Duplex} from 'node:stream'
 import {debugLog, ipv4Addresses, listen, probeTcp, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
+import {tap} from './wiretap.js'
 import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
+import {type HttpFilter, HttpRouter, parseFilter} from './http-filter.js'
+import {nextRedirectPort} from './rules.js'
 
 export interface AgentConfig {
   daemonHost: string
@@ -14,7 +20,19 @@ export interface AgentConfig {
   token: string
   interceptId: string
   servicePort: number
+  /**
+   * `ingest`: no rule and no traffic, only the volumes (the handler of `tp ingest`); `wiretap`: the
+   * traffic goes on to the workload (through the next agent of the port, if any) and the handler
+   * gets a copy of what clients send; `intercept` (default): the service port's traffic.
+   */
+  mode?: 'intercept' | 'ingest' | 'wiretap'
   mounts: Array<{path: string; readOnly: boolean}>
+  /**
+   * A personal intercept: only HTTP requests (HTTP/1.1 one by one, HTTP/2 stream by stream) that
+   * match go to the handler; the rest, and bytes that are not HTTP, go on to the next personal
+   * intercept's agent in this namespace, else the app.
+   */
+  filter?: HttpFilter
   leaseMs: number
   drainMs: number
   /** How long a redirected connection waits for the daemon's dial-back (default 5 s). */
@@ -57,8 +75,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
   const daemonPort = Number(daemon.slice(colon + 1))
   if (colon <= 0 || !Number.isInteger(daemonPort) || daemonPort < 1 || daemonPort > 65535)
     throw new Error(`TP_AGENT_DAEMON must be <host>:<port>, not ${daemon}`)
-  const servicePort = Number(need('TP_AGENT_SERVICE_PORT'))
-  if (!Number.isInteger(servicePort) || servicePort < 1 || servicePort > 65535)
+  const mode = env.TP_AGENT_MODE ?? 'intercept'
+  if (mode !== 'intercept' && mode !== 'ingest' && mode !== 'wiretap') throw new Error(`TP_AGENT_MODE must be intercept, ingest or wiretap, not ${mode}`)
+  // an ingest takes no port: the workload may have none
+  const servicePort = Number(mode === 'ingest' ? (env.TP_AGENT_SERVICE_PORT ?? 0) : need('TP_AGENT_SERVICE_PORT'))
+  if (!Number.isInteger(servicePort) || servicePort < (mode === 'ingest' ? 0 : 1) || servicePort > 65535)
     throw new Error(`TP_AGENT_SERVICE_PORT must be a port number, not ${env.TP_AGENT_SERVICE_PORT}`)
   let mounts: AgentConfig['mounts'] = []
   if (env.TP_AGENT_MOUNTS) {
@@ -75,12 +96,15 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     const n = Number(env[name] ?? fallback)
     return Number.isFinite(n) && n > 0 ? n : fallback
   }
+  const filter = env.TP_AGENT_FILTER ? parseFilter(env.TP_AGENT_FILTER) : undefined
   return {
+    ...(filter ? {filter} : {}),
     daemonHost: daemon.slice(0, colon).replace(/^\[(.*)\]$/, '$1'),
     daemonPort,
     token: need('TP_AGENT_TOKEN'),
     interceptId: need('TP_AGENT_INTERCEPT_ID'),
     servicePort,
+    ...(mode === 'intercept' ? {} : {mode}),
     mounts,
     sftpPort,
     ...(user ? {sftpUser: {uid: Number(user[1]), gid: Number(user[2])}} : {}),
@@ -91,9 +115,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
 }
 
 interface PendingDial {
-  client: Socket
+  /** The redirected connection the dial-back carries, or (a personal intercept's request) who takes the dial-back. */
+  client?: Socket
+  deliver?: {resolve: (socket: Socket) => void; reject: (error: Error) => void}
   timer: NodeJS.Timeout
 }
+
+const execFileAsync = promisify(execFile)
 
 /**
  * The traffic agent. Lives in the workload's network namespace; redirects the service port to
@@ -144,6 +172,12 @@ export class Agent {
   /** Redirected connections this process passed to the handler and to the app (the counters of pong). */
   private carriedToHandler = 0
   private carriedToApp = 0
+  /** A personal intercept's router (HTTP parsed here, request by request). */
+  private readonly router?: HttpRouter
+  private redirectPort = 0
+  /** Requests (and streams) of a personal intercept in flight to the handler: a hand-back waits for them too. */
+  private handlerRequests = 0
+  private nextHop?: {port: number | undefined; at: number}
   private resolveDone!: (code: number) => void
   /** Resolves with the exit code once the agent has released and drained. */
   readonly done: Promise<number>
@@ -156,6 +190,27 @@ export class Agent {
     if (config.mounts.length > 0) this.sftpServer = createServer({pauseOnConnect: true}, (s) => this.onSftp(s))
     this.guardServer = createServer((s) => this.onGuard(s))
     this.kernel = new KernelPath(config.servicePort, config.interceptId, {iptables: config.iptables})
+    if (config.filter) {
+      this.router = new HttpRouter({
+        filter: config.filter,
+        active: () => this.mode === 'active' && !this.releasing && this.control?.writable === true,
+        openHandler: () => this.openHandler(),
+        openNext: () => this.openNext(),
+        handlerRequest: () => {
+          this.carriedToHandler++
+          this.handlerRequests++
+          let ended = false
+          return () => {
+            if (ended) return
+            ended = true
+            this.handlerRequests--
+            this.reportDrained()
+          }
+        },
+        closing: () => this.releasing !== undefined,
+        log: this.log,
+      })
+    }
   }
 
   /** Listens, says hello, installs the rule. Resolves once ready; on failure the agent exits 1. */
@@ -176,17 +231,21 @@ export class Agent {
       }
     }
     const redirectPort = await listen(this.redirectServer)
+    this.redirectPort = redirectPort
     const dialPort = await listen(this.dialServer)
     // loopback only: the guard shares this network namespace
     const guardPort = await listen(this.guardServer, '127.0.0.1')
     this.log(`listening: redirect ${redirectPort}, dial-back ${dialPort}, sftp ${sftpPort ?? 'off'}, guard ${guardPort}`)
 
     this.control = await this.connectControl()
-    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, guardPort})
-    this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables)
+    const ingest = this.config.mode === 'ingest'
+    // an ingest has no rule, so nothing for a guard to remove
+    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, ...(ingest ? {} : {guardPort})})
+    if (!ingest)
+      this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables, this.config.mode === 'wiretap')
     try {
       if (problem) throw new Error(problem)
-      await this.rule.install()
+      await this.rule?.install()
     } catch (error) {
       const message = (error as Error).message
       this.log(message)
@@ -204,10 +263,11 @@ export class Agent {
     }
     if (this.releasing) {
       // released (signal, daemon gone) while the rule was being installed
-      await this.rule.remove().catch(() => this.rule?.removeSync())
+      await this.rule?.remove().catch(() => this.rule?.removeSync())
       return
     }
-    this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
+    if (ingest) this.log('ingest: no traffic taken, serving the volumes')
+    else this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
     this.send({type: 'ready'})
     this.lastHeard = Date.now()
     this.leaseTimer = setInterval(
@@ -255,6 +315,7 @@ export class Agent {
         this.send({type: 'pong', counters: {toHandler: this.carriedToHandler, toApp: this.carriedToApp, kernelPath: this.kernel.isOn}})
         break
       case 'activate':
+        if (this.config.mode === 'ingest') break
         if (!this.releasing && this.mode !== 'active') this.log('intercept active: new connections go to the handler')
         if (!this.releasing) this.mode = 'active'
         this.directPort = message.directPort
@@ -300,7 +361,7 @@ export class Agent {
   }
 
   private reportDrained(): void {
-    if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn || this.drainWatching) return
+    if (!this.drainPending || this.toHandler.size > 0 || this.handlerRequests > 0 || this.kernel.isOn || this.drainWatching) return
     this.drainWatching = true
     void (async () => {
       try {
@@ -309,7 +370,7 @@ export class Agent {
       } finally {
         this.drainWatching = false
       }
-      if (!this.drainPending || this.toHandler.size > 0 || this.kernel.isOn) return
+      if (!this.drainPending || this.toHandler.size > 0 || this.handlerRequests > 0 || this.kernel.isOn) return
       this.drainPending = false
       this.send({type: 'drained'})
     })()
@@ -317,7 +378,9 @@ export class Agent {
 
   /** Where the kernel may send new connections now: the handler's address, if the daemon gave one. */
   private kernelPathTarget(): {host: string; port: number} | undefined {
-    if (this.config.kernelPath === false || this.mode !== 'active' || !this.directPort) return undefined
+    // a personal intercept reads every request itself
+    // a personal intercept reads every request itself; a wiretap sends every connection on
+    if (this.config.kernelPath === false || this.config.filter || this.config.mode === 'wiretap' || this.mode !== 'active' || !this.directPort) return undefined
     const host = this.directHost ?? this.config.daemonHost
     return {host, port: this.directPort}
   }
@@ -453,12 +516,40 @@ export class Agent {
   private onRedirected(client: Socket): void {
     this.track(client)
     client.on('error', () => client.destroy())
+    if (this.router) {
+      this.router.take(client)
+      return
+    }
+    if (this.config.mode === 'wiretap') {
+      void this.wiretap(client)
+      return
+    }
     if (this.mode === 'passthrough' || this.releasing || !this.control?.writable) {
       this.toApp(client)
       return
     }
     if (this.directPort) this.toHandlerDirectly(client, this.directPort)
     else this.relay(client)
+  }
+
+  /**
+   * A wiretap's connection: on to the next agent of this port or the app (which answers), a copy
+   * of what the client sends to the handler while the intercept is active. Nothing of the
+   * handler's can delay or fail the client's connection.
+   */
+  private async wiretap(client: Socket): Promise<void> {
+    let next: Socket
+    try {
+      next = await this.openNext()
+    } catch (error) {
+      this.log(`closing a connection: the app does not answer on port ${this.config.servicePort} (${(error as Error).message})`)
+      client.destroy()
+      return
+    }
+    const copying = this.mode === 'active' && !this.releasing && this.control?.writable === true
+    const copy = copying ? this.openHandler() : undefined
+    if (copy) this.carriedToHandler++
+    await tap(client, next, copy)
   }
 
   /**
@@ -521,12 +612,94 @@ export class Agent {
     this.send({type: 'dial', id})
   }
 
+  /** A connection to the handler for a personal intercept's requests: directly, else through the daemon. */
+  private async openHandler(): Promise<Duplex> {
+    if (this.mode !== 'active' || !this.control?.writable) throw new Error('the intercept is not active')
+    const port = this.directPort
+    if (port) {
+      const host = this.directHost ?? this.config.daemonHost
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const handler = connect({host, port, allowHalfOpen: true, noDelay: true})
+          const timer = setTimeout(() => handler.destroy(new Error('no answer')), this.config.directTimeoutMs ?? 1000)
+          handler.once('error', (error) => {
+            clearTimeout(timer)
+            reject(error)
+          })
+          handler.once('connect', () => {
+            clearTimeout(timer)
+            resolve(handler)
+          })
+        })
+        this.directWorked = true
+        this.track(socket)
+        return socket
+      } catch (error) {
+        if (this.directWorked) throw error
+        this.noDirectPath(host, port, error as NodeJS.ErrnoException)
+      }
+    }
+    const spare = this.spares.shift()
+    if (spare) {
+      spare.write(encode({go: true}))
+      return spare
+    }
+    const id = randomBytes(12).toString('hex')
+    return new Promise<Socket>((resolve, reject) => {
+      const timer = setTimeout(() => this.toAppInstead(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
+      this.pending.set(id, {deliver: {resolve, reject}, timer})
+      this.send({type: 'dial', id})
+    })
+  }
+
+  /**
+   * Where what a personal intercept does not take goes: the agent of the next personal intercept of
+   * this port in this namespace (the redirect rule after this one's), else the app. Looked up at
+   * most once a second.
+   */
+  private async openNext(): Promise<Socket> {
+    const now = Date.now()
+    if (!this.nextHop || now - this.nextHop.at > 1000) {
+      try {
+        const {stdout} = await execFileAsync(this.config.iptables ?? 'iptables', ['-w', '-t', 'nat', '-S', 'PREROUTING'])
+        this.nextHop = {port: nextRedirectPort(stdout, this.config.servicePort, this.redirectPort), at: now}
+      } catch (error) {
+        debug(`reading the redirect rules: ${(error as Error).message}`)
+        this.nextHop = {port: undefined, at: now}
+      }
+    }
+    const port = this.nextHop.port
+    if (port !== undefined) {
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const next = connect({host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true})
+          next.once('connect', () => resolve(next))
+          next.once('error', reject)
+        })
+        this.track(socket)
+        return socket
+      } catch {
+        // that agent went meanwhile: look again next time; the app takes this one
+        this.nextHop = undefined
+      }
+    }
+    this.carriedToApp++
+    const app = await this.connectApp()
+    this.track(app)
+    return app
+  }
+
   /** A connection waiting for a dial-back that will not come: the app gets it (nothing of it was read). */
   private toAppInstead(id: string, why: string): void {
     const p = this.pending.get(id)
     if (!p) return
     clearTimeout(p.timer)
     this.pending.delete(id)
+    if (p.deliver) {
+      p.deliver.reject(new Error(why))
+      return
+    }
+    if (!p.client) return
     this.log(`a redirected connection goes to the app: ${why}`)
     this.toHandler.delete(p.client)
     this.reportDrained()
@@ -564,7 +737,8 @@ export class Agent {
     }
     clearTimeout(p.timer)
     this.pending.delete(id)
-    void splice(p.client, socket)
+    if (p.deliver) p.deliver.resolve(socket)
+    else if (p.client) void splice(p.client, socket)
   }
 
   /**
@@ -612,6 +786,8 @@ export class Agent {
     try {
       await this.rule?.remove()
       if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
+      // a personal intercept's (or a wiretap's) neighbour may still try this agent: it is refused and goes on
+      if (this.router || this.config.mode === 'wiretap') this.redirectServer.close()
     } catch (error) {
       this.log(`could not remove the rule: ${(error as Error).message}`)
     }
@@ -620,13 +796,15 @@ export class Agent {
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer)
       this.pending.delete(id)
-      this.toApp(p.client)
+      if (p.deliver) p.deliver.reject(new Error('the agent is releasing'))
+      else if (p.client) this.toApp(p.client)
     }
     for (const spare of this.spares.splice(0)) spare.destroy()
     // the rule is gone: the guards may go (they remove nothing more)
     for (const guard of this.guards) guard.end()
     this.control?.end()
     this.sftpServer?.close()
+    this.router?.drain()
     const deadline = Date.now() + this.config.drainMs
     // connections the kernel carries to the handler need forwarding until they end
     const openNow = async () => this.open.size + this.sftpSessions.size + (await this.kernel.inFlight())
@@ -651,6 +829,7 @@ export class Agent {
     this.redirectServer.close()
     this.dialServer.close()
     this.sftpServer?.close()
+    this.router?.close()
     for (const guard of this.guards) guard.destroy()
     this.guardServer.close()
     this.resolveDone(code)

@@ -1,7 +1,7 @@
 import {execFile, execFileSync} from 'node:child_process'
 import {promisify} from 'node:util'
 import {FORWARDING_WAS_OFF, restoreForwarding} from './kernel-path.js'
-import {RULE_COMMENT, ruleArgs} from './rules.js'
+import {positionAfterTaps, RULE_COMMENT, ruleArgs, TAP_SUFFIX} from './rules.js'
 
 export {RULE_COMMENT, ruleArgs}
 
@@ -20,15 +20,18 @@ export class RedirectRule {
     readonly redirectPort: number,
     readonly interceptId: string,
     private readonly iptables = 'iptables',
+    /** A wiretap's rule: first of all; an intercept's goes after every wiretap's for its port. */
+    private readonly tap = false,
   ) {}
 
-  private args(action: '-I' | '-D'): string[] {
+  private args(action: '-I' | '-D', position?: number): string[] {
     return [
       '-w',
       '-t',
       'nat',
       action,
       'PREROUTING',
+      ...(position === undefined ? [] : [String(position)]),
       '-p',
       'tcp',
       '--dport',
@@ -36,7 +39,7 @@ export class RedirectRule {
       '-m',
       'comment',
       '--comment',
-      `${RULE_COMMENT}:${this.interceptId}`,
+      `${RULE_COMMENT}:${this.interceptId}${this.tap ? TAP_SUFFIX : ''}`,
       '-j',
       'REDIRECT',
       '--to-ports',
@@ -50,7 +53,7 @@ export class RedirectRule {
 
   async install(): Promise<void> {
     try {
-      await execFileAsync(this.iptables, this.args('-I'))
+      await execFileAsync(this.iptables, this.args('-I', this.tap ? 1 : await positionAfterTaps(this.servicePort, this.iptables)))
     } catch (error) {
       const e = error as {stderr?: string; message: string}
       throw new Error(`iptables could not install the redirect rule: ${(e.stderr || e.message).trim()}`)

@@ -3,7 +3,7 @@ import {readFileSync, writeFileSync} from 'node:fs'
 import {open, readFile, writeFile} from 'node:fs/promises'
 import {promisify} from 'node:util'
 import {CONNTRACK_TABLE, countInFlight, type DnatTarget} from './conntrack.js'
-import {RULE_COMMENT, ruleArgs} from './rules.js'
+import {positionAfterTaps, RULE_COMMENT, ruleArgs} from './rules.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -93,8 +93,8 @@ export class KernelPath {
       const args = ['PREROUTING', '-p', 'tcp', '--dport', String(this.servicePort), '-m', 'comment', '--comment', this.comment]
       args.push('-j', 'DNAT', '--to-destination', `${host}:${port}`)
       try {
-        // first: before the agent's REDIRECT rule for the same port
-        await this.run(['-I', args[0], '1', ...args.slice(1)])
+        // before the agent's REDIRECT rule for the same port, after any wiretap's
+        await this.run(['-I', args[0], String(await positionAfterTaps(this.servicePort, this.iptables)), ...args.slice(1)])
       } catch (error) {
         throw new Error(`iptables could not install the DNAT rule: ${stderrOf(error)}`)
       }

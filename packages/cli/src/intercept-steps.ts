@@ -18,6 +18,7 @@ import {
   type PlacementCapabilities,
   pluginLabel,
   debugLog,
+  describeFilter,
   fitsCapabilities,
   formatEnv,
   swallow,
@@ -218,7 +219,11 @@ export async function runHandler(
     if (endedBy?.normal) return {code: 0} // stopped on purpose: Ctrl-C, tp leave, tp quit
     if (endedBy) throw new UserError(`the intercept ended unexpectedly: ${endedBy.reason}`, nextStepAfter(endedBy.reason))
     const reason = `the handler exited with code ${code}`
-    io.stderr.write(`The handler exited by itself with code ${code}: traffic to ${session.workload}:${session.ports.service} goes back to the workload.\n`)
+    io.stderr.write(
+      session.mode === 'ingest' || session.mode === 'wiretap'
+        ? `The handler exited with code ${code}.\n`
+        : `The handler exited by itself with code ${code}: traffic to ${session.workload}${session.mode === 'replace' ? '' : `:${session.ports.service}`} goes back to the workload.\n`,
+    )
     return {code, reason}
   } finally {
     finished = true
@@ -278,6 +283,7 @@ export function printSession(session: InterceptSession, handler?: string, root?:
     `  environment: ${Object.keys(session.environment).join(' ')}`,
     `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
   ]
+  if (session.filter) lines.push(`  personal: only HTTP requests with ${describeFilter(session.filter)}; the rest reach ${session.workload}`)
   if (handler) lines.push(`  handler: ${handler}`)
   process.stderr.write(lines.join('\n') + '\n')
 }

@@ -45,3 +45,33 @@ export function parsePortSpec(spec: string, where: Where): PortSpec {
   if (parts.length === 3) return {local, container: portNumber(parts[1], 'container port', where), service: parts[2]}
   throw new UserError(`--port "${spec}" has too many parts`, `use ${expected(where)}`)
 }
+
+/**
+ * `--port` in each mode: `intercept` one `<local>[:…]`; `replace` any number of
+ * `<local>:<service port>` (the others: the handler listens on the service port's own number);
+ * `ingest` has none (the session names 8080, which nothing uses).
+ */
+export function parseModePorts(
+  mode: 'intercept' | 'ingest' | 'replace' | 'wiretap',
+  given: string | string[] | undefined,
+  publishes: {canPublishPorts: boolean},
+): {port: {local: number; container: number; service?: string}; portMap: Array<{service: string; local: number}>} {
+  if (mode === 'ingest') return {port: {local: 8080, container: 8080}, portMap: []}
+  if (mode === 'intercept' || mode === 'wiretap')
+    return {port: parsePortSpec(typeof given === 'string' ? given : (given?.[0] ?? '8080'), publishes), portMap: []}
+  const specs = typeof given === 'string' ? [given] : (given ?? [])
+  const portMap = specs.map((spec) => {
+    const parts = spec.split(':')
+    const local = Number(parts[0])
+    if (parts.length !== 2 || !/^\d+$/.test(parts[0]) || local < 1 || local > 65_535 || parts[1] === '') {
+      throw new UserError(
+        `--port "${spec}" is not <local>:<service port>`,
+        'with tp replace, --port says where your handler listens for one service port, e.g. --port 8000:80; ports left out go to the same number',
+      )
+    }
+    return {service: parts[1], local}
+  })
+  // the session's own port: the first mapping, else decided by the daemon (the first service port's number)
+  const first = portMap[0]?.local ?? 0
+  return {port: {local: first, container: first}, portMap}
+}

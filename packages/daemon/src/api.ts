@@ -49,7 +49,15 @@ export function createApi(options: {
       const active = intercepts.list()
       const workloads: WorkloadInfo[] = (await driver.workloads(config.namespace)).map(({environment: _env, mounts: _mounts, ...w}) => ({
         ...w,
-        intercepts: active.filter((i) => i.workload === w.name).map((i) => ({name: i.name, servicePort: i.servicePort})),
+        intercepts: active
+          .filter((i) => i.workload === w.name)
+          .map((i) => ({
+            name: i.name,
+            servicePort: i.servicePort,
+            ...(i.mode && i.mode !== 'intercept' ? {mode: i.mode} : {}),
+            ...(i.ports ? {ports: i.ports.map((p) => p.service)} : {}),
+            ...(i.filter ? {filter: i.filter} : {}),
+          })),
       }))
       return sendJson(res, 200, workloads)
     }

@@ -5,14 +5,19 @@ import {
   type CreateInterceptRequest,
   type DaemonSession,
   ENV_EXCLUDED,
+  type HttpFilter,
   type InjectedAgent,
   type InterceptEvent,
   type InterceptInfo,
+  type InterceptMode,
   type RemoteMount,
+  type ReplacedPort,
   type Replica,
   UserError,
   type Workload,
   debugLog,
+  describeFilter,
+  filtersOverlap,
   sleep,
   sortedEnv,
   swallow,
@@ -44,6 +49,8 @@ const trace = debugLog('tp:daemon')
 /** The agent beside one replica of an intercepted workload. */
 interface ReplicaAgent {
   replica: Replica
+  /** The service port it redirects, and where the handler listens for it. */
+  port: ReplacedPort
   /** The agent's own id (its TP_AGENT_INTERCEPT_ID): the intercept's id for the first replica, `<id>-<n>` after. */
   agentId: string
   /** What the driver calls it. */
@@ -58,10 +65,17 @@ interface ReplicaAgent {
 
 interface Intercept {
   info: InterceptInfo
+  mode: InterceptMode
+  /** The service ports it takes (one, or every port with replace; ingest: none taken, the first port named), each with the handler's port. */
+  ports: ReplacedPort[]
+  /** Replicas paused while a replace runs (by id), with the name of their mark. */
+  paused: Map<string, {replica: Replica; mark: string}>
+  /** Pauses and resumes, one after the other. */
+  pausing: Promise<void>
   session: DaemonSession
   /** The workload as it was found; `replicas` are those found then. */
   workload: Workload
-  /** The agents, by replica id. */
+  /** The agents, by replica id and service port (`agentKey`). */
   agents: Map<string, ReplicaAgent>
   /** Replicas whose agents are being started (by id). */
   adding: Map<string, Promise<void>>
@@ -104,6 +118,8 @@ export class InterceptManager {
   private readonly intercepts = new Map<string, Intercept>()
   /** workload/port pairs being created or intercepted → intercept name (guards concurrent creates). */
   private readonly claims = new Map<string, string>()
+  /** The filter of each personal intercept (by name), made or being made: several share a port when no request can match two. */
+  private readonly filters = new Map<string, HttpFilter>()
 
   constructor(
     private readonly config: Pick<
@@ -137,37 +153,90 @@ export class InterceptManager {
      */
     onSession?: (session: DaemonSession) => void,
   ): Promise<DaemonSession> {
-    validateLocalPort(request.localPort)
+    // a replace's ports come from the workload's (0: the first one's number)
+    if (!(request.mode === 'replace' && request.localPort === 0)) validateLocalPort(request.localPort)
+    for (const entry of request.portMap ?? []) validateLocalPort(entry.local)
     if (request.handlerRunsAs === 'process' && !this.reach.process) {
       throw new UserError(
         `the ${this.config.placement.backend} daemon of connection ${this.config.connection} cannot reach a process on your machine`,
         'run the handler in a container (--docker-run), or connect with a daemon on this host: `tp connect`',
       )
     }
+    const mode = request.mode ?? 'intercept'
+    if (mode === 'replace' && (!this.driver.pause || !this.driver.resume)) {
+      throw new UserError(
+        `the ${this.config.cluster.driver} cluster driver cannot pause a workload, which tp replace needs`,
+        'take the traffic of one port with `tp intercept` instead',
+      )
+    }
     const workload = await this.driver.workload(this.config.namespace, request.workload)
     step(`workload ${workload.name} found (${workload.replicas.length} replica${workload.replicas.length === 1 ? '' : 's'})`)
-    const port = resolvePort(workload, request.servicePort)
-    const name = request.name ?? (workload.ports.length > 1 ? `${workload.name}-${port.port}` : workload.name)
+    const {ports, serviceName} = modePorts(mode, workload, request)
+    const taken = new Set([...this.intercepts.keys(), ...this.claims.values()])
+    const name = request.name ?? defaultName(mode, workload, ports[0]?.service, taken)
     if (!/^[a-z0-9][a-z0-9_.-]*$/i.test(name)) {
       throw new UserError(`"${name}" is not a usable intercept name`, 'use letters, digits, dots, dashes and underscores (--name)')
     }
-    const claimKey = `${workload.name}/${port.port}`
-    const claimedBy = this.claims.get(claimKey)
-    if (claimedBy) {
-      throw new UserError(
-        `port ${port.port} of ${workload.name} is already intercepted by "${claimedBy}"`,
-        `end it first with \`tp leave ${claimedBy}\`, or intercept another port`,
-      )
+    const filter = request.filter
+    if (filter && mode !== 'intercept') {
+      throw new UserError(`--http-header and --http-path-prefix make a personal intercept; tp ${mode} takes no filter`, 'use them with `tp intercept`')
     }
-    if (this.intercepts.has(name) || [...this.claims.values()].includes(name)) {
+    // ingest and wiretap take no traffic: any number of them, beside an intercept too
+    const portKeys = mode === 'ingest' || mode === 'wiretap' ? [] : ports.map((p) => `${workload.name}/${p.service}`)
+    for (const key of portKeys) this.checkClaim(key, workload.name, filter, mode)
+    // a personal intercept's claim is its own: others with other filters share the port
+    const claimKeys = filter ? portKeys.map((key) => `${key}#${name}`) : portKeys
+    if (taken.has(name)) {
       throw new UserError(`an intercept named "${name}" already exists`, `choose another with --name, or end it with \`tp leave ${name}\``)
     }
-    this.claims.set(claimKey, name)
+    const holder = `\u0000${name}`
+    // the name is held while it is made, even by an ingest (which claims no port)
+    this.claims.set(holder, name)
+    for (const key of claimKeys) this.claims.set(key, name)
+    if (filter) this.filters.set(name, filter)
     try {
-      return await this.start(name, workload, port.port, port.name, request, lease, step, onSession)
+      return await this.start(name, mode, workload, ports, serviceName, request, lease, step, onSession)
     } catch (error) {
-      this.claims.delete(claimKey)
+      for (const key of [holder, ...claimKeys]) this.claims.delete(key)
+      this.filters.delete(name)
       throw error
+    }
+  }
+
+  /**
+   * Whether a new intercept may take a port (`<workload>/<port>`): a plain one only alone; personal
+   * ones beside each other when no request could match two of their filters. The refusal names
+   * the other intercept.
+   */
+  private checkClaim(key: string, workload: string, filter: HttpFilter | undefined, mode: InterceptMode): void {
+    const port = key.slice(key.lastIndexOf('/') + 1)
+    for (const [claimKey, claimant] of this.claims) {
+      if (claimKey !== key && !claimKey.startsWith(`${key}#`)) continue
+      const other = this.filters.get(claimant)
+      if (!filter && !other) {
+        throw new UserError(
+          `port ${port} of ${workload} is already intercepted by "${claimant}"`,
+          `end it first with \`tp leave ${claimant}\`${mode === 'replace' ? '' : ', or intercept another port'}`,
+        )
+      }
+      if (!filter && other) {
+        throw new UserError(
+          `port ${port} of ${workload} has the personal intercept "${claimant}" (${describeFilter(other)}); an intercept of all its traffic would take that too`,
+          `end it first with \`tp leave ${claimant}\`, or make this one personal too: --http-header NAME=VALUE`,
+        )
+      }
+      if (filter && !other) {
+        throw new UserError(
+          `port ${port} of ${workload} is intercepted by "${claimant}", which takes all of its traffic`,
+          `end it first with \`tp leave ${claimant}\``,
+        )
+      }
+      if (filter && other && filtersOverlap(filter, other)) {
+        throw new UserError(
+          `the filter ${describeFilter(filter)} overlaps that of the personal intercept "${claimant}" on port ${port} of ${workload} (${describeFilter(other)}): a request could match both`,
+          `give a header another value than "${claimant}" does (e.g. --http-header X-Dev=<you>), or end it with \`tp leave ${claimant}\``,
+        )
+      }
     }
   }
 
@@ -179,8 +248,9 @@ export class InterceptManager {
 
   private async start(
     name: string,
+    mode: InterceptMode,
     workload: Workload,
-    servicePort: number,
+    ports: ReplacedPort[],
     serviceName: string | undefined,
     request: CreateInterceptRequest,
     lease: LeaseSink,
@@ -189,7 +259,10 @@ export class InterceptManager {
   ): Promise<DaemonSession> {
     const id = randomBytes(4).toString('hex')
     const token = randomBytes(16).toString('hex')
-    const exported = request.mounts ? workload.mounts : []
+    const servicePort = ports[0]?.service ?? 0
+    const exported = request.mounts
+      ? workload.mounts.map((m) => ((mode === 'ingest' || mode === 'wiretap') && !request.writableMounts ? {...m, readOnly: true} : m))
+      : []
     const handler = (request.handlerRunsAs === 'process' ? this.reach.process : undefined) ?? this.reach.container
     // chosen here rather than by the agent, so the session (and the volumes made from it) can be
     // sent before the agent is up; the agent shares its replica's address
@@ -203,24 +276,31 @@ export class InterceptManager {
     })
     ready.catch(() => undefined)
     const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(workload.replicas[0].address, sftpPort, ready) : undefined
-    const session = this.sessionOf({id, name, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward})
+    const session = this.sessionOf({id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward})
     const intercept: Intercept = {
       info: {
         name,
         id,
         workload: workload.name,
         servicePort,
-        localPort: request.localPort,
+        localPort: ports[0]?.local ?? request.localPort,
         state: 'waiting',
         agentContainer: this.agentName(name, 0),
         replicas: 0,
         createdAt: new Date().toISOString(),
+        mode,
+        ...(mode === 'replace' ? {ports} : {}),
+        ...(request.filter ? {filter: request.filter} : {}),
       },
+      mode,
+      ports: ports.length > 0 ? ports : [{service: 0, local: request.localPort}],
+      paused: new Map(),
+      pausing: Promise.resolve(),
       session,
       workload,
       agents: new Map(),
       adding: new Map(),
-      nextIndex: workload.replicas.length,
+      nextIndex: 0,
       token,
       sftpPort,
       handler,
@@ -231,13 +311,14 @@ export class InterceptManager {
       markHolderDone: () => undefined,
     }
     // agents of an earlier daemon of this connection may still be releasing: let them go first
-    const names = workload.replicas.map((_, index) => this.agentName(name, index))
+    const pairs = workload.replicas.flatMap((replica) => intercept.ports.map((port) => ({replica, port, index: intercept.nextIndex++})))
+    const names = pairs.map(({index}) => this.agentName(name, index))
     await Promise.all(
       names.flatMap((agent) => [this.driver.removeAgent(agent, {graceSeconds: 2}), this.driver.removeAgent(`${agent}-guard`, {graceSeconds: 0})]),
     )
     step('no earlier agent left')
     onSession?.(session)
-    const started = await Promise.allSettled(workload.replicas.map((replica, index) => this.startAgent(intercept, replica, index, step)))
+    const started = await Promise.allSettled(pairs.map(({replica, port, index}) => this.startAgent(intercept, replica, port, index, step)))
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) agentsFailed(failed.reason)
     else agentsReady()
@@ -253,7 +334,7 @@ export class InterceptManager {
     void lease.closed.then(() => intercept.markHolderDone())
     this.intercepts.set(name, intercept)
     this.log(
-      `intercept ${name} (${id}): ${workload.name}:${servicePort} → ${handler.handlerHost}:${request.localPort}; agents ${[...intercept.agents.values()].map((a) => a.name).join(', ')}`,
+      `${mode} ${name} (${id}): ${workload.name}:${intercept.ports.map((p) => `${p.service} → ${handler.handlerHost}:${p.local}`).join(', ')}; agents ${[...intercept.agents.values()].map((a) => a.name).join(', ')}`,
     )
     intercept.stopWatching = this.watch(intercept)
     return session
@@ -263,15 +344,18 @@ export class InterceptManager {
    * Starts the agent beside one replica and waits until it is ready (its rule installed); then its
    * guard. A failure leaves nothing of this agent behind.
    */
-  private async startAgent(intercept: Intercept, replica: Replica, index: number, step: (what: string) => void): Promise<ReplicaAgent> {
+  private async startAgent(intercept: Intercept, replica: Replica, port: ReplacedPort, index: number, step: (what: string) => void): Promise<ReplicaAgent> {
     const {info} = intercept
     const agentId = index === 0 ? info.id : `${info.id}-${index}`
     const name = this.agentName(info.name, index)
+    // one agent per replica serves the volumes (that of its first port): two in one namespace would want one port
+    const servesVolumes = port === intercept.ports[0]
+    const sftpPort = servesVolumes ? intercept.sftpPort : null
     const session = this.agents.expect(agentId, intercept.token, {
-      connectLocal: () => connectHandler(intercept.handler.handlerHost, info.localPort),
-      direct: intercept.handler.directHost ? {host: intercept.handler.directHost, port: info.localPort} : undefined,
+      connectLocal: () => connectHandler(intercept.handler.handlerHost, port.local),
+      direct: intercept.handler.directHost ? {host: intercept.handler.directHost, port: port.local} : undefined,
       readyTimeoutMs: 20_000,
-      sftpPort: intercept.sftpPort,
+      sftpPort,
       onHandlerUnreachable: () => this.handlerUnreachable(intercept),
     })
     let injected: InjectedAgent | undefined
@@ -288,9 +372,11 @@ export class InterceptManager {
           TP_AGENT_DAEMON: this.reach.agentsDial,
           TP_AGENT_TOKEN: intercept.token,
           TP_AGENT_INTERCEPT_ID: agentId,
-          TP_AGENT_SERVICE_PORT: String(info.servicePort),
-          TP_AGENT_MOUNTS: JSON.stringify(intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly}))),
-          ...(intercept.sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(intercept.sftpPort)}),
+          TP_AGENT_SERVICE_PORT: String(port.service),
+          ...(intercept.mode === 'ingest' || intercept.mode === 'wiretap' ? {TP_AGENT_MODE: intercept.mode} : {}),
+          ...(intercept.info.filter ? {TP_AGENT_FILTER: JSON.stringify(intercept.info.filter)} : {}),
+          TP_AGENT_MOUNTS: JSON.stringify(servesVolumes ? intercept.session.mounts.map((m) => ({path: m.path, readOnly: m.readOnly})) : []),
+          ...(sftpPort === null ? {} : {TP_AGENT_SFTP_PORT: String(sftpPort)}),
           // what the handler writes into the volumes is the workload's user's, as its own writes are
           ...(intercept.workload.user ? {TP_AGENT_SFTP_USER: `${intercept.workload.user.uid}:${intercept.workload.user.gid}`} : {}),
         },
@@ -298,7 +384,7 @@ export class InterceptManager {
       step(`agent ${name} started`)
       const ready = await session.ready
       step(`agent ${name} ready (rule installed)`)
-      const agent: ReplicaAgent = {replica, agentId, name, session, injected}
+      const agent: ReplicaAgent = {replica, port, agentId, name, session, injected}
       // the guard: if the agent dies without removing its rule, the replica's port is redirected to
       // nothing; a second process in that namespace removes the rule the moment the agent's gone.
       // It starts a little later, off the way to the first intercepted reply (until then the daemon
@@ -313,8 +399,8 @@ export class InterceptManager {
 
   /** An agent that is ready joins its intercept: it follows the intercept's state, and its going is watched. */
   private addAgent(intercept: Intercept, agent: ReplicaAgent): void {
-    intercept.agents.set(agent.replica.id, agent)
-    intercept.info.replicas = intercept.agents.size
+    intercept.agents.set(agentKey(agent.replica, agent.port), agent)
+    intercept.info.replicas = replicaCount(intercept)
     if (intercept.info.state === 'active') agent.session.activate()
     void agent.session.gone.then((reason) => this.agentGone(intercept, agent, reason))
   }
@@ -325,7 +411,7 @@ export class InterceptManager {
    * intercept ends, and says why.
    */
   private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
-    if (intercept.removing || intercept.agents.get(agent.replica.id) !== agent) return // it went because the intercept is ending
+    if (intercept.removing || intercept.agents.get(agentKey(agent.replica, agent.port)) !== agent) return // it went because the intercept is ending
     // an agent on another machine that went silent: most likely the link itself, which says so
     // within its ping time; one that exited may have gone with its engine (stopping, restarting),
     // whose relay goes at once. Then the link's end ends the intercept, with the link's reason
@@ -336,9 +422,9 @@ export class InterceptManager {
     }
     const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
     if (intercept.removing) return
-    if (replicaGone && intercept.agents.size > 1) {
+    if (replicaGone && replicaCount(intercept) > 1) {
       this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${replicaGone}; its agent is gone, the other replicas stay intercepted`)
-      await this.dropAgent(intercept, agent, 1)
+      await Promise.all([...intercept.agents.values()].filter((a) => a.replica.id === agent.replica.id).map((a) => this.dropAgent(intercept, a, 1)))
       return
     }
     const why = replicaGone ? `the workload ${intercept.info.workload} ${replicaGone}` : await this.whyAgentWent(intercept, agent, reason)
@@ -347,8 +433,9 @@ export class InterceptManager {
 
   /** Removes one replica's agent (and guard) from a running intercept. */
   private async dropAgent(intercept: Intercept, agent: ReplicaAgent, graceSeconds: number): Promise<void> {
-    if (intercept.agents.get(agent.replica.id) === agent) intercept.agents.delete(agent.replica.id)
-    intercept.info.replicas = intercept.agents.size
+    const key = agentKey(agent.replica, agent.port)
+    if (intercept.agents.get(key) === agent) intercept.agents.delete(key)
+    intercept.info.replicas = replicaCount(intercept)
     const guarding = this.guardOf(agent)
     await agent.session.release().catch(swallow(trace, `releasing the agent ${agent.name}`))
     await this.driver.removeAgent(agent.injected.id, {graceSeconds}).catch((error: Error) => this.log(`removing agent ${agent.name}: ${error.message}`))
@@ -370,14 +457,22 @@ export class InterceptManager {
     for (const agent of [...intercept.agents.values()]) {
       if (listed.has(agent.replica.id)) continue
       const gone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
-      if (!gone || intercept.removing || intercept.agents.size <= 1) continue // the last one's going ends the intercept (agentGone)
+      if (!gone || intercept.removing || replicaCount(intercept) <= 1) continue // the last one's going ends the intercept (agentGone)
       this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${gone}; its agent goes`)
       await this.dropAgent(intercept, agent, 1)
     }
     for (const replica of workload.replicas) {
-      if (intercept.agents.has(replica.id) || intercept.adding.has(replica.id) || intercept.removing) continue
+      for (const port of intercept.ports) this.addReplicaPort(intercept, replica, port)
+    }
+  }
+
+  /** A new replica's agent for one port (reconcile). */
+  private addReplicaPort(intercept: Intercept, replica: Replica, port: ReplacedPort): void {
+    {
+      const key = agentKey(replica, port)
+      if (intercept.agents.has(key) || intercept.adding.has(key) || intercept.removing) return
       const index = intercept.nextIndex++
-      const adding = this.startAgent(intercept, replica, index, (what) => trace(`intercept ${intercept.info.name}: ${what}`)).then(
+      const adding = this.startAgent(intercept, replica, port, index, (what) => trace(`intercept ${intercept.info.name}: ${what}`)).then(
         async (agent) => {
           if (intercept.removing) await this.dropAgent(intercept, agent, 1)
           else {
@@ -387,14 +482,16 @@ export class InterceptManager {
         },
         (error: Error) => this.log(`intercept ${intercept.info.name}: no agent for the new replica ${replica.name}: ${error.message}`),
       )
-      intercept.adding.set(replica.id, adding)
-      void adding.finally(() => intercept.adding.delete(replica.id))
+      intercept.adding.set(key, adding)
+      void adding.finally(() => intercept.adding.delete(key))
     }
   }
 
   private handlerUnreachable(intercept: Intercept): void {
     if (intercept.info.state !== 'active' || intercept.removing) return
-    for (const agent of intercept.agents.values()) void agent.session.deactivate()
+    void this.resumeReplicas(intercept).then(() => {
+      for (const agent of intercept.agents.values()) void agent.session.deactivate()
+    })
     intercept.info.state = 'waiting'
     this.log(`intercept ${intercept.info.name}: the handler stopped taking connections, traffic back to the workload`)
   }
@@ -403,6 +500,8 @@ export class InterceptManager {
   private sessionOf(parts: {
     id: string
     name: string
+    mode: InterceptMode
+    ports: ReplacedPort[]
     workload: Workload
     servicePort: number
     serviceName: string | undefined
@@ -412,7 +511,8 @@ export class InterceptManager {
     /** Where this side reaches the SFTP server, when not at the replica's own address (a namespace on another machine). */
     sftpAt?: {host: string; port: number}
   }): DaemonSession {
-    const {id, name, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt} = parts
+    const {id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt} = parts
+    const local = mode === 'replace' ? (ports[0]?.local ?? request.localPort) : request.localPort
     // the volumes are served by the agent of the first replica
     const [first] = workload.replicas
     const mounts: RemoteMount[] =
@@ -440,7 +540,7 @@ export class InterceptManager {
       name,
       workload: workload.name,
       namespace: this.config.namespace,
-      ports: {local: request.localPort, container: request.containerPort ?? request.localPort, service: servicePort, serviceName, protocol: 'tcp'},
+      ports: {local, container: request.containerPort || local, service: servicePort, serviceName, protocol: 'tcp'},
       environment: sortedEnv(environment),
       mounts,
       daemon: {
@@ -450,6 +550,9 @@ export class InterceptManager {
         where: this.config.placement.where,
         cluster: {driver: this.config.cluster.driver, engine: this.config.cluster.engine},
       },
+      ...(mode === 'intercept' ? {} : {mode}),
+      ...(mode === 'replace' ? {replacedPorts: ports} : {}),
+      ...(request.filter ? {filter: request.filter} : {}),
     }
   }
 
@@ -547,6 +650,8 @@ export class InterceptManager {
 
   /** Every replica's traffic back to the workload; resolves once what was in flight to the handler ended (up to drainMs). */
   private async deactivate(intercept: Intercept, drainMs?: number): Promise<void> {
+    // a paused workload could not take what comes back to it
+    if (intercept.paused.size > 0) await this.resumeReplicas(intercept)
     await Promise.all([...intercept.agents.values()].map((agent) => agent.session.deactivate(drainMs)))
   }
 
@@ -558,12 +663,14 @@ export class InterceptManager {
   private watch(intercept: Intercept): () => void {
     let stopped = false
     const loop = async () => {
-      while (!stopped) {
+      // an ingest takes no traffic: nothing to switch
+      while (!stopped && intercept.mode !== 'ingest') {
         const answers = await handlerAnswers(intercept.handler.handlerHost, intercept.info.localPort)
         if (stopped) return
         if (answers && intercept.info.state === 'waiting') {
           for (const agent of intercept.agents.values()) agent.session.activate()
           intercept.info.state = 'active'
+          if (intercept.mode === 'replace') await this.pauseReplicas(intercept)
           intercept.lease.send({type: 'active'})
           this.log(`intercept ${intercept.info.name}: handler answers, traffic switched`)
         } else if (!answers && intercept.info.state === 'active') {
@@ -594,6 +701,58 @@ export class InterceptManager {
   }
 
   /**
+   * `replace`: the workload's replicas stop (paused) while the handler takes their traffic; a
+   * failure to pause one is said and the intercept goes on (the workload then still runs).
+   */
+  private pauseReplicas(intercept: Intercept): Promise<void> {
+    intercept.pausing = intercept.pausing.then(async () => {
+      if (intercept.removing || intercept.info.state !== 'active' || !this.driver.pause) return
+      const replicas = new Map([...intercept.agents.values()].map((a) => [a.replica.id, a.replica]))
+      for (const replica of replicas.values()) {
+        if (intercept.paused.has(replica.id)) continue
+        const mark = `tp-${this.config.connection}-paused-${replica.id.slice(0, 12)}`
+        try {
+          await this.driver.pause({
+            namespace: this.config.namespace,
+            replica,
+            image: this.config.runtimeImage,
+            name: mark,
+            labels: tpLabels({connection: this.config.connection, intercept: intercept.info.name, role: 'paused-workload'}),
+          })
+          intercept.paused.set(replica.id, {replica, mark})
+          this.log(`replace ${intercept.info.name}: ${replica.name} paused`)
+        } catch (error) {
+          this.log(`replace ${intercept.info.name}: could not pause ${replica.name}: ${(error as Error).message}`)
+        }
+        // ended (or the handler went) while this one was being paused: the end did not see it paused
+        if (intercept.removing || intercept.info.state !== 'active') {
+          await this.driver.resume?.({namespace: this.config.namespace, replica, name: mark}).catch(swallow(trace, `resuming ${replica.name}`))
+          intercept.paused.delete(replica.id)
+        }
+      }
+    })
+    return intercept.pausing
+  }
+
+  /** Resumes what `pauseReplicas` paused (every end of a replace, and while its handler does not answer). */
+  private resumeReplicas(intercept: Intercept): Promise<void> {
+    intercept.pausing = intercept.pausing.then(async () => {
+      await Promise.all(
+        [...intercept.paused.values()].map(async ({replica, mark}) => {
+          try {
+            await this.driver.resume?.({namespace: this.config.namespace, replica, name: mark})
+            intercept.paused.delete(replica.id)
+            this.log(`replace ${intercept.info.name}: ${replica.name} resumed`)
+          } catch (error) {
+            this.log(`replace ${intercept.info.name}: could not resume ${replica.name}: ${(error as Error).message}`)
+          }
+        }),
+      )
+    })
+    return intercept.pausing
+  }
+
+  /**
    * Ends an intercept, in the reverse order of its making: traffic back to every replica at once;
    * the lease holder told, and given time to stop its handler and remove its volumes (which read
    * through the agent); if the holder is gone, its handler and volumes removed here; then the
@@ -609,7 +768,11 @@ export class InterceptManager {
       // ended elsewhere (tp leave, tp quit): the holder's handler still serves what is in flight,
       // so the hand-back drains before the holder is told to stop it
       if (by === 'other' || by === 'quit') await this.deactivate(intercept, this.config.drainMs)
-      else void this.deactivate(intercept)
+      else {
+        // a replaced workload runs again before anything else
+        if (intercept.paused.size > 0) await this.resumeReplicas(intercept)
+        void this.deactivate(intercept)
+      }
       intercept.lease.send({type: 'ended', reason, normal: by !== 'agent' && by !== 'lease-lost' && by !== 'link-lost'})
       let holderGone = by === 'lease-lost'
       if (by === 'other' || by === 'quit' || by === 'agent' || by === 'link-lost') {
@@ -653,6 +816,7 @@ export class InterceptManager {
       intercept.closeForward?.()
       this.intercepts.delete(name)
       for (const [key, claimant] of this.claims) if (claimant === name) this.claims.delete(key)
+      this.filters.delete(name)
       intercept.lease.end()
     })()
     return intercept.removing
@@ -661,6 +825,66 @@ export class InterceptManager {
   /** Ends every intercept: on purpose (`quit`), or because something failed for all of them (`link-lost`). */
   async removeAll(reason: string, by: EndedBy = 'quit'): Promise<void> {
     await Promise.all([...this.intercepts.keys()].map((name) => this.remove(name, reason, by)))
+  }
+}
+
+/** The key of an agent in its intercept: one per replica and service port. */
+function agentKey(replica: Replica, port: ReplacedPort): string {
+  return `${replica.id}/${port.service}`
+}
+
+/** How many replicas an intercept's agents are beside. */
+function replicaCount(intercept: Intercept): number {
+  return new Set([...intercept.agents.values()].map((a) => a.replica.id)).size
+}
+
+/**
+ * The service ports a mode takes, each with the port the handler listens on: `intercept` one (by
+ * the request's service port), `replace` every TCP port (the handler on the same number unless
+ * `portMap` says otherwise), `ingest` none (its first TCP port is named, for the session).
+ */
+export function modePorts(
+  mode: InterceptMode,
+  workload: Pick<Workload, 'name' | 'ports'>,
+  request: Pick<CreateInterceptRequest, 'servicePort' | 'localPort' | 'portMap'>,
+): {ports: ReplacedPort[]; serviceName?: string} {
+  const tcp = workload.ports.filter((p) => p.protocol === 'tcp')
+  if (mode === 'ingest') return tcp.length > 0 ? {ports: [{service: tcp[0].port, local: request.localPort}], serviceName: tcp[0].name} : {ports: []}
+  if (mode === 'intercept' || mode === 'wiretap') {
+    const port = resolvePort(workload, request.servicePort)
+    return {ports: [{service: port.port, local: request.localPort}], serviceName: port.name}
+  }
+  if (tcp.length === 0) {
+    throw new UserError(`workload ${workload.name} exposes no TCP port, so there is nothing to replace`, 'give it the handler with `tp ingest` instead')
+  }
+  const local = new Map<number, number>()
+  for (const entry of request.portMap ?? []) {
+    const port = resolvePort(workload, entry.service)
+    if (local.has(port.port)) throw new UserError(`--port maps service port ${port.port} twice`, 'give each service port one --port <local>:<service port>')
+    local.set(port.port, entry.local)
+  }
+  const ports = tcp.map((p) => ({service: p.port, local: local.get(p.port) ?? p.port}))
+  const seen = new Map<number, number>()
+  for (const p of ports) {
+    const other = seen.get(p.local)
+    if (other !== undefined) {
+      throw new UserError(
+        `service ports ${other} and ${p.service} of ${workload.name} would both go to the handler's port ${p.local}`,
+        `map one elsewhere: --port <local>:${p.service}`,
+      )
+    }
+    seen.set(p.local, p.service)
+  }
+  return {ports, serviceName: tcp[0].name}
+}
+
+/** A mode's default name: the workload's (with `-<port>` when it has several); `-ingest`, `-ingest-2`… for ingests, `-wiretap`… for wiretaps. */
+function defaultName(mode: InterceptMode, workload: Pick<Workload, 'name' | 'ports'>, servicePort: number | undefined, taken: ReadonlySet<string>): string {
+  if (mode === 'replace') return workload.name
+  if (mode === 'intercept') return workload.ports.length > 1 ? `${workload.name}-${servicePort}` : workload.name
+  for (let n = 1; ; n++) {
+    const name = n === 1 ? `${workload.name}-${mode}` : `${workload.name}-${mode}-${n}`
+    if (!taken.has(name)) return name
   }
 }
 

@@ -211,6 +211,15 @@ export interface ClusterDriver {
    * `interceptId` names the agent's; without it, every agent's. Nothing running: nothing to do.
    */
   restoreTraffic(request: {namespace: string; replica: Replica; image: string; interceptId?: string; labels: Record<string, string>}): Promise<void>
+  /**
+   * `tp replace`: pauses a replica while a handler takes all of its traffic (its processes stop;
+   * its network namespace, where the agents are, stays). The driver leaves a mark that `sweep` and
+   * `gc` find, so a replica paused by a connection whose daemon died is resumed by them. Optional:
+   * a driver without it cannot replace.
+   */
+  pause?(request: {namespace: string; replica: Replica; image: string; name: string; labels: Record<string, string>}): Promise<void>
+  /** Resumes a replica `pause` paused and removes its mark; a replica not paused (or gone): nothing to do. */
+  resume?(request: {namespace: string; replica: Replica; name: string}): Promise<void>
   /** Where the daemon and handlers reach the namespace's names (a namespace on the handler's own engine). */
   reach(namespace: string): Promise<NamespaceReach>
   /**

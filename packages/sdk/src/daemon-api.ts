@@ -1,6 +1,7 @@
 import {BugError, UserError} from './errors.js'
 import type {ClusterTarget, Workload} from './cluster.js'
 import type {DaemonSession} from './session.js'
+import type {HttpFilter} from './http-filter.js'
 
 // not imported: Node 22 and 24 build an imported built-in's namespace from every export, and
 // node:http's WebSocket and EventSource getters load undici (~90 ms at every command's start)
@@ -11,7 +12,7 @@ const {request} = process.getBuiltinModule('node:http')
 /** A workload as `GET /v1/workloads` lists it (`tp list --json`): without its environment and volumes. */
 export interface WorkloadInfo extends Omit<Workload, 'environment' | 'mounts'> {
   /** Intercepts active on this workload. */
-  intercepts: Array<{name: string; servicePort: number}>
+  intercepts: Array<{name: string; servicePort: number; mode?: InterceptMode; ports?: number[]; filter?: HttpFilter}>
 }
 
 export interface InterceptInfo {
@@ -27,6 +28,28 @@ export interface InterceptInfo {
   /** How many replicas of the workload it intercepts (each has its own agent). */
   replicas: number
   createdAt: string
+  /** What it does with the traffic (absent: `intercept`, from a daemon before modes). */
+  mode?: InterceptMode
+  /** `replace`: every service port it takes, and where the handler listens for each. */
+  ports?: ReplacedPort[]
+  /** A personal intercept: only the HTTP requests that match go to the handler. */
+  filter?: HttpFilter
+}
+
+/**
+ * What an intercept does: `intercept` takes one port's traffic; `ingest` takes no traffic (the
+ * handler gets the environment and volumes only); `replace` takes every port's traffic and pauses
+ * the workload while it runs; `wiretap` takes no traffic either, the handler gets a copy of what
+ * clients send to one port (its answers are dropped; the workload answers).
+ */
+export type InterceptMode = 'intercept' | 'ingest' | 'replace' | 'wiretap'
+
+export const INTERCEPT_MODES: readonly InterceptMode[] = ['intercept', 'ingest', 'replace', 'wiretap']
+
+/** A service port a `replace` takes, and the port the handler listens on for it. */
+export interface ReplacedPort {
+  service: number
+  local: number
 }
 
 export interface DaemonStatus {
@@ -51,6 +74,14 @@ export interface CreateInterceptRequest {
   mounts: boolean
   /** Where the handler listens: a container (the placement's `handler`), or a process here (its `process`). */
   handlerRunsAs?: 'container' | 'process'
+  /** Default `intercept`. */
+  mode?: InterceptMode
+  /** `ingest` and `wiretap`: the volumes are read-only unless this is true. */
+  writableMounts?: boolean
+  /** `replace`: where the handler listens for a service port (number or name) other than its own number. */
+  portMap?: Array<{service: string; local: number}>
+  /** A personal intercept (`--http-header`, `--http-path-prefix`): only matching HTTP requests go to the handler. */
+  filter?: HttpFilter
 }
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */

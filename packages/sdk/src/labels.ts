@@ -4,6 +4,8 @@ export const LABEL_CONNECTION = 'tp.connection'
 export const LABEL_INTERCEPT = 'tp.intercept'
 /** What the object is: daemon, agent, handler, volume, image, fixture, demo. */
 export const LABEL_ROLE = 'tp.role'
+/** On the mark a driver leaves while `tp replace` pauses a workload: the paused container (or replica) id. */
+export const LABEL_PAUSED = 'tp.paused'
 /** On a daemon container: the cache directory (where its connection record is) of the tp that started it. */
 export const LABEL_CACHE_DIR = 'tp.cache-dir'
 

@@ -1,5 +1,6 @@
 import type {ClusterTarget, EngineMount} from './cluster.js'
 import type {Placement} from './placement.js'
+import type {HttpFilter} from './http-filter.js'
 
 /**
  * The intercept session: everything a handler or volume provider needs to know about one intercept.
@@ -55,6 +56,12 @@ export interface DaemonSession {
   environment: Record<string, string>
   mounts: RemoteMount[]
   daemon: DaemonIdentity
+  /** What the intercept does with the traffic (absent: `intercept`). */
+  mode?: 'intercept' | 'ingest' | 'replace' | 'wiretap'
+  /** `replace`: every service port taken, and where the handler listens for each. */
+  replacedPorts?: Array<{service: number; local: number}>
+  /** A personal intercept: only the HTTP requests that match go to the handler. */
+  filter?: HttpFilter
 }
 
 export interface InterceptSession extends DaemonSession {

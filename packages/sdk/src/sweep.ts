@@ -1,13 +1,14 @@
 import type Docker from 'dockerode'
 import {debugLog, swallow} from './debug.js'
 import {isNotFound, sleep} from './docker-kit.js'
-import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE} from './labels.js'
+import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_PAUSED, LABEL_ROLE} from './labels.js'
 
 /**
  * The one owner of "remove what tp left": the daemon (a gone CLI's handler), the backends (a dead
  * daemon's connection, `tp quit`) and `tp gc` (whatever no live connection owns) all sweep here,
  * by label, in one order: containers (stopped first, so an agent takes its redirect rule out),
- * then volumes (retried while a container still goes), then networks.
+ * then volumes (retried while a container still goes), then networks. A mark of `tp replace`
+ * (labelled `tp.paused`) resumes the container it names before it goes.
  */
 export interface SweepOptions {
   /** `key=value` label selectors, all of which must match (tp.managed=true is always added). */
@@ -49,6 +50,8 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
   if (!options.dryRun) {
     await Promise.all(
       containers.map(async (c) => {
+        const paused = c.Labels?.[LABEL_PAUSED]
+        if (paused) await resumePaused(docker, paused)
         const container = docker.getContainer(c.Id)
         await container.stop({t: options.stopSeconds ?? 5}).catch(swallow(trace, `stopping ${c.Id} (already stopped)`))
         await container.remove({force: true}).catch(swallow(trace, `removing ${c.Id} (already removed: AutoRemove)`))
@@ -95,4 +98,11 @@ export async function sweep(docker: Docker, options: SweepOptions): Promise<Swep
 /** The selector of everything one connection created. */
 export function connectionLabels(connection: string): string[] {
   return [`${LABEL_MANAGED}=true`, `${LABEL_CONNECTION}=${connection}`]
+}
+
+/** Resumes a container `tp replace` paused, if it still is (one that went, or runs, is left as it is). */
+async function resumePaused(docker: Docker, id: string): Promise<void> {
+  const container = docker.getContainer(id)
+  const info = await container.inspect().catch(swallow(trace, `inspecting ${id}, paused by tp replace`))
+  if (info?.State.Paused) await container.unpause().catch(swallow(trace, `resuming ${id}`))
 }

@@ -11,6 +11,7 @@ import {
   type Workload,
   LABEL_CONNECTION,
   LABEL_MANAGED,
+  LABEL_PAUSED,
   SubprocessError,
   UserError,
   connectionLabels,
@@ -427,10 +428,49 @@ export class DockerDriver implements ClusterDriver {
     }
   }
 
-  /** Removes every object of this engine labelled with the connection (agents, and on a shared engine everything of it). */
+  /**
+   * `tp replace`: the mark first (a created container that never runs, labelled with the
+   * workload's id), so that from then on a daemon that dies leaves something `sweep` and `gc`
+   * find; then the workload's container is paused.
+   */
+  async pause(o: {namespace: string; replica: Replica; image: string; name: string; labels: Record<string, string>}): Promise<void> {
+    await this.docker
+      .createContainer({name: o.name, Image: o.image, Cmd: ['true'], Labels: {...o.labels, [LABEL_PAUSED]: o.replica.id}, HostConfig: {NetworkMode: 'none'}})
+      .catch((error: unknown) => {
+        // a mark of that name is there already (an earlier daemon's): it marks the same container
+        if (dockerStatusCode(error) !== 409) throw error
+      })
+    const container = this.docker.getContainer(o.replica.id)
+    const info = await container.inspect()
+    if (!info.State.Paused) await container.pause()
+  }
+
+  /** Resumes a container `pause` paused (if it still is) and removes its mark. */
+  async resume(o: {namespace: string; replica: Replica; name: string}): Promise<void> {
+    await this.unpause(o.replica.id)
+    await this.docker
+      .getContainer(o.name)
+      .remove({force: true})
+      .catch((error: unknown) => {
+        if (!isNotFound(error) && dockerStatusCode(error) !== 409) throw error
+      })
+  }
+
+  private async unpause(id: string): Promise<boolean> {
+    const container = this.docker.getContainer(id)
+    const info = await container.inspect().catch((error: unknown) => {
+      if (isNotFound(error)) return undefined
+      throw error
+    })
+    if (!info?.State.Paused) return false
+    await container.unpause()
+    return true
+  }
+
+  /** Removes every object of this engine labelled with the connection (agents, and on a shared engine everything of it); resumes what its replace paused. */
   async sweep(connection: string): Promise<string[]> {
     const swept = await sweep(this.docker, {labels: connectionLabels(connection)})
-    return swept.map((o) => `removed ${o.kind} ${o.name}${o.role ? ` (${o.role})` : ''}`)
+    return [...swept.map((o) => `removed ${o.kind} ${o.name}${o.role ? ` (${o.role})` : ''}`)]
   }
 
   /** `tp gc`: every tp-labelled object of this engine whose connection is not live (tp's demo and fixture networks too). */

@@ -8,7 +8,16 @@ function nameSafe(part: string): string {
 
 /** The name tp gives the container unless the user chose one. */
 export function defaultContainerName(session: InterceptSession): string {
+  if (session.mode === 'ingest' || session.mode === 'replace' || session.mode === 'wiretap') return `${session.mode}-${nameSafe(session.name)}`
   return `intercept-${nameSafe(session.name)}-${session.ports.local}`
+}
+
+/** `-p` pairs (this machine's port, the container's) a handler container publishes: an ingest none, a replace every port it takes. */
+export function publishedPorts(session: Pick<InterceptSession, 'mode' | 'ports' | 'replacedPorts'>): Array<[number, number]> {
+  if (session.mode === 'ingest') return []
+  if (session.mode === 'replace' && session.replacedPorts)
+    return session.replacedPorts.map((p) => [p.local, p.local === session.ports.local ? session.ports.container : p.local])
+  return [[session.ports.local, session.ports.container]]
 }
 
 export interface ComposeInput {
@@ -53,7 +62,7 @@ export function composeDockerRun(input: ComposeInput): ComposedRun {
   // the volumes mounted on this machine, bound where --docker-mount says
   if (plan.dockerMount !== undefined && extras.root) args.push('-v', `${extras.root}:${plan.dockerMount}`)
   // a container on its own network is reached through a published port
-  if (placement.capabilities.canPublishPorts) args.push('-p', `${session.ports.local}:${session.ports.container}`)
+  if (placement.capabilities.canPublishPorts) for (const [local, container] of publishedPorts(session)) args.push('-p', `${local}:${container}`)
   args.push(...plan.optionArgs, input.image, ...plan.containerArgs)
   return {args, name, tpRemoves}
 }

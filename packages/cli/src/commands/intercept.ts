@@ -4,6 +4,7 @@ import {Args, Flags} from '@oclif/core'
 import {
   type HandlerDescriptor,
   type InterceptLease,
+  type InterceptMode,
   type InterceptSession,
   type PlacementCapabilities,
   type PreparedHandler,
@@ -12,6 +13,8 @@ import {
   ENV_SYNTAXES,
   type EnvSyntax,
   debugLog,
+  describeFilter,
+  parseHttpFilter,
   swallow,
 } from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
@@ -31,7 +34,7 @@ import {
   waitingFor,
   writeEnvFiles,
 } from '../intercept-steps.js'
-import {parsePortSpec} from '../port-spec.js'
+import {parseModePorts} from '../port-spec.js'
 
 const trace = debugLog('tp:cli')
 /** The daemon's own steps, as it reports them. */
@@ -103,6 +106,39 @@ async function checkOutputFiles(files: Record<string, string | undefined>): Prom
   }
 }
 
+const interceptFlags = {
+  port: Flags.string({char: 'p', description: 'local port, and optionally the service port: <local>[:<service port>]', default: '8080'}),
+  name: Flags.string({description: 'intercept name (default: the workload name, plus -<port> when it has several ports)'}),
+  docker: Flags.boolean({description: 'if not connected, connect with a container daemon'}),
+  namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
+  cluster: Flags.string({
+    description:
+      "the cluster's engine, if not connected: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
+    helpValue: '<context|URL>',
+  }),
+  use: Flags.string({description: 'connection to use, when there are several'}),
+  mount: Flags.string({
+    description: "mount the workload's volumes in the handler (true, false, or for a handler on this machine the empty directory to mount them under: TP_ROOT)",
+    helpValue: 'true|false|<dir>',
+    default: 'true',
+  }),
+  'volume-provider': Flags.string({description: 'the volume provider to use when several fit (see `tp extensions`)', helpValue: '<name>'}),
+  output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
+  'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
+  // no default: --env-syntax without --env-file must be told apart (docker when left out)
+  'env-syntax': Flags.string({description: 'syntax of --env-file (default: docker)', options: [...ENV_SYNTAXES]}),
+  'env-json': Flags.string({description: 'write the intercepted environment to this file as JSON'}),
+  'http-header': Flags.string({
+    description: 'a personal intercept: only HTTP requests with this header go to the handler, the rest to the workload (repeatable: all must match)',
+    helpValue: 'NAME=VALUE',
+    multiple: true,
+  }),
+  'http-path-prefix': Flags.string({
+    description: 'a personal intercept: only HTTP requests whose path starts with this go to the handler',
+    helpValue: '/path',
+  }),
+}
+
 export default class Intercept extends TpCommand {
   static override summary = 'Intercept a workload: its traffic goes to a handler on your side'
   static override description =
@@ -116,34 +152,18 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   // handler flags are added at run time from the installed handlers: run() parses with them (strictly)
   static override usage = 'intercept WORKLOAD [FLAGS] [-- COMMAND [ARGS...] | --docker-run -- [DOCKER RUN OPTIONS] IMAGE [ARGS...]]'
   static override args = {workload: Args.string({description: 'workload to intercept (one)', required: true})}
-  static override flags = {
-    port: Flags.string({char: 'p', description: 'local port, and optionally the service port: <local>[:<service port>]', default: '8080'}),
-    name: Flags.string({description: 'intercept name (default: the workload name, plus -<port> when it has several ports)'}),
-    docker: Flags.boolean({description: 'if not connected, connect with a container daemon'}),
-    namespace: Flags.string({char: 'n', description: 'namespace to connect to, if not connected'}),
-    cluster: Flags.string({
-      description:
-        "the cluster's engine, if not connected: a Docker context or an engine URL (unix://, tcp://, ssh://[user@]host[:port]); default: $TP_CLUSTER, else the handlers' own engine",
-      helpValue: '<context|URL>',
-    }),
-    use: Flags.string({description: 'connection to use, when there are several'}),
-    mount: Flags.string({
-      description:
-        "mount the workload's volumes in the handler (true, false, or for a handler on this machine the empty directory to mount them under: TP_ROOT)",
-      helpValue: 'true|false|<dir>',
-      default: 'true',
-    }),
-    'volume-provider': Flags.string({description: 'the volume provider to use when several fit (see `tp extensions`)', helpValue: '<name>'}),
-    output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
-    'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
-    // no default: --env-syntax without --env-file must be told apart (docker when left out)
-    'env-syntax': Flags.string({description: 'syntax of --env-file (default: docker)', options: [...ENV_SYNTAXES]}),
-    'env-json': Flags.string({description: 'write the intercepted environment to this file as JSON'}),
-  }
+  // typed loosely: tp ingest and tp replace (subclasses) change --port
+  static override flags: FlagMap = interceptFlags
+
+  /** What the command does with the traffic (`tp ingest` and `tp replace` are this command in another mode). */
+  static mode: InterceptMode = 'intercept'
 
   private stopHandler?: (reason: string) => Promise<void>
 
   async run(): Promise<void> {
+    const self = this.constructor as typeof Intercept
+    const {mode} = self
+    const verb = mode
     requirePinnedSet() // before anything is created: a repository's pinned plugins must be installed as locked
     const separator = this.argv.indexOf('--')
     const own = separator === -1 ? this.argv : this.argv.slice(0, separator)
@@ -151,7 +171,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     const registries = await this.registries()
     const descriptors = registries.handlers.list().map((e) => e.descriptor)
     // a handler flag that is missing because its plugin was refused: say why, not "Nonexistent flag"
-    const known = new Set([...Object.keys(Intercept.flags), ...Object.keys(handlerFlags(descriptors))])
+    const known = new Set([...Object.keys(self.flags), ...Object.keys(handlerFlags(descriptors))])
     for (const arg of own) {
       const flag = /^--([a-z][a-z0-9-]*)/.exec(arg)?.[1]
       const problem = flag && !known.has(flag) ? registries.handlers.problemWithFlag(flag) : undefined
@@ -159,20 +179,15 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     }
     const {args, flags, argv} = await this.parse(
       // the workload is checked below: oclif's own message for a missing one is about multiple-value flags
-      {flags: {...Intercept.flags, ...handlerFlags(descriptors)}, args: {workload: Args.string({required: false})}, strict: true},
+      {flags: {...(self.flags as typeof interceptFlags), ...handlerFlags(descriptors)}, args: {workload: Args.string({required: false})}, strict: true},
       own,
     )
+    const example = mode === 'intercept' ? `tp intercept frontend-v1 --port 8000 --docker-run -- <image>` : `tp ${mode} frontend-v1 --docker-run -- <image>`
     if (!args.workload) {
-      throw new UserError(
-        'the workload to intercept is missing',
-        '`tp list` shows the workloads; e.g. `tp intercept frontend-v1 --port 8000 --docker-run -- <image>`',
-      )
+      throw new UserError(`the workload to ${verb} is missing`, `\`tp list\` shows the workloads; e.g. \`${example}\``)
     }
     if (argv.length > 1) {
-      throw new UserError(
-        `unexpected argument "${argv[1]}" before --`,
-        'put docker run options, the image and its arguments after --, e.g. `tp intercept <workload> --port 8000 --docker-run -- <image>`',
-      )
+      throw new UserError(`unexpected argument "${argv[1]}" before --`, `put docker run options, the image and its arguments after --, e.g. \`${example}\``)
     }
     const descriptor = chooseHandler(descriptors, flags as Record<string, unknown>, handlerArgs)
 
@@ -213,8 +228,10 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       : connections.capabilitiesOf(connections.backendName(flags.docker))
     step(connection ? `connection ${connection.record.name} found` : 'no connection yet')
     // only a handler container has a port of its own to publish
-    const port = parsePortSpec(flags.port, {canPublishPorts: capabilities.canPublishPorts && descriptor?.publishesPorts === true})
+    const publishes = {canPublishPorts: capabilities.canPublishPorts && descriptor?.publishesPorts === true}
+    const {port, portMap} = parseModePorts(mode, flags.port as string | string[] | undefined, publishes)
     const mount = parseMount(flags.mount)
+    const filter = parseHttpFilter(flags['http-header'], flags['http-path-prefix'])
     if (flags['env-syntax'] && !ENV_SYNTAXES.includes(flags['env-syntax'] as EnvSyntax))
       throw new UserError(`unknown --env-syntax ${flags['env-syntax']}`, `use one of ${ENV_SYNTAXES.join(', ')}`)
 
@@ -263,6 +280,10 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
           servicePort: port.service,
           mounts: mount.wanted && (prepared ? prepared.wantsVolumes : true),
           handlerRunsAs: prepared?.runsAs ?? 'container',
+          ...(mode === 'intercept' ? {} : {mode}),
+          ...((mode === 'ingest' || mode === 'wiretap') && (flags as Record<string, unknown>).writable ? {writableMounts: true} : {}),
+          ...(portMap.length > 0 ? {portMap} : {}),
+          ...(filter ? {filter} : {}),
         },
         prepared,
         mount,
@@ -290,10 +311,10 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
       if (interrupts.signal) return
       printSession(session, prepared.describe, volumes?.root)
       for (const note of prepared.notes ?? []) process.stderr.write(`${note}\n`)
-      hintWhileWaiting(session, opened.lease)
+      if (mode !== 'ingest') hintWhileWaiting(session, opened.lease)
       void opened.lease.active.then(() => {
         step('handler answers; traffic switched')
-        process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler.\n`)
+        process.stderr.write(`${trafficNow(session)} now goes to your handler${mode === 'replace' ? `; ${session.workload} is paused` : ''}.\n`)
       })
       const outcome = await runHandler(prepared, session, opened.lease, interrupts, {dockerRunArgs: volumes?.dockerRunArgs ?? [], root: volumes?.root}, drain)
       this.exitCode = outcome.code
@@ -312,11 +333,18 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
   /** No handler: print the session and keep the intercept until Ctrl-C or until it is ended elsewhere. */
   private async hold(session: InterceptSession, lease: InterceptLease, interrupts: Interrupts, json: boolean, drain: () => Promise<void>): Promise<void> {
     if (json) this.log(JSON.stringify(session, null, 2))
-    else {
+    else if (session.mode === 'ingest') {
       printSession(session)
-      process.stderr.write(`Waiting for ${waitingFor(session)}; traffic switches when it does. Ctrl-C ends the intercept.\n`)
+      process.stderr.write(`No traffic is taken. Ctrl-C ends the ingest.\n`)
+    } else {
+      printSession(session)
+      process.stderr.write(`Waiting for ${waitingFor(session)}; traffic switches when it does. Ctrl-C ends the ${session.mode ?? 'intercept'}.\n`)
       hintWhileWaiting(session, lease)
-      void lease.active.then(() => process.stderr.write(`Traffic to ${session.workload}:${session.ports.service} now goes to port ${session.ports.local}.\n`))
+      void lease.active.then(() =>
+        process.stderr.write(
+          `${trafficNow(session)} now goes to ${session.mode === 'replace' ? 'your side' : `port ${session.ports.local}`}${session.mode === 'replace' ? `; ${session.workload} is paused` : ''}.\n`,
+        ),
+      )
     }
     const end = await new Promise<{reason: string; normal: boolean}>((resolve) => {
       // what serves on the local port keeps what is in flight until the workload has its traffic back
@@ -331,4 +359,13 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
     if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, nextStepAfter(end.reason))
   }
+}
+
+/** What traffic a running intercept takes, in words. */
+function trafficNow(session: InterceptSession): string {
+  if (session.mode === 'replace' && session.replacedPorts)
+    return `Traffic to ${session.workload} (${session.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → ${p.local}`)).join(', ')})`
+  if (session.mode === 'wiretap') return `A copy of the traffic to ${session.workload}:${session.ports.service} (the workload still answers)`
+  if (session.filter) return `HTTP traffic to ${session.workload}:${session.ports.service} with ${describeFilter(session.filter)}`
+  return `Traffic to ${session.workload}:${session.ports.service}`
 }

@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {type WorkloadInfo, describeFilter} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
 import {Connections} from '../connections.js'
 
@@ -32,7 +33,7 @@ export default class List extends TpCommand {
     const width = Math.max(...workloads.map((w) => w.name.length))
     for (const w of workloads) {
       const ports = w.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(', ') || 'no ports'
-      const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map((i) => `${i.name} on ${i.servicePort}`).join(', ')})` : 'ready to intercept'
+      const state = w.intercepts.length > 0 ? `intercepted (${w.intercepts.map(describeIntercept).join(', ')})` : 'ready to intercept'
       this.log(`${w.name.padEnd(width)}  ports ${ports}  ${replicasOf(w)}${state}`)
     }
   }
@@ -44,4 +45,13 @@ function replicasOf(w: {replicas: Array<{node?: string}>}): string {
   if (nodes.length === 0 && w.replicas.length === 1) return ''
   const count = `${w.replicas.length} replica${w.replicas.length === 1 ? '' : 's'}`
   return nodes.length > 0 ? `${count} on ${nodes.join(', ')}  ` : `${count}  `
+}
+
+/** One intercept of a workload in `tp list`: `web on 80`, `web-ingest (ingest, no traffic)`, `web (replace: 80, 443; paused)`. */
+export function describeIntercept(i: WorkloadInfo['intercepts'][number]): string {
+  if (i.mode === 'ingest') return `${i.name} (ingest, no traffic)`
+  if (i.mode === 'wiretap') return `${i.name} (wiretap on ${i.servicePort})`
+  if (i.mode === 'replace') return `${i.name} (replace: ${(i.ports ?? [i.servicePort]).join(', ')})`
+  if (i.filter) return `${i.name} on ${i.servicePort} for ${describeFilter(i.filter)}`
+  return `${i.name} on ${i.servicePort}`
 }

@@ -1,0 +1,356 @@
+import {Agent as HttpAgent, type IncomingMessage, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
+import {
+  type ClientHttp2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+  connect as http2Connect,
+  constants as h2,
+  createServer as createH2Server,
+} from 'node:http2'
+import type {Socket} from 'node:net'
+import type {Duplex} from 'node:stream'
+import {type HttpFilter, debugLog} from '@tp/sdk'
+import {splice} from './splice.js'
+
+const debug = debugLog('tp:agent:http')
+
+export type {HttpFilter}
+
+/** Parses TP_AGENT_FILTER (JSON {headers, pathPrefix}); throws with what is wrong. */
+export function parseFilter(text: string): HttpFilter {
+  const value = JSON.parse(text) as {headers?: unknown; pathPrefix?: unknown}
+  const headers: Record<string, string> = {}
+  if (value.headers !== undefined) {
+    if (typeof value.headers !== 'object' || value.headers === null || Array.isArray(value.headers))
+      throw new Error('TP_AGENT_FILTER.headers must be an object')
+    for (const [name, v] of Object.entries(value.headers)) {
+      if (typeof v !== 'string') throw new Error(`TP_AGENT_FILTER.headers.${name} must be a string`)
+      headers[name.toLowerCase()] = v
+    }
+  }
+  if (value.pathPrefix !== undefined && typeof value.pathPrefix !== 'string') throw new Error('TP_AGENT_FILTER.pathPrefix must be a string')
+  return {headers, ...(value.pathPrefix === undefined ? {} : {pathPrefix: value.pathPrefix})}
+}
+
+/** Whether a request (its headers, as Node gives them: lower-case names) matches the filter. */
+export function matchesFilter(filter: HttpFilter, path: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
+  for (const [name, want] of Object.entries(filter.headers)) {
+    const got = headers[name]
+    const values = Array.isArray(got) ? got : got === undefined ? [] : [got]
+    if (!values.includes(want)) return false
+  }
+  return filter.pathPrefix === undefined || (path ?? '').startsWith(filter.pathPrefix)
+}
+
+/** What a first chunk says a connection speaks. */
+export function sniffProtocol(first: Buffer): 'h2' | 'http1' | 'other' {
+  const text = first.subarray(0, 24).toString('latin1')
+  if ('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'.startsWith(text) || text.startsWith('PRI * HTTP/2.0')) return 'h2'
+  return /^[A-Z]{3,12} /.test(text) ? 'http1' : 'other'
+}
+
+export interface HttpRouterOptions {
+  filter: HttpFilter
+  /** Whether requests that match go to the handler now (the intercept is active). */
+  active: () => boolean
+  /** A connection to the handler (direct, or through the daemon). */
+  openHandler: () => Promise<Duplex>
+  /** A connection to whoever takes what does not match: the next personal intercept's agent, else the app. */
+  openNext: () => Promise<Socket>
+  /** A request (or stream) to the handler began; the returned function says it ended (what a hand-back waits for). */
+  handlerRequest: () => () => void
+  /** Whether the agent is going: keep-alive connections are closed after their next response. */
+  closing: () => boolean
+  /** How long a connection may stay silent before it counts as not HTTP (default 500 ms). */
+  sniffMs?: number
+  log: (message: string) => void
+}
+
+/**
+ * Routes the connections of a personal intercept: HTTP/1.1 request by request (a keep-alive
+ * connection may alternate), HTTP/2 cleartext (gRPC) stream by stream with trailers passed on, and
+ * anything else (or a client that waits for the server to speak first) as bytes to the next hop.
+ * Node's own parsers (llhttp, nghttp2) read the traffic.
+ */
+export class HttpRouter {
+  private readonly http1 = createHttpServer({keepAlive: true})
+  private readonly h2 = createH2Server()
+  private readonly handlerAgent: HttpAgent
+  private readonly nextAgent: HttpAgent
+  private handlerSession?: Promise<ClientHttp2Session>
+  private nextSession?: Promise<ClientHttp2Session>
+  /** Clients' HTTP/2 connections: a drain says GOAWAY on each (streams in flight finish). */
+  private readonly clientSessions = new Set<ServerHttp2Session>()
+
+  constructor(private readonly o: HttpRouterOptions) {
+    this.handlerAgent = agentOver(() => o.openHandler())
+    this.nextAgent = agentOver(() => o.openNext())
+    this.http1.on('request', (req, res) => this.onRequest(req, res))
+    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.onUpgrade(req, socket, head))
+    this.http1.on('clientError', (_error, socket: Duplex) => socket.destroy())
+    this.h2.on('stream', (stream, headers) => this.onStream(stream, headers))
+    this.h2.on('sessionError', (error) => debug(`h2 session: ${error.message}`))
+    this.h2.on('session', (session: ServerHttp2Session) => {
+      this.clientSessions.add(session)
+      session.once('close', () => this.clientSessions.delete(session))
+    })
+  }
+
+  /** Takes a redirected connection (paused, nothing read). */
+  take(client: Socket): void {
+    let done = false
+    const decide = (first: Buffer | undefined) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      client.off('data', onData)
+      client.off('end', onEnd)
+      client.pause()
+      if (first) client.unshift(first)
+      const kind = first ? sniffProtocol(first) : 'other'
+      if (kind === 'http1') {
+        this.http1.emit('connection', client)
+        // the server reads what was put back only once the socket flows again
+        client.resume()
+      } else if (kind === 'h2') this.h2.emit('connection', client)
+      else void this.raw(client)
+    }
+    const onData = (chunk: Buffer) => decide(chunk)
+    const onEnd = () => decide(undefined)
+    const timer = setTimeout(() => decide(undefined), this.o.sniffMs ?? 500)
+    client.on('data', onData)
+    client.once('end', onEnd)
+    client.resume()
+  }
+
+  /** Bytes that are not HTTP (or a server-first protocol): the next hop gets all of them. */
+  private async raw(client: Socket): Promise<void> {
+    try {
+      const next = await this.o.openNext()
+      void splice(client, next)
+    } catch (error) {
+      this.o.log(`closing a connection: nothing takes it (${(error as Error).message})`)
+      client.destroy()
+    }
+  }
+
+  private toHandler(path: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
+    return this.o.active() && matchesFilter(this.o.filter, path, headers)
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const handler = this.toHandler(req.url, req.headers)
+    const ended = handler ? this.o.handlerRequest() : () => undefined
+    if (this.o.closing()) res.shouldKeepAlive = false
+    let finished = false
+    const finish = () => {
+      if (finished) return
+      finished = true
+      ended()
+    }
+    // a request without a body may be sent again when a kept-alive connection turns out closed
+    // (the next agent or the app closed it just as it was reused): the client never sees that
+    const retryable = ['GET', 'HEAD', 'OPTIONS'].includes(req.method ?? '')
+    const send = (again: boolean) => {
+      const upstream = httpRequest({
+        agent: handler ? this.handlerAgent : this.nextAgent,
+        method: req.method,
+        path: req.url,
+        headers: req.rawHeaders,
+        setHost: false,
+      })
+      upstream.on('response', (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.rawHeaders)
+        answer.pipe(res)
+        answer.on('end', () => {
+          if (Object.keys(answer.trailers).length > 0) res.addTrailers(answer.trailers)
+        })
+        answer.on('error', () => res.destroy())
+      })
+      upstream.on('error', (error) => {
+        if (!again && retryable && upstream.reusedSocket && !res.headersSent && !res.destroyed) {
+          debug(`request ${req.method} ${req.url}: a kept-alive connection was closed (${error.message}); sending it again`)
+          send(true)
+          return
+        }
+        debug(`request ${req.method} ${req.url} to the ${handler ? 'handler' : 'workload'}: ${error.message}`)
+        if (!res.headersSent) {
+          res.writeHead(502, {'content-type': 'text/plain', connection: 'close'})
+          res.end(`tp: the ${handler ? 'handler' : 'workload'} did not answer (${error.message})\n`)
+        } else res.destroy()
+        finish()
+      })
+      res.once('close', () => {
+        if (!upstream.writableEnded || !res.writableFinished) upstream.destroy()
+        finish()
+      })
+      if (again) upstream.end()
+      else req.pipe(upstream)
+    }
+    send(false)
+  }
+
+  /** An Upgrade (WebSocket): routed by the same filter, then bytes both ways. */
+  private async onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
+    const handler = this.toHandler(req.url, req.headers)
+    const ended = handler ? this.o.handlerRequest() : () => undefined
+    try {
+      const target = handler ? await this.o.openHandler() : await this.o.openNext()
+      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`]
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`)
+      target.write(`${lines.join('\r\n')}\r\n\r\n`)
+      if (head.length > 0) target.write(head)
+      target.once('close', ended)
+      void splice(client, target)
+    } catch (error) {
+      ended()
+      this.o.log(`closing an upgraded connection: ${(error as Error).message}`)
+      client.destroy()
+    }
+  }
+
+  /** One HTTP/2 stream: to the handler or onwards, with its trailers (gRPC's status) and resets passed on. */
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const handler = this.toHandler(headers[':path'], headers as Record<string, string | string[] | undefined>)
+    const ended = handler ? this.o.handlerRequest() : () => undefined
+    let finished = false
+    const finish = () => {
+      if (!finished) {
+        finished = true
+        ended()
+      }
+    }
+    stream.once('close', finish)
+    if (handler && !this.handlerSession) this.handlerSession = this.session(() => this.o.openHandler(), 'handler')
+    if (!handler && !this.nextSession) this.nextSession = this.session(() => this.o.openNext(), 'next')
+    const sessions = (handler ? this.handlerSession : this.nextSession) as Promise<ClientHttp2Session>
+    sessions.then(
+      (session) => {
+        const forward: Record<string, string | string[]> = {}
+        for (const [name, value] of Object.entries(headers)) {
+          if (value === undefined || name === 'connection' || name === 'http2-settings') continue
+          forward[name] = value
+        }
+        const upstream = session.request(forward, {endStream: stream.readableEnded})
+        let trailers: Record<string, string | string[]> | undefined
+        upstream.on('response', (answer, flags) => {
+          const endStream = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0
+          if (stream.destroyed) return
+          // a trailers-only answer (a gRPC error) ends the stream with its headers
+          stream.respond(answer as Record<string, string>, endStream ? {endStream: true} : {waitForTrailers: true})
+        })
+        upstream.on('trailers', (t) => (trailers = t as Record<string, string | string[]>))
+        stream.on('wantTrailers', () => {
+          if (trailers && Object.keys(trailers).length > 0) stream.sendTrailers(trailers)
+          else stream.close()
+        })
+        upstream.pipe(stream)
+        stream.pipe(upstream)
+        upstream.on('error', (error) => {
+          debug(`h2 stream to the ${handler ? 'handler' : 'workload'}: ${error.message}`)
+          if (!stream.headersSent && !stream.destroyed) {
+            stream.respond({':status': 502}, {endStream: true})
+          } else stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+        })
+        upstream.on('close', () => {
+          if (!stream.destroyed && upstream.rstCode && upstream.rstCode !== h2.NGHTTP2_NO_ERROR) stream.close(upstream.rstCode)
+        })
+        stream.on('close', () => {
+          if (!upstream.destroyed) upstream.close(stream.rstCode ?? h2.NGHTTP2_CANCEL)
+        })
+        stream.on('error', () => upstream.destroy())
+      },
+      (error: Error) => {
+        if (!stream.destroyed) stream.respond({':status': 502}, {endStream: true})
+        this.o.log(`an HTTP/2 stream: the ${handler ? 'handler' : 'workload'} cannot be reached (${error.message})`)
+      },
+    )
+  }
+
+  /** One HTTP/2 connection per side, shared by every stream; made again once it closes. */
+  private session(open: () => Promise<Duplex>, which: 'handler' | 'next'): Promise<ClientHttp2Session> {
+    const made = open().then((socket) => {
+      const session = http2Connect('http://tp-agent', {createConnection: () => socket})
+      const forget = () => {
+        if (which === 'handler' && this.handlerSession === made) this.handlerSession = undefined
+        if (which === 'next' && this.nextSession === made) this.nextSession = undefined
+      }
+      session.on('close', forget)
+      session.on('goaway', forget)
+      session.on('error', (error) => {
+        debug(`h2 session to the ${which}: ${error.message}`)
+        forget()
+      })
+      return session
+    })
+    made.catch(() => {
+      if (which === 'handler' && this.handlerSession === made) this.handlerSession = undefined
+      if (which === 'next' && this.nextSession === made) this.nextSession = undefined
+    })
+    return made
+  }
+
+  /**
+   * The agent is going: idle keep-alive connections close now (clients open new ones, which no
+   * longer reach this agent); those with a request in flight close after its response.
+   */
+  drain(): void {
+    this.http1.closeIdleConnections()
+    for (const session of this.clientSessions) session.close()
+    // not destroy(): that would cut the requests in flight too
+    closeIdle(this.handlerAgent)
+    closeIdle(this.nextAgent)
+    void this.handlerSession?.then(
+      (s) => s.close(),
+      () => undefined,
+    )
+    void this.nextSession?.then(
+      (s) => s.close(),
+      () => undefined,
+    )
+  }
+
+  close(): void {
+    this.handlerAgent.destroy()
+    this.nextAgent.destroy()
+    void this.handlerSession?.then(
+      (s) => s.close(),
+      () => undefined,
+    )
+    void this.nextSession?.then(
+      (s) => s.close(),
+      () => undefined,
+    )
+    this.http1.close()
+    this.h2.close()
+  }
+}
+
+/** A keep-alive HTTP agent whose connections come from `open` (the handler's through the daemon, the next hop's). */
+export function agentOver(open: () => Promise<Duplex>): HttpAgent {
+  const agent = new HttpAgent({keepAlive: true, maxSockets: 64})
+  ;(agent as unknown as {createConnection: (options: unknown, callback: (error: Error | null, socket?: Duplex) => void) => undefined}).createConnection = (
+    _options,
+    callback,
+  ) => {
+    open().then(
+      (socket) => {
+        // these sockets are made half-open (they are spliced elsewhere), but an HTTP/1.1 peer's FIN
+        // ends the connection: without closing our side an idle one stays in the pool, and the
+        // next request sent on it (the handler's keep-alive timeout past, through the daemon) hangs
+        socket.on('end', () => socket.end())
+        callback(null, socket)
+      },
+      (error: Error) => callback(error),
+    )
+    return undefined
+  }
+  return agent
+}
+
+/** Closes an agent's idle connections, now and as each request in flight ends. */
+function closeIdle(agent: HttpAgent): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy()
+  agent.on('free', (socket: Socket) => socket.destroy())
+}

@@ -1,0 +1,73 @@
+/** The pure parts of a personal intercept's routing: the filter, the protocol sniff, the next agent's rule. */
+import {request} from 'node:http'
+import {type AddressInfo, connect, createServer as createNetServer} from 'node:net'
+import {describe, expect, it} from 'vitest'
+import {agentOver, matchesFilter, parseFilter, sniffProtocol} from '../dist/http-filter.js'
+import {nextRedirectPort} from '../dist/rules.js'
+
+describe('personal intercept routing', () => {
+  it('matches every header (names without case, values exactly) and the path prefix', () => {
+    const filter = parseFilter('{"headers":{"X-Dev":"alice"},"pathPrefix":"/api"}')
+    expect(matchesFilter(filter, '/api/x', {'x-dev': 'alice'})).toBe(true)
+    expect(matchesFilter(filter, '/web', {'x-dev': 'alice'})).toBe(false)
+    expect(matchesFilter(filter, '/api', {'x-dev': 'Alice'})).toBe(false)
+    expect(matchesFilter(filter, '/api', {})).toBe(false)
+    expect(matchesFilter(filter, '/api', {'x-dev': ['bob', 'alice']})).toBe(true)
+  })
+
+  it('tells HTTP/1, HTTP/2 (the preface) and other bytes apart', () => {
+    expect(sniffProtocol(Buffer.from('GET / HTTP/1.1\r\n'))).toBe('http1')
+    expect(sniffProtocol(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'))).toBe('h2')
+    expect(sniffProtocol(Buffer.from('PRI * HT'))).toBe('h2')
+    expect(sniffProtocol(Buffer.from([0, 1, 2, 3]))).toBe('other')
+    expect(sniffProtocol(Buffer.from('SSH-2.0-OpenSSH\r\n'))).toBe('other')
+  })
+
+  it("finds the next agent's redirect port after its own, for the same port only", () => {
+    const rules = [
+      '-P PREROUTING ACCEPT',
+      '-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment tp-agent:b -j REDIRECT --to-ports 4002',
+      '-A PREROUTING -p tcp -m tcp --dport 81 -m comment --comment tp-agent:x -j REDIRECT --to-ports 4009',
+      '-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment tp-agent:a -j REDIRECT --to-ports 4001',
+      '-A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9999',
+    ].join('\n')
+    expect(nextRedirectPort(rules, 80, 4002)).toBe(4001)
+    expect(nextRedirectPort(rules, 80, 4001)).toBeUndefined()
+    // its own rule gone (it is releasing): the app
+    expect(nextRedirectPort(rules, 80, 4005)).toBeUndefined()
+  })
+
+  it('drops a pooled connection the handler closed (its keep-alive timeout), so the next request opens another', async () => {
+    // a handler that closes a connection idle for 100 ms, without a Keep-Alive hint (as many servers do)
+    const server = createNetServer((socket) => {
+      let idle: NodeJS.Timeout | undefined
+      socket.on('data', () => {
+        clearTimeout(idle)
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+        idle = setTimeout(() => socket.end(), 100)
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const {port} = server.address() as AddressInfo
+    const agent = agentOver(async () => connect({host: '127.0.0.1', port, allowHalfOpen: true}))
+    const get = () =>
+      new Promise<string>((resolve, reject) => {
+        request({host: '127.0.0.1', port, path: '/', agent}, (res) => {
+          let body = ''
+          res.on('data', (c) => (body += c))
+          res.on('end', () => resolve(body))
+        })
+          .on('error', reject)
+          .end()
+      })
+    try {
+      expect(await get()).toBe('ok')
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      expect(Object.values(agent.freeSockets).flat()).toEqual([])
+      expect(await get()).toBe('ok')
+    } finally {
+      agent.destroy()
+      server.close()
+    }
+  })
+})
