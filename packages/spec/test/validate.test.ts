@@ -267,7 +267,9 @@ describe('tp spec validate: good files', () => {
       const result = await validate(text)
       expect(result.stderr).toBe('')
       expect(result.exitCode).toBe(0)
-      expect(result.stdout).toMatch(/^.*: valid spec demo: 4 handlers, 2 workloads \(2 intercepts\), 1 prerequisite\n?$/)
+      expect(result.stdout).toMatch(
+        /^.*: valid spec (demo: 4 handlers, 2 workloads \(2 intercepts\), 1 prerequisite|two-developers: 3 handlers, 1 workload \(3 intercepts\), 0 prerequisites)\n?$/,
+      )
     }
   })
 
