@@ -20,6 +20,7 @@ const CONNECTION = 'modes-personal'
 const DAEMON = `tp-${CONNECTION}-cn`
 const WEB = `${NETWORK}-frontend-v1`
 const GRPC = `${NETWORK}-grpc`
+const H2 = `${NETWORK}-h2`
 let cacheDir: string
 let env: Record<string, string | undefined>
 let disconnect: (() => Promise<void>) | undefined
@@ -77,6 +78,8 @@ beforeAll(async () => {
   await startPeer(`${CONNECTION}-alice`, `container:${DAEMON}`, ['http-server', 'alice', '8001'])
   await startPeer(`${CONNECTION}-bob`, `container:${DAEMON}`, ['http-server', 'bob', '8002'])
   await startPeer(`${CONNECTION}-alice-grpc`, `container:${DAEMON}`, ['grpc-server', 'alice', '8011'])
+  await startPeer(H2, NETWORK, ['h2-server', 'workload', '80'], 80, 'h2web')
+  await startPeer(`${CONNECTION}-alice-h2`, `container:${DAEMON}`, ['h2-server', 'alice', '8012'])
 }, 300_000)
 
 afterAll(async () => {
@@ -174,6 +177,18 @@ describe('personal intercepts', () => {
     expect({code: ended.exitCode, signal: ended.signal, output: held.output()}).toMatchObject({code: 0})
     expect(await nothingLeft(CONNECTION)).toEqual([])
   }, 180_000)
+
+  it('plain h2c (answers without trailers) through a personal intercept: every stream ends, on its side', async () => {
+    const held = hold('alice-h2', 'h2web', 8012, 'X-Dev=alice')
+    await held.active
+    const asked = Array.from({length: 12}, (_, k) => ['X-Dev=alice', 'X-Dev=bob', '-'][k % 3])
+    const got = await client(['h2-client', 'h2web:80', ...asked])
+    expect(got).toEqual(asked.map((header) => ({header, body: header === 'X-Dev=alice' ? 'alice /\n' : 'workload /\n'})))
+    held.child.kill('SIGTERM')
+    expect((await held.child).exitCode).toBe(0)
+    running.splice(running.indexOf(held), 1)
+    expect(await nothingLeft(CONNECTION)).toEqual([])
+  }, 120_000)
 
   it('bad filters: a clear error, nothing made', async () => {
     const bad = await tp(['intercept', 'frontend-v1', '--use', CONNECTION, '--port', '8001', '--http-header', 'X-Dev'])

@@ -241,10 +241,9 @@ export class HttpRouter {
           stream.respond(answer as Record<string, string>, endStream ? {endStream: true} : {waitForTrailers: true})
         })
         upstream.on('trailers', (t) => (trailers = t as Record<string, string | string[]>))
-        stream.on('wantTrailers', () => {
-          if (trailers && Object.keys(trailers).length > 0) stream.sendTrailers(trailers)
-          else stream.close()
-        })
+        // without trailers from upstream, sendTrailers({}) ends the stream with an empty DATA frame
+        // (END_STREAM); close() would reset it instead, and a client may then never see its end
+        stream.on('wantTrailers', () => stream.sendTrailers(trailers ?? {}))
         upstream.pipe(stream)
         stream.pipe(upstream)
         upstream.on('error', (error) => {

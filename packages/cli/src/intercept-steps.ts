@@ -293,3 +293,12 @@ export async function writeEnvFiles(session: InterceptSession, envFile: string |
   if (envFile) await writeFile(envFile, formatEnv(session.environment, syntax), {mode: 0o600})
   if (envJson) await writeFile(envJson, JSON.stringify(session.environment, null, 2) + '\n', {mode: 0o600})
 }
+
+/** What traffic a running intercept takes, in words (`tp intercept` and `tp spec run`). */
+export function trafficNow(session: InterceptSession): string {
+  if (session.mode === 'replace' && session.replacedPorts)
+    return `Traffic to ${session.workload} (${session.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → ${p.local}`)).join(', ')})`
+  if (session.mode === 'wiretap') return `A copy of the traffic to ${session.workload}:${session.ports.service} (the workload still answers)`
+  if (session.filter) return `HTTP traffic to ${session.workload}:${session.ports.service} with ${describeFilter(session.filter)}`
+  return `Traffic to ${session.workload}:${session.ports.service}`
+}

@@ -3,7 +3,9 @@ import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 import {Readable} from 'node:stream'
 import {
+  type HttpFilter,
   type InterceptLease,
+  type InterceptMode,
   type InterceptSession,
   type PlacementCapabilities,
   type PluginContext,
@@ -11,6 +13,7 @@ import {
   type ProvidedVolumes,
   UserError,
   debugLog,
+  describeFilter,
   labelArgs,
   swallow,
   tpLabels,
@@ -22,13 +25,16 @@ import {
   type PrerequisiteSpec,
   type ValidatedSpec,
   formatProblem,
+  interceptFilter,
+  interceptMode,
+  interceptName,
   localPortOf,
   validateSpec,
 } from '@tp/spec'
 import {Connections, type LiveConnection} from './connections.js'
 import type {Registries} from './extensions.js'
 import {type VolumePlan, openIntercept, planVolumes} from './intercept-flow.js'
-import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, runHandler} from './intercept-steps.js'
+import {checkMountRoot, endIntercept, hintWhileWaiting, parseMount, runHandler, trafficNow} from './intercept-steps.js'
 import type {Interrupts} from './interrupts.js'
 import {handlerCall, pluginKinds, prepareSpecHandler, withEnvironment} from './spec-handlers.js'
 
@@ -60,6 +66,16 @@ export interface PlannedIntercept {
   container: number
   service?: string
   mount: {wanted: boolean; root?: string}
+  /** As the command of that name (`tp wiretap`, …). */
+  mode: InterceptMode
+  /** A personal intercept's (`headers`, `pathPrefix`). */
+  filter?: HttpFilter
+  /** `name`, else a personal intercept's `<workload>-<handler>`, else the daemon chooses (as `tp intercept` without --name). */
+  name?: string
+  /** `replace` with `port` and `localPort`: as `tp replace --port <localPort>:<port>`. */
+  portMap: Array<{service: string; local: number}>
+  /** `writable` (ingest, wiretap). */
+  writable: boolean
 }
 
 /** The intercepts to create, in the file's order; ports as `tp intercept --port` would have them. */
@@ -70,8 +86,14 @@ export function planIntercepts(spec: ValidatedSpec, capabilities: PlacementCapab
     for (const intercept of workload.intercepts) {
       if (intercept.enabled === false) continue
       const handler = handlers.get(intercept.handler) as HandlerSpec
-      const local = localPortOf(intercept, handler)
-      const wanted = handler.docker?.ports?.[0]
+      const mode = interceptMode(intercept)
+      // as `tp ingest` (no port: 8080, which nothing uses) and `tp replace` (0: the first service port's own number)
+      const local = mode === 'ingest' ? 8080 : mode === 'replace' ? (intercept.localPort ?? 0) : localPortOf(intercept, handler)
+      const portMap =
+        mode === 'replace' && intercept.port !== undefined && intercept.localPort !== undefined
+          ? [{service: String(intercept.port), local: intercept.localPort}]
+          : []
+      const wanted = mode === 'intercept' || mode === 'wiretap' ? handler.docker?.ports?.[0] : undefined
       let container = local
       if (wanted !== undefined && wanted !== local) {
         if (!capabilities.canPublishPorts) {
@@ -90,8 +112,13 @@ export function planIntercepts(spec: ValidatedSpec, capabilities: PlacementCapab
         handler,
         local,
         container,
-        service: intercept.port === undefined ? undefined : String(intercept.port),
+        service: intercept.port === undefined || mode === 'replace' ? undefined : String(intercept.port),
         mount,
+        mode,
+        filter: interceptFilter(intercept),
+        name: interceptName(workload.name, intercept),
+        portMap,
+        writable: intercept.writable === true && (mode === 'ingest' || mode === 'wiretap'),
       })
     }
   }
@@ -286,13 +313,19 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
         registries,
         context,
         connection: live,
+        // as `tp intercept|wiretap|ingest|replace` build it
         request: {
           workload: planned.workload,
+          name: planned.name,
           localPort: planned.local,
           containerPort: planned.container,
           servicePort: planned.service,
           mounts: planned.mount.wanted && prepared.wantsVolumes,
           handlerRunsAs: prepared.runsAs ?? 'container',
+          ...(planned.mode === 'intercept' ? {} : {mode: planned.mode}),
+          ...(planned.writable ? {writableMounts: true} : {}),
+          ...(planned.portMap.length > 0 ? {portMap: planned.portMap} : {}),
+          ...(planned.filter ? {filter: planned.filter} : {}),
         },
         prepared,
         mount: planned.mount,
@@ -322,8 +355,13 @@ export async function runSpec(options: SpecRunOptions): Promise<number> {
       const session = r.session as InterceptSession
       const lease = r.lease as InterceptLease
       for (const note of r.prepared.notes ?? []) write(`${r.planned.handler.name}: ${note}\n`)
+      if (r.planned.mode === 'ingest') continue // no traffic to wait for
       hintWhileWaiting(session, lease)
-      void lease.active.then(() => write(`Traffic to ${session.workload}:${session.ports.service} now goes to your handler (${r.planned.handler.name}).\n`))
+      void lease.active.then(() =>
+        write(
+          `${trafficNow(session)} now goes to your handler (${r.planned.handler.name})${session.mode === 'replace' ? `; ${session.workload} is paused` : ''}.\n`,
+        ),
+      )
     }
     // several handlers share this terminal: none reads its input
     const runs = running.map((r, index) =>
@@ -405,8 +443,15 @@ function statusBlock(spec: ValidatedSpec, connection: LiveConnection, created: H
   for (const r of running) {
     const s = r.session as InterceptSession
     const env = (r.planned.handler.environment ?? []).map((e) => e.name)
+    const what = `${s.mode ?? 'intercept'} ${s.name}${s.filter ? ` for ${describeFilter(s.filter)}` : ''}`
+    const where =
+      s.mode === 'ingest'
+        ? `${s.workload} (no traffic)`
+        : s.mode === 'replace' && s.replacedPorts
+          ? `${s.workload}:${s.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → port ${p.local}`)).join(',')}`
+          : `${s.workload}:${s.ports.service} → port ${s.ports.local}`
     lines.push(
-      `  ${s.workload}:${s.ports.service} → port ${s.ports.local}: intercept ${s.name}, handler ${r.planned.handler.name} (${r.prepared.describe.trim().replace(/\s*\n\s*/g, '; ')})${env.length > 0 ? `, environment +${env.join(' +')}` : ''}${
+      `  ${where}: ${what}, handler ${r.planned.handler.name} (${r.prepared.describe.trim().replace(/\s*\n\s*/g, '; ')})${env.length > 0 ? `, environment +${env.join(' +')}` : ''}${
         s.mounts.length > 0 ? `, volumes ${s.mounts.map((m) => m.path).join(' ')}${r.volumes?.root ? ` under ${r.volumes.root}` : ''}` : ''
       }`,
     )
@@ -438,10 +483,16 @@ export async function describePlan(options: Omit<SpecRunOptions, 'interrupts' | 
   for (const planned of planIntercepts(spec, capabilities, dir)) {
     const ports = planned.container !== planned.local ? `${planned.local} (container port ${planned.container})` : String(planned.local)
     const env = (planned.handler.environment ?? []).map((e) => `${e.name}=${JSON.stringify(e.value)}`)
+    const target =
+      planned.mode === 'ingest'
+        ? `${planned.workload} (no traffic)`
+        : planned.mode === 'replace'
+          ? `${planned.workload}:<every port> (paused meanwhile)${planned.portMap.map((p) => `, ${p.service} → port ${p.local}`).join('')}`
+          : `${planned.workload}:${planned.service ?? '<its one port>'}${planned.filter ? ` for ${describeFilter(planned.filter)}` : ''}${planned.mode === 'wiretap' ? ' (a copy; the workload answers)' : ''} → port ${ports}`
     lines.push(
-      `  intercept: ${planned.workload}:${planned.service ?? '<its one port>'} → port ${ports}, handler ${planned.handler.name}: ${handlerCall(planned.handler, kinds, dir).describe}${
+      `  ${planned.mode}${planned.name ? ` ${planned.name}` : ''}: ${target}, handler ${planned.handler.name}: ${handlerCall(planned.handler, kinds, dir).describe}${
         env.length > 0 ? ` with ${env.join(' ')}` : ''
-      }${planned.mount.wanted ? (planned.mount.root ? `, volumes under ${planned.mount.root}` : '') : ', without volumes'}`,
+      }${planned.mount.wanted ? `${planned.mount.root ? `, volumes under ${planned.mount.root}` : ''}${planned.writable ? ' (writable)' : ''}` : ', without volumes'}`,
     )
   }
   for (const p of [...spec.prerequisites].reverse()) if (p.create && p.delete) lines.push(`  delete (if ${p.create} ran): ${p.delete}: ${script(p.delete)}`)

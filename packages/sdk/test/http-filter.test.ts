@@ -1,6 +1,6 @@
 /** --http-header and --http-path-prefix, and when two personal intercepts' filters overlap. */
 import {describe, expect, it} from 'vitest'
-import {describeFilter, filtersOverlap, isUserError, parseHttpFilter} from '@tp/sdk'
+import {describeFilter, filtersOverlap, httpFilterOf, isUserError, parseHttpFilter} from '@tp/sdk'
 
 function userError(f: () => unknown): string {
   try {
@@ -20,6 +20,33 @@ describe('personal intercept filters', () => {
     expect(userError(() => parseHttpFilter(['bad name=1'], undefined))).toBe('--http-header "bad name=1" is not NAME=VALUE')
     expect(userError(() => parseHttpFilter(['X-Dev=a', 'x-dev=b'], undefined))).toMatch(/twice with different values/)
     expect(userError(() => parseHttpFilter([], 'api'))).toMatch(/does not start with \//)
+  })
+
+  it('the check behind the flags and spec files: every problem, where it is, in words naming neither', () => {
+    const spelling = {headers: 'entry of headers', pathPrefix: 'pathPrefix:'}
+    expect(httpFilterOf([{name: 'X-Dev', value: 'alice'}], '/api', spelling)).toEqual({filter: {headers: {'x-dev': 'alice'}, pathPrefix: '/api'}, problems: []})
+    expect(httpFilterOf([], undefined, spelling)).toEqual({problems: []})
+    const {filter, problems} = httpFilterOf(
+      [
+        {name: 'bad name', value: 'x'},
+        {name: 'X-Dev', value: 'a'},
+        {name: 'x-dev', value: 'b'},
+        {name: 'X-Line', value: 'a\nb'},
+      ],
+      'api',
+      spelling,
+    )
+    expect(filter).toBeUndefined()
+    expect(problems.map((p) => [p.at, p.kind, p.message])).toEqual([
+      [0, 'name', '"bad name" is not an HTTP header name'],
+      [2, 'twice', 'gives x-dev twice with different values'],
+      [3, 'value', 'the value of X-Line has a line break or a NUL character, which no request can carry'],
+      ['pathPrefix', 'pathPrefix', '"api" does not start with /'],
+    ])
+    expect(problems[3].hint).toBe('write pathPrefix: /api')
+    expect(userError(() => parseHttpFilter(['X-Dev=a\nb'], undefined))).toBe(
+      '--http-header the value of X-Dev has a line break or a NUL character, which no request can carry',
+    )
   })
 
   it('overlap: unless a header is wanted with different values, or the path prefixes are apart', () => {

@@ -1,3 +1,4 @@
+import {HTTP_HEADER_NAME, INTERCEPT_MODES, type InterceptMode} from '@tp/sdk'
 import {z} from 'zod'
 
 /**
@@ -21,16 +22,13 @@ export type BuiltinKind = (typeof BUILTIN_KINDS)[number]
  * the reason the user sees.
  */
 export const REFUSED_FIELDS: Record<string, string> = {
-  headers:
-    "tp intercepts all of a port's traffic: there is no per-request routing by HTTP header (the reference needs its licensed service for that); remove it",
   previewURL: 'preview URLs are a hosted service of the reference, which tp does not have; remove it',
-  pathPrefix: "tp intercepts all of a port's traffic: there is no routing by path prefix (a licensed feature of the reference); remove it",
-  replace:
-    "tp never stops or replaces the workload: the agent joins its network namespace and takes over the port, which is what the reference's replace aims at; remove it",
-  global: "tp intercepts all of a port's traffic, always: `global` is the reference's opposite of header-based routing, which tp does not have; remove it",
   service:
     "a Docker namespace has no services: a workload's exposed ports are its service ports; remove it and choose the port with `port` (a number, or a name from the tp.port-names label)",
 }
+
+/** An intercept's name, as `tp intercept --name` takes it. */
+export const INTERCEPT_NAME = /^[a-z0-9][a-z0-9_.-]*$/i
 
 export const port = z.int().min(1).max(65_535).meta({description: 'a TCP port, 1 to 65535'})
 
@@ -86,13 +84,51 @@ export const externalHandler = z
   })
   .meta({description: 'writes the session (environment, mounts, ports) and waits: for an IDE or debugger that starts the process itself'})
 
+export const httpHeader = z
+  .strictObject({
+    name: z.string().regex(HTTP_HEADER_NAME).meta({description: 'the header, e.g. X-Dev (without case)'}),
+    value: z.string().meta({description: 'its value (exactly)'}),
+  })
+  .meta({description: 'a header a request must carry to go to the handler'})
+
 export const intercept = z.strictObject({
   enabled: z.boolean().optional().meta({description: 'false skips this intercept (default true)'}),
+  name: z.string().regex(INTERCEPT_NAME).optional().meta({
+    description:
+      "the intercept's name, as --name (default: as tp intercept names it; a personal intercept's: <workload>-<handler>); letters, digits, dots, dashes and underscores",
+  }),
+  mode: z
+    .enum(INTERCEPT_MODES as [InterceptMode, ...InterceptMode[]])
+    .optional()
+    .meta({
+      description:
+        "what it does, as the command of that name: intercept (default) takes the port's traffic (or, with headers or pathPrefix, the matching HTTP requests); wiretap sends the handler a copy of it, the workload answers; ingest takes no traffic (environment and volumes only); replace takes every port and pauses the workload",
+    }),
+  headers: z.array(httpHeader).min(1).optional().meta({
+    description:
+      'a personal intercept (as --http-header, mode intercept only): only HTTP requests with every one of these headers go to the handler, the rest to the workload',
+  }),
+  pathPrefix: z
+    .string()
+    .regex(/^\//)
+    .optional()
+    .meta({description: 'a personal intercept (as --http-path-prefix, mode intercept only): only HTTP requests whose path starts with this go to the handler'}),
+  global: z.boolean().optional().meta({
+    description: "true (default): all of the port's traffic; false: a personal intercept, which needs headers or pathPrefix (the reference's spelling)",
+  }),
+  replace: z.boolean().optional().meta({description: "true: the reference's spelling of mode: replace"}),
+  writable: z.boolean().optional().meta({description: "ingest and wiretap: mount the workload's volumes writable (default read-only), as --writable"}),
   port: z
     .union([port, z.string().regex(PORT_NAME)])
     .optional()
-    .meta({description: "the workload's service port, by number or name; may be left out when it exposes one port"}),
-  localPort: port.optional().meta({description: 'where the handler listens (default: the docker handler’s first port, else 8080)'}),
+    .meta({
+      description:
+        "the workload's service port, by number or name; may be left out when it exposes one port (replace: the service port that localPort takes; ingest: none)",
+    }),
+  localPort: port.optional().meta({
+    description:
+      'where the handler listens (default: the docker handler’s first port, else 8080; replace: for the service port `port`, the others on their own numbers; ingest: none)',
+  }),
   handler: z.string().regex(HANDLER_NAME).meta({description: 'the name of a handler of this file'}),
   mountPoint: z
     .union([z.boolean(), z.string().min(1)])
@@ -161,6 +197,7 @@ export type DockerHandlerSpec = z.infer<typeof dockerHandler>
 export type ScriptHandlerSpec = z.infer<typeof scriptHandler>
 export type ExternalHandlerSpec = z.infer<typeof externalHandler>
 export type InterceptSpec = z.infer<typeof intercept>
+export type HttpHeaderSpec = z.infer<typeof httpHeader>
 export type WorkloadSpec = z.infer<typeof workload>
 export type PrerequisiteSpec = z.infer<typeof prerequisite>
 export type ConnectionSpec = z.infer<typeof connection>

@@ -1,4 +1,5 @@
 import {basename, extname} from 'node:path'
+import {type HttpFilter, INTERCEPT_MODES, type InterceptMode, describeFilter, filtersOverlap, httpFilterOf} from '@tp/sdk'
 import {Ajv2020, type ErrorObject, type ValidateFunction} from 'ajv/dist/2020.js'
 import {type Document, type Scalar, isMap, isScalar, isSeq, parse as parseYaml, parseDocument, visit} from 'yaml'
 import type {z} from 'zod'
@@ -36,6 +37,29 @@ export function handlerKind(handler: HandlerSpec, kinds: readonly PluginKind[] =
 /** The local port an intercept's handler listens on. */
 export function localPortOf(intercept: {localPort?: number}, handler: HandlerSpec | undefined): number {
   return intercept.localPort ?? handler?.docker?.ports?.[0] ?? 8080
+}
+
+/** An intercept's mode: `mode`, else `replace: true` (the reference's spelling), else intercept. */
+export function interceptMode(intercept: {mode?: InterceptMode; replace?: boolean}): InterceptMode {
+  return intercept.mode ?? (intercept.replace === true ? 'replace' : 'intercept')
+}
+
+/** The words the shared filter check uses for a spec file's fields. */
+const SPEC_SPELLING = {headers: 'entry of headers', pathPrefix: 'pathPrefix:'}
+
+/** A personal intercept's filter (`headers`, `pathPrefix`), as `--http-header`/`--http-path-prefix` make it; none for a plain one. */
+export function interceptFilter(intercept: {headers?: Array<{name: string; value: string}>; pathPrefix?: string}): HttpFilter | undefined {
+  return httpFilterOf(intercept.headers ?? [], intercept.pathPrefix, SPEC_SPELLING).filter
+}
+
+/** The name tp gives an intercept of the file: `name`, else a personal intercept's `<workload>-<handler>`, else the daemon's (as `tp intercept`'s). */
+export function interceptName(
+  workload: string,
+  intercept: {name?: string; handler: string; headers?: unknown; pathPrefix?: unknown; mode?: InterceptMode; replace?: boolean},
+): string | undefined {
+  if (intercept.name !== undefined) return intercept.name
+  const personal = interceptMode(intercept) === 'intercept' && (intercept.headers !== undefined || intercept.pathPrefix !== undefined)
+  return personal ? `${workload}-${intercept.handler}` : undefined
 }
 
 function describeValue(value: unknown): string {
@@ -173,6 +197,8 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], data: unknown, locator
         break
       }
       case 'invalid_format': {
+        // a header's name and the path prefix: the filter check (shared with the flags) says it
+        if (path[path.length - 1] === 'pathPrefix' || (path[path.length - 3] === 'headers' && path[path.length - 1] === 'name')) break
         const found = valueAt(data, path)
         const key = String(path[typeof path[path.length - 1] === 'number' ? path.length - 2 : path.length - 1])
         const pattern = 'pattern' in issue ? String(issue.pattern) : issue.format
@@ -285,6 +311,173 @@ type Raw = Record<string, unknown>
 const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 const asMap = (v: unknown): Raw | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Raw) : undefined)
 
+/** An intercept of the file that takes traffic, for the overlap check. */
+interface Claim {
+  here: string
+  mode: InterceptMode
+  /** As written (`port`); undefined: the workload's one port. */
+  port?: string
+  filter?: HttpFilter
+}
+
+/**
+ * Whether two intercepts of one workload would take the same traffic, as the daemon refuses it: a
+ * replace takes every port; on one port a plain intercept only alone, personal ones side by side
+ * when no request matches both. The message names both.
+ */
+function claimConflict(claim: Claim, other: Claim, workload: string): {message: string; hint: string} | undefined {
+  if (claim.mode === 'replace' || other.mode === 'replace') {
+    return {
+      message:
+        claim.mode === 'replace'
+          ? `${claim.here}: replaces ${workload}, taking every port, but ${other.here} ${other.mode === 'replace' ? 'replaces it too' : 'intercepts one of them'}`
+          : `${claim.here}: intercepts a port of ${workload}, but ${other.here} replaces it, taking every port`,
+      hint: 'a replace takes every port of its workload: remove one, or make one of them a wiretap or an ingest',
+    }
+  }
+  if (claim.port !== other.port) return undefined
+  const port = claim.port === undefined ? 'the port' : `port ${claim.port}`
+  if (!claim.filter && !other.filter) {
+    return {
+      message: `${claim.here}: intercepts the same port of ${workload} as ${other.here}`,
+      hint: 'a port can be intercepted once; remove one, or make both personal (headers or pathPrefix)',
+    }
+  }
+  if (!claim.filter && other.filter) {
+    return {
+      message: `${claim.here}: ${port} of ${workload} has the personal intercept ${other.here} (${describeFilter(other.filter)}); an intercept of all its traffic would take that too`,
+      hint: 'remove one, or make this one personal too: headers: [{name: X-Dev, value: <you>}]',
+    }
+  }
+  if (claim.filter && !other.filter) {
+    return {
+      message: `${claim.here}: ${port} of ${workload} is intercepted by ${other.here}, which takes all of its traffic`,
+      hint: 'remove one, or make that one personal too (headers or pathPrefix)',
+    }
+  }
+  if (claim.filter && other.filter && filtersOverlap(claim.filter, other.filter)) {
+    return {
+      message: `${claim.here}: the filter ${describeFilter(claim.filter)} overlaps that of ${other.here} on ${port} of ${workload} (${describeFilter(other.filter)}): a request could match both`,
+      hint: `give a header another value than ${other.here} does (e.g. X-Dev: <you>)`,
+    }
+  }
+  return undefined
+}
+
+/** `mode`, `replace`, and the fields only some modes take; the intercept's mode, or undefined when they disagree. */
+function modeProblems(intercept: Raw, path: PropertyKey[], locator: Locator, problems: SpecProblem[]): InterceptMode | undefined {
+  const here = formatPath(path)
+  const mode = intercept.mode as InterceptMode | undefined
+  if (mode !== undefined && !INTERCEPT_MODES.includes(mode)) return undefined // zod says why
+  if (typeof intercept.replace === 'boolean' && mode !== undefined && intercept.replace !== (mode === 'replace')) {
+    problems.push(
+      locator.problem(
+        [...path, 'replace'],
+        `${here}: replace: ${intercept.replace} says ${intercept.replace ? 'mode replace' : 'not a replace'}, but mode is ${mode}`,
+        'keep one: mode: <mode> (replace: true is the same as mode: replace), and remove replace',
+        {key: true},
+      ),
+    )
+    return undefined
+  }
+  const effective = interceptMode({mode, replace: intercept.replace === true})
+  if (effective === 'ingest') {
+    for (const key of ['port', 'localPort'] as const)
+      if (intercept[key] !== undefined)
+        problems.push(
+          locator.problem(
+            [...path, key],
+            `${here}: an ingest takes no traffic, so ${key} means nothing`,
+            `remove ${key} (the handler gets the environment and volumes only), or use mode: intercept`,
+            {key: true},
+          ),
+        )
+  }
+  if (effective === 'replace' && intercept.localPort !== undefined && intercept.port === undefined) {
+    problems.push(
+      locator.problem(
+        [...path, 'localPort'],
+        `${here}: a replace takes every port; localPort says where the handler listens for one of them, but port does not say which`,
+        'add port: <service port> (as --port <local>:<service port>), or remove localPort: the handler listens on the service ports’ own numbers',
+        {key: true},
+      ),
+    )
+  }
+  if (intercept.writable === true && effective !== 'ingest' && effective !== 'wiretap') {
+    problems.push(
+      locator.problem(
+        [...path, 'writable'],
+        `${here}: writable is for an ingest or a wiretap, whose volumes are read-only otherwise; a${effective === 'intercept' ? 'n' : ''} ${effective}'s are writable already`,
+        'remove writable',
+        {key: true},
+      ),
+    )
+  }
+  return effective
+}
+
+/**
+ * `headers`, `pathPrefix` and `global`: the check the flags use (the same messages after the
+ * field), and only with mode intercept. The filter; undefined for a plain intercept; null when
+ * something is wrong with it.
+ */
+function filterProblems(
+  intercept: Raw,
+  path: PropertyKey[],
+  mode: InterceptMode | undefined,
+  locator: Locator,
+  problems: SpecProblem[],
+): HttpFilter | undefined | null {
+  const here = formatPath(path)
+  const given = (['headers', 'pathPrefix'] as const).filter((k) => intercept[k] !== undefined)
+  if (given.length > 0 && mode !== undefined && mode !== 'intercept') {
+    problems.push(
+      locator.problem(
+        [...path, given[0]],
+        `${here}: ${given.join(' and ')} make${given.length === 1 ? 's' : ''} a personal intercept; mode ${mode} takes no filter`,
+        `remove ${given.join(' and ')}, or use mode: intercept`,
+        {key: true},
+      ),
+    )
+    return null
+  }
+  if (intercept.global === false && given.length === 0) {
+    problems.push(
+      locator.problem(
+        [...path, 'global'],
+        `${here}: global: false makes a personal intercept, but there are no headers nor pathPrefix to choose its requests`,
+        'add headers: [{name: X-Dev, value: <you>}] (or pathPrefix: /<path>), or remove global',
+        {key: true},
+      ),
+    )
+  }
+  if (intercept.global === true && given.length > 0) {
+    problems.push(
+      locator.problem(
+        [...path, 'global'],
+        `${here}: global: true takes all of the port's traffic, but ${given.join(' and ')} make${given.length === 1 ? 's' : ''} it a personal intercept`,
+        `remove global (or write global: false), or remove ${given.join(' and ')}`,
+        {key: true},
+      ),
+    )
+    return null
+  }
+  if (given.length === 0) return undefined
+  const headers = asList(intercept.headers)
+  const usable = headers.every((h) => typeof asMap(h)?.name === 'string' && typeof asMap(h)?.value === 'string')
+  const pathPrefix = intercept.pathPrefix
+  if (!usable || (pathPrefix !== undefined && typeof pathPrefix !== 'string') || (intercept.headers !== undefined && headers.length === 0)) return null // zod says why
+  const checked = httpFilterOf(headers as Array<{name: string; value: string}>, pathPrefix as string | undefined, SPEC_SPELLING)
+  for (const problem of checked.problems) {
+    const at: PropertyKey[] =
+      problem.at === 'pathPrefix'
+        ? [...path, 'pathPrefix']
+        : [...path, 'headers', problem.at, ...(problem.kind === 'name' ? ['name'] : problem.kind === 'value' ? ['value'] : [])]
+    problems.push(locator.problem(at, `${formatPath(at)}: ${problem.message}`, problem.hint))
+  }
+  return checked.filter ?? null
+}
+
 /** What the schema alone cannot say: references between entries, one kind per handler, ports. */
 function crossProblems(data: Raw, locator: Locator, kinds: readonly PluginKind[]): SpecProblem[] {
   const problems: SpecProblem[] = []
@@ -336,7 +529,8 @@ function crossProblems(data: Raw, locator: Locator, kinds: readonly PluginKind[]
     return true
   }
   const localPorts = new Map<number, string>()
-  const intercepted = new Map<string, string>()
+  const interceptNames = new Map<string, string>()
+  const claimed = new Map<string, Claim[]>()
   const workloadNames = new Map<string, number>()
   asList(data.workloads).forEach((w, i) => {
     const workload = asMap(w)
@@ -358,9 +552,14 @@ function crossProblems(data: Raw, locator: Locator, kinds: readonly PluginKind[]
       const path = ['workloads', i, 'intercepts', j]
       reference([...path, 'handler'], intercept.handler, `the handler of an intercept of ${String(workload.name)}`)
       if (intercept.enabled === false) return
-      const handler = typeof intercept.handler === 'string' ? (handlers.get(intercept.handler) as HandlerSpec | undefined) : undefined
-      const local = localPortOf(intercept as {localPort?: number}, handler)
       const here = formatPath(path)
+      const mode = modeProblems(intercept, path, locator, problems)
+      const filter = filterProblems(intercept, path, mode, locator, problems)
+      if (mode === undefined) return
+      const handler = typeof intercept.handler === 'string' ? (handlers.get(intercept.handler) as HandlerSpec | undefined) : undefined
+      // an ingest listens nowhere, a replace without localPort on the service ports' own numbers
+      const local =
+        mode === 'ingest' || (mode === 'replace' && intercept.localPort === undefined) ? undefined : localPortOf(intercept as {localPort?: number}, handler)
       if (typeof local === 'number') {
         const other = localPorts.get(local)
         if (other) {
@@ -373,13 +572,33 @@ function crossProblems(data: Raw, locator: Locator, kinds: readonly PluginKind[]
           )
         } else localPorts.set(local, here)
       }
-      const key = `${String(workload.name)}:${String(intercept.port ?? '')}`
-      const other = intercepted.get(key)
-      if (other)
-        problems.push(
-          locator.problem(path, `${here}: intercepts the same port of ${String(workload.name)} as ${other}`, 'a port can be intercepted once; remove one'),
-        )
-      else intercepted.set(key, here)
+      const name = typeof intercept.handler === 'string' ? interceptName(String(workload.name), intercept as {name?: string; handler: string}) : undefined
+      if (name !== undefined) {
+        const other = interceptNames.get(name)
+        if (other)
+          problems.push(
+            locator.problem(
+              intercept.name === undefined ? path : [...path, 'name'],
+              `${here}: its name "${name}" is already that of ${other}`,
+              `give one a name of its own: name: <name>${intercept.name === undefined ? ` (a personal intercept's default is <workload>-<handler>)` : ''}`,
+            ),
+          )
+        else interceptNames.set(name, here)
+      }
+      // what takes traffic: the daemon's rule (intercepts.ts checkClaim), within this file
+      if (mode === 'ingest' || mode === 'wiretap' || filter === null) return
+      const port = intercept.port === undefined ? undefined : String(intercept.port)
+      const claim: Claim = {here, mode, port, filter}
+      const claims = claimed.get(String(workload.name)) ?? []
+      for (const other of claims) {
+        const conflict = claimConflict(claim, other, String(workload.name))
+        if (conflict) {
+          problems.push(locator.problem(path, conflict.message, conflict.hint))
+          break
+        }
+      }
+      claims.push(claim)
+      claimed.set(String(workload.name), claims)
     })
   })
   asList(data.prerequisites).forEach((p, i) => {

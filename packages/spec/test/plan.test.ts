@@ -50,6 +50,44 @@ describe('planIntercepts', () => {
   })
 })
 
+describe('planIntercepts: modes', () => {
+  const modes = spec(`handlers:
+  - name: alice
+    docker: {image: x, ports: [8001]}
+  - name: bob
+    script: {run: serve}
+  - name: tap
+    docker: {image: x, ports: [8000]}
+workloads:
+  - name: web
+    intercepts:
+      - {handler: alice, port: 80, headers: [{name: X-Dev, value: alice}]}
+      - {handler: bob, port: 80, localPort: 8002, name: bobs, headers: [{name: X-Dev, value: bob}], pathPrefix: /api}
+      - {handler: tap, port: 80, mode: wiretap, writable: true}
+      - {handler: tap, mode: ingest, writable: true}
+  - name: catalog
+    intercepts:
+      - {handler: bob, replace: true, port: http, localPort: 9000}
+  - name: db
+    intercepts:
+      - {handler: tap, mode: replace}
+`)
+
+  it('each intercept as its command would ask for it: mode, filter, name, ports, writable volumes', () => {
+    const plan = planIntercepts(modes, container, '/specs')
+    expect(plan.map((p) => [p.workload, p.mode, p.filter, p.name, p.local, p.container, p.service, p.portMap, p.writable])).toEqual([
+      ['web', 'intercept', {headers: {'x-dev': 'alice'}}, 'web-alice', 8001, 8001, '80', [], false],
+      ['web', 'intercept', {headers: {'x-dev': 'bob'}, pathPrefix: '/api'}, 'bobs', 8002, 8002, '80', [], false],
+      ['web', 'wiretap', undefined, undefined, 8000, 8000, '80', [], true],
+      // as tp ingest: no port (8080, which nothing uses); the docker handler's port does not matter
+      ['web', 'ingest', undefined, undefined, 8080, 8080, undefined, [], true],
+      // as tp replace --port 9000:http, and without --port (0: the service ports' own numbers)
+      ['catalog', 'replace', undefined, undefined, 9000, 9000, undefined, [{service: 'http', local: 9000}], false],
+      ['db', 'replace', undefined, undefined, 0, 0, undefined, [], false],
+    ])
+  })
+})
+
 describe('specConnection', () => {
   const live = (name: string, namespace: string) => ({record: {name, namespace}})
   const connections = (list: unknown[]) => ({live: async () => list}) as never

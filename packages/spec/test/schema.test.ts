@@ -59,7 +59,36 @@ describe('tp spec schema', () => {
     expect(validate({handler: []})).toBe(false)
     expect(validate({handlers: [{name: 'web', docker: {image: 'x', ports: [70000]}}]})).toBe(false)
     expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', headers: {a: 'b'}}]}]})).toBe(false)
+    expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', headers: [{name: 'X Dev', value: 'b'}]}]}]})).toBe(false)
+    expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', headers: [{name: 'X-Dev'}]}]}]})).toBe(false)
+    expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', pathPrefix: 'api'}]}]})).toBe(false)
+    expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', mode: 'mirror'}]}]})).toBe(false)
+    expect(validate({workloads: [{name: 'w', intercepts: [{handler: 'web', previewURL: {}}]}]})).toBe(false)
     expect(validate({handlers: [{name: 'web', environment: [{name: 'A', value: 1}]}]})).toBe(false)
+  })
+
+  it("an intercept's mode, headers (a list of name and value), pathPrefix, global, replace and writable, each described", () => {
+    const intercept = (schema.properties as Record<string, {items: {properties: {intercepts: {items: {properties: Record<string, Record<string, unknown>>}}}}}>)
+      .workloads.items.properties.intercepts.items.properties
+    for (const key of ['name', 'mode', 'headers', 'pathPrefix', 'global', 'replace', 'writable']) expect(intercept[key]?.description, key).toMatch(/\w/)
+    expect(intercept.mode.enum).toEqual(['intercept', 'ingest', 'replace', 'wiretap'])
+    expect(intercept.headers).toMatchObject({type: 'array', minItems: 1, items: {type: 'object', required: ['name', 'value'], additionalProperties: false}})
+    expect(intercept.pathPrefix).toMatchObject({type: 'string', pattern: '^\\/'})
+    const validate = compile()
+    const personal = {
+      handlers: [{name: 'alice'}, {name: 'tap'}],
+      workloads: [
+        {
+          name: 'w',
+          intercepts: [
+            {handler: 'alice', localPort: 8001, headers: [{name: 'X-Dev', value: 'alice'}], pathPrefix: '/api', global: false},
+            {handler: 'tap', localPort: 8002, mode: 'wiretap', writable: true},
+            {handler: 'tap', replace: true},
+          ],
+        },
+      ],
+    }
+    expect(validate(personal)).toBe(true)
   })
 
   it('--output writes the same schema to a file', async () => {

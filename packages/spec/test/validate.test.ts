@@ -6,7 +6,7 @@
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {expandVariables, validateSpec} from '@tp/spec'
+import {expandVariables, interceptFilter, interceptMode, interceptName, validateSpec} from '@tp/spec'
 import {type Sandbox, link, makeSandbox, writePlugin} from '../../cli/test/helpers.js'
 import {PLUGIN_KIND, kindPlugin, readmeSpecs} from './fixtures.js'
 
@@ -69,9 +69,88 @@ const broken: Array<[string, string, number, RegExp, string?]> = [
     /local port 8080 is already the local port of workloads\[0\]/,
     'set localPort',
   ],
-  ['headers, which tp refuses', `${base}        headers:\n          x-user: me\n`, 9, /tp does not support "headers"/, 'per-request routing'],
   ['previewURL, which tp refuses', `${base}        previewURL: {enable: true}\n`, 9, /tp does not support "previewURL"/, 'hosted service'],
-  ['global, which tp refuses', `${base}        global: true\n`, 9, /tp does not support "global"/, "all of a port's traffic"],
+  ['service, which tp refuses', `${base}        service: web\n`, 9, /tp does not support "service"/, "a workload's exposed ports"],
+  ['headers as a map (they are a list of name and value)', `${base}        headers:\n          x-user: me\n`, 10, /headers: expected a list/],
+  [
+    'a header name that cannot be one (the words of --http-header)',
+    `${base}        headers:\n          - {name: "X Dev", value: alice}\n`,
+    10,
+    /intercepts\[0\]\.headers\[0\]\.name: "X Dev" is not an HTTP header name/,
+    'e.g. X-Dev',
+  ],
+  [
+    'one header twice with different values',
+    `${base}        headers:\n          - {name: X-Dev, value: alice}\n          - {name: x-dev, value: bob}\n`,
+    11,
+    /headers\[1\]: gives x-dev twice with different values/,
+    'give each header once',
+  ],
+  ['a path prefix without its /', `${base}        pathPrefix: api\n`, 9, /pathPrefix: "api" does not start with \//, 'write pathPrefix: /api'],
+  [
+    'headers on a wiretap',
+    `${base}        mode: wiretap\n        headers: [{name: X-Dev, value: alice}]\n`,
+    10,
+    /intercepts\[0\]: headers makes a personal intercept; mode wiretap takes no filter/,
+    'use mode: intercept',
+  ],
+  ['an unknown mode', `${base}        mode: mirror\n`, 9, /mode: the text "mirror" is not one of intercept, ingest, replace, wiretap/],
+  [
+    'replace: true beside another mode',
+    `${base}        mode: wiretap\n        replace: true\n`,
+    10,
+    /replace: true says mode replace, but mode is wiretap/,
+    'remove replace',
+  ],
+  [
+    'global: false without headers or pathPrefix',
+    `${base}        global: false\n`,
+    9,
+    /global: false makes a personal intercept, but there are no headers/,
+    'add headers',
+  ],
+  [
+    'global: true with a path prefix',
+    `${base}        global: true\n        pathPrefix: /api\n`,
+    9,
+    /global: true takes all of the port's traffic, but pathPrefix makes it a personal intercept/,
+  ],
+  ['a port on an ingest', `${base}        mode: ingest\n        port: 80\n`, 10, /an ingest takes no traffic, so port means nothing/],
+  ['writable on an intercept', `${base}        writable: true\n`, 9, /writable is for an ingest or a wiretap/],
+  [
+    'a replace with localPort and no port',
+    `${base}        replace: true\n        localPort: 8000\n`,
+    10,
+    /a replace takes every port; localPort says where the handler listens for one of them, but port does not say which/,
+    'add port',
+  ],
+  [
+    'two personal intercepts whose filters overlap: both named',
+    `${base}        localPort: 8001\n        headers: [{name: X-Dev, value: alice}]\n      - {handler: web, localPort: 8002, name: other, headers: [{name: x-dev, value: alice}, {name: X-Team, value: a}]}\n`,
+    11,
+    /intercepts\[1\]: the filter x-dev=alice, x-team=a overlaps that of workloads\[0\]\.intercepts\[0\] on the port of frontend-v1 \(x-dev=alice\): a request could match both/,
+    'another value',
+  ],
+  [
+    'a plain intercept beside a personal one: both named',
+    `${base}        localPort: 8001\n        port: 80\n        headers: [{name: X-Dev, value: alice}]\n      - {handler: web, localPort: 8002, port: 80}\n`,
+    12,
+    /intercepts\[1\]: port 80 of frontend-v1 has the personal intercept workloads\[0\]\.intercepts\[0\] \(x-dev=alice\)/,
+    'make this one personal too',
+  ],
+  [
+    'a replace beside an intercept of the same workload',
+    `${base}        localPort: 8001\n      - {handler: web, replace: true}\n`,
+    10,
+    /intercepts\[1\]: replaces frontend-v1, taking every port, but workloads\[0\]\.intercepts\[0\] intercepts one of them/,
+  ],
+  [
+    'two personal intercepts with the same default name',
+    `${base}        localPort: 8001\n        headers: [{name: X-Dev, value: alice}]\n      - {handler: web, localPort: 8002, headers: [{name: X-Dev, value: bob}]}\n`,
+    11,
+    /intercepts\[1\]: its name "frontend-v1-web" is already that of workloads\[0\]\.intercepts\[0\]/,
+    'name: <name>',
+  ],
   ['a YAML syntax error', `handlers:\n  - name: web\n    docker: {image: x\nworkloads: []\n`, 4, /YAML syntax error/, 'YAML syntax'],
   ['a delete without its create', `handlers:\n  - name: clean\nprerequisites:\n  - delete: clean\n`, 4, /a delete without its create/, 'add create'],
   [
@@ -168,7 +247,7 @@ describe('tp spec validate: broken files', () => {
   })
 
   it('lists every problem of a file, not only the first, in the order of the file', async () => {
-    const text = `handlers:\n  - name: web\n    docker: {image: x}\n    script: {run: echo}\n  - name: web\nworkloads:\n  - name: w\n    intercepts:\n      - handler: nope\n        pathPrefix: /api\n`
+    const text = `handlers:\n  - name: web\n    docker: {image: x}\n    script: {run: echo}\n  - name: web\nworkloads:\n  - name: w\n    intercepts:\n      - handler: nope\n        pathPrefix: api\n`
     const result = await validate(text)
     expect(result.exitCode).toBe(1)
     const lines = result.stderr
@@ -188,8 +267,45 @@ describe('tp spec validate: good files', () => {
       const result = await validate(text)
       expect(result.stderr).toBe('')
       expect(result.exitCode).toBe(0)
-      expect(result.stdout).toMatch(/^.*: valid spec demo: 4 handlers, 2 workloads \(2 intercepts\), 1 prerequisite\n?$/)
+      expect(result.stdout).toMatch(
+        /^.*: valid spec (demo: 4 handlers, 2 workloads \(2 intercepts\), 1 prerequisite|two-developers: 3 handlers, 1 workload \(3 intercepts\), 0 prerequisites)\n?$/,
+      )
     }
+  })
+
+  it('the modes: personal intercepts of one port side by side, a wiretap and an ingest beside them, a replace (the reference spelling too)', async () => {
+    const text = `handlers:
+  - name: alice
+    script: {run: serve 8001}
+  - name: bob
+    script: {run: serve 8002}
+  - name: tap
+    script: {run: record}
+workloads:
+  - name: frontend-v1
+    intercepts:
+      - {handler: alice, localPort: 8001, headers: [{name: X-Dev, value: alice}]}
+      - {handler: bob, localPort: 8002, global: false, headers: [{name: X-Dev, value: bob}], pathPrefix: /api}
+      - {handler: alice, name: team, localPort: 8004, headers: [{name: X-Dev, value: carol}], pathPrefix: /web}
+      - {handler: tap, localPort: 8003, mode: wiretap, writable: true}
+      - {handler: tap, mode: ingest}
+  - name: catalog
+    intercepts:
+      - {handler: bob, replace: true, global: true, port: 80, localPort: 8080}
+`
+    const result = await validate(text)
+    expect(result.stderr).toBe('')
+    expect(result.exitCode).toBe(0)
+    const spec = validateSpec(text).spec
+    const intercepts = spec?.workloads.flatMap((w) => w.intercepts.map((x) => [interceptMode(x), interceptFilter(x), interceptName(w.name, x)]))
+    expect(intercepts).toEqual([
+      ['intercept', {headers: {'x-dev': 'alice'}}, 'frontend-v1-alice'],
+      ['intercept', {headers: {'x-dev': 'bob'}, pathPrefix: '/api'}, 'frontend-v1-bob'],
+      ['intercept', {headers: {'x-dev': 'carol'}, pathPrefix: '/web'}, 'team'],
+      ['wiretap', undefined, undefined],
+      ['ingest', undefined, undefined],
+      ['replace', undefined, undefined],
+    ])
   })
 
   it("a plugin's kind that fits its schema is valid, and a built-in kind is not taken for it", async () => {

@@ -13,7 +13,6 @@ import {
   ENV_SYNTAXES,
   type EnvSyntax,
   debugLog,
-  describeFilter,
   parseHttpFilter,
   swallow,
 } from '@tp/sdk'
@@ -31,6 +30,7 @@ import {
   parseMount,
   printSession,
   runHandler,
+  trafficNow,
   waitingFor,
   writeEnvFiles,
 } from '../intercept-steps.js'
@@ -359,13 +359,4 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
     process.stderr.write(`Intercept ${session.name} ended (${end.reason}).\n`)
     if (!end.normal) throw new UserError(`the intercept ended unexpectedly: ${end.reason}`, nextStepAfter(end.reason))
   }
-}
-
-/** What traffic a running intercept takes, in words. */
-function trafficNow(session: InterceptSession): string {
-  if (session.mode === 'replace' && session.replacedPorts)
-    return `Traffic to ${session.workload} (${session.replacedPorts.map((p) => (p.service === p.local ? `${p.service}` : `${p.service} → ${p.local}`)).join(', ')})`
-  if (session.mode === 'wiretap') return `A copy of the traffic to ${session.workload}:${session.ports.service} (the workload still answers)`
-  if (session.filter) return `HTTP traffic to ${session.workload}:${session.ports.service} with ${describeFilter(session.filter)}`
-  return `Traffic to ${session.workload}:${session.ports.service}`
 }
