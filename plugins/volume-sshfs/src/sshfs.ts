@@ -151,12 +151,16 @@ export class SshfsMount {
   }
 
   /**
-   * Whether the mount answers: `stat -f` in a child process, so a hung FUSE call can be abandoned
+   * Whether the mount answers: `stat -f` and `stat` in child processes, so a hung FUSE call can be abandoned
    * without blocking one of Node's few threadpool threads.
    */
   private async answers(): Promise<boolean> {
     const result = await run('stat', ['-f', '-c', '%b', this.mountPoint], {timeoutMs: 3000})
-    return result.code === 0
+    if (result.code !== 0) return false
+    // and the remote directory is there: a statfs answers before sshfs has checked it (a missing
+    // one then ends sshfs a moment later), a getattr of the root asks the server for it
+    const root = await run('stat', ['-c', '%i', this.mountPoint], {timeoutMs: 3000})
+    return root.code === 0
   }
 
   /**
