@@ -220,6 +220,33 @@ describe('a cluster on another machine', () => {
     expect((await tpObjectsOn(docker)).filter((o) => o.includes('rbad'))).toEqual([])
   })
 
+  it('tp gc --cluster cleans up an engine no live connection is on; an unknown one is refused', async () => {
+    await machine.docker([
+      'run',
+      '-d',
+      '--name',
+      'tp-ghost2-relay',
+      '--label',
+      'tp.managed=true',
+      '--label',
+      'tp.connection=ghost2',
+      '--label',
+      'tp.role=relay',
+      remoteBusybox,
+      'sleep',
+      '600',
+    ])
+    // without --cluster tp does not know of that engine
+    expect((await tp(['gc', '--dry-run'])).stdout).not.toContain('tp-ghost2-relay')
+    const gc = await tp(['gc', '--cluster', 'tpt-remote'])
+    expect(gc.exitCode, gc.stderr).toBe(0)
+    expect(gc.stdout).toContain('removed container tp-ghost2-relay')
+    expect(await tpObjectsOn(remote)).toEqual([])
+    const unknown = await tp(['gc', '--cluster', 'no-such-context'])
+    expect(unknown.exitCode).not.toBe(0)
+    expect(unknown.stderr).toMatch(/no-such-context/)
+  })
+
   it('behind its TLS API as a Docker context: connect, status names both engines, list shows its workloads', async () => {
     const connected = await tp(['connect', '--cluster', 'tpt-remote', '--namespace', NS, '--name', 'rtls'])
     expect(connected.exitCode, connected.stderr).toBe(0)
@@ -241,6 +268,36 @@ describe('a cluster on another machine', () => {
     // the relay is on the remote engine only, and nothing listens on the remote machine that did not before
     expect((await tpObjectsOn(remote)).join('\n')).toMatch(/tp-rtls-relay/)
     expect(await listening()).toEqual(listeningBefore)
+  })
+
+  it("tp gc cleans up a live connection's remote engine, keeping what live connections own", async () => {
+    // what a connection that is gone left there (a relay that never removed itself, say)
+    await machine.docker([
+      'run',
+      '-d',
+      '--name',
+      'tp-ghost-relay',
+      '--label',
+      'tp.managed=true',
+      '--label',
+      'tp.connection=ghost',
+      '--label',
+      'tp.role=relay',
+      remoteBusybox,
+      'sleep',
+      '600',
+    ])
+    const dry = await tp(['gc', '--dry-run'])
+    expect(dry.exitCode, dry.stderr).toBe(0)
+    expect(dry.stdout).toContain('would remove container tp-ghost-relay')
+    expect(dry.stdout).not.toContain('tp-rtls-relay')
+    expect((await tpObjectsOn(remote)).join('\n')).toMatch(/tp-ghost-relay/)
+    const gc = await tp(['gc'])
+    expect(gc.exitCode, gc.stderr).toBe(0)
+    expect(gc.stdout).toContain('removed container tp-ghost-relay')
+    const left = (await tpObjectsOn(remote)).join('\n')
+    expect(left).not.toMatch(/ghost/)
+    expect(left).toMatch(/tp-rtls-relay/)
   })
 
   it("intercepts web with a process here, which sees web's environment and volume and reaches the remote catalog by name, not the local twin", async () => {

@@ -2,11 +2,21 @@ import {rm} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 import {LABEL_CONNECTION, LABEL_MANAGED, LABEL_ROLE, defaultEngineUrl, dockerUnreachable, sweep} from '@tp/sdk'
 import {TpCommand} from '../base-command.js'
-import {Connections, defaultCluster, describeDeath} from '../connections.js'
+import type {ClusterTarget} from '@tp/sdk'
+import {Connections, clusterOf, defaultCluster, describeDeath} from '../connections.js'
 
 export default class Gc extends TpCommand {
   static override summary = 'Remove every tp-labelled container, volume and network that no live connection owns'
-  static override flags = {'dry-run': Flags.boolean({description: 'only print what would be removed'})}
+  static override description =
+    `Looks on the handlers' engine, on the cluster connections are made to now ($TP_CLUSTER, else the handlers' engine), on the cluster of every live connection, and on each --cluster.`
+  static override flags = {
+    'dry-run': Flags.boolean({description: 'only print what would be removed'}),
+    cluster: Flags.string({
+      description: "another cluster's engine to clean up as well: a Docker context or an engine URL (unix://, tcp://, ssh://)",
+      helpValue: '<context|URL>',
+      multiple: true,
+    }),
+  }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Gc)
@@ -42,10 +52,30 @@ export default class Gc extends TpCommand {
     // what tp left on the cluster connections are made to now (each installed driver there), then
     // on the handler's engine when that is another one
     const cluster = defaultCluster()
+    // each engine once: the default cluster, --cluster, and those of the live connections (a dead
+    // connection's engine may be out of reach: its agents and relay there remove themselves)
+    const engines = new Map<string, ClusterTarget>([[cluster.engine, cluster]])
+    for (const given of flags.cluster ?? []) {
+      const target = defaultCluster(given)
+      engines.set(target.engine, target)
+    }
+    for (const {record} of survey.live) {
+      const target = clusterOf(record)
+      if (!engines.has(target.engine)) engines.set(target.engine, target)
+    }
     const lines: string[] = []
-    for (const {descriptor} of registries['cluster-drivers'].list()) {
-      const driver = await connections.driver({...cluster, driver: descriptor.name})
-      lines.push(...((await driver.gc?.({live, dryRun})) ?? []))
+    for (const target of engines.values()) {
+      const named = target !== cluster && (flags.cluster ?? []).some((given) => defaultCluster(given).engine === target.engine)
+      for (const {descriptor} of registries['cluster-drivers'].list()) {
+        try {
+          const driver = await connections.driver({...target, driver: descriptor.name})
+          lines.push(...((await driver.gc?.({live, dryRun})) ?? []))
+        } catch (error) {
+          // an engine asked for by name must answer; a live connection's may have just gone
+          if (named) throw error
+          this.warn(`could not clean up ${target.context ?? target.engine} (${descriptor.name}): ${(error as Error).message}`)
+        }
+      }
     }
     if (cluster.engine !== defaultEngineUrl() || !registries['cluster-drivers'].has(cluster.driver)) {
       const swept = await sweep(docker, {
