@@ -15,7 +15,8 @@ import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
 import {startTp, tpCli} from './helpers/index.js'
 import {type SwarmMachine, startSwarm, sweepStaleSwarms} from './helpers/swarm-machine.js'
 
-const NAME = 'tpsw-e2e'
+/** The swarm's name (its machines are `<NAME>-m`, `-w1`, `-w2`): TP_SWARM_NAME lets runs side by side differ. */
+const NAME = process.env.TP_SWARM_NAME ?? 'tpsw-e2e'
 const STACK = 'shop'
 const COMPOSE = (image: string, webImage: string) => `
 version: "3.8"
@@ -26,6 +27,8 @@ services:
     environment:
       NODE: "{{.Node.Hostname}}"
       GREETING: hello from the swarm web
+    secrets: [{source: tpsw_token, target: api-token}]
+    configs: [{source: tpsw_settings, target: /etc/web/settings.txt}]
     deploy:
       replicas: 2
       endpoint_mode: dnsrr
@@ -44,6 +47,10 @@ services:
 networks:
   default:
     attachable: true
+secrets:
+  tpsw_token: {external: true}
+configs:
+  tpsw_settings: {external: true}
 `
 
 /** The handler: answers with what it sees of the intercept (its env, the stack's inventory by name). */
@@ -64,6 +71,8 @@ let manager: Dockerode
 let env: Record<string, string>
 let dockerConfig: string
 let cacheDir: string
+/** The fixture's busybox on this machine's engine, for handler containers. */
+let localBusybox: string
 
 const tp = (args: string[]) => tpCli(args, {env})
 
@@ -116,7 +125,7 @@ async function tpObjectsOnNodes(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  await sweepStaleSwarms('tpsw-')
+  await sweepStaleSwarms(NAME)
   swarm = await startSwarm(NAME)
   manager = new Dockerode({socketPath: swarm.manager.socket})
   // the nodes' engines listen on sockets of their own: tp's launchers find them by this node label
@@ -135,6 +144,18 @@ beforeAll(async () => {
     changes: ['ENV PATH=/bin', 'EXPOSE 80'],
     what: 'test fixture',
   })
+  // web's secret and config (a secret's data cannot be read back through the API: tp reads it in a task)
+  await swarm.manager.docker(['secret', 'create', 'tpsw_token', '-'], {input: 'the secret token'})
+  await swarm.manager.docker(['config', 'create', 'tpsw_settings', '-'], {input: 'the settings of web'})
+  localBusybox = (
+    await ensureImportedImage(new Dockerode(), {
+      repo: 'tpsw-busybox',
+      tag: '1',
+      spec: {busybox: STATIC_BUSYBOX, dirs: ['/www']},
+      changes: ['ENV PATH=/bin'],
+      what: 'test fixture',
+    })
+  ).ref
   await swarm.deployStack(STACK, COMPOSE(await swarm.push(busybox.ref, 'tpsw-busybox:1'), await swarm.push(web.ref, 'tpsw-web:1')))
   await swarm.waitForStack(STACK, 90_000)
   dockerConfig = await mkdtemp(join(tmpdir(), 'tpsw-docker-config-'))
@@ -173,7 +194,7 @@ describe('a swarm cluster', () => {
     expect(list.exitCode).toBe(0)
     const lines = list.stdout.split('\n')
     expect(lines.find((l) => l.startsWith('web'))).toMatch(new RegExp(`ports 80\\s+2 replicas on ${NAME}-w1, ${NAME}-w2\\s+ready to intercept`))
-    expect(lines.find((l) => l.startsWith('inventory'))).toMatch(/ports 8080\s+1 replica on tpsw-e2e-w[12]\s+ready to intercept/)
+    expect(lines.find((l) => l.startsWith('inventory'))).toMatch(new RegExp(`ports 8080\\s+1 replica on ${NAME}-w[12]\\s+ready to intercept`))
     const json = JSON.parse((await tp(['list', '--use', 'sw', '--json'])).stdout) as Array<{name: string; aliases: string[]}>
     expect(json.find((w) => w.name === 'web')?.aliases).toContain(`${STACK}_web`)
   }, 240_000)
@@ -260,4 +281,79 @@ describe('a swarm cluster', () => {
     }
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
   }, 120_000)
+  /** A handler container here: it answers with what it sees (the service's env, the stack's names). */
+  const dockerRunHandler = (port: number, what: string) => [
+    '--rm',
+    localBusybox,
+    'sh',
+    '-c',
+    [
+      'mkdir -p /www',
+      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/)" > /www/index.html`,
+      `exec httpd -f -p ${port} -h /www`,
+    ].join(' && '),
+  ]
+
+  /** What tp left on this machine's engine for a connection. */
+  const tpObjectsHere = async (connection: string) =>
+    (await execa('docker', ['ps', '-a', '--filter', `label=tp.connection=${connection}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean)
+
+  it('--docker-run: a handler container here answers every replica, with the service’s env and the stack’s services by name', async () => {
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2run'])).exitCode).toBe(0)
+    try {
+      const port = 18926
+      const run = startTp(
+        ['intercept', 'web', '--use', 'sw2run', '--port', String(port), '--mount=false', '--docker-run', '--', ...dockerRunHandler(port, 'docker-run')],
+        {env},
+      )
+      try {
+        await run.active
+        const answers = await eventually(
+          'both replicas answered by the handler container',
+          answersOfWeb,
+          (a) => a.length === 2 && a.every((x) => x.startsWith('docker-run')),
+          30_000,
+        )
+        expect(answers).toEqual(Array(2).fill('docker-run; hello from the swarm web; inventory: the inventory'))
+      } finally {
+        run.child.kill('SIGINT')
+      }
+      expect((await run.child).exitCode, run.output()).toBe(0)
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+    } finally {
+      expect((await tp(['quit', '--name', 'sw2run'])).exitCode).toBe(0)
+    }
+    expect(await tpObjectsHere('sw2run')).toEqual([])
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 240_000)
+
+  it('tp connect --docker: a daemon in a container here, a --docker-run handler answers every replica; tp quit leaves nothing here or there', async () => {
+    const connected = await tp(['connect', '--docker', '--cluster', 'tpsw', '--name', 'sw2cn'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    try {
+      const port = 18927
+      const run = startTp(
+        ['intercept', 'web', '--use', 'sw2cn', '--port', String(port), '--mount=false', '--docker-run', '--', ...dockerRunHandler(port, 'container daemon')],
+        {env},
+      )
+      try {
+        await run.active
+        const answers = await eventually(
+          'both replicas answered by the handler container',
+          answersOfWeb,
+          (a) => a.length === 2 && a.every((x) => x.startsWith('container daemon')),
+          30_000,
+        )
+        expect(answers).toEqual(Array(2).fill('container daemon; hello from the swarm web; inventory: the inventory'))
+      } finally {
+        run.child.kill('SIGINT')
+      }
+      expect((await run.child).exitCode, run.output()).toBe(0)
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+    } finally {
+      expect((await tp(['quit', '--name', 'sw2cn'])).exitCode).toBe(0)
+    }
+    expect(await tpObjectsHere('sw2cn')).toEqual([])
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 240_000)
 })
