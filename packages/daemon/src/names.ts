@@ -64,6 +64,14 @@ export class LinkedNames {
       for (const port of ports) await this.serve(address, port, w.name)
       const names = [...new Set([w.name, ...w.aliases, ...w.replicas.map((r) => r.name)].flatMap((n) => [n, `${n}.${this.namespace}`]))]
       entries.push({address, names})
+      // names of every replica at once (swarm's tasks.<service>): each replica an address of its own here
+      const replicaNames = [...new Set((w.replicaNames ?? []).flatMap((n) => [n, `${n}.${this.namespace}`]))]
+      if (replicaNames.length === 0) continue
+      for (const r of w.replicas.filter((r) => r.address)) {
+        const own = this.addressOf(`replica ${r.id}`)
+        for (const port of ports) await this.serve(own, port, r.address)
+        entries.push({address: own, names: replicaNames})
+      }
     }
     return entries
   }

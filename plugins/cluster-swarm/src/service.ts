@@ -122,6 +122,8 @@ export function toWorkload(
     name,
     namespace: ns.name,
     aliases: [...aliases].sort(),
+    // as swarm's own DNS answers: tasks.<service> (and of each alias) with every task's address
+    replicaNames: [name, ...aliases].sort().map((n) => `tasks.${n}`),
     ports: servicePorts(service, image),
     environment: {...parseEnv(image?.env), ...parseEnv(spec.Env)},
     mounts,

@@ -70,6 +70,7 @@ describe('swarm services as workloads', () => {
     const w = toWorkload(service(), tasks, NS, NODES, {env: ['PATH=/bin', 'GREETING=from image'], exposed: {'80/tcp': {}}})
     expect(w.name).toBe('web')
     expect(w.aliases).toEqual(['shop_web', 'www'])
+    expect(w.replicaNames).toEqual(['tasks.shop_web', 'tasks.web', 'tasks.www'])
     expect(w.environment).toEqual({PATH: '/bin', GREETING: 'hi', MODE: 'a=b'})
     expect(w.ports.map((p) => p.port)).toEqual([80, 8080])
     expect(w.mounts).toEqual([{path: '/data', readOnly: true}])
