@@ -59,6 +59,22 @@ interface NetworkInfo {
   Labels?: Record<string, string>
 }
 
+/** Why tp cannot join a namespace's overlay network, and what to do: a network's `attachable` cannot change in place. */
+export function notAttachable(ns: NamespaceNetwork, namespace: string): UserError {
+  const what = `the overlay network ${ns.networkName} of namespace ${namespace} is not attachable, so tp's relay cannot join it`
+  if (ns.stack) {
+    const key = ns.networkName.startsWith(`${ns.stack}_`) ? ns.networkName.slice(ns.stack.length + 1) : ns.networkName
+    return new UserError(
+      what,
+      `make it attachable in the stack file (\`networks: {${key}: {attachable: true}}\`); a network cannot change that in place, so \`docker stack rm ${ns.stack}\`, then \`docker stack deploy\` it again`,
+    )
+  }
+  return new UserError(
+    what,
+    `create it attachable: remove its services and \`docker network rm ${ns.networkName}\`, then \`docker network create --driver overlay --attachable ${ns.networkName}\` and create the services again`,
+  )
+}
+
 function list(items: string[]): string {
   return items.length === 0 ? '(none)' : items.join(', ')
 }
@@ -237,12 +253,7 @@ export class SwarmDriver implements ClusterDriver {
   async link(namespace: string, options: {connection: string; image: string; labels: Record<string, string>}): Promise<NamespaceLink> {
     const {ns} = await this.requireNamespace(namespace)
     const network = (await this.docker.getNetwork(ns.networkId).inspect()) as NetworkInfo
-    if (!network.Attachable) {
-      throw new UserError(
-        `the overlay network ${ns.networkName} of namespace ${namespace} is not attachable, so tp's relay cannot join it`,
-        `make it attachable: in the stack file, \`networks: {${ns.networkName.replace(`${ns.stack}_`, '')}: {attachable: true}}\`, then deploy the stack again`,
-      )
-    }
+    if (!network.Attachable) throw notAttachable(ns, namespace)
     const name = `tp-${options.connection}-relay`
     await this.docker
       .getContainer(name)
