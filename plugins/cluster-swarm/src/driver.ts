@@ -23,7 +23,18 @@ import {
 } from '@tp/sdk'
 import {AGENT_READONLY_PATHS, startRelay} from '@tp/plugin-cluster-docker'
 import {JANITOR_SOURCE, type JanitorSpec, LAUNCHER_SOCKET, LAUNCHER_SOURCE, type LaunchSpec} from './launcher.js'
-import {type ImageFacts, LABEL_STACK, type NamespaceNetwork, type ServiceInfo, type TaskInfo, imageWithoutDigest, isRunning, toWorkload} from './service.js'
+import {
+  type ImageFacts,
+  LABEL_STACK,
+  type NamespaceNetwork,
+  type ServiceInfo,
+  type TaskFile,
+  type TaskInfo,
+  imageWithoutDigest,
+  isRunning,
+  taskFiles,
+  toWorkload,
+} from './service.js'
 
 const trace = debugLog('tp:cluster-swarm')
 
@@ -349,12 +360,12 @@ export class SwarmDriver implements ClusterDriver {
   }
 
   /** The node a task runs on, its container there, and where that node's engine socket is. */
-  private async taskPlace(replica: Replica): Promise<{node: string; container: string; socket: string}> {
+  private async taskPlace(replica: Replica): Promise<{node: string; container: string; socket: string; files: TaskFile[]}> {
     const task = (await this.docker.getTask(replica.id).inspect()) as TaskInfo
     const container = task.Status?.ContainerStatus?.ContainerID
     if (!isRunning(task) || !task.NodeID || !container) throw new UserError(`task ${replica.name} is not running (${task.Status?.State ?? 'unknown'})`)
     const node = (await this.docker.getNode(task.NodeID).inspect()) as {Spec?: {Labels?: Record<string, string>}}
-    return {node: task.NodeID, container, socket: node.Spec?.Labels?.[LABEL_NODE_SOCKET] || LAUNCHER_SOCKET}
+    return {node: task.NodeID, container, socket: node.Spec?.Labels?.[LABEL_NODE_SOCKET] || LAUNCHER_SOCKET, files: taskFiles(task.Spec?.ContainerSpec)}
   }
 
   /** Places a launcher on the task's node that starts `role`'s container in the task's network namespace. */
@@ -367,6 +378,8 @@ export class SwarmDriver implements ClusterDriver {
     const spec: LaunchSpec = {
       name: o.name,
       graceSeconds: 10,
+      // the agent serves the task's secrets and configs at their paths, as its volumes
+      ...(what.volumes && place.files.length > 0 ? {taskFiles: {container: place.container, files: place.files}} : {}),
       body: {
         Image: o.image,
         Cmd: what.command,
