@@ -282,14 +282,14 @@ describe('a swarm cluster', () => {
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
   }, 120_000)
   /** A handler container here: it answers with what it sees (the service's env, the stack's names). */
-  const dockerRunHandler = (port: number, what: string) => [
+  const dockerRunHandler = (port: number, what: string, files = false) => [
     '--rm',
     localBusybox,
     'sh',
     '-c',
     [
       'mkdir -p /www',
-      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/)" > /www/index.html`,
+      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/); tasks.inventory: $(timeout 5 wget -qO- http://tasks.inventory:8080/)${files ? '; secret: $(cat /run/secrets/api-token); config: $(cat /etc/web/settings.txt)' : ''}" > /www/index.html`,
       `exec httpd -f -p ${port} -h /www`,
     ].join(' && '),
   ]
@@ -298,12 +298,12 @@ describe('a swarm cluster', () => {
   const tpObjectsHere = async (connection: string) =>
     (await execa('docker', ['ps', '-a', '--filter', `label=tp.connection=${connection}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean)
 
-  it('--docker-run: a handler container here answers every replica, with the service’s env and the stack’s services by name', async () => {
+  it('--docker-run: a handler container here answers every replica, with the service’s env, secret and config at their paths, and the stack’s names (tasks.<service> too)', async () => {
     expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2run'])).exitCode).toBe(0)
     try {
       const port = 18926
       const run = startTp(
-        ['intercept', 'web', '--use', 'sw2run', '--port', String(port), '--mount=false', '--docker-run', '--', ...dockerRunHandler(port, 'docker-run')],
+        ['intercept', 'web', '--use', 'sw2run', '--port', String(port), '--docker-run', '--', ...dockerRunHandler(port, 'docker-run', true)],
         {env},
       )
       try {
@@ -314,7 +314,14 @@ describe('a swarm cluster', () => {
           (a) => a.length === 2 && a.every((x) => x.startsWith('docker-run')),
           30_000,
         )
-        expect(answers).toEqual(Array(2).fill('docker-run; hello from the swarm web; inventory: the inventory'))
+        expect(answers).toEqual(
+          Array(2).fill(
+            'docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web',
+          ),
+        )
+        // tasks.web: every task an address of its own here, as swarm's DNS answers there
+        const tasksOfWeb = (await execa('getent', ['ahostsv4', 'tasks.web'], {reject: false})).stdout
+        expect(new Set([...tasksOfWeb.matchAll(/^(\S+)\s+STREAM/gm)].map((m) => m[1])).size, tasksOfWeb).toBe(2)
       } finally {
         run.child.kill('SIGINT')
       }
@@ -344,7 +351,7 @@ describe('a swarm cluster', () => {
           (a) => a.length === 2 && a.every((x) => x.startsWith('container daemon')),
           30_000,
         )
-        expect(answers).toEqual(Array(2).fill('container daemon; hello from the swarm web; inventory: the inventory'))
+        expect(answers).toEqual(Array(2).fill('container daemon; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory'))
       } finally {
         run.child.kill('SIGINT')
       }
@@ -355,5 +362,69 @@ describe('a swarm cluster', () => {
     }
     expect(await tpObjectsHere('sw2cn')).toEqual([])
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 240_000)
+  it('refuses a stack whose network is not attachable, naming the network and what to do, and makes nothing', async () => {
+    const inventory = (
+      await swarm.manager.docker(['service', 'inspect', `${STACK}_inventory`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
+    ).stdout.trim()
+    await swarm.deployStack(
+      'closed',
+      `
+version: "3.8"
+services:
+  api:
+    image: ${inventory.replace(/@sha256:.*/, '')}
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    deploy: {endpoint_mode: dnsrr, placement: {constraints: [node.role == worker]}}
+`,
+    )
+    try {
+      await swarm.waitForStack('closed', 60_000)
+      const refused = await tp(['connect', '--cluster', 'tpsw', '--namespace', 'closed', '--name', 'sw2closed'])
+      expect(refused.exitCode).toBe(1)
+      expect(refused.stderr).toContain('the overlay network closed_default of namespace closed is not attachable')
+      expect(refused.stderr).toContain('attachable: true')
+      expect(refused.stderr).toContain('docker stack rm closed')
+      expect(await tpObjectsHere('sw2closed')).toEqual([])
+      expect(await tpObjectsOnNodes()).toEqual([])
+    } finally {
+      await tp(['quit', '--name', 'sw2closed']).catch(() => undefined)
+      await swarm.manager.docker(['stack', 'rm', 'closed'], {reject: false})
+    }
+  }, 180_000)
+
+  it('a 12-second cut of the link to the manager: every task has its traffic back within 10 s, tp intercept says the link broke and exits 1, nothing of tp is left on any node within 60 s', async () => {
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2cut'])).exitCode).toBe(0)
+    const port = 18928
+    const run = startTp(['intercept', 'web', '--use', 'sw2cut', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    await run.active
+    await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+    // nothing passes between this machine and the manager's API (the nodes still reach each other)
+    const api = new URL(swarm.manager.tls.host.replace(/^tcp:/, 'http:'))
+    const rules = [
+      ['OUTPUT', '-d', api.hostname, '-p', 'tcp', '--dport', api.port],
+      ['INPUT', '-s', api.hostname, '-p', 'tcp', '--sport', api.port],
+    ].map((r) => [...r, '-j', 'DROP', '-m', 'comment', '--comment', `${NAME} link cut`])
+    for (const rule of rules) await execa('iptables', ['-I', ...rule])
+    const cut = Date.now()
+    try {
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 15_000)
+      expect(Date.now() - cut).toBeLessThan(10_000 + 5_000) // a client round takes a moment of its own
+      const ended = await run.child
+      expect(ended.exitCode, run.output()).toBe(1)
+      expect(run.output()).toMatch(/link to the cluster's engine .* broke/)
+      await sleep(Math.max(0, 12_000 - (Date.now() - cut)))
+    } finally {
+      for (const rule of rules) await execa('iptables', ['-D', ...rule], {reject: false})
+      if (run.child.exitCode === null) run.child.kill('SIGINT')
+    }
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000 - (Date.now() - cut))).toEqual([])
+    await eventually(
+      'the daemon here has ended',
+      async () => (await tp(['status'])).stdout,
+      (out) => /DAEMON DIED|Not connected/.test(out),
+      30_000,
+    )
+    await tp(['quit', '--name', 'sw2cut']).catch(() => undefined)
   }, 240_000)
 })
