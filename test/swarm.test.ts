@@ -427,4 +427,36 @@ services:
     )
     await tp(['quit', '--name', 'sw2cut']).catch(() => undefined)
   }, 240_000)
+  it('tp gc with the manager as its engine removes the services and containers of connections that are gone, from every node', async () => {
+    const image = (await swarm.manager.docker(['service', 'inspect', `${STACK}_inventory`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).stdout
+      .trim()
+      .replace(/@sha256:.*/, '')
+    const labels = ['--label', 'tp.managed=true', '--label', 'tp.connection=sw2gone']
+    // what a connection whose daemon and janitor both went left: a launcher on a worker, a relay on the manager
+    await swarm.manager.docker([
+      'service',
+      'create',
+      '--detach',
+      '--name',
+      'tp-sw2gone-launcher',
+      ...labels,
+      '--container-label',
+      'tp.managed=true',
+      '--container-label',
+      'tp.connection=sw2gone',
+      '--constraint',
+      'node.role==worker',
+      image,
+      'sleep',
+      '600',
+    ])
+    await swarm.manager.docker(['run', '-d', '--name', 'tp-sw2gone-relay', ...labels, image, 'sleep', '600'])
+    await eventually('the leftovers run', tpObjectsOnNodes, (l) => l.length === 3, 60_000)
+    // the manager is the engine of both the cluster and the handlers: gc looks at nothing else
+    const gc = await tpCli(['gc'], {env: {...env, DOCKER_HOST: `unix://${swarm.manager.socket}`, DOCKER_CONFIG: dockerConfig}})
+    expect(gc.exitCode, gc.stderr).toBe(0)
+    expect(gc.stdout).toContain('removed service tp-sw2gone-launcher (connection sw2gone)')
+    expect(gc.stdout).toMatch(/removed container tp-sw2gone-relay/)
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 180_000)
 })
