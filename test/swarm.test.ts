@@ -23,7 +23,9 @@ version: "3.8"
 services:
   web:
     image: ${webImage}
-    command: ["sh", "-c", "echo web on $$NODE > /www/index.html && exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "echo web on $$NODE > /www/index.html && echo data of $$NODE > /data/node.txt && exec httpd -f -p 80 -h /www"]
+    # a named volume is per node: the handler gets the one of the task it mounts
+    volumes: [data:/data]
     environment:
       NODE: "{{.Node.Hostname}}"
       GREETING: hello from the swarm web
@@ -47,6 +49,8 @@ services:
 networks:
   default:
     attachable: true
+volumes:
+  data: {}
 secrets:
   tpsw_token: {external: true}
 configs:
@@ -289,7 +293,7 @@ describe('a swarm cluster', () => {
     '-c',
     [
       'mkdir -p /www',
-      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/); tasks.inventory: $(timeout 5 wget -qO- http://tasks.inventory:8080/)${files ? '; secret: $(cat /run/secrets/api-token); config: $(cat /etc/web/settings.txt)' : ''}" > /www/index.html`,
+      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/); tasks.inventory: $(timeout 5 wget -qO- http://tasks.inventory:8080/)${files ? '; secret: $(cat /run/secrets/api-token); config: $(cat /etc/web/settings.txt); data: $(cat /data/node.txt)' : ''}" > /www/index.html`,
       `exec httpd -f -p ${port} -h /www`,
     ].join(' && '),
   ]
@@ -314,9 +318,10 @@ describe('a swarm cluster', () => {
           (a) => a.length === 2 && a.every((x) => x.startsWith('docker-run')),
           30_000,
         )
-        expect(answers).toEqual(
-          Array(2).fill(
-            'docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web',
+        expect(answers[0]).toBe(answers[1])
+        expect(answers[0]).toMatch(
+          new RegExp(
+            `^docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web; data: data of ${NAME}-w[12]$`,
           ),
         )
         // tasks.web: every task an address of its own here, as swarm's DNS answers there
