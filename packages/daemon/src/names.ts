@@ -57,6 +57,7 @@ export class LinkedNames {
         })
       : new Map<string, number[]>()
     const entries: NameEntry[] = []
+    const replicasNow = new Set<string>()
     for (const w of workloads) {
       const address = this.addressOf(w.name)
       const ports = new Set([...w.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port), ...w.replicas.flatMap((r) => listening.get(r.id) ?? [])])
@@ -68,9 +69,20 @@ export class LinkedNames {
       const replicaNames = [...new Set((w.replicaNames ?? []).flatMap((n) => [n, `${n}.${this.namespace}`]))]
       if (replicaNames.length === 0) continue
       for (const r of w.replicas.filter((r) => r.address)) {
+        replicasNow.add(`replica ${r.id}`)
         const own = this.addressOf(`replica ${r.id}`)
         for (const port of ports) await this.serve(own, port, r.address)
         entries.push({address: own, names: replicaNames})
+      }
+    }
+    // a replica that has gone takes its address and listeners along
+    for (const [key, address] of this.addresses) {
+      if (!key.startsWith('replica ') || replicasNow.has(key)) continue
+      this.addresses.delete(key)
+      for (const [at, server] of this.listeners) {
+        if (!at.startsWith(`${address}:`)) continue
+        server.close()
+        this.listeners.delete(at)
       }
     }
     return entries

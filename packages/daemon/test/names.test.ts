@@ -59,6 +59,37 @@ describe('names of a namespace on another machine', () => {
     }
   })
 
+  it('stops serving the address of a replica that has gone', async () => {
+    let replicas = workload().replicas
+    const names = new LinkedNames(
+      {workloads: async () => [workload({replicas, replicaNames: ['tasks.web']})]},
+      'shop',
+      {connect: async () => new PassThrough() as never},
+      () => undefined,
+      'sw2unit3',
+    )
+    try {
+      const before = await names.sync()
+      replicas = replicas.slice(0, 1)
+      const after = await names.sync()
+      expect(after.map((e) => e.address)).toEqual(before.slice(0, 2).map((e) => e.address))
+      const answers = (address: string) =>
+        new Promise<boolean>((resolve) => {
+          const socket = connect(18931, address)
+          socket
+            .on('connect', () => {
+              socket.destroy()
+              resolve(true)
+            })
+            .on('error', () => resolve(false))
+        })
+      expect(await answers(before[1].address)).toBe(true)
+      expect(await answers(before[2].address)).toBe(false)
+    } finally {
+      names.close()
+    }
+  })
+
   it('gives a workload without replica names one address', async () => {
     const names = new LinkedNames({workloads: async () => [workload()]}, 'shop', {connect: async () => new PassThrough() as never}, () => undefined, 'sw2unit2')
     try {
