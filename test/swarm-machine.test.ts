@@ -11,7 +11,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
 import {type SwarmMachine, startSwarm, sweepStaleSwarms} from './helpers/swarm-machine.js'
 
-const NAME = 'tpsw-fx'
+/** TP_SWARM_NAME (as for test/swarm.test.ts) lets runs side by side differ. */
+const NAME = process.env.TP_SWARM_NAME ? `${process.env.TP_SWARM_NAME}-fx` : 'tpsw-fx'
 
 const COMPOSE = (image: string) => `
 version: "3.8"
@@ -52,7 +53,7 @@ describe('a swarm of network-namespace engines', () => {
   let image: string
 
   beforeAll(async () => {
-    await sweepStaleSwarms('tpsw-')
+    await sweepStaleSwarms(NAME)
     swarm = await startSwarm(NAME)
     const manager = new Dockerode({socketPath: swarm.manager.socket})
     const busybox = await ensureImportedImage(manager, {

@@ -15,17 +15,22 @@ import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
 import {startTp, tpCli} from './helpers/index.js'
 import {type SwarmMachine, startSwarm, sweepStaleSwarms} from './helpers/swarm-machine.js'
 
-const NAME = 'tpsw-e2e'
+/** The swarm's name (its machines are `<NAME>-m`, `-w1`, `-w2`): TP_SWARM_NAME lets runs side by side differ. */
+const NAME = process.env.TP_SWARM_NAME ?? 'tpsw-e2e'
 const STACK = 'shop'
 const COMPOSE = (image: string, webImage: string) => `
 version: "3.8"
 services:
   web:
     image: ${webImage}
-    command: ["sh", "-c", "echo web on $$NODE > /www/index.html && exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "echo web on $$NODE > /www/index.html && echo data of $$NODE > /data/node.txt && exec httpd -f -p 80 -h /www"]
+    # a named volume is per node: the handler gets the one of the task it mounts
+    volumes: [data:/data]
     environment:
       NODE: "{{.Node.Hostname}}"
       GREETING: hello from the swarm web
+    secrets: [{source: tpsw_token, target: api-token}]
+    configs: [{source: tpsw_settings, target: /etc/web/settings.txt}]
     deploy:
       replicas: 2
       endpoint_mode: dnsrr
@@ -44,6 +49,12 @@ services:
 networks:
   default:
     attachable: true
+volumes:
+  data: {}
+secrets:
+  tpsw_token: {external: true}
+configs:
+  tpsw_settings: {external: true}
 `
 
 /** The handler: answers with what it sees of the intercept (its env, the stack's inventory by name). */
@@ -64,6 +75,8 @@ let manager: Dockerode
 let env: Record<string, string>
 let dockerConfig: string
 let cacheDir: string
+/** The fixture's busybox on this machine's engine, for handler containers. */
+let localBusybox: string
 
 const tp = (args: string[]) => tpCli(args, {env})
 
@@ -116,7 +129,7 @@ async function tpObjectsOnNodes(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  await sweepStaleSwarms('tpsw-')
+  await sweepStaleSwarms(NAME)
   swarm = await startSwarm(NAME)
   manager = new Dockerode({socketPath: swarm.manager.socket})
   // the nodes' engines listen on sockets of their own: tp's launchers find them by this node label
@@ -135,6 +148,18 @@ beforeAll(async () => {
     changes: ['ENV PATH=/bin', 'EXPOSE 80'],
     what: 'test fixture',
   })
+  // web's secret and config (a secret's data cannot be read back through the API: tp reads it in a task)
+  await swarm.manager.docker(['secret', 'create', 'tpsw_token', '-'], {input: 'the secret token'})
+  await swarm.manager.docker(['config', 'create', 'tpsw_settings', '-'], {input: 'the settings of web'})
+  localBusybox = (
+    await ensureImportedImage(new Dockerode(), {
+      repo: 'tpsw-busybox',
+      tag: '1',
+      spec: {busybox: STATIC_BUSYBOX, dirs: ['/www']},
+      changes: ['ENV PATH=/bin'],
+      what: 'test fixture',
+    })
+  ).ref
   await swarm.deployStack(STACK, COMPOSE(await swarm.push(busybox.ref, 'tpsw-busybox:1'), await swarm.push(web.ref, 'tpsw-web:1')))
   await swarm.waitForStack(STACK, 90_000)
   dockerConfig = await mkdtemp(join(tmpdir(), 'tpsw-docker-config-'))
@@ -173,7 +198,7 @@ describe('a swarm cluster', () => {
     expect(list.exitCode).toBe(0)
     const lines = list.stdout.split('\n')
     expect(lines.find((l) => l.startsWith('web'))).toMatch(new RegExp(`ports 80\\s+2 replicas on ${NAME}-w1, ${NAME}-w2\\s+ready to intercept`))
-    expect(lines.find((l) => l.startsWith('inventory'))).toMatch(/ports 8080\s+1 replica on tpsw-e2e-w[12]\s+ready to intercept/)
+    expect(lines.find((l) => l.startsWith('inventory'))).toMatch(new RegExp(`ports 8080\\s+1 replica on ${NAME}-w[12]\\s+ready to intercept`))
     const json = JSON.parse((await tp(['list', '--use', 'sw', '--json'])).stdout) as Array<{name: string; aliases: string[]}>
     expect(json.find((w) => w.name === 'web')?.aliases).toContain(`${STACK}_web`)
   }, 240_000)
@@ -260,4 +285,183 @@ describe('a swarm cluster', () => {
     }
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
   }, 120_000)
+  /** A handler container here: it answers with what it sees (the service's env, the stack's names). */
+  const dockerRunHandler = (port: number, what: string, files = false) => [
+    '--rm',
+    localBusybox,
+    'sh',
+    '-c',
+    [
+      'mkdir -p /www',
+      `echo "${what}; $GREETING; inventory: $(timeout 5 wget -qO- http://inventory:8080/); tasks.inventory: $(timeout 5 wget -qO- http://tasks.inventory:8080/)${files ? '; secret: $(cat /run/secrets/api-token); config: $(cat /etc/web/settings.txt); data: $(cat /data/node.txt)' : ''}" > /www/index.html`,
+      `exec httpd -f -p ${port} -h /www`,
+    ].join(' && '),
+  ]
+
+  /** What tp left on this machine's engine for a connection. */
+  const tpObjectsHere = async (connection: string) =>
+    (await execa('docker', ['ps', '-a', '--filter', `label=tp.connection=${connection}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean)
+
+  it('--docker-run: a handler container here answers every replica, with the service’s env, secret and config at their paths, and the stack’s names (tasks.<service> too)', async () => {
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2run'])).exitCode).toBe(0)
+    try {
+      const port = 18926
+      const run = startTp(
+        ['intercept', 'web', '--use', 'sw2run', '--port', String(port), '--docker-run', '--', ...dockerRunHandler(port, 'docker-run', true)],
+        {env},
+      )
+      try {
+        await run.active
+        const answers = await eventually(
+          'both replicas answered by the handler container',
+          answersOfWeb,
+          (a) => a.length === 2 && a.every((x) => x.startsWith('docker-run')),
+          30_000,
+        )
+        expect(answers[0]).toBe(answers[1])
+        expect(answers[0]).toMatch(
+          new RegExp(
+            `^docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web; data: data of ${NAME}-w[12]$`,
+          ),
+        )
+        // tasks.web: every task an address of its own here, as swarm's DNS answers there
+        const tasksOfWeb = (await execa('getent', ['ahostsv4', 'tasks.web'], {reject: false})).stdout
+        expect(new Set([...tasksOfWeb.matchAll(/^(\S+)\s+STREAM/gm)].map((m) => m[1])).size, tasksOfWeb).toBe(2)
+      } finally {
+        run.child.kill('SIGINT')
+      }
+      expect((await run.child).exitCode, run.output()).toBe(0)
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+    } finally {
+      expect((await tp(['quit', '--name', 'sw2run'])).exitCode).toBe(0)
+    }
+    expect(await tpObjectsHere('sw2run')).toEqual([])
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 240_000)
+
+  it('tp connect --docker: a daemon in a container here, a --docker-run handler answers every replica; tp quit leaves nothing here or there', async () => {
+    const connected = await tp(['connect', '--docker', '--cluster', 'tpsw', '--name', 'sw2cn'])
+    expect(connected.exitCode, connected.stderr).toBe(0)
+    try {
+      const port = 18927
+      const run = startTp(
+        ['intercept', 'web', '--use', 'sw2cn', '--port', String(port), '--mount=false', '--docker-run', '--', ...dockerRunHandler(port, 'container daemon')],
+        {env},
+      )
+      try {
+        await run.active
+        const answers = await eventually(
+          'both replicas answered by the handler container',
+          answersOfWeb,
+          (a) => a.length === 2 && a.every((x) => x.startsWith('container daemon')),
+          30_000,
+        )
+        expect(answers).toEqual(Array(2).fill('container daemon; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory'))
+      } finally {
+        run.child.kill('SIGINT')
+      }
+      expect((await run.child).exitCode, run.output()).toBe(0)
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 10_000)
+    } finally {
+      expect((await tp(['quit', '--name', 'sw2cn'])).exitCode).toBe(0)
+    }
+    expect(await tpObjectsHere('sw2cn')).toEqual([])
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 240_000)
+  it('refuses a stack whose network is not attachable, naming the network and what to do, and makes nothing', async () => {
+    const inventory = (
+      await swarm.manager.docker(['service', 'inspect', `${STACK}_inventory`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])
+    ).stdout.trim()
+    await swarm.deployStack(
+      'closed',
+      `
+version: "3.8"
+services:
+  api:
+    image: ${inventory.replace(/@sha256:.*/, '')}
+    command: ["sh", "-c", "exec httpd -f -p 80 -h /www"]
+    deploy: {endpoint_mode: dnsrr, placement: {constraints: [node.role == worker]}}
+`,
+    )
+    try {
+      await swarm.waitForStack('closed', 60_000)
+      const refused = await tp(['connect', '--cluster', 'tpsw', '--namespace', 'closed', '--name', 'sw2closed'])
+      expect(refused.exitCode).toBe(1)
+      expect(refused.stderr).toContain('the overlay network closed_default of namespace closed is not attachable')
+      expect(refused.stderr).toContain('attachable: true')
+      expect(refused.stderr).toContain('docker stack rm closed')
+      expect(await tpObjectsHere('sw2closed')).toEqual([])
+      expect(await tpObjectsOnNodes()).toEqual([])
+    } finally {
+      await tp(['quit', '--name', 'sw2closed']).catch(() => undefined)
+      await swarm.manager.docker(['stack', 'rm', 'closed'], {reject: false})
+    }
+  }, 180_000)
+
+  it('a 12-second cut of the link to the manager: every task has its traffic back within 10 s, tp intercept says the link broke and exits 1, nothing of tp is left on any node within 60 s', async () => {
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2cut'])).exitCode).toBe(0)
+    const port = 18928
+    const run = startTp(['intercept', 'web', '--use', 'sw2cut', '--port', String(port), '--mount=false', '--', 'node', '-e', HANDLER, String(port)], {env})
+    await run.active
+    await eventually('both replicas answered by the handler', answersOfWeb, (a) => a.length === 2 && a.every((x) => x.startsWith('handler:')), 30_000)
+    // nothing passes between this machine and the manager's API (the nodes still reach each other)
+    const api = new URL(swarm.manager.tls.host.replace(/^tcp:/, 'http:'))
+    const rules = [
+      ['OUTPUT', '-d', api.hostname, '-p', 'tcp', '--dport', api.port],
+      ['INPUT', '-s', api.hostname, '-p', 'tcp', '--sport', api.port],
+    ].map((r) => [...r, '-j', 'DROP', '-m', 'comment', '--comment', `${NAME} link cut`])
+    for (const rule of rules) await execa('iptables', ['-I', ...rule])
+    const cut = Date.now()
+    try {
+      await eventually('every replica answers for itself', answersOfWeb, (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(), 15_000)
+      expect(Date.now() - cut).toBeLessThan(10_000 + 5_000) // a client round takes a moment of its own
+      const ended = await run.child
+      expect(ended.exitCode, run.output()).toBe(1)
+      expect(run.output()).toMatch(/link to the cluster's engine .* broke/)
+      await sleep(Math.max(0, 12_000 - (Date.now() - cut)))
+    } finally {
+      for (const rule of rules) await execa('iptables', ['-D', ...rule], {reject: false})
+      if (run.child.exitCode === null) run.child.kill('SIGINT')
+    }
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000 - (Date.now() - cut))).toEqual([])
+    await eventually(
+      'the daemon here has ended',
+      async () => (await tp(['status'])).stdout,
+      (out) => /DAEMON DIED|Not connected/.test(out),
+      30_000,
+    )
+    await tp(['quit', '--name', 'sw2cut']).catch(() => undefined)
+  }, 240_000)
+  it('tp gc with the manager as its engine removes the services and containers of connections that are gone, from every node', async () => {
+    const image = (await swarm.manager.docker(['service', 'inspect', `${STACK}_inventory`, '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}'])).stdout
+      .trim()
+      .replace(/@sha256:.*/, '')
+    const labels = ['--label', 'tp.managed=true', '--label', 'tp.connection=sw2gone']
+    // what a connection whose daemon and janitor both went left: a launcher on a worker, a relay on the manager
+    await swarm.manager.docker([
+      'service',
+      'create',
+      '--detach',
+      '--name',
+      'tp-sw2gone-launcher',
+      ...labels,
+      '--container-label',
+      'tp.managed=true',
+      '--container-label',
+      'tp.connection=sw2gone',
+      '--constraint',
+      'node.role==worker',
+      image,
+      'sleep',
+      '600',
+    ])
+    await swarm.manager.docker(['run', '-d', '--name', 'tp-sw2gone-relay', ...labels, image, 'sleep', '600'])
+    await eventually('the leftovers run', tpObjectsOnNodes, (l) => l.length === 3, 60_000)
+    // the manager is the engine of both the cluster and the handlers: gc looks at nothing else
+    const gc = await tpCli(['gc'], {env: {...env, DOCKER_HOST: `unix://${swarm.manager.socket}`, DOCKER_CONFIG: dockerConfig}})
+    expect(gc.exitCode, gc.stderr).toBe(0)
+    expect(gc.stdout).toContain('removed service tp-sw2gone-launcher (connection sw2gone)')
+    expect(gc.stdout).toMatch(/removed container tp-sw2gone-relay/)
+    expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 180_000)
 })

@@ -57,6 +57,7 @@ export class LinkedNames {
         })
       : new Map<string, number[]>()
     const entries: NameEntry[] = []
+    const replicasNow = new Set<string>()
     for (const w of workloads) {
       const address = this.addressOf(w.name)
       const ports = new Set([...w.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port), ...w.replicas.flatMap((r) => listening.get(r.id) ?? [])])
@@ -64,6 +65,25 @@ export class LinkedNames {
       for (const port of ports) await this.serve(address, port, w.name)
       const names = [...new Set([w.name, ...w.aliases, ...w.replicas.map((r) => r.name)].flatMap((n) => [n, `${n}.${this.namespace}`]))]
       entries.push({address, names})
+      // names of every replica at once (swarm's tasks.<service>): each replica an address of its own here
+      const replicaNames = [...new Set((w.replicaNames ?? []).flatMap((n) => [n, `${n}.${this.namespace}`]))]
+      if (replicaNames.length === 0) continue
+      for (const r of w.replicas.filter((r) => r.address)) {
+        replicasNow.add(`replica ${r.id}`)
+        const own = this.addressOf(`replica ${r.id}`)
+        for (const port of ports) await this.serve(own, port, r.address)
+        entries.push({address: own, names: replicaNames})
+      }
+    }
+    // a replica that has gone takes its address and listeners along
+    for (const [key, address] of this.addresses) {
+      if (!key.startsWith('replica ') || replicasNow.has(key)) continue
+      this.addresses.delete(key)
+      for (const [at, server] of this.listeners) {
+        if (!at.startsWith(`${address}:`)) continue
+        server.close()
+        this.listeners.delete(at)
+      }
     }
     return entries
   }

@@ -70,6 +70,11 @@ export interface Workload {
   user?: {uid: number; gid: number}
   /** Its running instances; never empty for a workload a driver returns. */
   replicas: Replica[]
+  /**
+   * Names that resolve to each replica's own address, all of them at once (swarm's `tasks.<service>`):
+   * a client of one of them reaches that replica, not the workload's.
+   */
+  replicaNames?: string[]
 }
 
 export interface NamespaceInfo {

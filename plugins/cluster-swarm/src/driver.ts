@@ -23,7 +23,18 @@ import {
 } from '@tp/sdk'
 import {AGENT_READONLY_PATHS, startRelay} from '@tp/plugin-cluster-docker'
 import {JANITOR_SOURCE, type JanitorSpec, LAUNCHER_SOCKET, LAUNCHER_SOURCE, type LaunchSpec} from './launcher.js'
-import {type ImageFacts, LABEL_STACK, type NamespaceNetwork, type ServiceInfo, type TaskInfo, imageWithoutDigest, isRunning, toWorkload} from './service.js'
+import {
+  type ImageFacts,
+  LABEL_STACK,
+  type NamespaceNetwork,
+  type ServiceInfo,
+  type TaskFile,
+  type TaskInfo,
+  imageWithoutDigest,
+  isRunning,
+  taskFiles,
+  toWorkload,
+} from './service.js'
 
 const trace = debugLog('tp:cluster-swarm')
 
@@ -57,6 +68,22 @@ interface NetworkInfo {
   Attachable?: boolean
   Ingress?: boolean
   Labels?: Record<string, string>
+}
+
+/** Why tp cannot join a namespace's overlay network, and what to do: a network's `attachable` cannot change in place. */
+export function notAttachable(ns: NamespaceNetwork, namespace: string): UserError {
+  const what = `the overlay network ${ns.networkName} of namespace ${namespace} is not attachable, so tp's relay cannot join it`
+  if (ns.stack) {
+    const key = ns.networkName.startsWith(`${ns.stack}_`) ? ns.networkName.slice(ns.stack.length + 1) : ns.networkName
+    return new UserError(
+      what,
+      `make it attachable in the stack file (\`networks: {${key}: {attachable: true}}\`); a network cannot change that in place, so \`docker stack rm ${ns.stack}\`, then \`docker stack deploy\` it again`,
+    )
+  }
+  return new UserError(
+    what,
+    `create it attachable: remove its services and \`docker network rm ${ns.networkName}\`, then \`docker network create --driver overlay --attachable ${ns.networkName}\` and create the services again`,
+  )
 }
 
 function list(items: string[]): string {
@@ -237,12 +264,7 @@ export class SwarmDriver implements ClusterDriver {
   async link(namespace: string, options: {connection: string; image: string; labels: Record<string, string>}): Promise<NamespaceLink> {
     const {ns} = await this.requireNamespace(namespace)
     const network = (await this.docker.getNetwork(ns.networkId).inspect()) as NetworkInfo
-    if (!network.Attachable) {
-      throw new UserError(
-        `the overlay network ${ns.networkName} of namespace ${namespace} is not attachable, so tp's relay cannot join it`,
-        `make it attachable: in the stack file, \`networks: {${ns.networkName.replace(`${ns.stack}_`, '')}: {attachable: true}}\`, then deploy the stack again`,
-      )
-    }
+    if (!network.Attachable) throw notAttachable(ns, namespace)
     const name = `tp-${options.connection}-relay`
     await this.docker
       .getContainer(name)
@@ -338,12 +360,12 @@ export class SwarmDriver implements ClusterDriver {
   }
 
   /** The node a task runs on, its container there, and where that node's engine socket is. */
-  private async taskPlace(replica: Replica): Promise<{node: string; container: string; socket: string}> {
+  private async taskPlace(replica: Replica): Promise<{node: string; container: string; socket: string; files: TaskFile[]}> {
     const task = (await this.docker.getTask(replica.id).inspect()) as TaskInfo
     const container = task.Status?.ContainerStatus?.ContainerID
     if (!isRunning(task) || !task.NodeID || !container) throw new UserError(`task ${replica.name} is not running (${task.Status?.State ?? 'unknown'})`)
     const node = (await this.docker.getNode(task.NodeID).inspect()) as {Spec?: {Labels?: Record<string, string>}}
-    return {node: task.NodeID, container, socket: node.Spec?.Labels?.[LABEL_NODE_SOCKET] || LAUNCHER_SOCKET}
+    return {node: task.NodeID, container, socket: node.Spec?.Labels?.[LABEL_NODE_SOCKET] || LAUNCHER_SOCKET, files: taskFiles(task.Spec?.ContainerSpec)}
   }
 
   /** Places a launcher on the task's node that starts `role`'s container in the task's network namespace. */
@@ -356,6 +378,8 @@ export class SwarmDriver implements ClusterDriver {
     const spec: LaunchSpec = {
       name: o.name,
       graceSeconds: 10,
+      // the agent serves the task's secrets and configs at their paths, as its volumes
+      ...(what.volumes && place.files.length > 0 ? {taskFiles: {container: place.container, files: place.files}} : {}),
       body: {
         Image: o.image,
         Cmd: what.command,

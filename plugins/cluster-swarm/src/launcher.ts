@@ -22,6 +22,12 @@ export interface LaunchSpec {
   body: Record<string, unknown>
   /** How long a stop waits for the container to end by itself. */
   graceSeconds: number
+  /**
+   * A task's secret and config files, bound read-only at their paths into the container: the
+   * launcher finds the task container's directory on its node (beside its resolv.conf), where the
+   * engine keeps them in `mounts/secrets/<id>`.
+   */
+  taskFiles?: {container: string; files: Array<{id: string; target: string}>}
 }
 
 /** A client of the engine at LAUNCHER_SOCKET in plain CommonJS: what the launcher and the janitor share. */
@@ -54,6 +60,15 @@ const spec = JSON.parse(process.env.TP_LAUNCH)
 async function main() {
   const name = encodeURIComponent(spec.name)
   await api('DELETE', '/containers/' + name + '?force=1')
+  if (spec.taskFiles && spec.taskFiles.files.length > 0) {
+    const task = await api('GET', '/containers/' + spec.taskFiles.container + '/json')
+    const resolv = task.json && task.json.ResolvConfPath
+    if (resolv) {
+      const root = resolv.slice(0, resolv.lastIndexOf('/'))
+      const binds = spec.taskFiles.files.map((f) => root + '/mounts/secrets/' + f.id + ':' + f.target + ':ro')
+      spec.body.HostConfig.Binds = (spec.body.HostConfig.Binds || []).concat(binds)
+    } else say('the task container ' + spec.taskFiles.container + ' has no directory on this node: its secrets and configs are not served')
+  }
   const created = await api('POST', '/containers/create?name=' + name, spec.body)
   if (created.status !== 201) { say('create ' + spec.name + ': ' + created.text.trim()); process.exit(125) }
   const id = created.json.Id

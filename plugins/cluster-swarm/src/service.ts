@@ -18,8 +18,8 @@ export interface ServiceInfo {
         Env?: string[]
         User?: string
         Mounts?: Array<{Type?: string; Source?: string; Target: string; ReadOnly?: boolean}>
-        Secrets?: Array<{SecretName?: string; File?: {Name?: string}}>
-        Configs?: Array<{ConfigName?: string; File?: {Name?: string}}>
+        Secrets?: Array<{SecretID?: string; SecretName?: string; File?: {Name?: string}}>
+        Configs?: Array<{ConfigID?: string; ConfigName?: string; File?: {Name?: string}}>
       }
       Networks?: Array<{Target: string; Aliases?: string[]}>
     }
@@ -36,6 +36,36 @@ export interface TaskInfo {
   DesiredState?: string
   Status?: {State?: string; Timestamp?: string; ContainerStatus?: {ContainerID?: string}}
   NetworksAttachments?: Array<{Network?: {ID?: string; Spec?: {Name?: string}}; Addresses?: string[]}>
+  Spec?: {ContainerSpec?: NonNullable<NonNullable<ServiceInfo['Spec']['TaskTemplate']>['ContainerSpec']>}
+}
+
+/**
+ * A secret's or a config's file in a task: its id, and its path there. The engine of the task's
+ * node keeps its data in the task container's own tmpfs, `<container root>/mounts/secrets/<id>`
+ * (configs too); a secret's data cannot be read back through the API.
+ */
+export interface TaskFile {
+  id: string
+  target: string
+}
+
+/** The files of a task's secrets (at /run/secrets/<target> unless absolute) and configs (at /<target> unless absolute). */
+export function taskFiles(spec: NonNullable<TaskInfo['Spec']>['ContainerSpec'] | undefined): TaskFile[] {
+  const at = (dir: string, name: string) => (name.startsWith('/') ? name : `${dir}/${name}`)
+  return [
+    ...(spec?.Secrets ?? []).flatMap((s) => (s.SecretID ? [{id: s.SecretID, target: at('/run/secrets', s.File?.Name ?? s.SecretName ?? s.SecretID)}] : [])),
+    ...(spec?.Configs ?? []).flatMap((c) => (c.ConfigID ? [{id: c.ConfigID, target: at('', c.File?.Name ?? c.ConfigName ?? c.ConfigID)}] : [])),
+  ]
+}
+
+/**
+ * The directories that hold a service's secret and config files, as read-only mounts for the
+ * handler (each holds those files alone there); a file right under / has none.
+ */
+export function taskFileMounts(files: TaskFile[], mounts: WorkloadMount[]): WorkloadMount[] {
+  const dirs = new Set(files.map((f) => f.target.slice(0, f.target.lastIndexOf('/'))).filter((d) => d !== ''))
+  for (const m of mounts) dirs.delete(m.path)
+  return [...dirs].sort().map((path) => ({path, readOnly: true}))
 }
 
 /** What a service's image says (when the manager has the image): its environment and exposed ports. */
@@ -116,12 +146,15 @@ export function toWorkload(
     if (network.Target === ns.networkId || network.Target === ns.networkName) for (const alias of network.Aliases ?? []) aliases.add(alias)
   }
   aliases.delete(name)
-  const mounts: WorkloadMount[] = (spec.Mounts ?? []).map((m) => ({path: m.Target, readOnly: m.ReadOnly === true}))
+  const volumes: WorkloadMount[] = (spec.Mounts ?? []).map((m) => ({path: m.Target, readOnly: m.ReadOnly === true}))
+  const mounts = [...volumes, ...taskFileMounts(taskFiles(spec), volumes)]
   const user = numericUser(spec.User ?? image?.user)
   return {
     name,
     namespace: ns.name,
     aliases: [...aliases].sort(),
+    // as swarm's own DNS answers: tasks.<service> (and of each alias) with every task's address
+    replicaNames: [name, ...aliases].sort().map((n) => `tasks.${n}`),
     ports: servicePorts(service, image),
     environment: {...parseEnv(image?.env), ...parseEnv(spec.Env)},
     mounts,

@@ -70,6 +70,7 @@ describe('swarm services as workloads', () => {
     const w = toWorkload(service(), tasks, NS, NODES, {env: ['PATH=/bin', 'GREETING=from image'], exposed: {'80/tcp': {}}})
     expect(w.name).toBe('web')
     expect(w.aliases).toEqual(['shop_web', 'www'])
+    expect(w.replicaNames).toEqual(['tasks.shop_web', 'tasks.web', 'tasks.www'])
     expect(w.environment).toEqual({PATH: '/bin', GREETING: 'hi', MODE: 'a=b'})
     expect(w.ports.map((p) => p.port)).toEqual([80, 8080])
     expect(w.mounts).toEqual([{path: '/data', readOnly: true}])
@@ -84,5 +85,43 @@ describe('swarm services as workloads', () => {
     const global = {...task('g1', 0, 'n1'), Slot: undefined}
     const w = toWorkload(service({Mode: {Global: {}}}), [global], NS, NODES, undefined)
     expect(w.replicas.map((r) => r.name)).toEqual(['shop_web.n1'])
+  })
+})
+
+describe('a namespace whose network is not attachable', () => {
+  it('is refused naming the network, with what to do for a stack and for a network of its own', async () => {
+    const {notAttachable} = await import('../src/driver.js')
+    const stack = notAttachable({name: 'shop', stack: 'shop', networkId: 'n1', networkName: 'shop_default'}, 'shop')
+    expect(stack.message).toBe("the overlay network shop_default of namespace shop is not attachable, so tp's relay cannot join it")
+    expect(String(stack.next)).toContain('`networks: {default: {attachable: true}}`')
+    expect(String(stack.next)).toContain('`docker stack rm shop`')
+    const plain = notAttachable({name: 'backend', networkId: 'n2', networkName: 'backend'}, 'backend')
+    expect(String(plain.next)).toContain('docker network create --driver overlay --attachable backend')
+  })
+})
+
+describe('a service’s secrets and configs', () => {
+  it('are files at their paths in a task (secrets under /run/secrets, configs under / unless absolute), served as read-only directories', async () => {
+    const {taskFiles, taskFileMounts} = await import('../src/service.js')
+    const files = taskFiles({
+      Secrets: [
+        {SecretID: 's1', SecretName: 'shop_token', File: {Name: 'api-token'}},
+        {SecretID: 's2', SecretName: 'tls', File: {Name: '/etc/tls/key.pem'}},
+      ],
+      Configs: [
+        {ConfigID: 'c1', ConfigName: 'settings', File: {Name: '/etc/web/settings.txt'}},
+        {ConfigID: 'c2', ConfigName: 'top', File: {Name: 'top.conf'}},
+      ],
+    })
+    expect(files).toEqual([
+      {id: 's1', target: '/run/secrets/api-token'},
+      {id: 's2', target: '/etc/tls/key.pem'},
+      {id: 'c1', target: '/etc/web/settings.txt'},
+      {id: 'c2', target: '/top.conf'},
+    ])
+    expect(taskFileMounts(files, [{path: '/etc/tls', readOnly: false}])).toEqual([
+      {path: '/etc/web', readOnly: true},
+      {path: '/run/secrets', readOnly: true},
+    ])
   })
 })

@@ -77,11 +77,14 @@ function hostName(name: string): boolean {
 
 /** The block's text for these entries (names already used by an earlier entry are left out). */
 export function renderBlock(connection: string, pid: number, entries: HostEntry[]): string {
-  const seen = new Set<string>()
+  // a name goes to the first entry that has it, or to several entries with the very same names
+  // (every replica's own address, as swarm's tasks.<service>)
+  const claimedBy = new Map<string, string>()
   const lines = [`${BEGIN} ${connection} pid=${pid} (added by tp while connected; removed when the connection ends)`]
   for (const entry of entries) {
-    const names = entry.names.filter((n) => hostName(n) && !seen.has(n.toLowerCase()))
-    for (const n of names) seen.add(n.toLowerCase())
+    const group = entry.names.map((n) => n.toLowerCase()).join(' ')
+    const names = entry.names.filter((n) => hostName(n) && (claimedBy.get(n.toLowerCase()) ?? group) === group)
+    for (const n of names) claimedBy.set(n.toLowerCase(), group)
     if (names.length > 0) lines.push(`${entry.address}\t${names.join(' ')}`)
   }
   lines.push(`${END} ${connection}`)

@@ -46,6 +46,16 @@ describe('hosts file blocks', () => {
     expect(block.split('\n').slice(1, -1)).toEqual(['10.0.0.2\tgood good.ns', '10.0.0.3\tother'])
   })
 
+  it('gives a name several addresses when entries with the very same names have it (every replica of a workload)', () => {
+    const block = renderBlock('c', 1, [
+      {address: '10.0.0.2', names: ['web']},
+      {address: '10.0.0.3', names: ['tasks.web', 'tasks.web.shop']},
+      {address: '10.0.0.4', names: ['tasks.web', 'tasks.web.shop']},
+      {address: '10.0.0.5', names: ['tasks.web', 'web']},
+    ])
+    expect(block.split('\n').slice(1, -1)).toEqual(['10.0.0.2\tweb', '10.0.0.3\ttasks.web tasks.web.shop', '10.0.0.4\ttasks.web tasks.web.shop'])
+  })
+
   it('removes the blocks of daemons that no longer run, and only those', () => {
     writeBlock(file, 'dead', 1, [{address: '10.0.0.2', names: ['a']}])
     writeBlock(file, 'alive', 2, [{address: '10.0.0.3', names: ['b']}])
