@@ -64,10 +64,11 @@ export class Capture {
       const child = spawn(this.options.tcpdump ?? 'tcpdump', tcpdumpArgs(this.options.port), {stdio: ['ignore', 'pipe', 'pipe']})
       this.child = child
       const timer = setTimeout(() => fail(`tcpdump did not start capturing within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS)
+      let failed = false
       const fail = (why: string) => {
         clearTimeout(timer)
-        if (started) return
-        started = true
+        if (started || failed) return
+        failed = true
         child.kill('SIGKILL')
         reject(new Error(why))
       }
@@ -78,7 +79,7 @@ export class Capture {
         const lines = (partial + text).split('\n')
         partial = lines.pop() ?? ''
         for (const line of lines) {
-          if (started) {
+          if (started || failed) {
             // its statistics at the end, or a complaint
             if (line.trim()) this.options.log(`tcpdump: ${line.trim()}`)
             continue
@@ -97,7 +98,10 @@ export class Capture {
         this.reassembler.close()
         const why = `tcpdump exited (${signal ?? `code ${code}`})${stderr && !started ? `: ${stderr.trim()}` : ''}`
         if (!started) fail(why)
-        else if (!this.stopped) this.options.onExit?.(why)
+        else if (!this.stopped) {
+          this.stopped = true
+          this.options.onExit?.(why)
+        }
       })
       this.sweeper = setInterval(() => this.reassembler.sweep(), SWEEP_MS)
       this.sweeper.unref()

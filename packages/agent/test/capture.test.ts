@@ -1,8 +1,11 @@
 /** A wiretap's capture: pcap records and packet headers (crafted packets), TCP streams rebuilt from segments. */
+import {chmod, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {decodePacket, LINKTYPE, PcapReader, type TcpSegment} from '../dist/pcap.js'
 import {type StreamSink, TcpReassembler} from '../dist/reassembly.js'
-import {captureFilter, tcpdumpArgs} from '../dist/capture.js'
+import {Capture, captureFilter, tcpdumpArgs} from '../dist/capture.js'
 
 interface Tcp {
   srcPort?: number
@@ -289,6 +292,81 @@ describe('TCP reassembly', () => {
     r.push(seg(2000, 0, 'S'))
     r.close()
     expect([of(1000)?.ended, of(2000)?.ended]).toEqual(['end', 'end'])
+  })
+})
+
+/** A stand-in for tcpdump: says it listens, writes `pcap` to stdout, then exits (or stays). */
+async function fakeTcpdump(pcap: Buffer, stay: boolean): Promise<{path: string; dir: string}> {
+  const dir = await mkdtemp(join(tmpdir(), 'tp-capture-'))
+  const path = join(dir, 'tcpdump')
+  await writeFile(
+    path,
+    `#!${process.execPath}\nprocess.stderr.write('tcpdump: listening on any, link-type LINUX_SLL2\\n')\nprocess.stdout.write(Buffer.from('${pcap.toString('base64')}', 'base64'), () => { if (!${stay}) process.exit(0) })\n${stay ? 'setInterval(() => undefined, 1000)' : ''}\n`,
+  )
+  await chmod(path, 0o755)
+  return {path, dir}
+}
+
+describe('Capture', () => {
+  const packets = [
+    sll2(ipv4(tcpHeader({srcPort: 1, seq: 10, flags: 'S'}))),
+    sll2(ipv4(tcpHeader({srcPort: 1, seq: 11, flags: 'PA', payload: 'GET / HTTP/1.1\r\n\r\n'}))),
+    // another port, and a packet this host sent: not copied
+    sll2(ipv4(tcpHeader({srcPort: 2, dstPort: 81, seq: 1, flags: 'S'}))),
+    sll2(ipv4(tcpHeader({srcPort: 3, seq: 1, flags: 'S'})), {pkttype: 4}),
+    sll2(ipv4(tcpHeader({srcPort: 1, seq: 29, flags: 'FA'}))),
+  ]
+  const pcap = Buffer.concat([pcapHeader(LINKTYPE.LINUX_SLL2), ...packets.map((p) => pcapRecord(p))])
+
+  it('copies each connection tcpdump captures; says when tcpdump ends by itself', async () => {
+    const fake = await fakeTcpdump(pcap, false)
+    try {
+      const got: string[] = []
+      let exited: string | undefined
+      const capture = new Capture({
+        port: 80,
+        tcpdump: fake.path,
+        log: () => undefined,
+        onExit: (why) => (exited = why),
+        open: (key) => {
+          got.push(`open ${key}`)
+          return {write: (c) => got.push(c.toString()), end: () => got.push('end'), drop: (why) => got.push(`drop ${why}`)}
+        },
+      })
+      await capture.start()
+      await expect.poll(() => exited).toMatch(/tcpdump exited/)
+      expect(got).toEqual(['open 10.0.0.2 1 > 10.0.0.3 80', 'GET / HTTP/1.1\r\n\r\n', 'end'])
+    } finally {
+      await rm(fake.dir, {recursive: true, force: true})
+    }
+  })
+
+  it('stop ends tcpdump and the copies open, without an exit report', async () => {
+    const fake = await fakeTcpdump(Buffer.concat([pcapHeader(LINKTYPE.LINUX_SLL2), pcapRecord(packets[0]), pcapRecord(packets[1])]), true)
+    try {
+      const got: string[] = []
+      let exited = false
+      const capture = new Capture({
+        port: 80,
+        tcpdump: fake.path,
+        log: () => undefined,
+        onExit: () => (exited = true),
+        open: () => ({write: (c) => got.push(c.toString()), end: () => got.push('end'), drop: () => got.push('drop')}),
+      })
+      await capture.start()
+      await expect.poll(() => got.length).toBe(1)
+      capture.stop()
+      expect(got).toEqual(['GET / HTTP/1.1\r\n\r\n', 'end'])
+      await new Promise((r) => setTimeout(r, 200))
+      expect(exited).toBe(false)
+    } finally {
+      await rm(fake.dir, {recursive: true, force: true})
+    }
+  })
+
+  it('no tcpdump: start rejects, saying why', async () => {
+    const capture = new Capture({port: 80, tcpdump: '/nonexistent/tcpdump', log: () => undefined, open: () => undefined})
+    await expect(capture.start()).rejects.toThrow(/cannot run tcpdump/)
   })
 })
 
