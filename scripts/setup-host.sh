@@ -22,8 +22,9 @@ install_missing_packages() {
   # tmux, tcsh and python3-dotenv are for the tests (a real terminal, csh env files, Compose v1's .env reader);
   # openssh-server is the sshd of the tests' second machine (test/helpers/remote-machine.ts), which runs
   # its own in a network namespace (where an init system runs, installing it also starts one on the host);
-  # docker-registry serves images to the nodes of the tests' swarm (test/helpers/swarm-machine.ts)
-  for package in sshfs openssh-sftp-server openssh-server iptables busybox-static tmux tcsh python3-dotenv docker-registry; do
+  # docker-registry serves images to the nodes of the tests' swarm (test/helpers/swarm-machine.ts);
+  # tcpdump goes into tp's runtime image: a wiretap's agent captures the copy with it
+  for package in sshfs openssh-sftp-server openssh-server iptables busybox-static tcpdump tmux tcsh python3-dotenv docker-registry; do
     if package_missing "$package"; then missing+=("$package"); fi
   done
   if [ "${#missing[@]}" -eq 0 ]; then

@@ -201,6 +201,28 @@ describe('personal intercepts', () => {
   }, 60_000)
 })
 
+/** The nat table's PREROUTING rules in a workload's network namespace (`iptables -S`). */
+async function natRules(container: string): Promise<string> {
+  const result = await execa('docker', [
+    'run',
+    '--rm',
+    '--label',
+    'tp.fixture=true',
+    '--network',
+    `container:${container}`,
+    '--cap-add',
+    'NET_ADMIN',
+    runtime,
+    'iptables',
+    '-w',
+    '-t',
+    'nat',
+    '-S',
+    'PREROUTING',
+  ])
+  return result.stdout
+}
+
 describe('tp wiretap', () => {
   it('the handler sees a copy of each request while every answer comes from the workload, beside a personal intercept, slow or gone', async () => {
     const RECORDER = `${CONNECTION}-recorder`
@@ -217,7 +239,17 @@ describe('tp wiretap', () => {
       running.push(tap)
       await tap.active
       expect(tap.output()).toContain(`A copy of the traffic to ${WEB}:80 (the workload still answers) now goes to port 8021`)
-      // a personal intercept started after the wiretap: the wiretap still sees its requests first
+      // only a wiretap: its agent captures the packets, no rule redirects clients (they take the kernel path)
+      expect(await natRules(WEB)).not.toMatch(/--dport 80 .*REDIRECT/)
+      const first = await client(['http-client', 'http://frontend-v1/', 'X-Seq=0'])
+      expect(String(first[0]?.body)).toContain('frontend-v1')
+      let copies: Awaited<ReturnType<typeof recorded>> = []
+      for (let i = 0; i < 100 && !copies.some((c) => c.seq === '0'); i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        copies = await recorded()
+      }
+      expect(copies.filter((c) => c.seq || c.dev).map((c) => c.seq ?? c.dev)).toEqual(['0'])
+      // a personal intercept started after the wiretap: the wiretap still sees its requests
       const alice = hold('alice-t', 'frontend-v1', 8001, 'X-Dev=alice')
       await alice.active
       const listed = await tp(['list', '--use', CONNECTION])
@@ -226,12 +258,11 @@ describe('tp wiretap', () => {
 
       const replies = await client(['http-client', 'http://frontend-v1/', 'X-Seq=1', 'X-Seq=2', 'X-Seq=3', 'X-Seq=4', 'X-Seq=5', 'X-Dev=alice'])
       expect(replies.map((r) => String(r.body).split('\n')[0])).toEqual([...Array(5).fill(expect.stringContaining('frontend-v1')), 'alice /'])
-      let copies: Awaited<ReturnType<typeof recorded>> = []
-      for (let i = 0; i < 100 && copies.filter((c) => c.seq || c.dev).length < 6; i++) {
+      for (let i = 0; i < 100 && copies.filter((c) => c.seq || c.dev).length < 7; i++) {
         await new Promise((r) => setTimeout(r, 200))
         copies = await recorded()
       }
-      expect(copies.filter((c) => c.seq || c.dev).map((c) => c.seq ?? c.dev)).toEqual(['1', '2', '3', '4', '5', 'alice'])
+      expect(copies.filter((c) => c.seq || c.dev).map((c) => c.seq ?? c.dev)).toEqual(['0', '1', '2', '3', '4', '5', 'alice'])
 
       // the handler dies: clients go on being answered by the workload
       await docker.getContainer(RECORDER).kill()

@@ -8,7 +8,8 @@ import type {Duplex} from 'node:stream'
 import {debugLog, ipv4Addresses, listen, probeTcp, sleep} from '@tp/sdk'
 import {type AgentMessage, type DaemonMessage, decodeDaemonMessage, encode, readHeaderLine, readMessages} from './protocol.js'
 import {RedirectRule} from './iptables.js'
-import {tap} from './wiretap.js'
+import {Copy, tap} from './wiretap.js'
+import {Capture} from './capture.js'
 import {KernelPath} from './kernel-path.js'
 import {splice} from './splice.js'
 import {type HttpFilter, HttpRouter, parseFilter} from './http-filter.js'
@@ -53,6 +54,14 @@ export interface AgentConfig {
    * process (default true; TP_AGENT_KERNEL_PATH=0 turns it off).
    */
   kernelPath?: boolean
+  /**
+   * A wiretap copies what it captures (tcpdump) instead of redirecting the port's connections
+   * through itself, so clients keep the kernel path (default true; TP_AGENT_WIRETAP_CAPTURE=0 turns
+   * it off). When tcpdump cannot run, the redirect is used.
+   */
+  capture?: boolean
+  /** The tcpdump to run for a wiretap's capture (default `tcpdump` on PATH). */
+  tcpdump?: string
   log?: (message: string) => void
 }
 
@@ -111,6 +120,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): AgentConfig {
     leaseMs: millis('TP_AGENT_LEASE_MS', 3000),
     drainMs: millis('TP_AGENT_DRAIN_MS', 5000),
     kernelPath: env.TP_AGENT_KERNEL_PATH !== '0',
+    capture: env.TP_AGENT_WIRETAP_CAPTURE !== '0',
   }
 }
 
@@ -135,6 +145,8 @@ export class Agent {
   private sftpServer?: Server
   private control?: Socket
   private rule?: RedirectRule
+  /** A wiretap's capture, while it runs (else a wiretap's connections are redirected through tap()). */
+  private capture?: Capture
   private mode: 'passthrough' | 'active' = 'passthrough'
   /**
    * While active: the handler's port on the daemon's address, if the daemon offered it and the
@@ -241,10 +253,11 @@ export class Agent {
     const ingest = this.config.mode === 'ingest'
     // an ingest has no rule, so nothing for a guard to remove
     this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, ...(ingest ? {} : {guardPort})})
-    if (!ingest)
-      this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables, this.config.mode === 'wiretap')
     try {
       if (problem) throw new Error(problem)
+      if (this.config.mode === 'wiretap' && this.config.capture !== false) await this.startCapture()
+      if (!ingest && !this.capture)
+        this.rule = new RedirectRule(this.config.servicePort, redirectPort, this.config.interceptId, this.config.iptables, this.config.mode === 'wiretap')
       await this.rule?.install()
     } catch (error) {
       const message = (error as Error).message
@@ -263,10 +276,12 @@ export class Agent {
     }
     if (this.releasing) {
       // released (signal, daemon gone) while the rule was being installed
+      this.capture?.stop()
       await this.rule?.remove().catch(() => this.rule?.removeSync())
       return
     }
     if (ingest) this.log('ingest: no traffic taken, serving the volumes')
+    else if (this.capture) this.log(`capturing what clients send to port ${this.config.servicePort}: their connections are not redirected`)
     else this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
     this.send({type: 'ready'})
     this.lastHeard = Date.now()
@@ -276,6 +291,52 @@ export class Agent {
       },
       Math.min(250, this.config.leaseMs / 4),
     )
+  }
+
+  /**
+   * A wiretap's capture: tcpdump in this namespace, each client connection's bytes rebuilt and
+   * copied to the handler while the intercept is active. When tcpdump cannot run, logs why and
+   * leaves `capture` unset (the redirect takes over); when it ends later, the redirect takes over then.
+   */
+  private async startCapture(): Promise<void> {
+    const capture = new Capture({
+      port: this.config.servicePort,
+      tcpdump: this.config.tcpdump,
+      log: this.log,
+      open: () => this.openCopy(),
+      onExit: (why) => {
+        if (this.capture !== capture || this.releasing) return
+        this.capture = undefined
+        this.log(`the capture ended (${why}): connections to port ${this.config.servicePort} are redirected through this agent instead`)
+        const rule = new RedirectRule(this.config.servicePort, this.redirectPort, this.config.interceptId, this.config.iptables, true)
+        this.rule = rule
+        rule.install().then(
+          () => (this.releasing ? rule.remove() : undefined),
+          (error: Error) => this.log(error.message),
+        )
+      },
+    })
+    try {
+      await capture.start()
+      this.capture = capture
+    } catch (error) {
+      this.log(`no capture (${(error as Error).message}): connections to port ${this.config.servicePort} pass through this agent`)
+    }
+  }
+
+  /** A client connection the capture saw start: its copy, while the intercept is active. */
+  private openCopy(): {write: (chunk: Buffer) => void; end: () => void; drop: (why: string) => void} | undefined {
+    if (this.mode !== 'active' || this.releasing || this.control?.writable !== true) return undefined
+    this.carriedToHandler++
+    const copy = new Copy(this.openHandler())
+    return {
+      write: (chunk) => copy.write(chunk),
+      end: () => copy.end(),
+      drop: (why) => {
+        debug(`a copy is dropped: ${why}`)
+        copy.drop()
+      },
+    }
   }
 
   private connectControl(): Promise<Socket> {
@@ -783,6 +844,8 @@ export class Agent {
     this.generation++
     await this.pathChanges.catch(() => undefined)
     await this.kernel.disable()
+    // no new copies; those open end
+    this.capture?.stop()
     try {
       await this.rule?.remove()
       if (this.rule) this.log(`rule removed: port ${this.config.servicePort} reaches the app directly`)
@@ -822,6 +885,7 @@ export class Agent {
     clearInterval(this.leaseTimer)
     this.generation++
     this.kernel.restoreSync()
+    this.capture?.stop()
     this.rule?.removeSync()
     for (const s of this.open) s.destroy()
     for (const child of this.sftpSessions) child.kill()
@@ -837,6 +901,7 @@ export class Agent {
 
   /** For process exit handlers: the rule must never outlive the agent. */
   emergencyCleanup(): void {
+    this.capture?.stop()
     this.kernel.restoreSync()
     this.rule?.removeSync()
   }

@@ -692,6 +692,65 @@ describe('passthrough', () => {
   })
 })
 
+describe('wiretap', () => {
+  /** A recorder as the handler: what each connection to it carried. */
+  async function withRecorder(fn: (copies: string[]) => Promise<void>): Promise<void> {
+    const copies: string[] = []
+    const recorder = createServer({allowHalfOpen: true}, (socket) => {
+      const at = copies.push('') - 1
+      socket.on('data', (c: Buffer) => (copies[at] += c.toString()))
+      socket.on('end', () => socket.end())
+      socket.on('error', () => undefined)
+    })
+    const saved = handlerPort
+    handlerPort = await new Promise<number>((resolve) => recorder.listen(0, '127.0.0.1', () => resolve((recorder.address() as {port: number}).port)))
+    try {
+      await fn(copies)
+    } finally {
+      handlerPort = saved
+      recorder.close()
+    }
+  }
+
+  for (const [how, env, redirected] of [
+    ['captures the packets: no rule, the app answers, the handler gets a copy', {}, false],
+    ['without the capture (TP_AGENT_WIRETAP_CAPTURE=0): redirected through the agent, the copy alike', {TP_AGENT_WIRETAP_CAPTURE: '0'}, true],
+  ] as const) {
+    it(how, async () => {
+      await withRecorder(async (copies) => {
+        const {session, containerId} = await inject(redirected ? 'tap-redirect' : 'tap-capture', {TP_AGENT_MODE: 'wiretap', ...env})
+        try {
+          session.activate()
+          const rules = await namespaceState()
+          if (redirected) expect(rules).toMatch(/--dport 80 .*REDIRECT/)
+          else expect(rules).toBe(namespaceBefore)
+          // the copy starts with the activation: wait until a request is copied
+          await eventually(
+            'a copy',
+            async () => {
+              expect(await get(workload.replicas[0].address)).toBe('app')
+              return copies.filter((c) => c.startsWith('GET / ')).length
+            },
+            (n) => n > 0,
+          )
+          const socket = await open(workload.replicas[0].address)
+          const once = 'GET / HTTP/1.0\r\nHost: web\r\nX-Once: 1\r\n\r\n'
+          expect(body(await converse(socket, once))).toBe('app')
+          await eventually(
+            'the copy of the request with X-Once',
+            () => copies.find((c) => c.includes('X-Once')),
+            (c) => c === once,
+          )
+          const agentLog = String(await fx.docker.getContainer(containerId).logs({stdout: true, stderr: true}))
+          expect(agentLog).toContain(redirected ? 'redirecting port 80' : 'capturing what clients send to port 80')
+        } finally {
+          await cluster.removeAgent(containerId, {graceSeconds: 5})
+        }
+      })
+    })
+  }
+})
+
 describe('the workload', () => {
   it('never restarted or disconnected the workload', async () => {
     const now = await cluster.workload(NET, 'web')

@@ -9,7 +9,7 @@ import {SubprocessError, UserError, packageDir} from '@tp/sdk'
 import {ensureImportedImage, LABEL_INPUTS, STATIC_BUSYBOX, type ImportedImage, type RootfsSpec} from './rootfs.js'
 
 /**
- * tp's runtime image: node, iptables (nft), busybox, sftp-server and the bundled agent and daemon.
+ * tp's runtime image: node, iptables (nft), busybox, sftp-server, tcpdump and the bundled agent and daemon.
  * One image serves every role (`node /opt/tp/agent.cjs`, `node /opt/tp/daemon.cjs`, `node /opt/tp/relay.cjs`); it is tagged
  * with this package's version so the CLI, daemon and agent never skew.
  */
@@ -52,6 +52,11 @@ const XTABLES = '/usr/sbin/xtables-nft-multi'
  * ssh:// with it (the user's ~/.ssh and ssh agent are lent to that container), as tp on the host does.
  */
 export const SSH_CLIENT = '/usr/bin/ssh'
+/**
+ * tcpdump, when this machine has one (scripts/setup-host.sh installs it): a wiretap's agent captures
+ * the port's packets with it instead of redirecting clients through itself (without it, it redirects).
+ */
+export const TCPDUMP = '/usr/bin/tcpdump'
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -66,6 +71,7 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>>): Promise<RootfsSpec> {
   const ssh = (await exists(SSH_CLIENT)) ? [SSH_CLIENT] : []
+  const tcpdump = (await exists(TCPDUMP)) ? [TCPDUMP] : []
   const files: NonNullable<RootfsSpec['files']> = {
     '/etc/passwd': {content: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n'},
     '/etc/group': {content: 'root:x:0:\nnogroup:x:65534:\n'},
@@ -75,7 +81,7 @@ export async function runtimeSpec(bundles: Partial<Record<RuntimeBundle, string>
   if (bundles.daemon) files[DAEMON_ENTRY] = {source: bundles.daemon}
   if (bundles.relay) files[RELAY_ENTRY] = {source: bundles.relay}
   return {
-    binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server', ...ssh],
+    binaries: ['/usr/bin/node', XTABLES, '/usr/lib/openssh/sftp-server', ...ssh, ...tcpdump],
     hostPaths: ['/usr/lib/x86_64-linux-gnu/xtables'],
     busybox: STATIC_BUSYBOX,
     dirs: ['/root', '/opt/tp', '/run', '/var/run'],
