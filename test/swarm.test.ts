@@ -116,6 +116,21 @@ async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: 
   throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
 }
 
+/**
+ * Writes something of its own into each worker's copy of web's named volume (/data/node.txt), through
+ * that node's engine; resolves with what, by node.
+ */
+async function markVolumes(): Promise<Map<string, string>> {
+  const marks = new Map<string, string>()
+  for (const node of swarm.nodes.filter((n) => n.role === 'worker')) {
+    const task = (await node.machine.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`])).stdout.trim().split('\n')[0]
+    const mark = `the volume on ${node.hostname}, ${Math.random().toString(36).slice(2, 8)}`
+    await node.machine.docker(['exec', task, 'sh', '-c', `echo "${mark}" > /data/node.txt`])
+    marks.set(node.hostname, mark)
+  }
+  return marks
+}
+
 /** Everything tp-labelled on every node: services (on the manager) and containers (on each node's engine). */
 async function tpObjectsOnNodes(): Promise<string[]> {
   const services = await swarm.manager.docker(['service', 'ls', '--filter', 'label=tp.managed=true', '--format', 'service {{.Name}}'])
@@ -302,7 +317,8 @@ describe('a swarm cluster', () => {
   const tpObjectsHere = async (connection: string) =>
     (await execa('docker', ['ps', '-a', '--filter', `label=tp.connection=${connection}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean)
 
-  it('--docker-run: a handler container here answers every replica, with the service’s env, secret and config at their paths, and the stack’s names (tasks.<service> too)', async () => {
+  it('--docker-run: a handler container here answers every replica, with the service’s env, secret and config at their paths, the volume of the task tp names, and the stack’s names (tasks.<service> too)', async () => {
+    const volumeMarks = await markVolumes()
     expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw2run'])).exitCode).toBe(0)
     try {
       const port = 18926
@@ -312,6 +328,11 @@ describe('a swarm cluster', () => {
       )
       try {
         await run.active
+        // a named volume is per node: tp says whose copy the handler gets (slot 1's)
+        const from = /volumes from (\S+) on node (\S+)/.exec(run.output())
+        expect(from?.[1], run.output()).toBe(`${STACK}_web.1`)
+        const node = swarm.nodes.find((n) => n.hostname === from?.[2])
+        expect(node?.role).toBe('worker')
         const answers = await eventually(
           'both replicas answered by the handler container',
           answersOfWeb,
@@ -319,10 +340,8 @@ describe('a swarm cluster', () => {
           30_000,
         )
         expect(answers[0]).toBe(answers[1])
-        expect(answers[0]).toMatch(
-          new RegExp(
-            `^docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web; data: data of ${NAME}-w[12]$`,
-          ),
+        expect(answers[0]).toBe(
+          `docker-run; hello from the swarm web; inventory: the inventory; tasks.inventory: the inventory; secret: the secret token; config: the settings of web; data: ${volumeMarks.get(from?.[2] ?? '')}`,
         )
         // tasks.web: every task an address of its own here, as swarm's DNS answers there
         const tasksOfWeb = (await execa('getent', ['ahostsv4', 'tasks.web'], {reject: false})).stdout
@@ -463,5 +482,207 @@ services:
     expect(gc.stdout).toContain('removed service tp-sw2gone-launcher (connection sw2gone)')
     expect(gc.stdout).toMatch(/removed container tp-sw2gone-relay/)
     expect(await eventually('nothing of tp on the nodes', tpObjectsOnNodes, (left) => left.length === 0, 60_000)).toEqual([])
+  }, 180_000)
+})
+
+/** A handler that says who it is, and prints each request's X-Seq header (what a wiretap's copies show). */
+const ECHO = `
+const http = require('node:http')
+http.createServer((req, res) => {
+  if (req.headers['x-seq']) console.log('copy ' + req.headers['x-seq'])
+  res.end(process.argv[2] + ' handler\\n')
+}).listen(Number(process.argv[1]))
+`
+
+/** What a client on the stack's network (a task of web, on whichever node runs one) gets from `url`, with `headers`. */
+async function fromWeb(url: string, headers: string[] = []): Promise<string> {
+  for (const node of swarm.nodes) {
+    const id = (await node.machine.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_web`])).stdout.trim().split('\n')[0]
+    if (!id) continue
+    const args = headers.flatMap((h) => ['--header', `'${h}'`]).join(' ')
+    return (
+      await node.machine.docker(['exec', id, 'sh', '-c', `timeout 5 wget -qO- ${args} ${url} 2>&1; true`], {reject: false, timeoutMs: 20_000})
+    ).stdout.trim()
+  }
+  return 'no task of web runs'
+}
+
+/** The node of inventory's running task. */
+async function inventoryNode(): Promise<string> {
+  const out = await swarm.manager.docker([
+    'service',
+    'ps',
+    `${STACK}_inventory`,
+    '--filter',
+    'desired-state=running',
+    '--format',
+    '{{.Node}} {{.CurrentState}}',
+  ])
+  return (
+    out.stdout
+      .split('\n')
+      .find((l) => / Running/.test(l))
+      ?.split(' ')[0] ?? ''
+  )
+}
+
+describe('a swarm cluster: drained nodes, personal intercepts, wiretap and ingest', () => {
+  beforeAll(async () => {
+    expect((await tp(['connect', '--cluster', 'tpsw', '--name', 'sw3'])).exitCode).toBe(0)
+  }, 120_000)
+  afterAll(async () => {
+    await tp(['quit', '--name', 'sw3'])
+  }, 60_000)
+
+  it('a node drained during an intercept: its task moves, the new one is intercepted within 30 s; after the end each task serves itself and nothing of tp is left', async () => {
+    const port = 18931
+    const from = await inventoryNode()
+    const drained = swarm.nodes.find((n) => n.hostname === from)
+    expect(drained?.role).toBe('worker')
+    const run = startTp(['intercept', 'inventory', '--use', 'sw3', '--port', String(port), '--mount=false', '--', 'node', '-e', ECHO, String(port), 'drain'], {
+      env,
+    })
+    try {
+      await run.active
+      await eventually(
+        'inventory answered by the handler',
+        () => fromWeb('http://inventory:8080/'),
+        (a) => a === 'drain handler',
+        30_000,
+      )
+      await swarm.manager.docker(['node', 'update', '--availability', 'drain', drained?.id ?? ''])
+      const moved = await eventually('inventory runs on another node', inventoryNode, (n) => n !== '' && n !== from, 60_000)
+      expect(moved).not.toBe(from)
+      const started = Date.now()
+      await eventually(
+        'the moved task answered by the handler',
+        () => fromWeb('http://inventory:8080/'),
+        (a) => a === 'drain handler',
+        30_000,
+      )
+      expect(Date.now() - started).toBeLessThan(30_000)
+      expect(run.child.exitCode, run.output()).toBeNull()
+    } finally {
+      await swarm.manager.docker(['node', 'update', '--availability', 'active', drained?.id ?? ''], {reject: false})
+      run.child.kill('SIGINT')
+      await run.child
+    }
+    await eventually(
+      'inventory answers for itself',
+      () => fromWeb('http://inventory:8080/'),
+      (a) => a === 'the inventory',
+      10_000,
+    )
+    // web's task of the drained node comes back there (one per node)
+    await swarm.waitForStack(STACK, 60_000)
+    await eventually(
+      'every replica of web answers for itself',
+      answersOfWeb,
+      (a) => a.join() === [`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort().join(),
+      10_000,
+    )
+    const left = await eventually('nothing of the intercept left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)
+    expect(left.sort()).toEqual([`container tp-sw3-janitor on ${NAME}-m`, `container tp-sw3-relay on ${NAME}-m`])
+  }, 240_000)
+
+  it('a personal intercept (--http-header X-Dev=alice) of both replicas: requests with the header reach the handler, the others each task', async () => {
+    const port = 18932
+    const run = startTp(
+      [
+        'intercept',
+        'web',
+        '--use',
+        'sw3',
+        '--port',
+        String(port),
+        '--mount=false',
+        '--http-header',
+        'X-Dev=alice',
+        '--',
+        'node',
+        '-e',
+        ECHO,
+        String(port),
+        'alice',
+      ],
+      {env},
+    )
+    try {
+      await run.active
+      expect(run.output()).toContain('personal: only HTTP requests with')
+      const client = await inventoryClient()
+      const ask = async (headers: string[]) =>
+        (
+          await Promise.all(
+            (
+              await webAddresses()
+            ).map((a) => client.exec(['sh', '-c', `timeout 5 wget -qO- ${headers.map((h) => `--header '${h}'`).join(' ')} http://${a}/ 2>&1; true`])),
+          )
+        ).sort()
+      await eventually(
+        'both replicas send alice’s requests to the handler',
+        () => ask(['X-Dev: alice']),
+        (a) => a.join() === 'alice handler,alice handler',
+        30_000,
+      ).catch(async (e) => {
+        const logs = await Promise.all(swarm.nodes.map(async (n) => {
+          const ids = (await n.machine.docker(['ps', '-q', '--filter', 'label=tp.role=agent'])).stdout.trim().split('\n').filter(Boolean)
+          return Promise.all(ids.map(async (id) => { const l = await n.machine.docker(['logs', id], {reject: false}); return `${n.hostname} ${id}: ${l.stdout}\n${l.stderr}` }))
+        }))
+        const plain = await ask([])
+        throw new Error(`${(e as Error).message}\nplain: ${plain.join(' | ')}\n${run.output()}\n${logs.flat().join('\n')}`)
+      })
+      expect(await ask([])).toEqual([`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort())
+      expect(await ask(['X-Dev: bob'])).toEqual([`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort())
+      expect((await tp(['list', '--use', 'sw3'])).stdout).toMatch(/on 80 for x-dev=alice/)
+    } finally {
+      run.child.kill('SIGINT')
+    }
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await eventually('nothing of the intercept left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)).toHaveLength(2)
+  }, 180_000)
+
+  it('tp wiretap: the handler gets a copy of what each replica is sent, every answer comes from the tasks', async () => {
+    const port = 18933
+    const run = startTp(['wiretap', 'web', '--use', 'sw3', '--port', String(port), '--mount=false', '--', 'node', '-e', ECHO, String(port), 'tap'], {env})
+    try {
+      await run.active
+      const client = await inventoryClient()
+      const addresses = await webAddresses()
+      const answers = await Promise.all(
+        addresses.map((a, i) => client.exec(['sh', '-c', `timeout 5 wget -qO- --header 'X-Seq: seq${i}' http://${a}/ 2>&1; true`])),
+      )
+      expect(answers.sort()).toEqual([`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort())
+      const copies = await eventually(
+        'the handler got a copy of each',
+        async () => [...run.output().matchAll(/^copy (seq\d)$/gm)].map((m) => m[1]).sort(),
+        (c) => c.length >= 2,
+        15_000,
+      )
+      expect(copies).toEqual(['seq0', 'seq1'])
+    } finally {
+      run.child.kill('SIGINT')
+    }
+    expect((await run.child).exitCode, run.output()).toBe(0)
+    expect(await eventually('nothing of the wiretap left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)).toHaveLength(2)
+  }, 180_000)
+
+  it('tp ingest --replica 2: a --docker-run handler gets the service’s env and the volumes of task 2, read-only; no traffic is taken', async () => {
+    const volumeMarks = await markVolumes()
+    const script = 'echo "greeting=$GREETING"; cat /data/node.txt; if touch /data/ingest-wrote 2>/dev/null; then echo wrote; else echo read-only; fi'
+    const run = await tp(['ingest', 'web', '--use', 'sw3', '--replica', '2', '--docker-run', '--', '--rm', localBusybox, 'sh', '-c', script])
+    expect(run.exitCode, run.stderr).toBe(0)
+    expect(run.stderr).toContain('Intercept web-ingest ')
+    expect(run.stderr).toMatch(/volumes: .*\/data \(read-only\)/)
+    const from = /volumes from (\S+) on node (\S+)/.exec(run.stderr)
+    expect(from?.[1]).toBe(`${STACK}_web.2`)
+    expect(run.stdout.split('\n').filter((l) => !l.startsWith('tp'))).toEqual([
+      'greeting=hello from the swarm web',
+      volumeMarks.get(from?.[2] ?? ''),
+      'read-only',
+    ])
+    // the tasks kept their traffic
+    expect(await answersOfWeb()).toEqual([`web on ${NAME}-w1`, `web on ${NAME}-w2`].sort())
+    expect(await eventually('nothing of the ingest left on the nodes', tpObjectsOnNodes, (l) => l.length === 2, 60_000)).toHaveLength(2)
   }, 180_000)
 })

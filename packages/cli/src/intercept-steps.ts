@@ -283,6 +283,8 @@ export function printSession(session: InterceptSession, handler?: string, root?:
     `  environment: ${Object.keys(session.environment).join(' ')}`,
     `  volumes: ${session.mounts.length > 0 ? session.mounts.map((m) => `${m.path}${m.readOnly ? ' (read-only)' : ''}`).join(', ') : 'none'}${root ? ` (mounted under ${root})` : ''}`,
   ]
+  // a named volume is per node: whose copy the handler sees
+  if (session.volumesFrom) lines.push(`  volumes from ${session.volumesFrom.replica}${session.volumesFrom.node ? ` on node ${session.volumesFrom.node}` : ''}`)
   if (session.filter) lines.push(`  personal: only HTTP requests with ${describeFilter(session.filter)}; the rest reach ${session.workload}`)
   if (handler) lines.push(`  handler: ${handler}`)
   process.stderr.write(lines.join('\n') + '\n')

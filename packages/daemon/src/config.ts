@@ -35,6 +35,8 @@ export interface DaemonConfig {
   addons: string[]
   /** How often an intercept looks for replicas that appeared or went (ms). */
   reconcileMs: number
+  /** How long an intercept whose last replica went waits for its replacement, on a cluster that replaces replicas (default 60 s). */
+  replacementWaitMs?: number
   /**
    * How long after its agent is ready a replica's guard starts (ms; default 1500): its container is
    * then not made while the handler's starts and the first requests are switched.

@@ -89,12 +89,16 @@ interface Intercept {
   /** Closes the port here that reaches its SFTP server on another machine. */
   closeForward?: () => void
   removing?: Promise<void>
+  /** Since when it has had no replica, waiting for the cluster to replace the last one (ClusterDriver.replacesReplicas). */
+  orphanedAt?: number
   stopWatching: () => void
   /** Resolves when the lease holder has finished its teardown (lease closed, or its own leave). */
   holderDone: Promise<void>
   markHolderDone: () => void
 }
 
+/** How long an intercept whose last replica went waits for the one the cluster replaces it with. */
+const REPLACEMENT_WAIT_MS = 60_000
 /** How long an agent gone silent on another machine waits for the link's own verdict (its ping, and the time it waits for the answer). */
 const LINK_VERDICT_MS = 8000
 /** How long an agent on another machine that exited waits for its link's verdict (the engine may be going, and the relay with it). */
@@ -124,7 +128,17 @@ export class InterceptManager {
   constructor(
     private readonly config: Pick<
       DaemonConfig,
-      'connection' | 'namespace' | 'id' | 'runtimeImage' | 'placement' | 'holderTeardownMs' | 'drainMs' | 'reconcileMs' | 'cluster' | 'guardDelayMs'
+      | 'connection'
+      | 'namespace'
+      | 'id'
+      | 'runtimeImage'
+      | 'placement'
+      | 'holderTeardownMs'
+      | 'drainMs'
+      | 'reconcileMs'
+      | 'replacementWaitMs'
+      | 'cluster'
+      | 'guardDelayMs'
     >,
     private readonly driver: ClusterDriver,
     private readonly agents: Pick<AgentServer, 'expect'>,
@@ -275,8 +289,10 @@ export class InterceptManager {
       agentsFailed = reject
     })
     ready.catch(() => undefined)
-    const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(workload.replicas[0].address, sftpPort, ready) : undefined
-    const session = this.sessionOf({id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward})
+    // every replica's agent serves its own volumes (a named volume is per node): the handler mounts one's
+    const volumesFrom = volumeReplica(workload, request.volumesReplica)
+    const forward = sftpPort !== null && this.reach.forward ? await this.reach.forward(volumesFrom.address, sftpPort, ready) : undefined
+    const session = this.sessionOf({id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt: forward, volumesFrom})
     const intercept: Intercept = {
       info: {
         name,
@@ -401,13 +417,15 @@ export class InterceptManager {
   private addAgent(intercept: Intercept, agent: ReplicaAgent): void {
     intercept.agents.set(agentKey(agent.replica, agent.port), agent)
     intercept.info.replicas = replicaCount(intercept)
+    intercept.orphanedAt = undefined
     if (intercept.info.state === 'active') agent.session.activate()
     void agent.session.gone.then((reason) => this.agentGone(intercept, agent, reason))
   }
 
   /**
    * An agent went. Its replica gone (stopped, removed, restarted): the others go on, and the
-   * intercept ends with the last. The agent gone while its replica runs (killed, crashed): the
+   * intercept ends with the last — unless the cluster replaces it (a swarm task), whose
+   * replacement it waits for. The agent gone while its replica runs (killed, crashed): the
    * intercept ends, and says why.
    */
   private async agentGone(intercept: Intercept, agent: ReplicaAgent, reason: string): Promise<void> {
@@ -422,13 +440,29 @@ export class InterceptManager {
     }
     const replicaGone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
     if (intercept.removing) return
-    if (replicaGone && replicaCount(intercept) > 1) {
-      this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${replicaGone}; its agent is gone, the other replicas stay intercepted`)
-      await Promise.all([...intercept.agents.values()].filter((a) => a.replica.id === agent.replica.id).map((a) => this.dropAgent(intercept, a, 1)))
+    if (replicaGone && (replicaCount(intercept) > 1 || this.driver.replacesReplicas)) {
+      await this.dropReplica(intercept, agent.replica, `${replicaGone}; its agent is gone`)
       return
     }
     const why = replicaGone ? `the workload ${intercept.info.workload} ${replicaGone}` : await this.whyAgentWent(intercept, agent, reason)
     await this.remove(intercept.info.name, why, 'agent')
+  }
+
+  /**
+   * Removes a replica that went from a running intercept (its agents, one per port); the others stay
+   * intercepted. The last one's going leaves the intercept waiting for its replacement.
+   */
+  private async dropReplica(intercept: Intercept, replica: Replica, why: string): Promise<void> {
+    const last = replicaCount(intercept) <= 1
+    this.log(
+      `intercept ${intercept.info.name}: replica ${replica.name} ${why}; ${last ? `waiting up to ${Math.round(this.replacementWaitMs / 1000)} s for the one that replaces it` : 'the other replicas stay intercepted'}`,
+    )
+    await Promise.all([...intercept.agents.values()].filter((a) => a.replica.id === replica.id).map((a) => this.dropAgent(intercept, a, 1)))
+    if (replicaCount(intercept) === 0) intercept.orphanedAt ??= Date.now()
+  }
+
+  private get replacementWaitMs(): number {
+    return this.config.replacementWaitMs ?? REPLACEMENT_WAIT_MS
   }
 
   /** Removes one replica's agent (and guard) from a running intercept. */
@@ -452,14 +486,28 @@ export class InterceptManager {
     const workload = await this.driver
       .workload(this.config.namespace, intercept.info.workload)
       .catch(swallow(trace, `looking up the replicas of ${intercept.info.workload}`))
-    if (!workload || intercept.removing) return
+    if (intercept.removing) return
+    // no replica since the last went: the one the cluster replaces it with has a while to come
+    const {orphanedAt} = intercept
+    const waited = orphanedAt === undefined ? 0 : Date.now() - orphanedAt
+    if (
+      !workload?.replicas.length &&
+      orphanedAt !== undefined &&
+      intercept.agents.size === 0 &&
+      intercept.adding.size === 0 &&
+      waited > this.replacementWaitMs
+    ) {
+      await this.remove(intercept.info.name, `the workload ${intercept.info.workload} has had no running replica for ${Math.round(waited / 1000)} s`, 'agent')
+      return
+    }
+    if (!workload) return
     const listed = new Set(workload.replicas.map((r) => r.id))
     for (const agent of [...intercept.agents.values()]) {
-      if (listed.has(agent.replica.id)) continue
+      if (listed.has(agent.replica.id) || intercept.agents.get(agentKey(agent.replica, agent.port)) !== agent) continue
       const gone = await this.driver.whyNotRunning(this.config.namespace, agent.replica)
-      if (!gone || intercept.removing || replicaCount(intercept) <= 1) continue // the last one's going ends the intercept (agentGone)
-      this.log(`intercept ${intercept.info.name}: replica ${agent.replica.name} ${gone}; its agent goes`)
-      await this.dropAgent(intercept, agent, 1)
+      // the last one's going ends the intercept (agentGone), unless the cluster replaces it
+      if (!gone || intercept.removing || (replicaCount(intercept) <= 1 && !this.driver.replacesReplicas)) continue
+      await this.dropReplica(intercept, agent.replica, `${gone}; its agent goes`)
     }
     for (const replica of workload.replicas) {
       for (const port of intercept.ports) this.addReplicaPort(intercept, replica, port)
@@ -510,10 +558,11 @@ export class InterceptManager {
     sftpPort: number | null
     /** Where this side reaches the SFTP server, when not at the replica's own address (a namespace on another machine). */
     sftpAt?: {host: string; port: number}
+    /** The replica whose agent serves the volumes. */
+    volumesFrom: Replica
   }): DaemonSession {
-    const {id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt} = parts
+    const {id, name, mode, ports, workload, servicePort, serviceName, request, exported, sftpPort, sftpAt, volumesFrom} = parts
     const local = mode === 'replace' ? (ports[0]?.local ?? request.localPort) : request.localPort
-    // the volumes are served by the agent of the first replica
     const [first] = workload.replicas
     const mounts: RemoteMount[] =
       sftpPort === null
@@ -521,8 +570,9 @@ export class InterceptManager {
         : exported.map((m) => ({
             path: m.path,
             readOnly: m.readOnly,
-            sftp: {host: sftpAt?.host ?? first.address, port: sftpAt?.port ?? sftpPort, dir: m.path},
-            ...(m.engine && !sftpAt ? {engine: m.engine} : {}),
+            sftp: {host: sftpAt?.host ?? volumesFrom.address, port: sftpAt?.port ?? sftpPort, dir: m.path},
+            // an engine's own mount is the first replica's (the docker driver's workloads have one)
+            ...(m.engine && !sftpAt && volumesFrom === first ? {engine: m.engine} : {}),
           }))
     const environment: Record<string, string> = {}
     for (const [key, value] of Object.entries(workload.environment)) {
@@ -543,6 +593,9 @@ export class InterceptManager {
       ports: {local, container: request.containerPort || local, service: servicePort, serviceName, protocol: 'tcp'},
       environment: sortedEnv(environment),
       mounts,
+      ...(mounts.length > 0 && (workload.replicas.length > 1 || volumesFrom.node)
+        ? {volumesFrom: {replica: volumesFrom.name, ...(volumesFrom.node ? {node: volumesFrom.node} : {})}}
+        : {}),
       daemon: {
         connection: this.config.connection,
         id: this.config.id,
@@ -829,6 +882,23 @@ export class InterceptManager {
 }
 
 /** The key of an agent in its intercept: one per replica and service port. */
+/**
+ * The replica whose volumes the handler gets: the one `wanted` names (its name, its slot — the
+ * name's last part — or a prefix of its id), else the first (by name: a swarm service's slot 1).
+ */
+export function volumeReplica(workload: Pick<Workload, 'name' | 'replicas'>, wanted: string | undefined): Replica {
+  if (wanted === undefined) return workload.replicas[0]
+  const match =
+    workload.replicas.find((r) => r.name === wanted) ??
+    workload.replicas.find((r) => r.name.endsWith(`.${wanted}`)) ??
+    (wanted.length >= 4 ? workload.replicas.find((r) => r.id.startsWith(wanted)) : undefined)
+  if (match) return match
+  throw new UserError(
+    `${workload.name} has no replica "${wanted}"`,
+    `pass --replica with one of: ${workload.replicas.map((r) => `${r.name}${r.node ? ` (on ${r.node})` : ''}`).join(', ')}`,
+  )
+}
+
 function agentKey(replica: Replica, port: ReplacedPort): string {
   return `${replica.id}/${port.service}`
 }

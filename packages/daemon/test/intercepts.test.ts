@@ -162,11 +162,14 @@ function setup(
     agentComingUp?: Promise<void>
     reconcileMs?: number
     guardDelayMs?: number
+    /** The cluster replaces a replica that goes (as a swarm does), within this wait. */
+    replaces?: number
   } = {},
 ) {
   const calls: Call[] = []
   const agents: FakeAgent[] = []
   const cluster = new FakeDriver(calls, options.workloads ?? [workload('frontend-v1'), workload('multi', [80, 8080])], options.gone, options.agentExitCode)
+  if (options.replaces !== undefined) Object.assign(cluster, {replacesReplicas: true})
   const manager = new InterceptManager(
     {
       connection: 'unit',
@@ -177,6 +180,7 @@ function setup(
       holderTeardownMs: options.holderTeardownMs ?? 200,
       drainMs: options.drainMs ?? 50,
       reconcileMs: options.reconcileMs ?? 60_000,
+      ...(options.replaces !== undefined ? {replacementWaitMs: options.replaces} : {}),
       guardDelayMs: options.guardDelayMs ?? 0,
       cluster: {driver: 'fake', engine: 'fake://', module: '/fake/driver.mjs', linked: false},
     },
@@ -540,6 +544,41 @@ describe('InterceptManager', () => {
       agents[0].goAway('the agent closed its control connection')
       await vi.waitFor(() => expect(manager.list()).toEqual([]))
       expect(holder.events.find((e) => e.type === 'ended')).toMatchObject({normal: false, reason: 'the workload shop exited with code 0'})
+    })
+
+    it('on a cluster that replaces replicas, the last one going leaves the intercept waiting; its replacement is intercepted', async () => {
+      const port = await answering()
+      const {manager, calls, agents, cluster} = setup({workloads: [shop()], reconcileMs: 30, replaces: 60_000})
+      const holder = lease(calls)
+      await manager.create({workload: 'shop', localPort: port, mounts: false}, holder)
+      await vi.waitFor(() => expect(holder.events.map((e) => e.type)).toContain('active'))
+      // both tasks go (their node drained), and none runs for a while
+      cluster.all[0].replicas.splice(0, 2)
+      for (const id of ['r1', 'r2']) cluster.goneReplicas.set(id, 'was replaced (task shutdown)')
+      for (const agent of agents) agent.goAway('the agent closed its control connection')
+      await vi.waitFor(() => expect(manager.list()[0]?.replicas).toBe(0))
+      await sleep(100)
+      expect(manager.list()).toMatchObject([{name: 'shop', replicas: 0}])
+      expect(holder.events.map((e) => e.type)).not.toContain('ended')
+      // the orchestrator's new task: intercepted, switched like the others were
+      cluster.all[0].replicas.push(replica('r3', '10.1.0.13'))
+      await vi.waitFor(() => expect(manager.list()[0]?.replicas).toBe(1))
+      expect(calls).toContain('inject tp-unit-agent-shop-2 10.1.0.2:4701')
+      expect(calls.filter((c) => c === 'activate')).toHaveLength(3)
+    })
+
+    it('on a cluster that replaces replicas, an intercept whose replica is not replaced within the wait ends and says why', async () => {
+      const {manager, calls, agents, cluster} = setup({workloads: [shop()], reconcileMs: 30, replaces: 200, holderTeardownMs: 50})
+      const holder = lease(calls)
+      await manager.create({workload: 'shop', localPort: 8000, mounts: false}, holder)
+      cluster.all[0].replicas.splice(0, 2)
+      for (const id of ['r1', 'r2']) cluster.goneReplicas.set(id, 'was removed')
+      for (const agent of agents) agent.goAway('the agent closed its control connection')
+      await vi.waitFor(() => expect(manager.list()).toEqual([]), {timeout: 3000})
+      expect(holder.events.find((e) => e.type === 'ended')).toMatchObject({
+        normal: false,
+        reason: expect.stringMatching(/^the workload shop has had no running replica for \d+ s$/),
+      })
     })
 
     it('a replica that goes while its agent is still coming up leaves no agent behind', async () => {

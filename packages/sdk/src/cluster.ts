@@ -250,6 +250,13 @@ export interface ClusterDriver {
    * driver: the engine is a swarm manager). Optional: a driver without it is used only when named.
    */
   claims?(): Promise<boolean>
+  /**
+   * Whether the cluster replaces a replica that goes by itself (a swarm service's task, rescheduled
+   * by its orchestrator: a drained node, a failed task): an intercept whose last replica went then
+   * waits a while for the one that replaces it instead of ending. Absent: a workload whose last
+   * replica went is gone.
+   */
+  readonly replacesReplicas?: boolean
   /** Releases what the driver holds (connections to the engine). */
   close?(): Promise<void>
 }

@@ -82,6 +82,8 @@ export interface CreateInterceptRequest {
   portMap?: Array<{service: string; local: number}>
   /** A personal intercept (`--http-header`, `--http-path-prefix`): only matching HTTP requests go to the handler. */
   filter?: HttpFilter
+  /** Whose volumes the handler gets: a replica's name, slot (`web.2` → `2`) or id (prefix); default the first. */
+  volumesReplica?: string
 }
 
 /** Lines of the NDJSON stream that answers POST /v1/intercepts. The stream is the CLI's lease. */

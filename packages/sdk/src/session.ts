@@ -55,6 +55,11 @@ export interface DaemonSession {
   /** The workload's environment (minus HOME, PATH, HOSTNAME) plus TP_* variables; keys sorted. */
   environment: Record<string, string>
   mounts: RemoteMount[]
+  /**
+   * Whose volumes the mounts are, when the workload has several replicas or they run on nodes: one
+   * replica's (the first by name, e.g. slot 1 of a swarm service), as a named volume is per node.
+   */
+  volumesFrom?: {replica: string; node?: string}
   daemon: DaemonIdentity
   /** What the intercept does with the traffic (absent: `intercept`). */
   mode?: 'intercept' | 'ingest' | 'replace' | 'wiretap'

@@ -97,6 +97,8 @@ function list(items: string[]): string {
  * task's node (the launcher) starts it in the task's network namespace with the node's engine.
  */
 export class SwarmDriver implements ClusterDriver {
+  /** A task that goes is replaced by the service's orchestrator (on another node, if its own was drained). */
+  readonly replacesReplicas = true
   private readonly filter: (name: string) => boolean
   private readonly pollMs: number
 

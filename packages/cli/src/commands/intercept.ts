@@ -122,6 +122,11 @@ const interceptFlags = {
     helpValue: 'true|false|<dir>',
     default: 'true',
   }),
+  replica: Flags.string({
+    description:
+      "whose volumes the handler gets, when the workload has several replicas (a named volume is per node): a replica's name, its slot, or its id (default: the first, e.g. slot 1)",
+    helpValue: '<name|slot|id>',
+  }),
   'volume-provider': Flags.string({description: 'the volume provider to use when several fit (see `tp extensions`)', helpValue: '<name>'}),
   output: Flags.string({char: 'o', description: 'print the session as JSON (no handler)', options: ['text', 'json'], default: 'text'}),
   'env-file': Flags.string({description: 'write the intercepted environment to this file'}),
@@ -284,6 +289,7 @@ With --docker-run, everything after -- is docker run arguments: tp runs that con
           ...((mode === 'ingest' || mode === 'wiretap') && (flags as Record<string, unknown>).writable ? {writableMounts: true} : {}),
           ...(portMap.length > 0 ? {portMap} : {}),
           ...(filter ? {filter} : {}),
+          ...(flags.replica ? {volumesReplica: flags.replica} : {}),
         },
         prepared,
         mount,
