@@ -703,14 +703,14 @@ export class Agent {
     const spare = this.spares.shift()
     if (spare) {
       spare.write(encode({go: true}))
-      return spare
+      return reading(spare)
     }
     const id = randomBytes(12).toString('hex')
     return new Promise<Socket>((resolve, reject) => {
       const timer = setTimeout(() => this.toAppInstead(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
       this.pending.set(id, {deliver: {resolve, reject}, timer})
       this.send({type: 'dial', id})
-    })
+    }).then(reading)
   }
 
   /**
@@ -915,4 +915,14 @@ function knownUser(user: {uid: number; gid: number}): void {
   const passwd = readFileSync('/etc/passwd', 'utf8')
   if (passwd.split('\n').some((line) => line.split(':')[2] === String(user.uid))) return
   appendFileSync('/etc/passwd', `${passwd.endsWith('\n') ? '' : '\n'}tp-workload-${user.uid}:x:${user.uid}:${user.gid}::/:/bin/false\n`)
+}
+
+/**
+ * A dial-back connection comes paused (its server pauses on connect, for splice): one handed to a
+ * reader that only listens (the personal intercept's HTTP client) would never be read, and its
+ * requests would hang. Resumed here, before the request is written, so nothing of the answer is lost.
+ */
+function reading(socket: Socket): Socket {
+  socket.resume()
+  return socket
 }

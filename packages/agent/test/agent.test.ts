@@ -463,6 +463,24 @@ describe('direct connections to the handler', () => {
   })
 })
 
+describe('a personal intercept relayed through the daemon', () => {
+  it('sends the matching requests to the handler through dial-backs and spares, the others to the app', async () => {
+    // no direct path: every handler connection is a dial-back or a spare (as across a link)
+    const {session, containerId} = await inject('personal-relay', {TP_AGENT_FILTER: JSON.stringify({headers: {'X-Dev': 'alice'}})})
+    try {
+      session.activate()
+      const address = workload.replicas[0].address
+      for (let i = 0; i < 3; i++) {
+        expect(await get(address, 3000, {'X-Dev': 'alice'})).toBe('handler')
+        expect(await get(address, 3000, {'X-Dev': 'bob'})).toBe('app')
+        expect(await get(address)).toBe('app')
+      }
+    } finally {
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
+    }
+  })
+})
+
 describe('relayed connections', () => {
   let session: AgentSession
   let containerId: string

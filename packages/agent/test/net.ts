@@ -26,10 +26,10 @@ export function converse(socket: Socket, data: string | Buffer, halfClose = true
   })
 }
 
-/** GET http://host/ with a fresh connection; resolves with the body, rejects on any failure. */
-export function get(host: string, timeoutMs = 3000): Promise<string> {
+/** GET http://host/ with a fresh connection (and `headers`); resolves with the body, rejects on any failure. */
+export function get(host: string, timeoutMs = 3000, headers: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs}, (res) => {
+    const req = request({host, port: 80, path: '/', agent: false, timeout: timeoutMs, headers}, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c) => (body += c))
