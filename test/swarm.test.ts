@@ -30,7 +30,8 @@ services:
       NODE: "{{.Node.Hostname}}"
       GREETING: hello from the swarm web
     secrets: [{source: tpsw_token, target: api-token}]
-    configs: [{source: tpsw_settings, target: /etc/web/settings.txt}]
+    # tpsw_motd at its default target, /tpsw_motd: right under /, which tp says it does not serve
+    configs: [{source: tpsw_settings, target: /etc/web/settings.txt}, tpsw_motd]
     deploy:
       replicas: 2
       endpoint_mode: dnsrr
@@ -55,6 +56,7 @@ secrets:
   tpsw_token: {external: true}
 configs:
   tpsw_settings: {external: true}
+  tpsw_motd: {external: true}
 `
 
 /** The handler: answers with what it sees of the intercept (its env, the stack's inventory by name). */
@@ -166,6 +168,7 @@ beforeAll(async () => {
   // web's secret and config (a secret's data cannot be read back through the API: tp reads it in a task)
   await swarm.manager.docker(['secret', 'create', 'tpsw_token', '-'], {input: 'the secret token'})
   await swarm.manager.docker(['config', 'create', 'tpsw_settings', '-'], {input: 'the settings of web'})
+  await swarm.manager.docker(['config', 'create', 'tpsw_motd', '-'], {input: 'the message of the day'})
   localBusybox = (
     await ensureImportedImage(new Dockerode(), {
       repo: 'tpsw-busybox',
@@ -331,6 +334,7 @@ describe('a swarm cluster', () => {
         // a named volume is per node: tp says whose copy the handler gets (slot 1's)
         const from = /volumes from (\S+) on node (\S+)/.exec(run.output())
         expect(from?.[1], run.output()).toBe(`${STACK}_web.1`)
+        expect(run.output()).toContain('not served: /tpsw_motd (a file right under / cannot be mounted in the handler: give it a target in a directory')
         const node = swarm.nodes.find((n) => n.hostname === from?.[2])
         expect(node?.role).toBe('worker')
         const answers = await eventually(

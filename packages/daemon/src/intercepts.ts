@@ -596,6 +596,7 @@ export class InterceptManager {
       ...(mounts.length > 0 && (workload.replicas.length > 1 || volumesFrom.node)
         ? {volumesFrom: {replica: volumesFrom.name, ...(volumesFrom.node ? {node: volumesFrom.node} : {})}}
         : {}),
+      ...(request.mounts && workload.unservedFiles?.length ? {unservedFiles: workload.unservedFiles} : {}),
       daemon: {
         connection: this.config.connection,
         id: this.config.id,

@@ -75,6 +75,8 @@ export interface Workload {
    * a client of one of them reaches that replica, not the workload's.
    */
   replicaNames?: string[]
+  /** Files of the workload tp cannot give a handler, each with why and what to do (a swarm config right under `/`). */
+  unservedFiles?: Array<{path: string; why: string}>
 }
 
 export interface NamespaceInfo {

@@ -60,6 +60,8 @@ export interface DaemonSession {
    * replica's (the first by name, e.g. slot 1 of a swarm service), as a named volume is per node.
    */
   volumesFrom?: {replica: string; node?: string}
+  /** The workload's files the handler does not get (Workload.unservedFiles), when the volumes were asked for. */
+  unservedFiles?: Array<{path: string; why: string}>
   daemon: DaemonIdentity
   /** What the intercept does with the traffic (absent: `intercept`). */
   mode?: 'intercept' | 'ingest' | 'replace' | 'wiretap'

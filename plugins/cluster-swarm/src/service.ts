@@ -59,8 +59,18 @@ export function taskFiles(spec: NonNullable<TaskInfo['Spec']>['ContainerSpec'] |
 }
 
 /**
+ * The files right under / (a config's default target, `/<name>`): no directory of theirs can be
+ * mounted, and Docker 20.10 mounts no single file of a volume, so the handler does not get them.
+ */
+export function unservedTaskFiles(files: TaskFile[]): Array<{path: string; why: string}> {
+  return files
+    .filter((f) => f.target.lastIndexOf('/') === 0)
+    .map((f) => ({path: f.target, why: 'a file right under / cannot be mounted in the handler: give it a target in a directory, e.g. /etc/<name>'}))
+}
+
+/**
  * The directories that hold a service's secret and config files, as read-only mounts for the
- * handler (each holds those files alone there); a file right under / has none.
+ * handler (each holds those files alone there); a file right under / has none (unservedTaskFiles).
  */
 export function taskFileMounts(files: TaskFile[], mounts: WorkloadMount[]): WorkloadMount[] {
   const dirs = new Set(files.map((f) => f.target.slice(0, f.target.lastIndexOf('/'))).filter((d) => d !== ''))
@@ -147,7 +157,9 @@ export function toWorkload(
   }
   aliases.delete(name)
   const volumes: WorkloadMount[] = (spec.Mounts ?? []).map((m) => ({path: m.Target, readOnly: m.ReadOnly === true}))
-  const mounts = [...volumes, ...taskFileMounts(taskFiles(spec), volumes)]
+  const files = taskFiles(spec)
+  const mounts = [...volumes, ...taskFileMounts(files, volumes)]
+  const unserved = unservedTaskFiles(files)
   const user = numericUser(spec.User ?? image?.user)
   return {
     name,
@@ -159,6 +171,7 @@ export function toWorkload(
     environment: {...parseEnv(image?.env), ...parseEnv(spec.Env)},
     mounts,
     ...(user ? {user} : {}),
+    ...(unserved.length > 0 ? {unservedFiles: unserved} : {}),
     replicas: tasks
       .filter((t) => t.ServiceID === service.ID && isRunning(t))
       .map((t) => toReplica(service, t, ns.networkId, nodes))

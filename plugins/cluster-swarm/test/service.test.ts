@@ -102,7 +102,7 @@ describe('a namespace whose network is not attachable', () => {
 
 describe('a service’s secrets and configs', () => {
   it('are files at their paths in a task (secrets under /run/secrets, configs under / unless absolute), served as read-only directories', async () => {
-    const {taskFiles, taskFileMounts} = await import('../src/service.js')
+    const {taskFiles, taskFileMounts, unservedTaskFiles} = await import('../src/service.js')
     const files = taskFiles({
       Secrets: [
         {SecretID: 's1', SecretName: 'shop_token', File: {Name: 'api-token'}},
@@ -123,5 +123,7 @@ describe('a service’s secrets and configs', () => {
       {path: '/etc/web', readOnly: true},
       {path: '/run/secrets', readOnly: true},
     ])
+    // a config right under / is not served, and tp says what to do
+    expect(unservedTaskFiles(files)).toEqual([{path: '/top.conf', why: expect.stringContaining('give it a target in a directory')}])
   })
 })
