@@ -285,6 +285,7 @@ export function printSession(session: InterceptSession, handler?: string, root?:
   ]
   // a named volume is per node: whose copy the handler sees
   if (session.volumesFrom) lines.push(`  volumes from ${session.volumesFrom.replica}${session.volumesFrom.node ? ` on node ${session.volumesFrom.node}` : ''}`)
+  for (const file of session.unservedFiles ?? []) lines.push(`  not served: ${file.path} (${file.why})`)
   if (session.filter) lines.push(`  personal: only HTTP requests with ${describeFilter(session.filter)}; the rest reach ${session.workload}`)
   if (handler) lines.push(`  handler: ${handler}`)
   process.stderr.write(lines.join('\n') + '\n')
