@@ -16,7 +16,7 @@ import Dockerode from 'dockerode'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
-import {docker, repoRoot, startTp, tpCli} from './helpers/index.js'
+import {docker, eventually, repoRoot, startTp, tpCli} from './helpers/index.js'
 import {type RemoteMachine, startRemoteMachine, sweepStaleRemoteMachines} from './helpers/remote-machine.js'
 
 const PREFIX = 'tpt-rc-'
@@ -59,17 +59,6 @@ async function tpObjectsOn(engine: Dockerode): Promise<string[]> {
   const containers = await engine.listContainers({all: true, filters})
   const volumes = (await engine.listVolumes({filters})).Volumes ?? []
   return [...containers.map((c) => `container ${c.Names[0]}`), ...volumes.map((v) => `volume ${v.Name}`)]
-}
-
-async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  while (Date.now() < deadline) {
-    last = await probe()
-    if (ok(last)) return last
-    await sleep(250)
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
 }
 
 /** Until the client there gets the local-server handler's JSON from web. */
