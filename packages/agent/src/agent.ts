@@ -700,17 +700,22 @@ export class Agent {
         this.noDirectPath(host, port, error as NodeJS.ErrnoException)
       }
     }
+    // a connection through the daemon was paused once its header line was read (readHeaderLine):
+    // an HTTP client only adds a 'data' listener, which does not resume an explicitly paused
+    // stream, so the handler's answer would never be read (a personal intercept through a relay
+    // hung). Resumed here, before anyone reads: the handler speaks only after the request.
     const spare = this.spares.shift()
     if (spare) {
       spare.write(encode({go: true}))
-      return spare
+      return spare.resume()
     }
     const id = randomBytes(12).toString('hex')
-    return new Promise<Socket>((resolve, reject) => {
+    const socket = await new Promise<Socket>((resolve, reject) => {
       const timer = setTimeout(() => this.toAppInstead(id, 'no dial-back from the daemon in time'), this.config.dialTimeoutMs ?? 5000)
       this.pending.set(id, {deliver: {resolve, reject}, timer})
       this.send({type: 'dial', id})
     })
+    return socket.resume()
   }
 
   /**

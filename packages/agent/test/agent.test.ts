@@ -590,6 +590,35 @@ describe('relayed connections', () => {
   })
 })
 
+describe('a personal intercept through the daemon (no direct path to the handler)', () => {
+  it('sends the matching requests to the handler over spares and dial-backs, the rest to the app', async () => {
+    const {session, containerId} = await inject('personal-relay', {TP_AGENT_FILTER: JSON.stringify({headers: {'x-dev': 'alice'}})})
+    try {
+      session.activate()
+      const ask = async (dev?: string) => {
+        const head = `GET / HTTP/1.0\r\nHost: web\r\n${dev ? `X-Dev: ${dev}\r\n` : ''}\r\n`
+        const socket = await open(workload.replicas[0].address)
+        // an answer that never comes fails the ask (the bug this guards against hung)
+        socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')))
+        // not half-closed after the request: an HTTP server takes that as the client giving up
+        return body(await converse(socket, head, false))
+      }
+      await eventually(
+        'the handler answers alice',
+        () => ask('alice'),
+        (b) => b === 'handler',
+      )
+      // more than the daemon keeps spare: the later ones come by dial-back (each read its header
+      // line first, as a spare did, and must still be read by the HTTP client)
+      expect(await Promise.all(Array.from({length: 6}, () => ask('alice')))).toEqual(Array(6).fill('handler'))
+      expect(await ask('bob')).toBe('app')
+      expect(await ask()).toBe('app')
+    } finally {
+      await cluster.removeAgent(containerId, {graceSeconds: 5})
+    }
+  })
+})
+
 describe('AgentServer', () => {
   it('rejects an agent with a wrong token, and times out with a UserError', async () => {
     const session = server.expect('wrong-token', 'the-right-token', {connectLocal: () => Promise.reject(new Error('unused')), readyTimeoutMs: 1500})
