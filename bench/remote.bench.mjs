@@ -20,11 +20,10 @@ import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync,
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
-import {pathToFileURL} from 'node:url'
 import Docker from 'dockerode'
-import {build} from 'esbuild'
 import {ensureFixtureImages, ensureImportedImage, ensureRuntimeImage, STATIC_BUSYBOX} from '@tp/images'
 import {benchTp, median, startStaticServer, staticServerCmd} from './run.mjs'
+import {loadTestFixture} from './test-fixture.mjs'
 
 export const name = 'remote'
 export const description = 'a cluster on another machine (TLS context, ssh): connect, intercept → first reply, requests/s vs ssh -R'
@@ -53,26 +52,6 @@ const REMOTE_BUSYBOX = {
   spec: {busybox: STATIC_BUSYBOX, dirs: ['/www']},
   changes: ['ENV PATH=/bin'],
   what: 'bench fixture',
-}
-
-/**
- * The remote-machine fixture of the tests, bundled by esbuild next to node_modules (its packages
- * resolve from there) and imported: one implementation for the tests and the benchmark.
- * @returns {Promise<typeof import('../test/helpers/remote-machine.js')>}
- */
-async function loadRemoteMachine(root) {
-  const outfile = join(root, 'node_modules', '.cache', 'tp-bench', 'remote-machine.mjs')
-  await build({
-    entryPoints: [join(root, 'test', 'helpers', 'remote-machine.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  })
-  return import(pathToFileURL(outfile).href)
 }
 
 /** bench/remote-client.mjs started with `prefix` (e.g. nsenter into the namespace): `ask(request)` resolves with its answer. */
@@ -201,7 +180,7 @@ export async function run({log, root}) {
     if (Date.now() > deadline) throw new Error(`the benchmark's ${BUDGET_MS / 1000} s ran out before: ${what}`)
     log(what)
   }
-  const {startRemoteMachine, sweepStaleRemoteMachines} = await loadRemoteMachine(root)
+  const {startRemoteMachine, sweepStaleRemoteMachines} = await loadTestFixture(root, 'remote-machine')
   const swept = await sweepStaleRemoteMachines(PREFIX)
   if (swept.length > 0) log(`removed what an earlier run left: ${swept.join(', ')}`)
   const docker = new Docker()

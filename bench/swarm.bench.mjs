@@ -14,11 +14,10 @@
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {pathToFileURL} from 'node:url'
 import Docker from 'dockerode'
-import {build} from 'esbuild'
 import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
 import {benchTp} from './run.mjs'
+import {loadTestFixture} from './test-fixture.mjs'
 
 export const name = 'swarm'
 export const description = 'a swarm (3 nodes, a 2-replica service): requests/s and p99 through an intercept vs the tasks, intercept and re-intercept times'
@@ -85,25 +84,10 @@ networks:
     attachable: true
 `
 
-async function loadSwarmMachine(root) {
-  const outfile = join(root, 'node_modules', '.cache', 'tp-bench', 'swarm-machine.mjs')
-  await build({
-    entryPoints: [join(root, 'test', 'helpers', 'swarm-machine.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  })
-  return import(pathToFileURL(outfile).href)
-}
-
 const round = (value, digits = 2) => Number(value.toFixed(digits))
 
 export async function run({log, root}) {
-  const {startSwarm, sweepStaleSwarms} = await loadSwarmMachine(root)
+  const {startSwarm, sweepStaleSwarms} = await loadTestFixture(root, 'swarm-machine')
   await sweepStaleSwarms(SWARM)
   log('starting a three-node swarm')
   const swarm = await startSwarm(SWARM)

@@ -10,10 +10,9 @@ import {readFileSync} from 'node:fs'
 import {mkdtemp, readFile, rm, stat, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown} from '@tp/images'
-import {docker, ensureDemo, nothingLeft, startTp, tpCli} from './helpers/index.js'
+import {docker, ensureDemo, nothingLeft, startTp, tpCli, waitFor} from './helpers/index.js'
 
 const NETWORK = `tpt-conrec-${process.pid}`
 const CONTAINER = 'cr-c'
@@ -27,16 +26,6 @@ const record = (name: string) => join(cacheDir, 'connections', `${name}.json`)
 async function connect(name: string, docker: boolean): Promise<void> {
   const result = await tp(['connect', ...(docker ? ['--docker'] : []), '--name', name, '--namespace', NETWORK])
   if (result.exitCode !== 0) throw new Error(`tp connect ${name} failed (${result.exitCode}): ${result.stderr}`)
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(200)
-  }
 }
 
 async function daemonContainerRuns(name: string): Promise<boolean> {
@@ -92,7 +81,7 @@ describe('a daemon that died', () => {
         return report.connections.some((c) => c.intercepts.length > 0) ? true : undefined
       })
       await docker.getContainer(`tp-${CONTAINER}-cn`).kill()
-      await waitFor('the daemon to be gone', async () => ((await daemonContainerRuns(CONTAINER)) ? undefined : true))
+      await waitFor('the daemon to be gone', async () => ((await daemonContainerRuns(CONTAINER)) ? undefined : true), 30_000)
       const first = await tp(['status', '--json'])
       expect(first.exitCode, first.stderr).toBe(1)
       const report = JSON.parse(first.stdout) as {connections: unknown[]; died: Array<{name: string; backend: string; namespace: string; cleanedUp: string[]}>}
@@ -114,7 +103,7 @@ describe('a daemon that died', () => {
     await connect(HOST, false)
     const {pid} = JSON.parse(await readFile(record(HOST), 'utf8')) as {pid: number}
     process.kill(pid, 'SIGKILL')
-    await waitFor('the daemon to be gone', async () => (processRuns(pid) ? undefined : true))
+    await waitFor('the daemon to be gone', async () => (processRuns(pid) ? undefined : true), 30_000)
     const first = await tp(['status'])
     expect(first.exitCode, first.stderr).toBe(1)
     expect(first.stdout).toMatch(
@@ -132,7 +121,7 @@ describe('a daemon that died', () => {
   it('--use names the connection whose daemon died: an error that says so, and no connection is made', async () => {
     await connect('cr-c2', true)
     await docker.getContainer('tp-cr-c2-cn').kill()
-    await waitFor('the daemon to be gone', async () => ((await daemonContainerRuns('cr-c2')) ? undefined : true))
+    await waitFor('the daemon to be gone', async () => ((await daemonContainerRuns('cr-c2')) ? undefined : true), 30_000)
     const result = await tp(['intercept', 'frontend-v1', '--use', 'cr-c2', '--docker'])
     expect(result.exitCode, result.stderr).toBe(1)
     expect(result.stderr).toMatch(/the daemon of connection "cr-c2" had died/)

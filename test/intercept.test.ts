@@ -9,7 +9,19 @@ import {join} from 'node:path'
 import {execa, type ResultPromise} from 'execa'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_GREETING} from '@tp/images'
-import {busyboxImage, docker, ensureDemo, httpGet, namespaceState, repoRoot, startClientLoop, tpBin, tpCli, withoutImageProgress} from './helpers/index.js'
+import {
+  busyboxImage,
+  docker,
+  ensureDemo,
+  httpGet,
+  namespaceState,
+  repoRoot,
+  startClientLoop,
+  tpBin,
+  tpCli,
+  waitFor,
+  withoutImageProgress,
+} from './helpers/index.js'
 
 const CONNECTION = 'e2e-intercept'
 const DAEMON = `tp-${CONNECTION}-cn`
@@ -21,16 +33,6 @@ const tp = (args: string[], extra: Record<string, string | undefined> = {}) => t
 /** Starts `tp intercept …` in the background, like a user in a second terminal. */
 function startIntercept(args: string[]): ResultPromise {
   return execa('node', [tpBin, 'intercept', ...args], {env, cwd: repoRoot, reject: false, stdin: 'ignore'})
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
 }
 
 /** A test server answering `body` on `port` inside the daemon's network namespace. */

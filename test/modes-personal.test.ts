@@ -68,6 +68,16 @@ function hold(name: string, workload: string, port: number, header: string): Run
   return held
 }
 
+/** Ends held intercepts as Ctrl-C would, one after the other: each must exit 0 (its output says why not). */
+async function endHeld(...helds: RunningTp[]): Promise<void> {
+  for (const held of helds) {
+    held.child.kill('SIGTERM')
+    const ended = await held.child
+    expect({code: ended.exitCode, signal: ended.signal, output: held.output()}).toMatchObject({code: 0})
+    running.splice(running.indexOf(held), 1)
+  }
+}
+
 beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'modes-personal-'))
   env = {...process.env, TP_CACHE_DIR: cacheDir}
@@ -135,14 +145,10 @@ describe('personal intercepts', () => {
       expect(String(raw.got)).toMatch(/^HTTP\/1\.[01] 4\d\d/)
 
       // ending one leaves the other
-      bob.child.kill('SIGTERM')
-      const bobEnded = await bob.child
-      expect({code: bobEnded.exitCode, signal: bobEnded.signal, output: bob.output()}).toMatchObject({code: 0})
+      await endHeld(bob)
       const after = await client(['http-client', 'http://frontend-v1/', 'X-Dev=bob', 'X-Dev=alice'])
       expect(after).toEqual([expect.objectContaining({body: expect.stringContaining('frontend-v1')}), expect.objectContaining({body: 'alice /'})])
-      alice.child.kill('SIGTERM')
-      expect((await alice.child).exitCode).toBe(0)
-      for (const held of [alice, bob]) running.splice(running.indexOf(held), 1)
+      await endHeld(alice)
     } finally {
       const seen = await loop.stop()
       // requests without the header never failed while the intercepts started and ended
@@ -172,9 +178,7 @@ describe('personal intercepts', () => {
       streamStatus: {code: 0, servedBy: 'workload'},
       fail: {code: 5, details: 'workload has nothing', servedBy: 'workload'},
     })
-    held.child.kill('SIGTERM')
-    const ended = await held.child
-    expect({code: ended.exitCode, signal: ended.signal, output: held.output()}).toMatchObject({code: 0})
+    await endHeld(held)
     expect(await nothingLeft(CONNECTION)).toEqual([])
   }, 180_000)
 
@@ -184,9 +188,7 @@ describe('personal intercepts', () => {
     const asked = Array.from({length: 12}, (_, k) => ['X-Dev=alice', 'X-Dev=bob', '-'][k % 3])
     const got = await client(['h2-client', 'h2web:80', ...asked])
     expect(got).toEqual(asked.map((header) => ({header, body: header === 'X-Dev=alice' ? 'alice /\n' : 'workload /\n'})))
-    held.child.kill('SIGTERM')
-    expect((await held.child).exitCode).toBe(0)
-    running.splice(running.indexOf(held), 1)
+    await endHeld(held)
     expect(await nothingLeft(CONNECTION)).toEqual([])
   }, 120_000)
 
@@ -269,11 +271,7 @@ describe('tp wiretap', () => {
       const after = await client(['http-client', 'http://frontend-v1/', 'X-Seq=6', 'X-Seq=7'])
       expect(after.map((r) => String(r.body))).toEqual([expect.stringContaining('frontend-v1'), expect.stringContaining('frontend-v1')])
 
-      alice.child.kill('SIGTERM')
-      expect((await alice.child).exitCode).toBe(0)
-      tap.child.kill('SIGTERM')
-      expect((await tap.child).exitCode).toBe(0)
-      for (const held of [alice, tap]) running.splice(running.indexOf(held), 1)
+      await endHeld(alice, tap)
     } finally {
       const seen = await loop.stop()
       // no client request failed while the wiretap started, copied, lost its handler and ended

@@ -9,7 +9,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {DEMO_CONFIG_TXT, DEMO_GREETING, FRONTEND_V2_IMAGE} from '@tp/images'
-import {connectOwnDemo, docker, httpGet, nothingLeft, startTp, tpCli} from './helpers/index.js'
+import {connectOwnDemo, docker, httpGet, nothingLeft, startTp, tpCli, waitFor} from './helpers/index.js'
 
 const NETWORK = 'modes-e2e-demo'
 const CONNECTION = 'modes-e2e'
@@ -20,16 +20,6 @@ let env: Record<string, string | undefined>
 let disconnect: (() => Promise<void>) | undefined
 
 const tp = (args: string[]) => tpCli(args, {env})
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
 const paused = async () => (await docker.getContainer(WORKLOAD).inspect()).State.Paused
 

@@ -16,7 +16,7 @@ import Dockerode from 'dockerode'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
-import {docker, repoRoot, startTp, tpCli} from './helpers/index.js'
+import {docker, eventually, repoRoot, startTp, tpCli} from './helpers/index.js'
 import {type RemoteMachine, startRemoteMachine, sweepStaleRemoteMachines} from './helpers/remote-machine.js'
 
 const PREFIX = 'tpt-rc-'
@@ -61,17 +61,6 @@ async function tpObjectsOn(engine: Dockerode): Promise<string[]> {
   return [...containers.map((c) => `container ${c.Names[0]}`), ...volumes.map((v) => `volume ${v.Name}`)]
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  while (Date.now() < deadline) {
-    last = await probe()
-    if (ok(last)) return last
-    await sleep(250)
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
-}
-
 /** Until the client there gets the local-server handler's JSON from web. */
 const handlerAnswers = () =>
   eventually(
@@ -100,9 +89,10 @@ const nothingOfTpThere = () =>
   )
 
 /** `tp intercept web` on a connection, with this repository's local-server fixture as the handler on `port`. */
-function interceptWeb(connection: string, port: number, options: {mount?: boolean; env?: Record<string, string>} = {}) {
+function interceptWeb(connection: string, port: number, options: {mount?: boolean; env?: Record<string, string>; extra?: string[]} = {}) {
   const handler = ['--', 'node', join(repoRoot, 'test/fixtures/local-server.mjs'), String(port)]
-  return startTp(['intercept', 'web', '--use', connection, '--port', String(port), ...(options.mount === false ? ['--mount=false'] : []), ...handler], {
+  const mount = options.mount === false ? ['--mount=false'] : []
+  return startTp(['intercept', 'web', '--use', connection, '--port', String(port), ...mount, ...(options.extra ?? []), ...handler], {
     env: {...env, ...options.env},
   })
 }
@@ -326,6 +316,61 @@ describe('a cluster on another machine', () => {
     const ended = await run.child
     expect(ended.exitCode, run.output()).toBe(0)
     expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+  })
+
+  it('issue 24 modes on the remote machine: a personal intercept takes only its header’s requests, a wiretap copies each request while web answers, tp ingest reads the volume', async () => {
+    const port = 22_000 + (process.pid % 5000)
+    const personal = interceptWeb('rtls', port, {extra: ['--http-header', 'X-Dev=alice']})
+    try {
+      await personal.active
+      const withHeader = (value: string) => fromRemoteClient(`--header 'X-Dev: ${value}' http://web/`)
+      const mine = await eventually(
+        'the header’s request reaches the handler',
+        () => withHeader('alice'),
+        (r) => r.startsWith('{'),
+        20_000,
+      )
+      expect(JSON.parse(mine)).toMatchObject({handler: 'local-process', GREETING: 'hello from the remote web'})
+      // everyone else (no header, another value) is answered by web itself, meanwhile
+      expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+      expect(await withHeader('bob')).toBe('the remote web')
+      expect((await tp(['list', '--use', 'rtls'])).stdout).toMatch(/^web\s+ports 80\s+intercepted .*x-dev=alice/m)
+    } finally {
+      personal.child.kill('SIGINT')
+      expect((await personal.child).exitCode, personal.output()).toBe(0)
+    }
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+
+    // a wiretap: a process here records a copy of each request; web answers every client
+    const dir = await mkdtemp(join(tmpdir(), 'tpt-remote-tap-'))
+    const seen = join(dir, 'seen.txt')
+    const recorder = `require('http').createServer((q, s) => { require('fs').appendFileSync(${JSON.stringify(seen)}, (q.headers['x-seq'] ?? '-') + '\\n'); s.end('from the recorder') }).listen(${port + 1})`
+    const tap = startTp(['wiretap', 'web', '--use', 'rtls', '--port', String(port + 1), '--', 'node', '-e', recorder], {env})
+    try {
+      await tap.active
+      const answers: string[] = []
+      for (let k = 0; k < 5; k++) answers.push(await fromRemoteClient(`--header 'X-Seq: ${k}' http://web/`))
+      expect(answers).toEqual(Array(5).fill('the remote web'))
+      const copies = await eventually(
+        'the recorder has a copy of each request',
+        () => readFile(seen, 'utf8').catch(() => ''),
+        (text) => text.split('\n').filter((l) => /^\d$/.test(l)).length >= 5,
+        20_000,
+      )
+      expect(copies.split('\n').filter((l) => /^\d$/.test(l))).toEqual(['0', '1', '2', '3', '4'])
+    } finally {
+      tap.child.kill('SIGINT')
+      expect((await tap.child).exitCode, tap.output()).toBe(0)
+      await rm(dir, {recursive: true, force: true})
+    }
+
+    // tp ingest: the workload's environment and volume for a process here, no traffic taken
+    const ingest = await tp(['ingest', 'web', '--use', 'rtls', '--', 'sh', '-c', 'echo "greeting=$GREETING"; cat "$TP_ROOT/data/config.txt"'])
+    expect(ingest.exitCode, ingest.stderr).toBe(0)
+    expect(ingest.stdout).toContain('greeting=hello from the remote web')
+    expect(ingest.stdout).toContain('config of the remote web')
+    expect(await fromRemoteClient('http://web/')).toBe('the remote web')
+    expect(await listening()).toEqual(listeningBefore)
   })
 
   it('--docker-run: a handler container here gets the environment and volume, reaches the remote catalog by name, and answers the remote client', async () => {

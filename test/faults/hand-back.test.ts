@@ -12,7 +12,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {demoDown, demoNames} from '@tp/images'
-import {type ClientLoopResult, docker, ensureDemo, namespaceState, nothingLeft, repoRoot, startClientLoop, tpBin, tpCli} from '../helpers/index.js'
+import {type ClientLoopResult, docker, ensureDemo, namespaceState, nothingLeft, repoRoot, startClientLoop, tpBin, tpCli, waitFor} from '../helpers/index.js'
 
 const NETWORK = `tpt-fault-${process.pid}`
 const CONN = 'e2e-fault'
@@ -43,13 +43,8 @@ function startIntercept(): {child: ResultPromise; output: () => string} {
   return {child, output: () => output}
 }
 
-async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
+/** Polls often: a fault case watches the client loop closely. */
+const until = (what: string, probe: () => Promise<boolean> | boolean) => waitFor(what, probe, 30_000, 50)
 
 const answeredBy = (result: ClientLoopResult, marker: RegExp) => result.bodies.filter((b) => marker.test(b)).length
 

@@ -1,5 +1,9 @@
 import {UserError} from './errors.js'
 
+/** Where a local Docker engine listens when nothing says otherwise: the one place tp knows it. */
+export const LOCAL_ENGINE_SOCKET = '/var/run/docker.sock'
+export const LOCAL_ENGINE_URL = `unix://${LOCAL_ENGINE_SOCKET}`
+
 /** Where the Docker client looks for the engine, in words: DOCKER_HOST, else the default socket. */
 export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): {where: string; socketPath?: string} {
   const host = env.DOCKER_HOST
@@ -7,7 +11,7 @@ export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): {where: st
     const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined
     return {where: `DOCKER_HOST=${host}`, socketPath}
   }
-  return {where: 'the default socket /var/run/docker.sock (DOCKER_HOST is not set)', socketPath: '/var/run/docker.sock'}
+  return {where: `the default socket ${LOCAL_ENGINE_SOCKET} (DOCKER_HOST is not set)`, socketPath: LOCAL_ENGINE_SOCKET}
 }
 
 /** The error to raise when the engine does not answer. */
@@ -23,5 +27,5 @@ export function dockerUnreachable(cause: unknown, env: NodeJS.ProcessEnv = proce
 
 /** The engine the docker CLI would use here, as a URL: DOCKER_HOST, else the default socket. */
 export function defaultEngineUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DOCKER_HOST || 'unix:///var/run/docker.sock'
+  return env.DOCKER_HOST || LOCAL_ENGINE_URL
 }

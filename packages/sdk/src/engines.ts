@@ -3,6 +3,7 @@ import {existsSync, readFileSync, readdirSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 import type {EngineTls} from './cluster.js'
+import {LOCAL_ENGINE_URL} from './docker-endpoint.js'
 import {UserError} from './errors.js'
 
 /**
@@ -20,7 +21,6 @@ export interface EngineAddress {
   context?: string
 }
 
-const LOCAL_SOCKET = 'unix:///var/run/docker.sock'
 const SCHEMES = /^(unix|tcp|ssh|npipe):\/\//
 
 /** The docker CLI's configuration directory: $DOCKER_CONFIG, else ~/.docker. */
@@ -89,7 +89,7 @@ function environmentEngine(env: NodeJS.ProcessEnv, contexts = true): EngineAddre
     const current = currentDockerContext(env)
     if (current !== 'default') return contextEngine(current, env)
   }
-  return {url: LOCAL_SOCKET}
+  return {url: LOCAL_ENGINE_URL}
 }
 
 /** An engine URL; a tcp:// one takes its TLS files from DOCKER_CERT_PATH when DOCKER_TLS_VERIFY is set, as the docker CLI does. */

@@ -79,8 +79,11 @@ export const AGENT_READONLY_PATHS = [
 export class DockerDriver implements ClusterDriver {
   private readonly networkFilter: (name: string) => boolean
   private engineId?: Promise<string>
-  /** Each running container's main process, as its engine sees it (what a relay reads its sockets by). */
-  private readonly pids = new Map<string, number>()
+  /**
+   * Each running container's main process, as its engine sees it (what a relay reads its sockets
+   * by), and the namespace it was listed in: a full listing of that namespace drops the ones gone.
+   */
+  private readonly pids = new Map<string, {pid: number; namespace: string}>()
 
   constructor(
     private readonly docker: Dockerode,
@@ -155,7 +158,10 @@ export class DockerDriver implements ClusterDriver {
       listen: (port, onConnection) => tunnel.listen(port, onConnection),
       listeningPorts: async (replicas) => {
         // the relay reads each replica's sockets by its main process (the relay sees the engine's processes)
-        const pids = replicas.flatMap((r) => (this.pids.get(r.id) ? [[r.id, this.pids.get(r.id)!] as const] : []))
+        const pids = replicas.flatMap((r) => {
+          const pid = this.pids.get(r.id)?.pid
+          return pid ? [[r.id, pid] as const] : []
+        })
         const ports = await tunnel.listeningPorts(pids.map(([, pid]) => pid))
         return new Map(pids.flatMap(([id, pid]) => (ports.has(pid) ? [[id, ports.get(pid)!]] : [])))
       },
@@ -213,6 +219,8 @@ export class DockerDriver implements ClusterDriver {
 
   async workloads(namespace: string): Promise<Workload[]> {
     const [, containers] = await Promise.all([this.requireNamespace(namespace), this.runningContainers(namespace)])
+    const listed = new Set(containers.map((c) => c.Id))
+    for (const [id, known] of this.pids) if (known.namespace === namespace && !listed.has(id)) this.pids.delete(id)
     return this.inspectWorkloads(containers, namespace)
   }
 
@@ -235,7 +243,8 @@ export class DockerDriver implements ClusterDriver {
     const running = inspected.filter(
       (info): info is Dockerode.ContainerInspectInfo => info?.State.Running === true && info.NetworkSettings.Networks?.[namespace] !== undefined,
     )
-    for (const info of running) if (info.State.Pid) this.pids.set(info.Id, info.State.Pid)
+    for (const [k, info] of inspected.entries()) if (!info?.State.Running) this.pids.delete(containers[k].Id)
+    for (const info of running) if (info.State.Pid) this.pids.set(info.Id, {pid: info.State.Pid, namespace})
     const workloads = await Promise.all(
       running.map(async (info) =>
         namesUser(info.Config.User) ? toWorkload(info, namespace, engineId, await this.userOf(info)) : toWorkload(info, namespace, engineId),
