@@ -12,7 +12,7 @@ import Dockerode from 'dockerode'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ensureImportedImage, STATIC_BUSYBOX} from '@tp/images'
-import {startTp, tpCli} from './helpers/index.js'
+import {eventually as poll, startTp, tpCli} from './helpers/index.js'
 import {type SwarmMachine, startSwarm, sweepStaleSwarms} from './helpers/swarm-machine.js'
 
 /** The swarm's name (its machines are `<NAME>-m`, `-w1`, `-w2`): TP_SWARM_NAME lets runs side by side differ. */
@@ -107,16 +107,9 @@ async function answersOfWeb(): Promise<string[]> {
   return (await Promise.all(addresses.map((a) => client.exec(['sh', '-c', `timeout 5 wget -qO- http://${a}/ 2>&1; true`])))).sort()
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: T | undefined
-  while (Date.now() < deadline) {
-    last = await probe()
-    if (ok(last)) return last
-    await sleep(500)
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs / 1000} s`)
-}
+/** Polls every 500 ms: each probe here asks containers on several nodes. */
+const eventually = <T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number) =>
+  poll(what, probe, ok, timeoutMs, 500)
 
 /**
  * Writes something of its own into each worker's copy of web's named volume (/data/node.txt), through
