@@ -108,8 +108,7 @@ async function answersOfWeb(): Promise<string[]> {
 }
 
 /** Polls every 500 ms: each probe here asks containers on several nodes. */
-const eventually = <T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number) =>
-  poll(what, probe, ok, timeoutMs, 500)
+const eventually = <T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number) => poll(what, probe, ok, timeoutMs, 500)
 
 /**
  * Writes something of its own into each worker's copy of web's named volume (/data/node.txt), through
