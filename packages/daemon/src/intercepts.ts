@@ -882,7 +882,6 @@ export class InterceptManager {
   }
 }
 
-/** The key of an agent in its intercept: one per replica and service port. */
 /**
  * The replica whose volumes the handler gets: the one `wanted` names (its name, its slot — the
  * name's last part — or a prefix of its id), else the first (by name: a swarm service's slot 1).
@@ -900,6 +899,7 @@ export function volumeReplica(workload: Pick<Workload, 'name' | 'replicas'>, wan
   )
 }
 
+/** The key of an agent in its intercept: one per replica and service port. */
 function agentKey(replica: Replica, port: ReplacedPort): string {
   return `${replica.id}/${port.service}`
 }
