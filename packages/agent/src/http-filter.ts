@@ -64,6 +64,8 @@ export interface HttpRouterOptions {
   closing: () => boolean
   /** How long a connection may stay silent before it counts as not HTTP (default 500 ms). */
   sniffMs?: number
+  /** How long an HTTP/1.1 client's connection may stay idle between requests (default 60 s). */
+  idleMs?: number
   log: (message: string) => void
 }
 
@@ -77,12 +79,21 @@ export class HttpRouter {
   private readonly h2 = createH2Server()
   /** Clients' HTTP/1.1 connections: a drain closes the idle ones now, the others after their response. */
   private readonly http1 = new Set<Http1Connection>()
+  private readonly http1Options: Http1ProxyOptions
   private handlerSession?: Promise<ClientHttp2Session>
   private nextSession?: Promise<ClientHttp2Session>
   /** Clients' HTTP/2 connections: a drain says GOAWAY on each (streams in flight finish). */
   private readonly clientSessions = new Set<ServerHttp2Session>()
 
   constructor(private readonly o: HttpRouterOptions) {
+    this.http1Options = {
+      route: (head) => (this.toHandler(head.target, head.fields) ? 'handler' : 'next'),
+      open: (side) => (side === 'handler' ? o.openHandler() : o.openNext()),
+      handlerRequest: () => o.handlerRequest(),
+      closing: () => o.closing(),
+      log: (message) => o.log(message),
+      ...(o.idleMs === undefined ? {} : {idleMs: o.idleMs}),
+    }
     this.h2.on('stream', (stream, headers) => this.onStream(stream, headers))
     this.h2.on('sessionError', (error) => debug(`h2 session: ${error.message}`))
     this.h2.on('session', (session: ServerHttp2Session) => {
@@ -133,14 +144,6 @@ export class HttpRouter {
 
   private toHandler(path: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
     return this.o.active() && matchesFilter(this.o.filter, path, headers)
-  }
-
-  private readonly http1Options: Http1ProxyOptions = {
-    route: (head) => (this.toHandler(head.target, head.fields) ? 'handler' : 'next'),
-    open: (side) => (side === 'handler' ? this.o.openHandler() : this.o.openNext()),
-    handlerRequest: () => this.o.handlerRequest(),
-    closing: () => this.o.closing(),
-    log: (message) => this.o.log(message),
   }
 
   /** One HTTP/2 stream: to the handler or onwards, with its trailers (gRPC's status) and resets passed on. */

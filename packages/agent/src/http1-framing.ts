@@ -180,6 +180,20 @@ export function withConnectionClose(buf: Buffer, length: number): Buffer {
   return Buffer.from(`${kept.join('\r\n')}\r\n\r\n`, 'latin1')
 }
 
+/**
+ * The head of an answer whose server closes its connection, for a client that keeps its own open:
+ * HTTP/1.1, its Connection (and Keep-Alive) fields dropped, and `Transfer-Encoding: chunked` when
+ * its body was to end with the connection (it is then sent in chunks).
+ */
+export function withClientKeptAlive(buf: Buffer, length: number, chunked: boolean, http10Client: boolean): Buffer {
+  const lines = buf.toString('latin1', 0, length - 4).split('\r\n')
+  const kept = lines.filter((line, i) => i === 0 || !/^(connection|keep-alive)[ \t]*:/i.test(line))
+  kept[0] = (kept[0] as string).replace(/^HTTP\/1\.0/, 'HTTP/1.1')
+  if (chunked) kept.push('Transfer-Encoding: chunked')
+  if (http10Client) kept.push('Connection: keep-alive')
+  return Buffer.from(`${kept.join('\r\n')}\r\n\r\n`, 'latin1')
+}
+
 /** Finds where a body ends as its bytes arrive (the bytes themselves are passed on unchanged). */
 export interface BodyFramer {
   /** Reads `buf` from `start`: the index just past the body's end, or -1 when all of it belongs to the body. Throws a FramingError. */

@@ -15,6 +15,7 @@ import {
   requestFraming,
   type ResponseHead,
   responseFraming,
+  withClientKeptAlive,
   withConnectionClose,
 } from './http1-framing.js'
 import {splice} from './splice.js'
@@ -33,12 +34,20 @@ export interface Http1ProxyOptions {
   /** Whether the agent is going: the connection closes after its response. */
   closing: () => boolean
   log: (message: string) => void
+  /** How long a client's connection may stay idle between requests before it is closed (default 60 s). */
+  idleMs?: number
 }
 
 const NAMES: Record<Side, string> = {handler: 'handler', next: 'workload'}
 /** A response head may be larger than a request's (cookies); past this it is refused. */
 const MAX_RESPONSE_HEAD = 64 * 1024
 const EMPTY = Buffer.alloc(0)
+
+/** Bytes as one chunk of a chunked body. */
+function asChunk(bytes: Buffer): Buffer {
+  if (bytes.length === 0) return bytes
+  return Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`, 'latin1'), bytes, Buffer.from('\r\n', 'latin1')])
+}
 
 /** One connection to a side, pinned to one client connection and reused across its requests. */
 interface Upstream {
@@ -55,7 +64,13 @@ interface Exchange {
   method: string
   head: Buffer
   retryable: boolean
+  /** What the client's request says of its connection. */
   keepAlive: boolean
+  http10: boolean
+  /** Decided at the answer's head: whether the client's connection closes after it. */
+  clientCloses: boolean
+  /** The answer ends with its connection, but is sent to the client in chunks (the client's connection stays). */
+  rechunk: boolean
   requestBody: BodyFramer
   requestDone: boolean
   /** What waits for the upstream connection to be open. */
@@ -85,6 +100,7 @@ export class Http1Connection {
   private state: 'head' | 'body' | 'await' | 'tunnel' | 'closed' = 'head'
   private readonly ups: Partial<Record<Side, Upstream>> = {}
   private current?: Exchange
+  private idleTimer?: NodeJS.Timeout
   private clientEnded = false
   /** Destroyed, and the router told. */
   private released = false
@@ -129,6 +145,7 @@ export class Http1Connection {
     if (this.released) return
     this.released = true
     this.state = 'closed'
+    clearTimeout(this.idleTimer)
     this.finish(this.current)
     for (const up of Object.values(this.ups)) this.discard(up)
     this.client.destroy()
@@ -139,12 +156,14 @@ export class Http1Connection {
   private close(): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    clearTimeout(this.idleTimer)
     for (const up of Object.values(this.ups)) this.discard(up)
     // the socket closes once the client's side has ended too
     this.client.end()
   }
 
   private clientData(chunk: Buffer): void {
+    clearTimeout(this.idleTimer)
     switch (this.state) {
       case 'head':
         this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
@@ -207,6 +226,9 @@ export class Http1Connection {
       head: raw,
       retryable: framing.kind === 'none' && (head.method === 'GET' || head.method === 'HEAD' || head.method === 'OPTIONS'),
       keepAlive: keepsAlive(head),
+      http10: head.minor === 0,
+      clientCloses: !keepsAlive(head),
+      rechunk: false,
       requestBody: bodyFramer(framing),
       requestDone: framing.kind === 'none',
       queued: [],
@@ -351,15 +373,22 @@ export class Http1Connection {
         continue
       }
       ex.response = head
-      ex.responseFraming = responseFraming(head, ex.method)
-      ex.responseBody = bodyFramer(ex.responseFraming, 502)
+      const framing = responseFraming(head, ex.method)
+      ex.responseFraming = framing
+      ex.responseBody = bodyFramer(framing, 502)
       data = buf
       start = length
-      if (this.o.closing()) {
-        this.write(ex, withConnectionClose(buf, length))
+      const rewritten = this.clientHead(ex, head, framing, buf)
+      if (rewritten) {
+        this.write(ex, rewritten)
         data = buf.subarray(length)
         start = 0
       }
+    }
+    if (ex.rechunk) {
+      // close-delimited: all of it is body, sent as one chunk
+      this.write(ex, asChunk(start === 0 ? data : data.subarray(start)))
+      return
     }
     const end = (ex.responseBody as BodyFramer).feed(data, start)
     if (end < 0) {
@@ -370,6 +399,27 @@ export class Http1Connection {
     // bytes past the response: the server does not frame as this proxy does; its connection goes
     if (end < data.length) this.drop(up)
     this.responseDone(ex)
+  }
+
+  /**
+   * Whether the client's connection closes after this answer, and the head it gets when that
+   * differs from the server's: the agent going says Connection: close; a server that closes its
+   * connection does not close the client's, which keeps it as it asked (the server's connection
+   * alone goes, and the next request opens another).
+   */
+  private clientHead(ex: Exchange, head: ResponseHead, framing: Framing, buf: Buffer): Buffer | undefined {
+    if (this.o.closing()) {
+      ex.clientCloses = true
+      return withConnectionClose(buf, head.length)
+    }
+    if (ex.clientCloses || (keepsAlive(head) && framing.kind !== 'close')) return undefined
+    // an answer ending with its connection, already coded otherwise: it cannot be put in chunks
+    if (framing.kind === 'close' && head.fields['transfer-encoding']) {
+      ex.clientCloses = true
+      return undefined
+    }
+    ex.rechunk = framing.kind === 'close'
+    return withClientKeptAlive(buf, head.length, ex.rechunk, ex.http10)
   }
 
   private write(ex: Exchange, bytes: Buffer): void {
@@ -395,14 +445,26 @@ export class Http1Connection {
   private afterResponse(ex: Exchange): void {
     if (this.current !== ex || this.state === 'closed') return
     this.current = undefined
-    const response = ex.response as ResponseHead
-    if (!ex.keepAlive || !keepsAlive(response) || ex.responseFraming?.kind === 'close' || this.o.closing() || this.clientEnded) {
+    if (ex.clientCloses || this.o.closing() || this.clientEnded) {
       this.close()
       return
     }
     this.state = 'head'
     this.next()
-    if (this.state === 'head') this.client.resume()
+    if (this.state === 'head') {
+      this.client.resume()
+      this.idle()
+    }
+  }
+
+  /** Between requests: closed once idle too long (a request's first bytes stop the clock). */
+  private idle(): void {
+    if (this.buf.length > 0 || this.current) return
+    clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => {
+      if (this.state === 'head' && this.buf.length === 0 && !this.current) this.close()
+    }, this.o.idleMs ?? 60_000)
+    this.idleTimer.unref?.()
   }
 
   /** Says the current request has ended (for the hand-back's count), once. */
@@ -422,6 +484,11 @@ export class Http1Connection {
     const ex = this.current
     if (ex && ex.up === up && !ex.done) {
       if (!error && ex.response && ex.responseFraming?.kind === 'close') {
+        if (ex.rechunk) {
+          this.client.write('0\r\n\r\n')
+          this.responseDone(ex)
+          return
+        }
         ex.done = true
         this.finish(ex)
         this.close()
@@ -439,8 +506,6 @@ export class Http1Connection {
       this.failed(ex, error ?? new Error('the connection closed before the answer'))
       return
     }
-    // idle: a client whose every side has gone closes too, as the server's own connection would
-    if (!ex && this.state === 'head' && this.buf.length === 0 && Object.keys(this.ups).length === 0) this.close()
   }
 
   /** Forgets a pinned connection, closing it. */

@@ -11,6 +11,7 @@ import {
   parseResponseHead,
   requestFraming,
   responseFraming,
+  withClientKeptAlive,
   withConnectionClose,
 } from '../dist/http1-framing.js'
 
@@ -87,9 +88,15 @@ describe('HTTP/1.1 heads', () => {
     expect(keepsAlive(response('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n'))).toBe(false)
   })
 
-  it('says Connection: close in a head, replacing what it said', () => {
+  it('rewrites what a head says of its connection: Connection: close; kept alive for the client', () => {
     const buf = b('HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok')
     expect(withConnectionClose(buf, headLength(buf)).toString('latin1')).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n')
+    // a server's closing answer, for a client that keeps its connection (in chunks when it had no length)
+    const closing = b('HTTP/1.0 200 OK\r\nConnection: close\r\nX: y\r\n\r\n')
+    expect(withClientKeptAlive(closing, headLength(closing), true, false).toString('latin1')).toBe(
+      'HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\n\r\n',
+    )
+    expect(withClientKeptAlive(closing, headLength(closing), false, true).toString('latin1')).toBe('HTTP/1.1 200 OK\r\nX: y\r\nConnection: keep-alive\r\n\r\n')
   })
 })
 

@@ -67,7 +67,7 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup()
 })
 
-async function setup(handlerAnswer: Answer, nextAnswer: Answer, handlerDown = false): Promise<Setup> {
+async function setup(handlerAnswer: Answer, nextAnswer: Answer, handlerDown = false, idleMs?: number): Promise<Setup> {
   const handler = await rawServer(handlerAnswer)
   const next = await rawServer(nextAnswer)
   let inFlight = 0
@@ -90,6 +90,7 @@ async function setup(handlerAnswer: Answer, nextAnswer: Answer, handlerDown = fa
     },
     closing: () => closing,
     log: (m) => logs.push(m),
+    ...(idleMs === undefined ? {} : {idleMs}),
   })
   const front = createServer({pauseOnConnect: true, allowHalfOpen: true}, (socket) => router.take(socket))
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve))
@@ -254,20 +255,29 @@ describe('personal intercept HTTP/1.1 proxy', () => {
     expect(await c.read('got hello')).toBe(ok('got hello'))
   })
 
-  it('passes an answer delimited by the close of its connection, then closes the client', async () => {
+  it('passes an answer delimited by the close of its connection: in chunks to a client that keeps its connection, as is to one that closes it', async () => {
     const s = await setup(
       () => null,
       (_request, socket) => {
-        socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end')
+        socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end')
         return null
       },
     )
-    const c = await client(s.port)
-    c.write('GET / HTTP/1.1\r\n\r\n')
-    expect(await c.end()).toBe('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end')
+    const kept = await client(s.port)
+    kept.write('GET / HTTP/1.1\r\n\r\n')
+    expect(await kept.read('0\r\n\r\n')).toBe(
+      'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nuntil the end\r\n0\r\n\r\n',
+    )
+    kept.write('GET / HTTP/1.1\r\n\r\n')
+    expect(await kept.read('0\r\n\r\n')).toContain('until the end')
+    expect(kept.ended()).toBe(false)
+    expect(s.next.connections).toBe(2)
+    const closing = await client(s.port)
+    closing.write('GET / HTTP/1.1\r\nConnection: close\r\n\r\n')
+    expect(await closing.end()).toBe('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end')
   })
 
-  it('honours Connection: close from the client and from the server', async () => {
+  it("honours Connection: close from the client, and from the server on the server's connection only", async () => {
     const s = await setup(
       () => ok('handler', 'Connection: close\r\n'),
       () => ok('workload'),
@@ -276,8 +286,12 @@ describe('personal intercept HTTP/1.1 proxy', () => {
     fromClient.write('GET / HTTP/1.1\r\nConnection: close\r\n\r\n')
     expect(await fromClient.end()).toBe(ok('workload'))
     const fromServer = await client(s.port)
-    fromServer.write('GET / HTTP/1.1\r\nX-Dev: alice\r\n\r\n')
-    expect(await fromServer.end()).toBe(ok('handler', 'Connection: close\r\n'))
+    for (let i = 0; i < 2; i++) {
+      fromServer.write('GET / HTTP/1.1\r\nX-Dev: alice\r\n\r\n')
+      expect(await fromServer.read('handler')).toBe(ok('handler'))
+    }
+    expect(fromServer.ended()).toBe(false)
+    expect(s.handler.connections).toBe(2)
   })
 
   it('refuses header folding (400) and an oversize head (431), then closes', async () => {
@@ -344,22 +358,36 @@ describe('personal intercept HTTP/1.1 proxy', () => {
     expect(await p.end()).toMatch(/^HTTP\/1\.1 502 /)
   })
 
-  it('closes a client whose idle connections the servers closed, and one the agent drains: idle now, busy after its answer', async () => {
+  it('keeps a client whose server closed its idle connection (the next request opens another), and closes one idle too long', async () => {
+    const s = await setup(
+      () => ok('handler'),
+      (_request, socket) => {
+        // answers, then closes without saying so
+        socket.end(ok('workload'))
+        return null
+      },
+      false,
+      300,
+    )
+    const c = await client(s.port)
+    for (let i = 0; i < 2; i++) {
+      c.write('GET / HTTP/1.1\r\n\r\n')
+      expect(await c.read('workload')).toBe(ok('workload'))
+      await sleep(50)
+    }
+    expect(s.next.connections).toBe(2)
+    expect(c.ended()).toBe(false)
+    expect(await c.end()).toBe('')
+  })
+
+  it('closes what a drain finds: an idle connection now, a busy one after its answer (which says so)', async () => {
     const s = await setup(
       (_request, socket) => {
         setTimeout(() => socket.write(ok('handler')), 150)
         return null
       },
-      (_request, socket) => {
-        socket.end(ok('workload'))
-        return null
-      },
+      () => ok('workload'),
     )
-    // the workload closes its connection after answering (without saying so): the client's goes too
-    const dropped = await client(s.port)
-    dropped.write('GET / HTTP/1.1\r\n\r\n')
-    expect(await dropped.end()).toBe(ok('workload'))
-
     const idle = await client(s.port)
     const busy = await client(s.port)
     idle.write('GET / HTTP/1.1\r\nX-Dev: alice\r\n\r\n')
