@@ -56,6 +56,8 @@ interface Upstream {
   /** Responses it completed: more than none means a request sent on it reuses it. */
   served: number
   alive: boolean
+  /** Its write buffer is full: the client is paused until it drains. */
+  full: boolean
 }
 
 /** One request and its response. */
@@ -107,9 +109,6 @@ export class Http1Connection {
   private readonly onClientData = (chunk: Buffer) => this.clientData(chunk)
   private readonly onClientEnd = () => this.clientEnd()
   private readonly onClientClose = () => this.destroy()
-  private readonly resumeClient = () => {
-    if (this.state === 'head' || this.state === 'body') this.client.resume()
-  }
 
   constructor(
     private readonly client: Socket,
@@ -290,9 +289,13 @@ export class Http1Connection {
       ex.queued.push(bytes)
       return
     }
-    if (!up.socket.write(bytes)) {
+    if (!up.socket.write(bytes) && !up.full) {
+      up.full = true
       this.client.pause()
-      up.socket.once('drain', this.resumeClient)
+      up.socket.once('drain', () => {
+        up.full = false
+        if (this.state === 'head' || this.state === 'body') this.client.resume()
+      })
     }
   }
 
@@ -318,7 +321,7 @@ export class Http1Connection {
   }
 
   private adopt(socket: Duplex, side: Side): Upstream {
-    const up: Upstream = {socket, side, served: 0, alive: true}
+    const up: Upstream = {socket, side, served: 0, alive: true, full: false}
     const old = this.ups[side]
     if (old && old !== up) this.drop(old)
     this.ups[side] = up

@@ -201,6 +201,28 @@ describe('personal intercept HTTP/1.1 proxy', () => {
     expect(s.handler.received).toEqual([request])
   })
 
+  it('carries a large upload and a large answer whole', async () => {
+    const size = 2 * 1024 * 1024
+    const s = await setup(
+      (request) => ok('x'.repeat(request.length)),
+      () => ok('workload'),
+    )
+    const c = await client(s.port)
+    const head = `PUT /big HTTP/1.1\r\nX-Dev: alice\r\nContent-Length: ${size}\r\n\r\n`
+    c.write(head + 'y'.repeat(size))
+    const answer = await c.read(`${'x'.repeat(64)}`)
+    const expected = ok('x'.repeat(head.length + size))
+    const all =
+      answer +
+      (await (async () => {
+        let more = ''
+        while (answer.length + more.length < expected.length) more += await c.read('x')
+        return more
+      })())
+    expect(all.length).toBe(expected.length)
+    expect(all === expected).toBe(true)
+  })
+
   it('frames answers without a body (HEAD, 204, 304) and a Content-Length one, in order, on one connection', async () => {
     const s = await setup(
       () => null,
