@@ -1,4 +1,3 @@
-import {Agent as HttpAgent, type IncomingMessage, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
 import {
   type ClientHttp2Session,
   type IncomingHttpHeaders,
@@ -11,6 +10,7 @@ import {
 import type {Socket} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {type HttpFilter, debugLog} from '@tp/sdk'
+import {Http1Connection, type Http1ProxyOptions} from './http1-proxy.js'
 import {splice} from './splice.js'
 
 const debug = debugLog('tp:agent:http')
@@ -64,6 +64,8 @@ export interface HttpRouterOptions {
   closing: () => boolean
   /** How long a connection may stay silent before it counts as not HTTP (default 500 ms). */
   sniffMs?: number
+  /** How long an HTTP/1.1 client's connection may stay idle between requests (default 60 s). */
+  idleMs?: number
   log: (message: string) => void
 }
 
@@ -71,24 +73,27 @@ export interface HttpRouterOptions {
  * Routes the connections of a personal intercept: HTTP/1.1 request by request (a keep-alive
  * connection may alternate), HTTP/2 cleartext (gRPC) stream by stream with trailers passed on, and
  * anything else (or a client that waits for the server to speak first) as bytes to the next hop.
- * Node's own parsers (llhttp, nghttp2) read the traffic.
+ * HTTP/1.1 is framed here and its bytes passed on unchanged (http1-proxy.ts); Node's nghttp2 reads HTTP/2.
  */
 export class HttpRouter {
-  private readonly http1 = createHttpServer({keepAlive: true})
   private readonly h2 = createH2Server()
-  private readonly handlerAgent: HttpAgent
-  private readonly nextAgent: HttpAgent
+  /** Clients' HTTP/1.1 connections: a drain closes the idle ones now, the others after their response. */
+  private readonly http1 = new Set<Http1Connection>()
+  private readonly http1Options: Http1ProxyOptions
   private handlerSession?: Promise<ClientHttp2Session>
   private nextSession?: Promise<ClientHttp2Session>
   /** Clients' HTTP/2 connections: a drain says GOAWAY on each (streams in flight finish). */
   private readonly clientSessions = new Set<ServerHttp2Session>()
 
   constructor(private readonly o: HttpRouterOptions) {
-    this.handlerAgent = agentOver(() => o.openHandler())
-    this.nextAgent = agentOver(() => o.openNext())
-    this.http1.on('request', (req, res) => this.onRequest(req, res))
-    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.onUpgrade(req, socket, head))
-    this.http1.on('clientError', (_error, socket: Duplex) => socket.destroy())
+    this.http1Options = {
+      route: (head) => (this.toHandler(head.target, head.fields) ? 'handler' : 'next'),
+      open: (side) => (side === 'handler' ? o.openHandler() : o.openNext()),
+      handlerRequest: () => o.handlerRequest(),
+      closing: () => o.closing(),
+      log: (message) => o.log(message),
+      ...(o.idleMs === undefined ? {} : {idleMs: o.idleMs}),
+    }
     this.h2.on('stream', (stream, headers) => this.onStream(stream, headers))
     this.h2.on('sessionError', (error) => debug(`h2 session: ${error.message}`))
     this.h2.on('session', (session: ServerHttp2Session) => {
@@ -107,13 +112,15 @@ export class HttpRouter {
       client.off('data', onData)
       client.off('end', onEnd)
       client.pause()
-      if (first) client.unshift(first)
       const kind = first ? sniffProtocol(first) : 'other'
-      if (kind === 'http1') {
-        this.http1.emit('connection', client)
-        // the server reads what was put back only once the socket flows again
-        client.resume()
-      } else if (kind === 'h2') this.h2.emit('connection', client)
+      if (kind === 'http1' && first) {
+        const connection = new Http1Connection(client, first, this.http1Options, (c) => this.http1.delete(c))
+        this.http1.add(connection)
+        connection.start()
+        return
+      }
+      if (first) client.unshift(first)
+      if (kind === 'h2') this.h2.emit('connection', client)
       else void this.raw(client)
     }
     const onData = (chunk: Buffer) => decide(chunk)
@@ -137,77 +144,6 @@ export class HttpRouter {
 
   private toHandler(path: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
     return this.o.active() && matchesFilter(this.o.filter, path, headers)
-  }
-
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const handler = this.toHandler(req.url, req.headers)
-    const ended = handler ? this.o.handlerRequest() : () => undefined
-    if (this.o.closing()) res.shouldKeepAlive = false
-    let finished = false
-    const finish = () => {
-      if (finished) return
-      finished = true
-      ended()
-    }
-    // a request without a body may be sent again when a kept-alive connection turns out closed
-    // (the next agent or the app closed it just as it was reused): the client never sees that
-    const retryable = ['GET', 'HEAD', 'OPTIONS'].includes(req.method ?? '')
-    const send = (again: boolean) => {
-      const upstream = httpRequest({
-        agent: handler ? this.handlerAgent : this.nextAgent,
-        method: req.method,
-        path: req.url,
-        headers: req.rawHeaders,
-        setHost: false,
-      })
-      upstream.on('response', (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.rawHeaders)
-        answer.pipe(res)
-        answer.on('end', () => {
-          if (Object.keys(answer.trailers).length > 0) res.addTrailers(answer.trailers)
-        })
-        answer.on('error', () => res.destroy())
-      })
-      upstream.on('error', (error) => {
-        if (!again && retryable && upstream.reusedSocket && !res.headersSent && !res.destroyed) {
-          debug(`request ${req.method} ${req.url}: a kept-alive connection was closed (${error.message}); sending it again`)
-          send(true)
-          return
-        }
-        debug(`request ${req.method} ${req.url} to the ${handler ? 'handler' : 'workload'}: ${error.message}`)
-        if (!res.headersSent) {
-          res.writeHead(502, {'content-type': 'text/plain', connection: 'close'})
-          res.end(`tp: the ${handler ? 'handler' : 'workload'} did not answer (${error.message})\n`)
-        } else res.destroy()
-        finish()
-      })
-      res.once('close', () => {
-        if (!upstream.writableEnded || !res.writableFinished) upstream.destroy()
-        finish()
-      })
-      if (again) upstream.end()
-      else req.pipe(upstream)
-    }
-    send(false)
-  }
-
-  /** An Upgrade (WebSocket): routed by the same filter, then bytes both ways. */
-  private async onUpgrade(req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
-    const handler = this.toHandler(req.url, req.headers)
-    const ended = handler ? this.o.handlerRequest() : () => undefined
-    try {
-      const target = handler ? await this.o.openHandler() : await this.o.openNext()
-      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`]
-      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`)
-      target.write(`${lines.join('\r\n')}\r\n\r\n`)
-      if (head.length > 0) target.write(head)
-      target.once('close', ended)
-      void splice(client, target)
-    } catch (error) {
-      ended()
-      this.o.log(`closing an upgraded connection: ${(error as Error).message}`)
-      client.destroy()
-    }
   }
 
   /** One HTTP/2 stream: to the handler or onwards, with its trailers (gRPC's status) and resets passed on. */
@@ -295,11 +231,8 @@ export class HttpRouter {
    * longer reach this agent); those with a request in flight close after its response.
    */
   drain(): void {
-    this.http1.closeIdleConnections()
+    for (const connection of this.http1) connection.drain()
     for (const session of this.clientSessions) session.close()
-    // not destroy(): that would cut the requests in flight too
-    closeIdle(this.handlerAgent)
-    closeIdle(this.nextAgent)
     void this.handlerSession?.then(
       (s) => s.close(),
       () => undefined,
@@ -311,8 +244,7 @@ export class HttpRouter {
   }
 
   close(): void {
-    this.handlerAgent.destroy()
-    this.nextAgent.destroy()
+    for (const connection of this.http1) connection.destroy()
     void this.handlerSession?.then(
       (s) => s.close(),
       () => undefined,
@@ -321,35 +253,6 @@ export class HttpRouter {
       (s) => s.close(),
       () => undefined,
     )
-    this.http1.close()
     this.h2.close()
   }
-}
-
-/** A keep-alive HTTP agent whose connections come from `open` (the handler's through the daemon, the next hop's). */
-export function agentOver(open: () => Promise<Duplex>): HttpAgent {
-  const agent = new HttpAgent({keepAlive: true, maxSockets: 64})
-  ;(agent as unknown as {createConnection: (options: unknown, callback: (error: Error | null, socket?: Duplex) => void) => undefined}).createConnection = (
-    _options,
-    callback,
-  ) => {
-    open().then(
-      (socket) => {
-        // these sockets are made half-open (they are spliced elsewhere), but an HTTP/1.1 peer's FIN
-        // ends the connection: without closing our side an idle one stays in the pool, and the
-        // next request sent on it (the handler's keep-alive timeout past, through the daemon) hangs
-        socket.on('end', () => socket.end())
-        callback(null, socket)
-      },
-      (error: Error) => callback(error),
-    )
-    return undefined
-  }
-  return agent
-}
-
-/** Closes an agent's idle connections, now and as each request in flight ends. */
-function closeIdle(agent: HttpAgent): void {
-  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy()
-  agent.on('free', (socket: Socket) => socket.destroy())
 }
