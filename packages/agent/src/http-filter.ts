@@ -1,17 +1,14 @@
-import {Agent as HttpAgent, type IncomingMessage, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
-import {
-  type ClientHttp2Session,
-  type IncomingHttpHeaders,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-  connect as http2Connect,
-  constants as h2,
-  createServer as createH2Server,
-} from 'node:http2'
+import type {Agent as HttpAgent, IncomingMessage, ServerResponse} from 'node:http'
+import type {ClientHttp2Session, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream} from 'node:http2'
 import type {Socket} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {type HttpFilter, debugLog} from '@tp/sdk'
 import {splice} from './splice.js'
+
+// node's HTTP modules are loaded when a personal intercept's router is made, not with the agent:
+// every agent loads this file and few filter (http2 brings tls and assert: ~10 ms of each agent's start)
+const http = () => process.getBuiltinModule('node:http')
+const http2 = () => process.getBuiltinModule('node:http2')
 
 const debug = debugLog('tp:agent:http')
 
@@ -74,8 +71,8 @@ export interface HttpRouterOptions {
  * Node's own parsers (llhttp, nghttp2) read the traffic.
  */
 export class HttpRouter {
-  private readonly http1 = createHttpServer({keepAlive: true})
-  private readonly h2 = createH2Server()
+  private readonly http1 = http().createServer({keepAlive: true})
+  private readonly h2 = http2().createServer()
   private readonly handlerAgent: HttpAgent
   private readonly nextAgent: HttpAgent
   private handlerSession?: Promise<ClientHttp2Session>
@@ -153,7 +150,7 @@ export class HttpRouter {
     // (the next agent or the app closed it just as it was reused): the client never sees that
     const retryable = ['GET', 'HEAD', 'OPTIONS'].includes(req.method ?? '')
     const send = (again: boolean) => {
-      const upstream = httpRequest({
+      const upstream = http().request({
         agent: handler ? this.handlerAgent : this.nextAgent,
         method: req.method,
         path: req.url,
@@ -235,7 +232,7 @@ export class HttpRouter {
         const upstream = session.request(forward, {endStream: stream.readableEnded})
         let trailers: Record<string, string | string[]> | undefined
         upstream.on('response', (answer, flags) => {
-          const endStream = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0
+          const endStream = (flags & http2().constants.NGHTTP2_FLAG_END_STREAM) !== 0
           if (stream.destroyed) return
           // a trailers-only answer (a gRPC error) ends the stream with its headers
           stream.respond(answer as Record<string, string>, endStream ? {endStream: true} : {waitForTrailers: true})
@@ -250,13 +247,13 @@ export class HttpRouter {
           debug(`h2 stream to the ${handler ? 'handler' : 'workload'}: ${error.message}`)
           if (!stream.headersSent && !stream.destroyed) {
             stream.respond({':status': 502}, {endStream: true})
-          } else stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+          } else stream.close(http2().constants.NGHTTP2_INTERNAL_ERROR)
         })
         upstream.on('close', () => {
-          if (!stream.destroyed && upstream.rstCode && upstream.rstCode !== h2.NGHTTP2_NO_ERROR) stream.close(upstream.rstCode)
+          if (!stream.destroyed && upstream.rstCode && upstream.rstCode !== http2().constants.NGHTTP2_NO_ERROR) stream.close(upstream.rstCode)
         })
         stream.on('close', () => {
-          if (!upstream.destroyed) upstream.close(stream.rstCode ?? h2.NGHTTP2_CANCEL)
+          if (!upstream.destroyed) upstream.close(stream.rstCode ?? http2().constants.NGHTTP2_CANCEL)
         })
         stream.on('error', () => upstream.destroy())
       },
@@ -270,7 +267,7 @@ export class HttpRouter {
   /** One HTTP/2 connection per side, shared by every stream; made again once it closes. */
   private session(open: () => Promise<Duplex>, which: 'handler' | 'next'): Promise<ClientHttp2Session> {
     const made = open().then((socket) => {
-      const session = http2Connect('http://tp-agent', {createConnection: () => socket})
+      const session = http2().connect('http://tp-agent', {createConnection: () => socket})
       const forget = () => {
         if (which === 'handler' && this.handlerSession === made) this.handlerSession = undefined
         if (which === 'next' && this.nextSession === made) this.nextSession = undefined
@@ -328,7 +325,7 @@ export class HttpRouter {
 
 /** A keep-alive HTTP agent whose connections come from `open` (the handler's through the daemon, the next hop's). */
 export function agentOver(open: () => Promise<Duplex>): HttpAgent {
-  const agent = new HttpAgent({keepAlive: true, maxSockets: 64})
+  const agent = new (http().Agent)({keepAlive: true, maxSockets: 64})
   ;(agent as unknown as {createConnection: (options: unknown, callback: (error: Error | null, socket?: Duplex) => void) => undefined}).createConnection = (
     _options,
     callback,
