@@ -252,7 +252,16 @@ export class Agent {
     this.control = await this.connectControl()
     const ingest = this.config.mode === 'ingest'
     // an ingest has no rule, so nothing for a guard to remove
-    this.send({type: 'hello', token: this.config.token, interceptId: this.config.interceptId, redirectPort, dialPort, sftpPort, ...(ingest ? {} : {guardPort})})
+    this.send({
+      type: 'hello',
+      token: this.config.token,
+      interceptId: this.config.interceptId,
+      redirectPort,
+      dialPort,
+      sftpPort,
+      ...(ingest ? {} : {guardPort}),
+      upMs: Math.round(performance.now()),
+    })
     try {
       if (problem) throw new Error(problem)
       if (this.config.mode === 'wiretap' && this.config.capture !== false) await this.startCapture()
@@ -283,7 +292,7 @@ export class Agent {
     if (ingest) this.log('ingest: no traffic taken, serving the volumes')
     else if (this.capture) this.log(`capturing what clients send to port ${this.config.servicePort}: their connections are not redirected`)
     else this.log(`redirecting port ${this.config.servicePort} → ${redirectPort}`)
-    this.send({type: 'ready'})
+    this.send({type: 'ready', upMs: Math.round(performance.now())})
     this.lastHeard = Date.now()
     this.leaseTimer = setInterval(
       () => {

@@ -1,17 +1,14 @@
-import {
-  type ClientHttp2Session,
-  type IncomingHttpHeaders,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-  connect as http2Connect,
-  constants as h2,
-  createServer as createH2Server,
-} from 'node:http2'
+import type {ClientHttp2Session, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream} from 'node:http2'
 import type {Socket} from 'node:net'
 import type {Duplex} from 'node:stream'
 import {type HttpFilter, debugLog} from '@tp/sdk'
 import {Http1Connection, type Http1ProxyOptions} from './http1-proxy.js'
 import {splice} from './splice.js'
+
+// node's HTTP/2 is loaded when a personal intercept's router is made, not with the agent: every
+// agent loads this file and few filter (http2 brings tls and assert: ~10 ms of each agent's start)
+const http2 = () => process.getBuiltinModule('node:http2')
+const codes = () => http2().constants
 
 const debug = debugLog('tp:agent:http')
 
@@ -76,7 +73,7 @@ export interface HttpRouterOptions {
  * HTTP/1.1 is framed here and its bytes passed on unchanged (http1-proxy.ts); Node's nghttp2 reads HTTP/2.
  */
 export class HttpRouter {
-  private readonly h2 = createH2Server()
+  private readonly h2 = http2().createServer()
   /** Clients' HTTP/1.1 connections: a drain closes the idle ones now, the others after their response. */
   private readonly http1 = new Set<Http1Connection>()
   private readonly http1Options: Http1ProxyOptions
@@ -171,7 +168,7 @@ export class HttpRouter {
         const upstream = session.request(forward, {endStream: stream.readableEnded})
         let trailers: Record<string, string | string[]> | undefined
         upstream.on('response', (answer, flags) => {
-          const endStream = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0
+          const endStream = (flags & codes().NGHTTP2_FLAG_END_STREAM) !== 0
           if (stream.destroyed) return
           // a trailers-only answer (a gRPC error) ends the stream with its headers
           stream.respond(answer as Record<string, string>, endStream ? {endStream: true} : {waitForTrailers: true})
@@ -186,13 +183,13 @@ export class HttpRouter {
           debug(`h2 stream to the ${handler ? 'handler' : 'workload'}: ${error.message}`)
           if (!stream.headersSent && !stream.destroyed) {
             stream.respond({':status': 502}, {endStream: true})
-          } else stream.close(h2.NGHTTP2_INTERNAL_ERROR)
+          } else stream.close(codes().NGHTTP2_INTERNAL_ERROR)
         })
         upstream.on('close', () => {
-          if (!stream.destroyed && upstream.rstCode && upstream.rstCode !== h2.NGHTTP2_NO_ERROR) stream.close(upstream.rstCode)
+          if (!stream.destroyed && upstream.rstCode && upstream.rstCode !== codes().NGHTTP2_NO_ERROR) stream.close(upstream.rstCode)
         })
         stream.on('close', () => {
-          if (!upstream.destroyed) upstream.close(stream.rstCode ?? h2.NGHTTP2_CANCEL)
+          if (!upstream.destroyed) upstream.close(stream.rstCode ?? codes().NGHTTP2_CANCEL)
         })
         stream.on('error', () => upstream.destroy())
       },
@@ -206,7 +203,7 @@ export class HttpRouter {
   /** One HTTP/2 connection per side, shared by every stream; made again once it closes. */
   private session(open: () => Promise<Duplex>, which: 'handler' | 'next'): Promise<ClientHttp2Session> {
     const made = open().then((socket) => {
-      const session = http2Connect('http://tp-agent', {createConnection: () => socket})
+      const session = http2().connect('http://tp-agent', {createConnection: () => socket})
       const forget = () => {
         if (which === 'handler' && this.handlerSession === made) this.handlerSession = undefined
         if (which === 'next' && this.nextSession === made) this.nextSession = undefined

@@ -5,8 +5,9 @@ import type {Duplex} from 'node:stream'
  * on one TCP connection the agent opens to the daemon.
  */
 export type AgentMessage =
-  | {type: 'hello'; token: string; interceptId: string; redirectPort: number; dialPort: number; sftpPort: number | null; guardPort?: number}
-  | {type: 'ready'}
+  /** upMs (hello, ready): the agent's process uptime when it sent it, for the daemon's timeline (TP_DEBUG) */
+  | {type: 'hello'; token: string; interceptId: string; redirectPort: number; dialPort: number; sftpPort: number | null; guardPort?: number; upMs?: number}
+  | {type: 'ready'; upMs?: number}
   | {type: 'failed'; message: string}
   | {type: 'dial'; id: string}
   | {type: 'pong'; counters?: AgentCounters}
@@ -85,14 +86,18 @@ export function decodeAgentMessage(value: unknown): AgentMessage | undefined {
   const m = envelope(value)
   switch (m?.type) {
     case 'hello': {
-      const {token, interceptId, redirectPort, dialPort, sftpPort, guardPort} = m
+      const {token, interceptId, redirectPort, dialPort, sftpPort, guardPort, upMs} = m
       if (typeof token !== 'string' || typeof interceptId !== 'string' || !isPort(redirectPort) || !isPort(dialPort)) return undefined
       if (sftpPort !== undefined && sftpPort !== null && !isPort(sftpPort)) return undefined
       if (guardPort !== undefined && !isPort(guardPort)) return undefined
-      const hello: AgentMessage = {type: 'hello', token, interceptId, redirectPort, dialPort, sftpPort: sftpPort ?? null}
-      return guardPort === undefined ? hello : {...hello, guardPort}
+      const hello: Extract<AgentMessage, {type: 'hello'}> = {type: 'hello', token, interceptId, redirectPort, dialPort, sftpPort: sftpPort ?? null}
+      if (guardPort !== undefined) hello.guardPort = guardPort
+      // only a timing: a wrong one is left out, not a reason to refuse the agent
+      if (isCount(upMs)) hello.upMs = upMs
+      return hello
     }
     case 'ready':
+      return isCount(m.upMs) ? {type: 'ready', upMs: m.upMs} : {type: 'ready'}
     case 'drained':
       return {type: m.type}
     case 'pong': {

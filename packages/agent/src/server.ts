@@ -39,6 +39,8 @@ export interface AgentReady {
   sftpPort: number | null
   /** Where a guard in the workload's namespace connects to watch the agent (loopback there). */
   guardPort?: number
+  /** The agent's process uptime (ms) when it said hello, and when it said ready, if it told them (the daemon's timeline). */
+  upMs?: {hello: number; ready?: number}
 }
 
 export interface ExpectOptions {
@@ -199,7 +201,7 @@ class Session implements AgentSession {
           this.send(this.activation())
           this.fillSpares()
         }
-        this.resolveReady(this.hello!)
+        this.resolveReady(this.hello?.upMs && message.upMs !== undefined ? {...this.hello, upMs: {...this.hello.upMs, ready: message.upMs}} : this.hello!)
         break
       case 'failed':
         this.fail(
@@ -449,6 +451,7 @@ export class AgentServer {
           dialPort: message.dialPort,
           sftpPort: message.sftpPort,
           guardPort: message.guardPort,
+          ...(message.upMs === undefined ? {} : {upMs: {hello: message.upMs}}),
         })
       },
       (line, why) => {

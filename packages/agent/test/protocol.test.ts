@@ -113,6 +113,15 @@ describe('decodeAgentMessage', () => {
     expect(decodeAgentMessage({...hello, sftpPort: undefined})).toEqual({...hello, sftpPort: null})
   })
 
+  it("carries the agent's uptime in hello and ready (its start-up timeline); a bad one is dropped, the message kept", () => {
+    expect(decodeAgentMessage({...hello, upMs: 92})).toEqual({...hello, upMs: 92})
+    expect(decodeAgentMessage({type: 'ready', upMs: 131})).toEqual({type: 'ready', upMs: 131})
+    for (const bad of [-1, 1.5, '92', null]) {
+      expect(decodeAgentMessage({...hello, upMs: bad})).toEqual(hello)
+      expect(decodeAgentMessage({type: 'ready', upMs: bad})).toEqual({type: 'ready'})
+    }
+  })
+
   it.each([
     ['not an object', 'hello'],
     ['null', null],
@@ -218,6 +227,12 @@ describe('AgentServer hello', () => {
       expect(good.socket.destroyed).toBe(false)
       good.socket.destroy()
       expect(await session.gone).toMatch(/closed/)
+
+      // an agent that tells its uptime: the daemon's timeline gets both
+      const timed = server.expect('i-2', 'secret', {connectLocal: () => Promise.reject(new Error('no handler'))})
+      const told = await agent(port, [encode({...hello, interceptId: 'i-2', upMs: 92}), encode({type: 'ready', upMs: 131})])
+      expect(await timed.ready).toEqual({address: '127.0.0.1', redirectPort: 40001, dialPort: 40002, sftpPort: null, upMs: {hello: 92, ready: 131}})
+      told.socket.destroy()
     } finally {
       await server.close()
     }

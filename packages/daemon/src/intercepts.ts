@@ -399,7 +399,9 @@ export class InterceptManager {
       })
       step(`agent ${name} started`)
       const ready = await session.ready
-      step(`agent ${name} ready (rule installed)`)
+      // the agent's own times: its process's start (node's time origin), its hello, its ready
+      const up = ready.upMs?.ready !== undefined ? `; its process up ${ready.upMs.ready} ms, hello at ${ready.upMs.hello} ms` : ''
+      step(`agent ${name} ready (rule installed${up})`)
       const agent: ReplicaAgent = {replica, port, agentId, name, session, injected}
       // the guard: if the agent dies without removing its rule, the replica's port is redirected to
       // nothing; a second process in that namespace removes the rule the moment the agent's gone.

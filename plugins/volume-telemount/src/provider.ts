@@ -65,8 +65,15 @@ export class TelemountProvider implements VolumeProvider {
    * provide() would, if it is ready; installing it is left to provide(), for a workload that has volumes.
    */
   async warmUp(): Promise<void> {
+    // this engine's id, which decides which mounts need no plugin: `docker info` takes tens of ms,
+    // asked here it is known by the time the session is (provide() would otherwise wait for it)
+    if (this.directAllowed()) void this.engineId()
     const settings = this.settings()
     if (await pluginIsReady(this.docker, settings)) await ensurePluginOnce(this.docker, settings)
+  }
+
+  private directAllowed(): boolean {
+    return this.options.direct !== false && (this.options.direct !== undefined || process.env.TP_TELEMOUNT_DIRECT !== '0')
   }
 
   async provide(session: InterceptSession): Promise<ProvidedVolumes> {
@@ -143,7 +150,7 @@ export class TelemountProvider implements VolumeProvider {
    */
   private async engineMounts(session: InterceptSession): Promise<Map<number, string[]>> {
     const direct = new Map<number, string[]>()
-    if (this.options.direct === false || (this.options.direct === undefined && process.env.TP_TELEMOUNT_DIRECT === '0')) return direct
+    if (!this.directAllowed()) return direct
     if (!session.mounts.some((m) => m.engine)) return direct
     const here = await this.engineId()
     if (!here) return direct
